@@ -1,0 +1,102 @@
+//! The contract of [`BlockDevice`], checked the same way for every backend.
+
+use std::sync::Arc;
+
+use super::{Allocation, BlockDevice, FaultyDevice, MemoryDevice, OpenOptions};
+
+const LEN: u64 = 1 << 20;
+
+/// Runs every contract check on a fresh, zero-filled device of `LEN` bytes.
+fn conforms(dev: &dyn BlockDevice) {
+    assert_eq!(dev.len(), LEN);
+
+    // Round trip at odd offsets and sizes.
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + 3) as u8).collect();
+    dev.write_at(&data, 12_345).unwrap();
+    let mut back = vec![0; data.len()];
+    dev.read_at(&mut back, 12_345).unwrap();
+    assert_eq!(back, data);
+
+    // Past the end: an error, nothing written.
+    let err = dev.write_at(&[1; 10], LEN - 5).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(dev.read_at(&mut [0; 1], LEN).is_err());
+    let mut tail = [9u8; 5];
+    dev.read_at(&mut tail, LEN - 5).unwrap();
+    assert_eq!(tail, [0; 5]);
+
+    // Zeroing, with and without unmapping, reads back as zeroes.
+    for may_unmap in [false, true] {
+        dev.write_at(&[0xAB; 3 * 65536], 65536).unwrap();
+        dev.write_zeroes(65536 + 100, 2 * 65536, may_unmap).unwrap();
+        let mut buf = vec![1; 3 * 65536];
+        dev.read_at(&mut buf, 65536).unwrap();
+        assert!(buf[..100].iter().all(|b| *b == 0xAB));
+        assert!(buf[100..100 + 2 * 65536].iter().all(|b| *b == 0));
+        assert!(buf[100 + 2 * 65536..].iter().all(|b| *b == 0xAB));
+    }
+
+    // Block status: runs are non-empty, bounded, and cover the device;
+    // anything reported as reading zero does read zero.
+    let mut pos = 0;
+    while pos < LEN {
+        let (alloc, run) = dev.block_status(pos, LEN - pos).unwrap();
+        assert!(run >= 1 && pos + run <= LEN, "run {run} at {pos}");
+        if alloc.reads_zero() {
+            let mut buf = vec![1; run as usize];
+            dev.read_at(&mut buf, pos).unwrap();
+            assert!(
+                buf.iter().all(|b| *b == 0),
+                "{alloc:?} run at {pos} is not zero"
+            );
+        }
+        pos += run;
+    }
+    let (_, capped) = dev.block_status(0, 10).unwrap();
+    assert!(capped <= 10);
+
+    dev.discard(0, 4096).unwrap();
+    dev.flush().unwrap();
+}
+
+#[test]
+fn memory_device_conforms() {
+    conforms(&MemoryDevice::new(LEN));
+}
+
+#[test]
+fn faulty_device_without_faults_conforms() {
+    conforms(&FaultyDevice::new(Arc::new(MemoryDevice::new(LEN))));
+}
+
+#[test]
+fn file_device_conforms() {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().set_len(LEN).unwrap();
+    let dev = OpenOptions::new().write(true).open(f.path()).unwrap();
+    conforms(&dev);
+}
+
+#[test]
+fn file_device_reports_holes_of_a_sparse_file() {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().set_len(LEN).unwrap();
+    let dev = OpenOptions::new().write(true).open(f.path()).unwrap();
+    assert_eq!(dev.block_status(0, LEN).unwrap(), (Allocation::Hole, LEN));
+    dev.write_at(&[1; 4096], 65536).unwrap();
+    assert_eq!(dev.block_status(0, LEN).unwrap(), (Allocation::Hole, 65536));
+    assert_eq!(
+        dev.block_status(65536, LEN).unwrap(),
+        (Allocation::Data, 4096)
+    );
+    dev.write_zeroes(65536, 4096, true).unwrap();
+    assert_eq!(dev.block_status(0, LEN).unwrap(), (Allocation::Hole, LEN));
+}
+
+#[test]
+fn read_only_file_device_refuses_writes() {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().set_len(LEN).unwrap();
+    let dev = OpenOptions::new().open(f.path()).unwrap();
+    assert!(dev.write_at(&[1], 0).is_err());
+}

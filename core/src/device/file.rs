@@ -1,0 +1,256 @@
+//! Raw image files and Linux block devices.
+//!
+//! Positional I/O with `pread`/`pwrite`; zeroing and discard with
+//! `fallocate` on files and `BLKZEROOUT`/`BLKDISCARD` on devices, each with a
+//! plain-write (or no-op, for discard) fallback when the kernel says no;
+//! allocation from `SEEK_DATA`/`SEEK_HOLE`.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::path::{Path, PathBuf};
+
+use super::sys::identify;
+use super::{Allocation, BlockDevice, DeviceId, check_range, write_zeroes_by_writing};
+use crate::error::Error;
+
+// ioctl numbers from <linux/fs.h>.
+const BLKSSZGET: libc::c_ulong = 0x1268;
+const BLKDISCARD: libc::c_ulong = 0x1277;
+const BLKZEROOUT: libc::c_ulong = 0x127f;
+const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+
+/// How to open a [`FileDevice`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenOptions {
+    write: bool,
+}
+
+impl OpenOptions {
+    /// Read-only, the safe default: nothing is written unless asked.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Open for writing too.
+    pub fn write(mut self, write: bool) -> Self {
+        self.write = write;
+        self
+    }
+
+    /// Open `path` with these options.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<FileDevice, Error> {
+        FileDevice::open_with(path.as_ref(), self)
+    }
+}
+
+/// A raw image file or a block device.
+pub struct FileDevice {
+    file: File,
+    path: PathBuf,
+    len: u64,
+    is_block: bool,
+    logical_block_size: u32,
+    id: DeviceId,
+}
+
+impl FileDevice {
+    fn open_with(path: &Path, opts: OpenOptions) -> Result<Self, Error> {
+        let ctx = |source: io::Error| Error::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(opts.write)
+            .open(path)
+            .map_err(ctx)?;
+        let meta = file.metadata().map_err(ctx)?;
+        let is_block = meta.file_type().is_block_device();
+        if !is_block && !meta.is_file() {
+            return Err(ctx(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file or block device",
+            )));
+        }
+        let (len, logical_block_size) = if is_block {
+            let mut size: u64 = 0;
+            // SAFETY: BLKGETSIZE64 writes one u64 through the pointer.
+            ioctl_result(unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size) })
+                .map_err(ctx)?;
+            let mut lbs: libc::c_int = 512;
+            // SAFETY: BLKSSZGET writes one int through the pointer.
+            let _ = ioctl_result(unsafe { libc::ioctl(file.as_raw_fd(), BLKSSZGET, &mut lbs) });
+            (size, lbs.max(512) as u32)
+        } else {
+            (meta.len(), 512)
+        };
+        let id = identify(&file).map_err(ctx)?;
+        Ok(FileDevice {
+            file,
+            path: path.to_owned(),
+            len,
+            is_block,
+            logical_block_size,
+            id,
+        })
+    }
+
+    /// The path this device was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True for a block device, false for a regular file.
+    pub fn is_block_device(&self) -> bool {
+        self.is_block
+    }
+
+    fn fallocate(&self, mode: libc::c_int, offset: u64, len: u64) -> io::Result<()> {
+        // SAFETY: plain syscall on an fd we own.
+        let r = unsafe {
+            libc::fallocate(
+                self.file.as_raw_fd(),
+                mode,
+                offset as libc::off_t,
+                len as libc::off_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    fn block_range_ioctl(&self, request: libc::c_ulong, offset: u64, len: u64) -> io::Result<()> {
+        let range: [u64; 2] = [offset, len];
+        // SAFETY: these ioctls read two u64s (start, length) through the pointer.
+        ioctl_result(unsafe { libc::ioctl(self.file.as_raw_fd(), request, &range) })
+    }
+
+    fn seek(&self, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
+        // SAFETY: lseek on an fd we own; we never rely on the file position
+        // elsewhere (all I/O is positional), so moving it is harmless.
+        let r = unsafe { libc::lseek(self.file.as_raw_fd(), offset as libc::off_t, whence) };
+        if r >= 0 {
+            return Ok(Some(r as u64));
+        }
+        match io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
+            e => Err(e),
+        }
+    }
+}
+
+fn ioctl_result(r: libc::c_int) -> io::Result<()> {
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Errors that mean "this kernel or filesystem can't do that", after which a
+/// plain write is the right fallback.
+fn unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL | libc::ENOSYS)
+    )
+}
+
+impl BlockDevice for FileDevice {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        check_range(self.len, offset, buf.len() as u64)?;
+        self.file.read_exact_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        check_range(self.len, offset, buf.len() as u64)?;
+        self.file.write_all_at(buf, offset)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64, may_unmap: bool) -> io::Result<()> {
+        check_range(self.len, offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let native = if self.is_block {
+            self.block_range_ioctl(BLKZEROOUT, offset, len)
+        } else if may_unmap {
+            self.fallocate(
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                offset,
+                len,
+            )
+        } else {
+            self.fallocate(
+                libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+                offset,
+                len,
+            )
+        };
+        match native {
+            Err(e) if unsupported(&e) => write_zeroes_by_writing(self, offset, len),
+            other => other,
+        }
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        check_range(self.len, offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let r = if self.is_block {
+            self.block_range_ioctl(BLKDISCARD, offset, len)
+        } else {
+            self.fallocate(
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                offset,
+                len,
+            )
+        };
+        match r {
+            Err(e) if unsupported(&e) => Ok(()), // discard is only a hint
+            other => other,
+        }
+    }
+
+    fn block_status(&self, offset: u64, max_len: u64) -> io::Result<(Allocation, u64)> {
+        check_range(self.len, offset, 1)?;
+        let limit = offset.saturating_add(max_len.max(1)).min(self.len);
+        if self.is_block {
+            return Ok((Allocation::Data, limit - offset));
+        }
+        let run = |end: Option<u64>| end.unwrap_or(self.len).min(limit).max(offset + 1) - offset;
+        match self.seek(offset, libc::SEEK_DATA)? {
+            Some(data) if data <= offset => {
+                let hole = self.seek(offset, libc::SEEK_HOLE)?;
+                Ok((Allocation::Data, run(hole)))
+            }
+            next_data => Ok((Allocation::Hole, run(next_data))),
+        }
+    }
+
+    fn logical_block_size(&self) -> u32 {
+        self.logical_block_size
+    }
+
+    fn id(&self) -> DeviceId {
+        self.id
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+}

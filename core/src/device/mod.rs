@@ -1,0 +1,142 @@
+//! Block devices: the one interface the engine reads and writes through.
+//!
+//! Every backend (raw file or block device, in-memory, fault-injecting wrapper,
+//! and the live source itself) implements [`BlockDevice`]. The trait is
+//! synchronous and positional: the mirror job runs each copy on a blocking
+//! worker thread, so many copies are in flight at once without an async
+//! runtime inside the backends (the same shape as crosvm's `disk` crate).
+
+mod faulty;
+mod file;
+mod memory;
+mod sys;
+
+use std::io;
+
+pub use faulty::{Fault, FaultyDevice, Op};
+pub use file::{FileDevice, OpenOptions};
+pub use memory::MemoryDevice;
+pub use sys::{DeviceId, mounts_on};
+
+/// What a range of a device holds, as reported by [`BlockDevice::block_status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocation {
+    /// Allocated data: must be read to know what it holds.
+    Data,
+    /// Allocated, but known to read as zeroes.
+    Zero,
+    /// Not allocated: reads as zeroes, takes no space.
+    Hole,
+}
+
+impl Allocation {
+    /// True when the range is known to read as zeroes without reading it.
+    pub fn reads_zero(self) -> bool {
+        matches!(self, Allocation::Zero | Allocation::Hole)
+    }
+}
+
+/// Positional, thread-safe block I/O.
+///
+/// Contracts shared by every implementation:
+/// * `read_at` and `write_at` transfer the whole buffer or fail: never a
+///   short read or write. Ranges past `len()` are an error (`EINVAL`).
+/// * After `write_zeroes(.., may_unmap)` the range reads as zeroes; with
+///   `may_unmap` the backend may free the space (punch a hole).
+/// * `discard` is a hint: afterwards the range's content is unspecified
+///   unless the backend documents otherwise.
+/// * `block_status(offset, max_len)` returns the allocation at `offset` and
+///   how many bytes from there (at least 1, at most `max_len`) share it.
+pub trait BlockDevice: Send + Sync {
+    /// Size in bytes; fixed for the device's lifetime.
+    fn len(&self) -> u64;
+
+    /// True for a zero-sized device.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fill `buf` from `offset`.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+
+    /// Write all of `buf` at `offset`.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+
+    /// Make every completed write durable.
+    fn flush(&self) -> io::Result<()>;
+
+    /// Make `len` bytes at `offset` read as zeroes. The default writes zeroes.
+    fn write_zeroes(&self, offset: u64, len: u64, _may_unmap: bool) -> io::Result<()> {
+        write_zeroes_by_writing(self, offset, len)
+    }
+
+    /// Tell the device the range is no longer needed. The default does nothing.
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        check_range(self.len(), offset, len)
+    }
+
+    /// Allocation state at `offset` and the length of the run that shares it.
+    /// The default reports everything as data.
+    fn block_status(&self, offset: u64, max_len: u64) -> io::Result<(Allocation, u64)> {
+        check_range(self.len(), offset, max_len.max(1))?;
+        Ok((Allocation::Data, max_len.min(self.len() - offset)))
+    }
+
+    /// The allocation unit, if the format has one (qcow2 clusters, modelled
+    /// clusters in tests). Raw files and disks have none.
+    fn cluster_size(&self) -> Option<u64> {
+        None
+    }
+
+    /// True when a write covering part of an unallocated cluster fills the
+    /// rest of it from somewhere other than this device's own data (a backing
+    /// image): the mirror must then copy whole clusters the first time.
+    fn partial_cluster_write_fills_from_backing(&self) -> bool {
+        false
+    }
+
+    /// The smallest I/O unit the device accepts (512 for most disks).
+    fn logical_block_size(&self) -> u32 {
+        512
+    }
+
+    /// What the device is, for refusing to mirror a device into itself.
+    fn id(&self) -> DeviceId;
+
+    /// A short human-readable name (a path, "memory #3").
+    fn describe(&self) -> String;
+}
+
+/// Fails with `EINVAL` unless `offset..offset+len` lies within a device of
+/// `dev_len` bytes. Shared by every backend so range errors read the same.
+pub fn check_range(dev_len: u64, offset: u64, len: u64) -> io::Result<()> {
+    match offset.checked_add(len) {
+        Some(end) if end <= dev_len => Ok(()),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("range {offset}+{len} is past the end of a {dev_len}-byte device"),
+        )),
+    }
+}
+
+/// The fallback for devices that cannot zero a range natively.
+pub fn write_zeroes_by_writing<D: BlockDevice + ?Sized>(
+    dev: &D,
+    offset: u64,
+    len: u64,
+) -> io::Result<()> {
+    check_range(dev.len(), offset, len)?;
+    const STEP: u64 = 1 << 20;
+    let zeroes = vec![0u8; STEP.min(len) as usize];
+    let mut pos = offset;
+    let end = offset + len;
+    while pos < end {
+        let n = (end - pos).min(STEP) as usize;
+        dev.write_at(&zeroes[..n], pos)?;
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod conformance;

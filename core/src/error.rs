@@ -1,0 +1,126 @@
+//! The engine's one error type: a kind the GUI and CLI can match on, and the
+//! context a person needs (path, side, operation, offset, OS error).
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::job::JobState;
+
+/// Which device an I/O error happened on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    Source,
+    Target,
+}
+
+/// The operation that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IoOperation {
+    Read,
+    Write,
+    WriteZeroes,
+    Flush,
+    BlockStatus,
+}
+
+/// A failed I/O, with everything needed to report or retry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IoFailure {
+    pub side: Side,
+    pub operation: IoOperation,
+    pub offset: u64,
+    pub len: u64,
+    /// The OS error number (EIO = 5, ENOSPC = 28, …); 0 if there was none.
+    pub errno: i32,
+    /// The OS's text for the error.
+    pub message: String,
+}
+
+impl IoFailure {
+    pub fn new(side: Side, operation: IoOperation, offset: u64, len: u64, e: &io::Error) -> Self {
+        IoFailure {
+            side,
+            operation,
+            offset,
+            len,
+            errno: e.raw_os_error().unwrap_or(0),
+            message: e.to_string(),
+        }
+    }
+
+    /// True for "no space left on device", which the `enospc` policy stops on.
+    pub fn is_nospace(&self) -> bool {
+        self.errno == libc::ENOSPC
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Source => "source",
+            Side::Target => "target",
+        })
+    }
+}
+
+impl fmt::Display for IoOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IoOperation::Read => "read",
+            IoOperation::Write => "write",
+            IoOperation::WriteZeroes => "zero-write",
+            IoOperation::Flush => "flush",
+            IoOperation::BlockStatus => "block-status",
+        })
+    }
+}
+
+impl fmt::Display for IoFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} failed at offset {} (+{} bytes): {}",
+            self.side, self.operation, self.offset, self.len, self.message
+        )
+    }
+}
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open {}: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
+
+    #[error(
+        "source is {source_len} bytes but target is {target_len} bytes: they must be the same size"
+    )]
+    SizeMismatch { source_len: u64, target_len: u64 },
+
+    #[error(
+        "source and target are the same device ({target}): refusing to mirror a device into itself"
+    )]
+    SameDevice { target: String },
+
+    #[error("target {target} is in use: mounted at {}", mounts.join(", "))]
+    TargetMounted { target: String, mounts: Vec<String> },
+
+    #[error("{0}")]
+    InvalidOption(String),
+
+    #[error("cannot {verb} while the job is {state}")]
+    WrongState { verb: &'static str, state: JobState },
+
+    #[error("{0}")]
+    Io(IoFailure),
+
+    #[error("the source already has a mirror job attached")]
+    AlreadyMirrored,
+
+    #[error("the job has ended")]
+    JobEnded,
+}

@@ -1,0 +1,168 @@
+//! What a job tells the world (events, status) and what it can be told
+//! (decisions). The shapes serialise to the control socket's JSON.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::options::CopyMode;
+use crate::error::IoFailure;
+
+/// The job's lifecycle, as in QEMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    Created,
+    Running,
+    Paused,
+    Ready,
+    /// Paused while ready.
+    Standby,
+    /// Draining the last writes before the pivot (or a consistent cancel).
+    Completing,
+    Completed,
+    Cancelled,
+    Failed,
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Completed | JobState::Cancelled | JobState::Failed
+        )
+    }
+
+    /// True once the target has been in sync: Complete is accepted.
+    pub fn is_ready(self) -> bool {
+        matches!(self, JobState::Ready | JobState::Standby)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JobState::Created => "created",
+            JobState::Running => "running",
+            JobState::Paused => "paused",
+            JobState::Ready => "ready",
+            JobState::Standby => "standby",
+            JobState::Completing => "completing",
+            JobState::Completed => "completed",
+            JobState::Cancelled => "cancelled",
+            JobState::Failed => "failed",
+        })
+    }
+}
+
+/// The state of the job's I/O, as QEMU's `io-status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IoStatus {
+    #[default]
+    Ok,
+    Failed,
+    Nospace,
+}
+
+/// What the job did about an I/O error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorAction {
+    /// The job fails.
+    Report,
+    /// The range stays dirty and is retried later.
+    Ignore,
+    /// The job paused and waits for a [`Decision`].
+    Stop,
+}
+
+/// The answer to an error under the `stop` policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    /// Try the failed range again now.
+    Retry,
+    /// Go on with the rest; the failed range stays dirty and is retried in a
+    /// later pass (the target is not in sync until it succeeds).
+    Ignore,
+    /// End the job; the target is left incomplete.
+    Stop,
+}
+
+/// Byte counts of the job's progress, as QEMU's job offset and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Progress {
+    /// Bytes copied (including zeroed and skipped) since the start.
+    pub copied: u64,
+    /// `copied` plus what is still dirty or in flight: grows with writes.
+    pub total: u64,
+    /// Bytes dirty now.
+    pub dirty: u64,
+    /// Bytes being copied now.
+    pub in_flight: u64,
+    /// Average over the last progress interval.
+    pub bytes_per_sec: u64,
+}
+
+/// Everything the job reports, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", content = "data", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobEvent {
+    StateChanged {
+        state: JobState,
+    },
+    Progress(Progress),
+    Ready,
+    Error {
+        #[serde(flatten)]
+        failure: IoFailure,
+        action: ErrorAction,
+    },
+    Completed,
+    Cancelled {
+        consistent: bool,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// A snapshot of the job, kept current for queries and the GUI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct JobStatus {
+    pub state: JobState,
+    pub progress: Progress,
+    pub speed: u64,
+    pub copy_mode: CopyMode,
+    pub io_status: IoStatus,
+    /// True once `Ready` has been emitted.
+    pub ready: bool,
+    /// The error waiting for a [`Decision`], if any.
+    pub pending_error: Option<IoFailure>,
+    /// Copies that failed and were retried (ignore policy or decisions).
+    pub errors: u64,
+    /// Bytes written as data / as zeroes / skipped because the target
+    /// already read as zero.
+    pub data_bytes: u64,
+    pub zero_bytes: u64,
+    pub skipped_bytes: u64,
+    /// How the job ended, once it has.
+    pub outcome: Option<Outcome>,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The target was in sync and the source now serves it.
+    Completed,
+    /// Cancelled; `consistent` says whether the target is a full copy.
+    Cancelled {
+        consistent: bool,
+    },
+    Failed {
+        error: String,
+    },
+}

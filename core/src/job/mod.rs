@@ -1,0 +1,108 @@
+//! The mirror job: QEMU's block mirror semantics over [`BlockDevice`]s.
+//!
+//! [`start`] checks the request, attaches a [`Tracker`] to the live source
+//! and spawns the job's loop on the current tokio runtime. The returned
+//! [`JobHandle`] sends commands; [`JobStatus`] snapshots and [`JobEvent`]s
+//! come back over watch and broadcast channels.
+
+mod copy;
+mod events;
+mod handle;
+mod options;
+mod runner;
+mod tracker;
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, watch};
+
+pub use copy::is_zero;
+pub use events::{
+    Decision, ErrorAction, IoStatus, JobEvent, JobState, JobStatus, Outcome, Progress,
+};
+pub use handle::{Command, JobHandle};
+pub use options::{
+    CopyMode, DEFAULT_BUF_SIZE, ErrorPolicy, MAX_GRANULARITY, MAX_IN_FLIGHT, MIN_GRANULARITY,
+    MirrorOptions, Resolved, SyncMode, default_granularity, parse_size, resolve,
+};
+pub use tracker::{Geometry, Tracker};
+
+use crate::chunkmap::ChunkMap;
+use crate::device::{BlockDevice, DeviceId};
+use crate::error::Error;
+use crate::live::LiveSource;
+
+/// Events are buffered this deep per subscriber; progress comes at 4 Hz, so
+/// a subscriber has minutes before it lags.
+const EVENT_BUFFER: usize = 4096;
+
+/// Refuses pairs that must not be mirrored: different sizes, or the same
+/// storage twice (same file, same disk, overlapping partitions).
+pub fn check_pair(source: &dyn BlockDevice, target: &dyn BlockDevice) -> Result<(), Error> {
+    if source.len() != target.len() {
+        return Err(Error::SizeMismatch {
+            source_len: source.len(),
+            target_len: target.len(),
+        });
+    }
+    if source.id().overlaps(&target.id()) {
+        return Err(Error::SameDevice {
+            target: target.describe(),
+        });
+    }
+    if let DeviceId::Block { .. } = target.id() {
+        let mounts = crate::device::mounts_on(&target.id());
+        if !mounts.is_empty() {
+            return Err(Error::TargetMounted {
+                target: target.describe(),
+                mounts,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Starts mirroring `live`'s device onto `target`. Returns once the job is
+/// running, with a handle and the first subscription to its events (so no
+/// event is missed).
+pub fn start(
+    live: Arc<LiveSource>,
+    target: Arc<dyn BlockDevice>,
+    opts: MirrorOptions,
+) -> Result<(JobHandle, broadcast::Receiver<JobEvent>), Error> {
+    let source = live.device();
+    check_pair(&*source, &*target)?;
+    let resolved = resolve(&opts, &*target)?;
+    let geometry = Geometry {
+        len: source.len(),
+        granularity: resolved.granularity,
+    };
+    let map = Arc::new(ChunkMap::new(geometry.chunks(), geometry.granularity));
+    let tracker = Arc::new(Tracker::new(
+        geometry,
+        target.clone(),
+        map.clone(),
+        opts.copy_mode,
+    ));
+    live.attach(tracker.clone())?;
+
+    let (events, first) = broadcast::channel(EVENT_BUFFER);
+    let (status_tx, status) = watch::channel(runner::initial_status(&opts));
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let runner = runner::Runner::new(runner::Setup {
+        live,
+        source,
+        target,
+        tracker,
+        opts,
+        resolved,
+        events: events.clone(),
+        status: status_tx,
+        commands: command_rx,
+    });
+    tokio::spawn(runner.run());
+    Ok((
+        JobHandle::new(commands, status, events, map, geometry),
+        first,
+    ))
+}

@@ -1,0 +1,269 @@
+//! What a mirror job can be asked to do, and the checks that refuse nonsense
+//! before anything is written.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::BlockDevice;
+use crate::error::Error;
+
+/// Smallest and largest granularity, as in QEMU.
+pub const MIN_GRANULARITY: u64 = 512;
+pub const MAX_GRANULARITY: u64 = 64 << 20;
+/// Default data in flight.
+pub const DEFAULT_BUF_SIZE: u64 = 16 << 20;
+/// At most this many copy operations run at once.
+pub const MAX_IN_FLIGHT: usize = 16;
+
+/// Which parts of the source get copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncMode {
+    /// Everything.
+    #[default]
+    Full,
+    /// Only what the source has allocated (data extents of a sparse image).
+    Top,
+    /// Only what is written after the job starts.
+    None,
+}
+
+/// What happens to writes while the job runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CopyMode {
+    /// Writes mark chunks dirty; the job copies them later.
+    #[default]
+    Background,
+    /// Writes also reach the target before they are acknowledged, so the
+    /// job converges whatever the write load.
+    WriteBlocking,
+}
+
+/// What to do when an I/O on one side fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorPolicy {
+    /// The job fails with the error.
+    #[default]
+    Report,
+    /// The chunk stays dirty and is retried later; the job goes on.
+    Ignore,
+    /// The job pauses and asks: Retry, Ignore or Stop.
+    Stop,
+    /// Stop on "no space left on device", report anything else.
+    Enospc,
+}
+
+/// All the knobs of a mirror job. `Default` gives QEMU's defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct MirrorOptions {
+    pub sync: SyncMode,
+    /// Chunk size in bytes; `None` picks one from the target (see [`resolve`]).
+    pub granularity: Option<u64>,
+    /// Bytes of data in flight.
+    pub buf_size: u64,
+    /// Bytes per second; 0 is unlimited.
+    pub speed: u64,
+    pub on_source_error: ErrorPolicy,
+    pub on_target_error: ErrorPolicy,
+    pub copy_mode: CopyMode,
+}
+
+impl Default for MirrorOptions {
+    fn default() -> Self {
+        MirrorOptions {
+            sync: SyncMode::Full,
+            granularity: None,
+            buf_size: DEFAULT_BUF_SIZE,
+            speed: 0,
+            on_source_error: ErrorPolicy::Report,
+            on_target_error: ErrorPolicy::Report,
+            copy_mode: CopyMode::Background,
+        }
+    }
+}
+
+/// Options with every default filled in and every value checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    pub granularity: u64,
+    pub buf_size: u64,
+    /// Largest single copy operation, in bytes.
+    pub max_op: u64,
+}
+
+/// The granularity QEMU would pick: the target's cluster size clamped to
+/// 4 KiB … 64 KiB, else 64 KiB.
+pub fn default_granularity(target: &dyn BlockDevice) -> u64 {
+    target
+        .cluster_size()
+        .map(|c| c.clamp(4096, 64 << 10))
+        .unwrap_or(64 << 10)
+}
+
+/// Checks `opts` against the target and fills in defaults.
+pub fn resolve(opts: &MirrorOptions, target: &dyn BlockDevice) -> Result<Resolved, Error> {
+    let granularity = opts
+        .granularity
+        .unwrap_or_else(|| default_granularity(target));
+    if !granularity.is_power_of_two() || !(MIN_GRANULARITY..=MAX_GRANULARITY).contains(&granularity)
+    {
+        return Err(Error::InvalidOption(format!(
+            "granularity {granularity} must be a power of two from 512 bytes to 64 MiB"
+        )));
+    }
+    if opts.buf_size == 0 {
+        return Err(Error::InvalidOption("buffer size must be positive".into()));
+    }
+    let buf_size = opts.buf_size.div_ceil(granularity) * granularity;
+    let max_op = (buf_size / MAX_IN_FLIGHT as u64)
+        .max(1 << 20)
+        .max(granularity);
+    Ok(Resolved {
+        granularity,
+        buf_size,
+        max_op: max_op.min(buf_size),
+    })
+}
+
+macro_rules! names {
+    ($ty:ty { $($variant:ident = $name:literal),* $(,)? }) => {
+        impl $ty {
+            /// The names accepted on the command line and the control socket.
+            pub const NAMES: &'static [&'static str] = &[$($name),*];
+
+            pub fn name(self) -> &'static str {
+                match self { $(Self::$variant => $name),* }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($name => Ok(Self::$variant),)*
+                    _ => Err(format!("{s:?} is not one of: {}", Self::NAMES.join(", "))),
+                }
+            }
+        }
+    };
+}
+
+names!(SyncMode { Full = "full", Top = "top", None = "none" });
+names!(CopyMode { Background = "background", WriteBlocking = "write-blocking" });
+names!(ErrorPolicy { Report = "report", Ignore = "ignore", Stop = "stop", Enospc = "enospc" });
+
+/// Parses a size with an optional K/M/G/T suffix (powers of 1024, like
+/// qemu-img): `512`, `64K`, `16M`, `1.5G`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'B' => 0,
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => {
+                    return Err(format!(
+                        "{s:?}: unknown size suffix {c:?} (use K, M, G or T)"
+                    ));
+                }
+            };
+            (&t[..i], 1u64 << shift)
+        }
+        _ => (t, 1),
+    };
+    if num.starts_with('-') {
+        return Err(format!("{s:?}: must not be negative"));
+    }
+    let value: f64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    let bytes = value * mult as f64;
+    if !bytes.is_finite() || bytes > u64::MAX as f64 || bytes.fract() != 0.0 {
+        return Err(format!("{s:?} is not a whole number of bytes"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::MemoryDevice;
+
+    #[test]
+    fn sizes_parse_like_qemu_img() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("16m"), Ok(16 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert!(parse_size("-1M").unwrap_err().contains("negative"));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("0.3K").is_err());
+    }
+
+    #[test]
+    fn granularity_defaults_from_target_clusters() {
+        assert_eq!(default_granularity(&MemoryDevice::new(1 << 20)), 65536);
+        assert_eq!(
+            default_granularity(&MemoryDevice::with_clusters(1 << 20, 1 << 21)),
+            65536
+        );
+        assert_eq!(
+            default_granularity(&MemoryDevice::with_clusters(1 << 20, 1024)),
+            4096
+        );
+        assert_eq!(
+            default_granularity(&MemoryDevice::with_clusters(1 << 20, 8192)),
+            8192
+        );
+    }
+
+    #[test]
+    fn bad_granularity_and_buffer_are_refused() {
+        let t = MemoryDevice::new(1 << 20);
+        for g in [0, 256, 3000, 128 << 20] {
+            let o = MirrorOptions {
+                granularity: Some(g),
+                ..Default::default()
+            };
+            let e = resolve(&o, &t).unwrap_err().to_string();
+            assert!(e.contains("granularity"), "{e}");
+        }
+        let o = MirrorOptions {
+            buf_size: 0,
+            ..Default::default()
+        };
+        assert!(resolve(&o, &t).is_err());
+    }
+
+    #[test]
+    fn buffer_rounds_up_and_ops_merge_up_to_a_sixteenth() {
+        let t = MemoryDevice::new(1 << 20);
+        let o = MirrorOptions {
+            granularity: Some(65536),
+            buf_size: 100_000,
+            ..Default::default()
+        };
+        let r = resolve(&o, &t).unwrap();
+        assert_eq!(r.buf_size, 131072);
+        assert_eq!(r.max_op, 131072);
+        let r = resolve(
+            &MirrorOptions {
+                buf_size: 64 << 20,
+                ..o
+            },
+            &t,
+        )
+        .unwrap();
+        assert_eq!(r.max_op, 4 << 20);
+    }
+}

@@ -1,0 +1,19 @@
+//! livemirror's engine: clone a block device onto another while the source
+//! is being written, with the semantics of QEMU's block mirror job.
+//!
+//! * [`device`]: the [`BlockDevice`](device::BlockDevice) trait and its
+//!   backends (files and disks, memory, fault injection).
+//! * [`live`]: [`LiveSource`](live::LiveSource), the tracked write path to
+//!   the source that pivots to the target on Complete.
+//! * [`job`]: the mirror job, its options, events and handle.
+//! * [`bitmap`], [`chunkmap`], [`ratelimit`]: the job's building blocks.
+
+pub mod bitmap;
+pub mod chunkmap;
+pub mod device;
+pub mod error;
+pub mod job;
+pub mod live;
+pub mod ratelimit;
+
+pub use error::{Error, IoFailure, IoOperation, Side};

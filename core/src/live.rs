@@ -1,0 +1,253 @@
+//! The live source: the only path by which anything writes the source while
+//! a job mirrors it.
+//!
+//! It is itself a [`BlockDevice`], so the NBD export, the demo workload and
+//! tests write through it like through any device. With a job attached every
+//! write is tracked (see `job::tracker` for the ordering rules); after
+//! Complete it routes everything to the target — the pivot — without its
+//! users noticing.
+
+use std::io;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+use crate::device::{Allocation, BlockDevice, DeviceId};
+use crate::error::Error;
+use crate::job::{CopyMode, Tracker};
+
+/// A source device with write tracking and a switchable route.
+pub struct LiveSource {
+    route: RwLock<Route>,
+    gate: Gate,
+}
+
+#[derive(Clone)]
+struct Route {
+    device: Arc<dyn BlockDevice>,
+    tracker: Option<Arc<Tracker>>,
+}
+
+/// A change to the device's data.
+enum Mutation<'a> {
+    Write(&'a [u8]),
+    Zeroes { may_unmap: bool },
+    Discard,
+}
+
+impl Mutation<'_> {
+    fn apply(&self, dev: &dyn BlockDevice, offset: u64, len: u64) -> io::Result<()> {
+        match self {
+            Mutation::Write(buf) => dev.write_at(buf, offset),
+            Mutation::Zeroes { may_unmap } => dev.write_zeroes(offset, len, *may_unmap),
+            Mutation::Discard => dev.discard(offset, len),
+        }
+    }
+}
+
+impl LiveSource {
+    pub fn new(source: Arc<dyn BlockDevice>) -> Arc<Self> {
+        Arc::new(LiveSource {
+            route: RwLock::new(Route {
+                device: source,
+                tracker: None,
+            }),
+            gate: Gate::default(),
+        })
+    }
+
+    /// The device reads and writes go to now: the source, or the target
+    /// after a pivot.
+    pub fn device(&self) -> Arc<dyn BlockDevice> {
+        self.route().device
+    }
+
+    fn route(&self) -> Route {
+        self.route.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_route(&self, f: impl FnOnce(&mut Route)) {
+        f(&mut self.route.write().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(crate) fn attach(&self, tracker: Arc<Tracker>) -> Result<(), Error> {
+        let mut route = self.route.write().unwrap_or_else(|e| e.into_inner());
+        if route.tracker.is_some() {
+            return Err(Error::AlreadyMirrored);
+        }
+        route.tracker = Some(tracker);
+        Ok(())
+    }
+
+    /// Stops tracking; writes go straight to the device again.
+    pub(crate) fn detach(&self) {
+        self.set_route(|r| r.tracker = None);
+    }
+
+    /// Serves `target` from now on. Only called with the gate closed and the
+    /// target in sync.
+    pub(crate) fn pivot(&self, target: Arc<dyn BlockDevice>) {
+        self.set_route(|r| {
+            *r = Route {
+                device: target,
+                tracker: None,
+            }
+        });
+    }
+
+    /// Blocks new writes and waits for those under way. Blocking: call it
+    /// from a blocking thread.
+    pub(crate) fn close_gate(&self) {
+        self.gate.close()
+    }
+
+    pub(crate) fn open_gate(&self) {
+        self.gate.open()
+    }
+
+    fn mutate(&self, m: Mutation<'_>, offset: u64, len: u64) -> io::Result<()> {
+        let _pass = self.gate.enter();
+        let route = self.route();
+        let dev = &*route.device;
+        let Some(t) = route.tracker else {
+            return m.apply(dev, offset, len);
+        };
+        let chunks = t.geometry.covering(offset, len);
+        crate::device::check_range(dev.len(), offset, len)?;
+        let write_through = t.copy_mode() == CopyMode::WriteBlocking
+            && !matches!(m, Mutation::Discard)
+            && t.may_write_through(&chunks);
+        if t.copy_mode() == CopyMode::Background {
+            // Mark after the write lands, so a copy racing with it either
+            // sees the new data or is redone.
+            let r = m.apply(dev, offset, len);
+            t.mark_dirty(chunks.clone());
+            t.map.heat(chunks);
+            return r;
+        }
+        let claim = t.claim(chunks.clone());
+        let r = m.apply(dev, offset, len);
+        if r.is_ok() && write_through && m.apply(&*t.target, offset, len).is_ok() {
+            claim.written_through(t.geometry.fully_covered(offset, len));
+        } else {
+            // The target could not take it (or must not, yet): the job
+            // copies these chunks like any other dirty ones, under its
+            // error policy.
+            t.mark_dirty(chunks.clone());
+        }
+        drop(claim);
+        t.map.heat(chunks);
+        r
+    }
+}
+
+impl BlockDevice for LiveSource {
+    fn len(&self) -> u64 {
+        self.device().len()
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.device().read_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.mutate(Mutation::Write(buf), offset, buf.len() as u64)
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64, may_unmap: bool) -> io::Result<()> {
+        self.mutate(Mutation::Zeroes { may_unmap }, offset, len)
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.mutate(Mutation::Discard, offset, len)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        let _pass = self.gate.enter();
+        let route = self.route();
+        route.device.flush()?;
+        match route.tracker {
+            // Writes already acknowledged went to the target too.
+            Some(t) if t.copy_mode() == CopyMode::WriteBlocking => t.target.flush(),
+            _ => Ok(()),
+        }
+    }
+
+    fn block_status(&self, offset: u64, max_len: u64) -> io::Result<(Allocation, u64)> {
+        self.device().block_status(offset, max_len)
+    }
+
+    fn cluster_size(&self) -> Option<u64> {
+        self.device().cluster_size()
+    }
+
+    fn logical_block_size(&self) -> u32 {
+        self.device().logical_block_size()
+    }
+
+    fn id(&self) -> DeviceId {
+        self.device().id()
+    }
+
+    fn describe(&self) -> String {
+        self.device().describe()
+    }
+}
+
+/// Lets writes through unless closed; closing waits for those under way.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    closed: bool,
+    writers: usize,
+}
+
+/// A writer inside the gate; leaves on drop.
+struct Pass<'a>(&'a Gate);
+
+impl Gate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(
+        &self,
+        g: std::sync::MutexGuard<'a, GateState>,
+    ) -> std::sync::MutexGuard<'a, GateState> {
+        self.changed.wait(g).unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn enter(&self) -> Pass<'_> {
+        let mut g = self.lock();
+        while g.closed {
+            g = self.wait(g);
+        }
+        g.writers += 1;
+        Pass(self)
+    }
+
+    fn close(&self) {
+        let mut g = self.lock();
+        g.closed = true;
+        while g.writers > 0 {
+            g = self.wait(g);
+        }
+    }
+
+    fn open(&self) {
+        self.lock().closed = false;
+        self.changed.notify_all();
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        let mut g = self.0.lock();
+        g.writers -= 1;
+        drop(g);
+        self.0.changed.notify_all();
+    }
+}
