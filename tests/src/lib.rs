@@ -34,10 +34,7 @@ pub fn qemu_img_identical(a: &Path, b: &Path) -> bool {
             true
         }
         Some(1) => false,
-        _ => panic!(
-            "qemu-img compare failed: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
+        _ => panic!("qemu-img compare failed: {text}{}", String::from_utf8_lossy(&out.stderr)),
     }
 }
 
@@ -53,9 +50,7 @@ pub fn data_bytes(path: &Path) -> u64 {
     let dev = OpenOptions::new().open(path).expect("open image");
     let (mut pos, mut data) = (0, 0);
     while pos < dev.len() {
-        let (alloc, run) = dev
-            .block_status(pos, dev.len() - pos)
-            .expect("block status");
+        let (alloc, run) = dev.block_status(pos, dev.len() - pos).expect("block status");
         if alloc == Allocation::Data {
             data += run;
         }
@@ -71,7 +66,6 @@ pub fn sparse_image(path: &Path, size: u64, extents: &[(u64, u64)]) {
     let f = std::fs::File::create(path).expect("create image");
     f.set_len(size).expect("size image");
     for (i, &(off, len)) in extents.iter().enumerate() {
-        f.write_all_at(&pattern(len as usize, i as u64 + 1), off)
-            .expect("write extent");
+        f.write_all_at(&pattern(len as usize, i as u64 + 1), off).expect("write extent");
     }
 }

@@ -21,15 +21,8 @@ async fn clone(src: &std::path::Path, dst: &std::path::Path, sync: SyncMode) {
     let source = OpenOptions::new().open(src).unwrap();
     let target = create_image(dst, GIB).unwrap();
     let live = LiveSource::new(Arc::new(source));
-    let (job, _rx) = job::start(
-        live,
-        Arc::new(target),
-        MirrorOptions {
-            sync,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (job, _rx) =
+        job::start(live, Arc::new(target), MirrorOptions { sync, ..Default::default() }).unwrap();
     let mut watch = job.watch();
     watch.wait_for(|s| s.ready).await.unwrap();
     job.send(Command::Complete).await.unwrap();
@@ -42,10 +35,7 @@ async fn sync_top_and_full_keep_a_sparse_image_sparse() {
     let src = dir.path().join("source.img");
     sparse_image(&src, GIB, &extents());
     let source_blocks = allocated_bytes(&src);
-    assert!(
-        source_blocks <= 110 * MIB,
-        "the source itself is sparse: {source_blocks}"
-    );
+    assert!(source_blocks <= 110 * MIB, "the source itself is sparse: {source_blocks}");
     for sync in [SyncMode::Top, SyncMode::Full] {
         let dst = dir.path().join(format!("target-{sync}.img"));
         clone(&src, &dst, sync).await;
@@ -53,11 +43,7 @@ async fn sync_top_and_full_keep_a_sparse_image_sparse() {
         // Data extents match exactly; the blocks `stat` counts also hold the
         // filesystem's extent tree, whose size depends on how ext4 laid the
         // file out, so allow two 4 KiB tree blocks on top.
-        assert_eq!(
-            data_bytes(&dst),
-            data_bytes(&src),
-            "{sync}: data extents differ"
-        );
+        assert_eq!(data_bytes(&dst), data_bytes(&src), "{sync}: data extents differ");
         let target_blocks = allocated_bytes(&dst);
         assert!(
             target_blocks <= source_blocks + 2 * 4096,
