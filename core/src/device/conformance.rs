@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Allocation, BlockDevice, FaultyDevice, MemoryDevice, OpenOptions};
+use super::{Allocation, BlockDevice, FaultyDevice, FileDevice, MemoryDevice, OpenOptions};
 
 const LEN: u64 = 1 << 20;
 
@@ -72,6 +72,30 @@ fn file_device_conforms() {
     f.as_file().set_len(LEN).unwrap();
     let dev = OpenOptions::new().write(true).open(f.path()).unwrap();
     conforms(&dev);
+}
+
+/// A descriptor opened elsewhere (as udisks2 hands one over) behaves exactly
+/// like a device opened by path: same contract, same identity, named by the
+/// path it was given.
+#[test]
+fn file_device_from_an_open_file_conforms() {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().set_len(LEN).unwrap();
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(f.path()).unwrap();
+    let dev = FileDevice::from_file(file, "/dev/handed-over").unwrap();
+    assert_eq!(dev.describe(), "/dev/handed-over");
+    assert!(!dev.is_block_device());
+    assert_eq!(dev.id(), OpenOptions::new().open(f.path()).unwrap().id());
+    conforms(&dev);
+}
+
+#[test]
+fn file_device_from_a_directory_is_refused_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::File::open(dir.path()).unwrap();
+    let err = FileDevice::from_file(file, "/dev/not-a-disk").err().unwrap();
+    let text = err.to_string();
+    assert!(text.contains("/dev/not-a-disk") && text.contains("not a regular file"), "{text}");
 }
 
 #[test]

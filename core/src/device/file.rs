@@ -57,9 +57,22 @@ pub struct FileDevice {
 
 impl FileDevice {
     fn open_with(path: &Path, opts: OpenOptions) -> Result<Self, Error> {
-        let ctx = |source: io::Error| Error::Open { path: path.to_owned(), source };
-        let file =
-            std::fs::OpenOptions::new().read(true).write(opts.write).open(path).map_err(ctx)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(opts.write)
+            .open(path)
+            .map_err(|source| Error::Open { path: path.to_owned(), source })?;
+        Self::from_file(file, path)
+    }
+
+    /// Wraps a file or block device that is already open, e.g. a descriptor
+    /// handed over by a privileged helper (udisks2's `OpenDevice`) for a disk
+    /// this process may not open itself. `path` is what errors and
+    /// [`describe`](BlockDevice::describe) name; whether it can be written
+    /// is decided by how `file` was opened.
+    pub fn from_file(file: File, path: impl Into<PathBuf>) -> Result<Self, Error> {
+        let path = path.into();
+        let ctx = |source: io::Error| Error::Open { path: path.clone(), source };
         let meta = file.metadata().map_err(ctx)?;
         let is_block = meta.file_type().is_block_device();
         if !is_block && !meta.is_file() {
@@ -81,7 +94,7 @@ impl FileDevice {
             (meta.len(), 512)
         };
         let id = identify(&file).map_err(ctx)?;
-        Ok(FileDevice { file, path: path.to_owned(), len, is_block, logical_block_size, id })
+        Ok(FileDevice { file, path, len, is_block, logical_block_size, id })
     }
 
     /// The path this device was opened from.
