@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod privileged;
 
 use std::process::ExitCode;
 

@@ -8,14 +8,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use livemirror_core::device::{BlockDevice, FileDevice, OpenOptions, create_image};
+use livemirror_core::device::{BlockDevice, FileDevice, create_image};
 use livemirror_core::job::{self, Command, Decision, ErrorAction, JobEvent, JobHandle, Outcome};
 use livemirror_core::live::LiveSource;
 
 use super::progress::Reporter;
 use super::{EXIT_CANCELLED, MirrorArgs, fail};
+use crate::privileged::{self, OpenError};
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  livemirror clone disk.img copy.img
+  livemirror clone --sync top --speed 100M sparse.img copy.img --json
+  livemirror clone /dev/sdb /dev/sdc
+
+Disks without root: a block device you may not open is opened through udisks2
+(polkit decides, and may ask for a password). Without udisks2, run as
+administrator: pkexec livemirror clone SRC DST")]
 pub struct CloneArgs {
     /// The disk or image to copy (opened read-only).
     pub source: PathBuf,
@@ -34,7 +44,7 @@ pub struct CloneArgs {
 }
 
 pub async fn run(args: CloneArgs) -> ExitCode {
-    let source = match OpenOptions::new().open(&args.source) {
+    let source = match privileged::open(&args.source, false) {
         Ok(s) => s,
         Err(e) => return fail(&format!("source: {e}")),
     };
@@ -63,14 +73,11 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     }
 }
 
-fn open_or_create_target(
-    path: &Path,
-    len: u64,
-) -> Result<(FileDevice, bool), livemirror_core::Error> {
+fn open_or_create_target(path: &Path, len: u64) -> Result<(FileDevice, bool), OpenError> {
     if path.exists() {
-        Ok((OpenOptions::new().write(true).open(path)?, false))
+        Ok((privileged::open(path, true)?, false))
     } else {
-        Ok((create_image(path, len)?, true))
+        Ok((create_image(path, len).map_err(OpenError::Direct)?, true))
     }
 }
 

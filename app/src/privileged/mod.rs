@@ -1,0 +1,114 @@
+//! Opening disks this user may not open, without running livemirror as root.
+//!
+//! A desktop app that must run as root breaks Wayland sessions and is
+//! refused by security teams; GNOME Disks shows the better way: stay
+//! unprivileged and ask udisks2 (which asks polkit, which may ask the user)
+//! for an open descriptor of the one device needed. [`open`] does that on
+//! Linux when a block device cannot be opened for lack of permission, and
+//! explains `pkexec livemirror …` where udisks2 is not running. Image files
+//! never need it: a file the user cannot open is reported as is.
+
+#[cfg(target_os = "linux")]
+mod udisks;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use livemirror_core::device::{FileDevice, OpenOptions};
+
+/// Why a device could not be opened.
+#[derive(Debug)]
+// Only Linux has a helper to ask; elsewhere only `Direct` is built.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub enum OpenError {
+    /// Opening it directly failed, and no helper could change that.
+    Direct(livemirror_core::Error),
+    /// Permission denied, and udisks2 is not there to ask (not installed,
+    /// not running, or no system bus).
+    NoHelper { path: PathBuf, cause: String },
+    /// udisks2 (polkit) said no, or the user dismissed the password prompt.
+    NotAuthorized { path: PathBuf, dismissed: bool },
+    /// udisks2 was asked and failed for another reason.
+    Helper { path: PathBuf, message: String },
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const AS_ROOT: &str = "or run livemirror as administrator: pkexec livemirror … (or sudo)";
+        match self {
+            OpenError::Direct(e) => write!(f, "{e}"),
+            OpenError::NoHelper { path, cause } => write!(
+                f,
+                "cannot open {}: permission denied, and udisks2 is not available to open it \
+                 for you ({cause}); install and start udisks2, {AS_ROOT}",
+                path.display()
+            ),
+            OpenError::NotAuthorized { path, dismissed: true } => write!(
+                f,
+                "cannot open {}: the authorization prompt was dismissed, nothing was opened",
+                path.display()
+            ),
+            OpenError::NotAuthorized { path, dismissed: false } => write!(
+                f,
+                "cannot open {}: not authorized (polkit refused udisks2's open-device action); \
+                 ask your administrator, {AS_ROOT}",
+                path.display()
+            ),
+            OpenError::Helper { path, message } => {
+                write!(f, "cannot open {} through udisks2: {message}", path.display())
+            }
+        }
+    }
+}
+
+/// Opens a disk or image, read-only unless `write`. A block device that the
+/// kernel refuses with "permission denied" is asked of udisks2 instead
+/// (Linux; this may show a polkit password prompt and blocks until it is
+/// answered).
+pub fn open(path: &Path, write: bool) -> Result<FileDevice, OpenError> {
+    match OpenOptions::new().write(write).open(path) {
+        Ok(dev) => Ok(dev),
+        #[cfg(target_os = "linux")]
+        Err(e) if needs_helper(&e, path) => udisks::open(path, write),
+        Err(e) => Err(OpenError::Direct(e)),
+    }
+}
+
+/// True when the error is EACCES/EPERM on a block device: the case a
+/// privileged helper can fix (it cannot help with a missing file, a busy
+/// disk or an unreadable image).
+#[cfg(target_os = "linux")]
+fn needs_helper(e: &livemirror_core::Error, path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let livemirror_core::Error::Open { source, .. } = e else {
+        return false;
+    };
+    source.kind() == std::io::ErrorKind::PermissionDenied
+        && std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_image_file_is_reported_as_is_without_asking_a_helper() {
+        let missing = Path::new("/nonexistent/livemirror/disk.img");
+        let Err(err) = open(missing, false) else { panic!("opened a missing file") };
+        assert!(matches!(err, OpenError::Direct(_)), "{err:?}");
+        assert!(err.to_string().contains("/nonexistent/livemirror/disk.img"), "{err}");
+    }
+
+    #[test]
+    fn refusals_say_what_happened_and_what_to_do() {
+        let path = PathBuf::from("/dev/sdz");
+        let absent = OpenError::NoHelper { path: path.clone(), cause: "no system bus".into() };
+        let text = absent.to_string();
+        assert!(text.contains("/dev/sdz") && text.contains("udisks2") && text.contains("pkexec"));
+        let refused = OpenError::NotAuthorized { path: path.clone(), dismissed: false };
+        assert!(refused.to_string().contains("not authorized"));
+        assert!(refused.to_string().contains("pkexec livemirror"));
+        let dismissed = OpenError::NotAuthorized { path, dismissed: true };
+        assert!(dismissed.to_string().contains("dismissed"));
+    }
+}
