@@ -8,6 +8,9 @@ mod json;
 mod mirror_args;
 mod progress;
 
+#[cfg(test)]
+mod man_page;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
