@@ -289,6 +289,9 @@ impl Runner {
                 self.io_status =
                     if failure.is_nospace() { IoStatus::Nospace } else { IoStatus::Failed };
                 self.pending = Some(failure);
+                // Nobody's writes wait while a person decides; the drain
+                // closes the gate again after the decision.
+                self.open_gate();
                 if !matches!(self.state, JobState::Paused | JobState::Standby) {
                     self.resume_to = self.state;
                 }
@@ -409,6 +412,9 @@ impl Runner {
             Command::Decide(_) if self.pending.is_none() => wrong(self.state),
             Command::Decide(d) => self.decide(d),
         };
+        if matches!(self.ending, Some(Ending::Pivot | Ending::Consistent)) {
+            self.close_gate().await;
+        }
         let _ = reply.send(result);
     }
 
