@@ -4,7 +4,7 @@
 //! dispatches, and turns errors into one line on stderr and an exit code.
 
 mod clone;
-mod json;
+pub mod json;
 mod mirror_args;
 mod progress;
 
