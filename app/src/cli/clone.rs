@@ -51,8 +51,17 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(&format!("target: {e}")),
     };
+    let mut options = args.mirror.options();
+    let mounts = livemirror_core::device::mounts_on(&source.id());
+    if !mounts.is_empty() && !options.rescan {
+        eprintln!(
+            "source is mounted at {}: its writes bypass livemirror, so compare passes will prove the copy (--rescan)",
+            mounts.join(", ")
+        );
+        options.rescan = true;
+    }
     let live = LiveSource::new(Arc::new(source));
-    let (job, events) = match job::start(live, Arc::new(target), args.mirror.options()) {
+    let (job, events) = match job::start(live, Arc::new(target), options) {
         Ok(started) => started,
         Err(e) => {
             if created {
