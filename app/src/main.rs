@@ -1,1 +1,11 @@
-fn main() {}
+//! livemirror: clone a disk or image while it is in use, keep the copy in
+//! sync, and switch over to it on Complete.
+
+mod cli;
+mod demo;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cli::main()
+}

@@ -110,11 +110,7 @@ impl DirtyBitmap {
         // Search the summary for the next non-empty word after `w`.
         let next = w + 1;
         let mut s = next / 64;
-        let mut sbits = match self.summary.get(s) {
-            Some(v) if next % 64 != 0 => v & (!0u64 << (next % 64)),
-            Some(v) => *v,
-            None => return None,
-        };
+        let mut sbits = self.summary.get(s)? & (!0u64 << (next % 64));
         loop {
             if sbits != 0 {
                 let word = s * 64 + sbits.trailing_zeros() as usize;

@@ -36,6 +36,47 @@ pub struct CellCounts {
     pub heat: u32,
 }
 
+/// What a cell (or a bucket of cells) shows, most urgent first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellState {
+    /// A copy failed and the chunks are still dirty.
+    Failed,
+    /// Being copied now.
+    Copying,
+    /// Never copied yet and waiting.
+    Pending,
+    /// Copied before, written since: waiting to be copied again.
+    Dirty,
+    /// Nothing to do: in sync (or not part of the job).
+    Synced,
+}
+
+impl CellCounts {
+    pub fn state(&self) -> CellState {
+        if self.failed > 0 {
+            CellState::Failed
+        } else if self.in_flight > 0 {
+            CellState::Copying
+        } else if self.dirty > 0 && self.copies == 0 {
+            CellState::Pending
+        } else if self.dirty > 0 {
+            CellState::Dirty
+        } else {
+            CellState::Synced
+        }
+    }
+
+    /// Adds another cell's counts into this one.
+    pub fn merge(&mut self, o: &CellCounts) {
+        self.total += o.total;
+        self.dirty += o.dirty;
+        self.in_flight += o.in_flight;
+        self.failed += o.failed;
+        self.copies = self.copies.saturating_add(o.copies);
+        self.heat = self.heat.saturating_add(o.heat);
+    }
+}
+
 /// The heatmap summary of a device of `chunks` chunks.
 pub struct ChunkMap {
     chunks: u64,
@@ -99,6 +140,18 @@ impl ChunkMap {
             copies: c.copies.load(Relaxed),
             heat: c.heat.load(Relaxed),
         }
+    }
+
+    /// The cells folded into `buckets` equal runs (fewer if there are fewer
+    /// cells): what a display with that many places draws.
+    pub fn summary(&self, buckets: usize) -> Vec<CellCounts> {
+        let n = self.len();
+        let buckets = buckets.min(n).max(usize::from(n > 0));
+        let mut out = vec![CellCounts::default(); buckets];
+        for i in 0..n {
+            out[i * buckets / n].merge(&self.counts(i));
+        }
+        out
     }
 
     /// Splits a chunk range at cell boundaries: `(cell, sub-range)` pairs.
@@ -197,6 +250,25 @@ mod tests {
             map.cell_chunks(map.len() - 1),
             MAX_CELLS * 3..MAX_CELLS * 3 + 1
         );
+    }
+
+    #[test]
+    fn summary_folds_cells_and_states_follow_counts() {
+        let map = ChunkMap::new(10, 4096);
+        map.add_dirty(0, 1);
+        map.add_dirty(9, 1);
+        map.add_in_flight(9..10);
+        let s = map.summary(4);
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.iter().map(|c| c.total).sum::<u64>(), 10);
+        assert_eq!(s[0].state(), CellState::Pending);
+        assert_eq!(s[1].state(), CellState::Synced);
+        assert_eq!(s[3].state(), CellState::Copying);
+        map.finish(9..10, true);
+        assert_eq!(map.summary(4)[3].state(), CellState::Dirty);
+        map.sub_dirty(9, 1);
+        assert_eq!(map.summary(4)[3].state(), CellState::Synced);
+        assert!(ChunkMap::new(0, 4096).summary(8).is_empty());
     }
 
     #[test]

@@ -254,3 +254,21 @@ impl BlockDevice for FileDevice {
         self.path.display().to_string()
     }
 }
+
+/// Creates a new sparse image file of `len` bytes at `path` and opens it for
+/// writing. Refuses to touch a file that already exists.
+pub fn create_image(path: impl AsRef<Path>, len: u64) -> Result<FileDevice, Error> {
+    let path = path.as_ref();
+    let ctx = |source: io::Error| Error::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(ctx)?;
+    file.set_len(len).map_err(ctx)?;
+    drop(file);
+    OpenOptions::new().write(true).open(path)
+}

@@ -14,7 +14,7 @@ mod sys;
 use std::io;
 
 pub use faulty::{Fault, FaultyDevice, Op};
-pub use file::{FileDevice, OpenOptions};
+pub use file::{FileDevice, OpenOptions, create_image};
 pub use memory::MemoryDevice;
 pub use sys::{DeviceId, mounts_on};
 

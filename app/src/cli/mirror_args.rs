@@ -1,0 +1,47 @@
+//! The mirror options shared by every subcommand that starts a job.
+
+use clap::Args;
+use livemirror_core::job::{CopyMode, ErrorPolicy, MirrorOptions, SyncMode, parse_size};
+
+#[derive(Args, Debug, Clone)]
+pub struct MirrorArgs {
+    /// What to copy: everything, only allocated data, or only new writes.
+    #[arg(long, default_value = "full", value_parser = parse_enum::<SyncMode>)]
+    pub sync: SyncMode,
+    /// Chunk size (power of two, 512 to 64M); default from the target's clusters, else 64K.
+    #[arg(long, value_parser = parse_size, allow_hyphen_values = true)]
+    pub granularity: Option<u64>,
+    /// Data in flight.
+    #[arg(long, default_value = "16M", value_parser = parse_size, allow_hyphen_values = true)]
+    pub buf_size: u64,
+    /// Speed limit in bytes per second (K/M/G suffixes); 0 is unlimited.
+    #[arg(long, default_value = "0", value_parser = parse_size, allow_hyphen_values = true)]
+    pub speed: u64,
+    /// On a source error: report (fail), ignore (retry later), stop (ask), enospc.
+    #[arg(long, default_value = "report", value_parser = parse_enum::<ErrorPolicy>)]
+    pub on_source_error: ErrorPolicy,
+    /// On a target error: report (fail), ignore (retry later), stop (ask), enospc.
+    #[arg(long, default_value = "report", value_parser = parse_enum::<ErrorPolicy>)]
+    pub on_target_error: ErrorPolicy,
+    /// background, or write-blocking (every write reaches the target before it is acknowledged).
+    #[arg(long, default_value = "background", value_parser = parse_enum::<CopyMode>)]
+    pub copy_mode: CopyMode,
+}
+
+fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
+    s.parse()
+}
+
+impl MirrorArgs {
+    pub fn options(&self) -> MirrorOptions {
+        MirrorOptions {
+            sync: self.sync,
+            granularity: self.granularity,
+            buf_size: self.buf_size,
+            speed: self.speed,
+            on_source_error: self.on_source_error,
+            on_target_error: self.on_target_error,
+            copy_mode: self.copy_mode,
+        }
+    }
+}

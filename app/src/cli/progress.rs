@@ -1,0 +1,144 @@
+//! What a running job looks like on a terminal: a one-line progress bar on
+//! stderr when it is a terminal, JSON lines on stdout with `--json`, and the
+//! state changes and errors as plain lines otherwise.
+
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+use livemirror_core::job::{JobEvent, JobStatus, Outcome};
+
+use super::json::event_line;
+
+pub struct Reporter {
+    json: bool,
+    bar: bool,
+    started: Instant,
+}
+
+impl Reporter {
+    pub fn new(json: bool) -> Self {
+        Reporter {
+            json,
+            bar: !json && std::io::stderr().is_terminal(),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn event(&self, event: &JobEvent) {
+        if self.json {
+            // A closed pipe (`| head`) is the reader's choice, not our error.
+            let _ = writeln!(std::io::stdout().lock(), "{}", event_line(event));
+            return;
+        }
+        let line = match event {
+            JobEvent::StateChanged { state } => format!("state: {state}"),
+            JobEvent::Ready => "ready: target in sync (and flushed)".into(),
+            JobEvent::Error { failure, action } => {
+                format!("error: {failure} (action: {})", action.name())
+            }
+            JobEvent::Progress(_)
+            | JobEvent::Completed
+            | JobEvent::Cancelled { .. }
+            | JobEvent::Failed { .. } => {
+                return;
+            }
+        };
+        self.clear_bar();
+        eprintln!("{line}");
+    }
+
+    /// Redraws the progress bar from a status snapshot.
+    pub fn progress(&self, status: &JobStatus) {
+        if !self.bar {
+            return;
+        }
+        let p = status.progress;
+        let frac = if p.total == 0 {
+            1.0
+        } else {
+            p.copied as f64 / p.total as f64
+        };
+        let width = 30;
+        let filled = (frac * width as f64).round() as usize;
+        let eta = match (p.bytes_per_sec, p.total - p.copied) {
+            (0, _) => "-".to_string(),
+            (rate, left) => format!("{}s", left / rate),
+        };
+        eprint!(
+            "\r[{}{}] {:5.1}% {} / {} {}/s ETA {} dirty {}   ",
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            frac * 100.0,
+            human(p.copied),
+            human(p.total),
+            human(p.bytes_per_sec),
+            eta,
+            human(p.dirty),
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    fn clear_bar(&self) {
+        if self.bar {
+            eprint!("\r{:100}\r", "");
+        }
+    }
+
+    /// The last word: how it ended and what was done.
+    pub fn finish(&self, status: &JobStatus, outcome: &Outcome) {
+        self.clear_bar();
+        if self.json {
+            return;
+        }
+        let secs = self.started.elapsed().as_secs_f64();
+        let written = status.data_bytes + status.zero_bytes + status.skipped_bytes;
+        match outcome {
+            Outcome::Completed => eprintln!(
+                "completed: the target is identical to the source ({} data, {} zeroed, {} already zero) in {:.1}s, {}/s",
+                human(status.data_bytes),
+                human(status.zero_bytes),
+                human(status.skipped_bytes),
+                secs,
+                human((written as f64 / secs.max(1e-9)) as u64),
+            ),
+            Outcome::Cancelled { consistent: true } => eprintln!(
+                "cancelled after ready: the target is a consistent copy, but the source was not switched over"
+            ),
+            Outcome::Cancelled { consistent: false } => {
+                eprintln!("cancelled before the target was in sync: the target is incomplete")
+            }
+            Outcome::Failed { error } => {
+                eprintln!("livemirror: error: {error}; the target is incomplete")
+            }
+        }
+    }
+}
+
+/// Bytes in binary units, one decimal: `1.5 GiB`.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human(0), "0 B");
+        assert_eq!(human(1023), "1023 B");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(2 << 30), "2.0 GiB");
+    }
+}

@@ -1,0 +1,156 @@
+//! The demo's world: a generated source image (data extents between holes),
+//! a fresh sparse target, and a writer that keeps hitting a few hot regions
+//! through the live source, as a busy VM would.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use livemirror_core::device::{BlockDevice, FileDevice, OpenOptions, create_image};
+use livemirror_core::live::LiveSource;
+
+/// Extent size of the generated image's data and holes.
+const EXTENT: u64 = 1 << 20;
+
+pub struct Scenario {
+    /// Holds the images; removed on drop.
+    _dir: tempfile::TempDir,
+    pub source_path: PathBuf,
+    pub target_path: PathBuf,
+    pub live: Arc<LiveSource>,
+    pub target: Arc<FileDevice>,
+    stop: Arc<AtomicBool>,
+    writes: Arc<AtomicU64>,
+    writer: Option<JoinHandle<()>>,
+}
+
+/// A small, fast pseudo-random generator: demo data, not cryptography.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) {
+        for c in buf.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            c.copy_from_slice(&v[..c.len()]);
+        }
+    }
+}
+
+impl Scenario {
+    /// Makes a `size`-byte source where about half the 1 MiB extents hold
+    /// data and the rest are holes, and an empty sparse target.
+    pub fn create(size: u64) -> io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("livemirror-demo")
+            .tempdir()?;
+        let source_path = dir.path().join("source.img");
+        let target_path = dir.path().join("target.img");
+        let source = create_image(&source_path, size).map_err(io::Error::other)?;
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut buf = vec![0u8; EXTENT as usize];
+        let mut pos = 0;
+        while pos < size {
+            let n = EXTENT.min(size - pos);
+            if rng.next().is_multiple_of(2) {
+                rng.fill(&mut buf[..n as usize]);
+                source.write_at(&buf[..n as usize], pos)?;
+            }
+            pos += n;
+        }
+        drop(source);
+        let source = OpenOptions::new()
+            .write(true)
+            .open(&source_path)
+            .map_err(io::Error::other)?;
+        let target = create_image(&target_path, size).map_err(io::Error::other)?;
+        Ok(Scenario {
+            _dir: dir,
+            source_path,
+            target_path,
+            live: LiveSource::new(Arc::new(source)),
+            target: Arc::new(target),
+            stop: Arc::new(AtomicBool::new(false)),
+            writes: Arc::new(AtomicU64::new(0)),
+            writer: None,
+        })
+    }
+
+    /// Starts writing 64 KiB blocks into three hot regions through the live
+    /// source, about `per_sec` writes a second.
+    pub fn start_writer(&mut self, per_sec: u32) {
+        let (live, stop, writes) = (self.live.clone(), self.stop.clone(), self.writes.clone());
+        let len = live.len();
+        self.writer = Some(std::thread::spawn(move || {
+            let mut rng = XorShift(42);
+            let mut block = vec![0u8; 64 << 10];
+            let hot = [len / 10, len / 2, len * 4 / 5];
+            let span = (len / 40).max(block.len() as u64);
+            let pause = Duration::from_secs(1) / per_sec.max(1);
+            while !stop.load(Ordering::Relaxed) {
+                let base = hot[(rng.next() % hot.len() as u64) as usize];
+                let off = (base + rng.next() % span).min(len.saturating_sub(block.len() as u64));
+                let off = off / 4096 * 4096;
+                rng.fill(&mut block);
+                if live.write_at(&block, off).is_err() {
+                    break;
+                }
+                writes.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(pause);
+            }
+        }));
+    }
+
+    /// Stops the writer and waits for its last write to finish.
+    pub fn stop_writer(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+
+    /// Writes done by the writer so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Compares the source and target files byte for byte.
+    pub fn images_identical(&self) -> io::Result<bool> {
+        let a = OpenOptions::new()
+            .open(&self.source_path)
+            .map_err(io::Error::other)?;
+        let b = OpenOptions::new()
+            .open(&self.target_path)
+            .map_err(io::Error::other)?;
+        if a.len() != b.len() {
+            return Ok(false);
+        }
+        let (mut x, mut y) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+        let mut pos = 0;
+        while pos < a.len() {
+            let n = ((a.len() - pos) as usize).min(x.len());
+            a.read_at(&mut x[..n], pos)?;
+            b.read_at(&mut y[..n], pos)?;
+            if x[..n] != y[..n] {
+                return Ok(false);
+            }
+            pos += n as u64;
+        }
+        Ok(true)
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        self.stop_writer();
+    }
+}

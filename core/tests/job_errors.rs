@@ -1,0 +1,264 @@
+//! Every error policy on every side, with injected faults: the events, the
+//! final state, and the target's bytes.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use livemirror_core::Side;
+use livemirror_core::device::{Fault, FaultyDevice, MemoryDevice, Op};
+use livemirror_core::job::{
+    self, Command, Decision, ErrorAction, ErrorPolicy, IoStatus, JobEvent, JobHandle, JobState,
+    MirrorOptions, Outcome,
+};
+use livemirror_core::live::LiveSource;
+use tokio::sync::broadcast;
+
+const LEN: usize = 4 << 20;
+const BAD: std::ops::Range<u64> = 1_000_000..1_000_001;
+
+struct Rig {
+    source: Arc<MemoryDevice>,
+    target: Arc<MemoryDevice>,
+    faulty: Arc<FaultyDevice>,
+    job: JobHandle,
+    rx: broadcast::Receiver<JobEvent>,
+}
+
+/// A mirror whose `side` fails with `fault` (injected before the start).
+fn rig(side: Side, policy: ErrorPolicy, fault: Fault) -> Rig {
+    let source = Arc::new(MemoryDevice::from_bytes(pattern(LEN, 3)));
+    let target = Arc::new(MemoryDevice::new(LEN as u64));
+    let wrapped = match side {
+        Side::Source => source.clone() as Arc<dyn livemirror_core::device::BlockDevice>,
+        Side::Target => target.clone(),
+    };
+    let faulty = Arc::new(FaultyDevice::new(wrapped));
+    faulty.inject(fault);
+    let (live, dst): (_, Arc<dyn livemirror_core::device::BlockDevice>) = match side {
+        Side::Source => (LiveSource::new(faulty.clone()), target.clone()),
+        Side::Target => (LiveSource::new(source.clone()), faulty.clone()),
+    };
+    let opts = MirrorOptions {
+        on_source_error: policy,
+        on_target_error: policy,
+        granularity: Some(65536),
+        ..Default::default()
+    };
+    let (job, rx) = job::start(live, dst, opts).unwrap();
+    Rig {
+        source,
+        target,
+        faulty,
+        job,
+        rx,
+    }
+}
+
+fn op_for(side: Side) -> Op {
+    match side {
+        Side::Source => Op::Read,
+        Side::Target => Op::Write,
+    }
+}
+
+fn persistent(side: Side, errno: i32) -> Fault {
+    Fault::persistent(op_for(side), BAD, errno)
+}
+
+async fn error_event(
+    rx: &mut broadcast::Receiver<JobEvent>,
+) -> (livemirror_core::IoFailure, ErrorAction) {
+    match until(rx, |ev| matches!(ev, JobEvent::Error { .. })).await {
+        JobEvent::Error { failure, action } => (failure, action),
+        _ => unreachable!(),
+    }
+}
+
+async fn complete_identical(mut r: Rig) {
+    until(&mut r.rx, is_ready).await;
+    r.job.send(Command::Complete).await.unwrap();
+    assert_eq!(r.job.wait().await, Outcome::Completed);
+    assert_same(&r.target.contents(), &r.source.contents());
+}
+
+async fn report_fails_the_job(side: Side) {
+    let mut r = rig(side, ErrorPolicy::Report, persistent(side, libc::EIO));
+    let (failure, action) = error_event(&mut r.rx).await;
+    assert_eq!(
+        (failure.side, failure.errno, action),
+        (side, libc::EIO, ErrorAction::Report)
+    );
+    assert!(failure.offset <= BAD.start && BAD.start < failure.offset + failure.len);
+    let events = rest(&mut r.rx).await;
+    match events.last() {
+        Some(JobEvent::Failed { error }) => {
+            assert!(
+                error.contains(&side.to_string()) && error.contains("Input/output error"),
+                "{error}"
+            )
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert!(!events.contains(&JobEvent::Ready));
+    assert_eq!(r.job.status().state, JobState::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_on_source_fails_the_job_with_the_errno() {
+    report_fails_the_job(Side::Source).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_on_target_fails_the_job_with_the_errno() {
+    report_fails_the_job(Side::Target).await;
+}
+
+async fn ignore_retries_until_the_fault_clears(side: Side) {
+    let mut r = rig(side, ErrorPolicy::Ignore, persistent(side, libc::EIO));
+    for _ in 0..3 {
+        let (failure, action) = error_event(&mut r.rx).await;
+        assert_eq!((failure.side, action), (side, ErrorAction::Ignore));
+    }
+    assert!(
+        !r.job.status().ready,
+        "a failing range keeps the job from ready"
+    );
+    assert!(r.job.status().state == JobState::Running);
+    r.faulty.clear();
+    complete_identical(r).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignore_on_source_finishes_identical_once_the_fault_clears() {
+    ignore_retries_until_the_fault_clears(Side::Source).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignore_on_target_finishes_identical_once_the_fault_clears() {
+    ignore_retries_until_the_fault_clears(Side::Target).await;
+}
+
+/// Stop policy: the job pauses with the error pending, io-status failed.
+async fn stopped(side: Side, errno: i32) -> (Rig, livemirror_core::IoFailure) {
+    let mut r = rig(side, ErrorPolicy::Stop, persistent(side, errno));
+    let (failure, action) = error_event(&mut r.rx).await;
+    assert_eq!((failure.side, action), (side, ErrorAction::Stop));
+    until(&mut r.rx, |ev| {
+        *ev == JobEvent::StateChanged {
+            state: JobState::Paused,
+        }
+    })
+    .await;
+    let st = r.job.status();
+    assert_eq!(st.pending_error.as_ref(), Some(&failure));
+    assert_eq!(st.io_status, IoStatus::Failed);
+    (r, failure)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_then_retry_after_the_fault_clears_finishes_identical() {
+    for side in [Side::Source, Side::Target] {
+        let (r, _) = stopped(side, libc::EIO).await;
+        r.faulty.clear();
+        r.job.send(Command::Decide(Decision::Retry)).await.unwrap();
+        assert_eq!(r.job.status().io_status, IoStatus::Ok);
+        complete_identical(r).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_then_ignore_goes_on_and_asks_again_while_the_fault_stays() {
+    for side in [Side::Source, Side::Target] {
+        let (mut r, first) = stopped(side, libc::EIO).await;
+        r.job.send(Command::Decide(Decision::Ignore)).await.unwrap();
+        assert_eq!(r.job.status().state, JobState::Running);
+        // The rest is copied; the bad range comes round again and asks again.
+        let (again, action) = error_event(&mut r.rx).await;
+        assert_eq!((again.offset, action), (first.offset, ErrorAction::Stop));
+        let dirty = r.job.status().progress.dirty;
+        assert!(
+            dirty <= first.len,
+            "only the failed range is left: {dirty} bytes dirty"
+        );
+        r.faulty.clear();
+        r.job.send(Command::Decide(Decision::Retry)).await.unwrap();
+        complete_identical(r).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_then_stop_ends_the_job_with_an_incomplete_target() {
+    for side in [Side::Source, Side::Target] {
+        let (mut r, _) = stopped(side, libc::EIO).await;
+        r.job.send(Command::Decide(Decision::Stop)).await.unwrap();
+        let events = rest(&mut r.rx).await;
+        assert!(
+            matches!(events.last(), Some(JobEvent::Failed { error }) if error.contains("stopped"))
+        );
+        assert_eq!(r.job.status().state, JobState::Failed);
+        assert_ne!(r.target.contents(), r.source.contents());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enospc_stops_on_no_space_and_reports_anything_else() {
+    let mut r = rig(
+        Side::Target,
+        ErrorPolicy::Enospc,
+        persistent(Side::Target, libc::ENOSPC),
+    );
+    let (failure, action) = error_event(&mut r.rx).await;
+    assert_eq!((failure.errno, action), (libc::ENOSPC, ErrorAction::Stop));
+    until(&mut r.rx, |ev| {
+        *ev == JobEvent::StateChanged {
+            state: JobState::Paused,
+        }
+    })
+    .await;
+    assert_eq!(r.job.status().io_status, IoStatus::Nospace);
+    r.faulty.clear();
+    r.job.send(Command::Decide(Decision::Retry)).await.unwrap();
+    complete_identical(r).await;
+
+    let mut r = rig(
+        Side::Target,
+        ErrorPolicy::Enospc,
+        persistent(Side::Target, libc::EIO),
+    );
+    let (failure, action) = error_event(&mut r.rx).await;
+    assert_eq!((failure.errno, action), (libc::EIO, ErrorAction::Report));
+    assert!(matches!(
+        rest(&mut r.rx).await.last(),
+        Some(JobEvent::Failed { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_fault_under_ignore_costs_one_retry() {
+    let mut r = rig(
+        Side::Target,
+        ErrorPolicy::Ignore,
+        Fault::times(Op::Write, BAD, libc::EIO, 1),
+    );
+    let (_, action) = error_event(&mut r.rx).await;
+    assert_eq!(action, ErrorAction::Ignore);
+    assert_eq!(r.faulty.fired(), 1);
+    complete_identical(r).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_flush_keeps_the_job_from_ready() {
+    let mut r = rig(
+        Side::Target,
+        ErrorPolicy::Stop,
+        Fault::persistent(Op::Flush, 0..0, libc::EIO),
+    );
+    let (failure, _) = error_event(&mut r.rx).await;
+    assert_eq!(failure.operation, livemirror_core::IoOperation::Flush);
+    assert!(!r.job.status().ready);
+    r.faulty.clear();
+    r.job.send(Command::Decide(Decision::Retry)).await.unwrap();
+    complete_identical(r).await;
+}
