@@ -41,3 +41,14 @@ pub fn patterned(dir: &Path, name: &str, size: u64) -> PathBuf {
     }
     path
 }
+
+/// An image with data everywhere (each MiB its own byte), so a mirror has
+/// every byte to copy.
+pub fn full(dir: &Path, name: &str, size: u64) -> PathBuf {
+    let path = sparse(dir, name, size);
+    for mib in 0..size.div_ceil(1 << 20) {
+        let len = (size - (mib << 20)).min(1 << 20) as usize;
+        fill(&path, mib << 20, len, 0x40 + (mib % 64) as u8);
+    }
+    path
+}

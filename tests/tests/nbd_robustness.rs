@@ -119,7 +119,10 @@ fn unknown_and_malformed_options_get_errors_and_haggling_goes_on() {
     assert_eq!(c.option_reply().unwrap().kind, REP_ERR_UNKNOWN);
     c.send_option(OPT_LIST, &[]).unwrap();
     let list = c.option_replies().unwrap();
-    assert_eq!(list.iter().map(|r| r.kind).collect::<Vec<_>>(), [REP_SERVER, REP_ACK]);
+    assert_eq!(
+        list.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [REP_SERVER, REP_ACK]
+    );
     c.send_option(OPT_INFO, &go_data("", &[INFO_NAME, INFO_BLOCK_SIZE]))
         .unwrap();
     let info = c.option_replies().unwrap();
@@ -160,7 +163,8 @@ fn unknown_commands_and_flags_are_einval_and_the_connection_lives() {
     c.send_request(0, 42, 7, 0, 512, &[]).unwrap();
     assert_eq!(c.simple_reply(0).unwrap().0, EINVAL);
     // A WRITE with a flag it must not carry: refused, payload skipped.
-    c.send_request(CMD_FLAG_REQ_ONE, CMD_WRITE, 8, 0, 4, &[9; 4]).unwrap();
+    c.send_request(CMD_FLAG_REQ_ONE, CMD_WRITE, 8, 0, 4, &[9; 4])
+        .unwrap();
     assert_eq!(c.simple_reply(0).unwrap(), (EINVAL, 8, vec![]));
     // BLOCK_STATUS without a negotiated context.
     c.send_request(0, CMD_BLOCK_STATUS, 9, 0, 512, &[]).unwrap();
@@ -174,15 +178,21 @@ fn unknown_commands_and_flags_are_einval_and_the_connection_lives() {
 fn requests_past_the_end_fail_without_touching_the_device() {
     let f = Fixture::new();
     let mut c = f.client(false);
-    c.send_request(0, CMD_READ, 1, SIZE - 256, 512, &[]).unwrap();
+    c.send_request(0, CMD_READ, 1, SIZE - 256, 512, &[])
+        .unwrap();
     assert_eq!(c.simple_reply(512).unwrap().0, EINVAL);
     assert_eq!(c.write(SIZE - 256, &[0xee; 512]).unwrap(), ENOSPC);
-    c.send_request(0, CMD_WRITE_ZEROES, 2, SIZE, 1, &[]).unwrap();
+    c.send_request(0, CMD_WRITE_ZEROES, 2, SIZE, 1, &[])
+        .unwrap();
     assert_eq!(c.simple_reply(0).unwrap().0, ENOSPC);
-    c.send_request(0, CMD_TRIM, 3, u64::MAX - 10, 512, &[]).unwrap();
+    c.send_request(0, CMD_TRIM, 3, u64::MAX - 10, 512, &[])
+        .unwrap();
     assert_eq!(c.simple_reply(0).unwrap().0, EINVAL);
     // The refused write's payload was skipped, not taken for a request.
-    assert_eq!(c.read(SIZE - 512, 512).unwrap(), f.original[SIZE as usize - 512..]);
+    assert_eq!(
+        c.read(SIZE - 512, 512).unwrap(),
+        f.original[SIZE as usize - 512..]
+    );
     c.disconnect().unwrap();
     f.assert_unchanged();
 }
@@ -196,7 +206,8 @@ fn requests_over_32_mib_are_refused_and_a_huge_write_closes() {
     assert_eq!(c.simple_reply(0).unwrap().0, EINVAL);
     // A 33 MiB write: refused, and the connection closed rather than
     // reading 33 MiB of payload.
-    c.send_request(0, CMD_WRITE, 2, 0, big, &[0xee; 4096]).unwrap();
+    c.send_request(0, CMD_WRITE, 2, 0, big, &[0xee; 4096])
+        .unwrap();
     assert_eq!(c.simple_reply(0).unwrap().0, EINVAL);
     c.expect_closed().unwrap();
     f.assert_serving();
@@ -207,7 +218,8 @@ fn requests_over_32_mib_are_refused_and_a_huge_write_closes() {
 fn a_client_vanishing_mid_write_writes_nothing() {
     let f = Fixture::new();
     let mut c = f.client(false);
-    c.send_request(0, CMD_WRITE, 1, 8192, 65536, &[0xee; 1000]).unwrap();
+    c.send_request(0, CMD_WRITE, 1, 8192, 65536, &[0xee; 1000])
+        .unwrap();
     c.half_close().unwrap();
     // The server gives up on the request and closes; only then look.
     c.expect_closed().unwrap();
@@ -258,7 +270,8 @@ fn structured_replies_carry_reads_errors_and_block_status() {
     assert_eq!(chunk.kind, REPLY_TYPE_ERROR);
     assert_eq!(chunk.payload[..4], EINVAL.to_be_bytes());
 
-    c.send_request(0, CMD_BLOCK_STATUS, 13, 0, 131072, &[]).unwrap();
+    c.send_request(0, CMD_BLOCK_STATUS, 13, 0, 131072, &[])
+        .unwrap();
     let chunk = c.chunk().unwrap();
     assert_eq!(chunk.kind, REPLY_TYPE_BLOCK_STATUS);
     let words: Vec<u32> = chunk
@@ -300,7 +313,10 @@ fn many_clients_at_once_each_get_their_own_answers() {
         let at = i * 65536;
         assert_eq!(now[at..at + 4096], vec![i as u8 ^ 19; 4096][..]);
         // Outside what each client wrote, nothing changed.
-        assert_eq!(now[at + 4096..at + 65536], f.original[at + 4096..at + 65536]);
+        assert_eq!(
+            now[at + 4096..at + 65536],
+            f.original[at + 4096..at + 65536]
+        );
     }
 }
 
