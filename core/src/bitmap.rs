@@ -21,12 +21,7 @@ impl DirtyBitmap {
     /// An all-clean bitmap of `len` chunks.
     pub fn new(len: u64) -> Self {
         let words = len.div_ceil(64) as usize;
-        DirtyBitmap {
-            len,
-            words: vec![0; words],
-            summary: vec![0; words.div_ceil(64)],
-            count: 0,
-        }
+        DirtyBitmap { len, words: vec![0; words], summary: vec![0; words.div_ceil(64)], count: 0 }
     }
 
     /// Number of chunks covered.
@@ -72,11 +67,7 @@ impl DirtyBitmap {
             let w = (pos / 64) as usize;
             let bit = pos % 64;
             let n = (end - pos).min(64 - bit);
-            let mask = if n == 64 {
-                !0
-            } else {
-                ((1u64 << n) - 1) << bit
-            };
+            let mask = if n == 64 { !0 } else { ((1u64 << n) - 1) << bit };
             let old = self.words[w];
             let new = if dirty { old | mask } else { old & !mask };
             changed += (old ^ new).count_ones() as u64;

@@ -180,9 +180,7 @@ impl ChunkMap {
 
     pub(crate) fn add_in_flight(&self, chunks: Range<u64>) {
         for (cell, r) in self.split(chunks) {
-            self.cells[cell]
-                .in_flight
-                .fetch_add(r.end - r.start, Relaxed);
+            self.cells[cell].in_flight.fetch_add(r.end - r.start, Relaxed);
         }
     }
 
@@ -246,10 +244,7 @@ mod tests {
         assert_eq!(map.chunks_per_cell(), 4);
         let parts: Vec<_> = map.split(2..11).collect();
         assert_eq!(parts, vec![(0, 2..4), (1, 4..8), (2, 8..11)]);
-        assert_eq!(
-            map.cell_chunks(map.len() - 1),
-            MAX_CELLS * 3..MAX_CELLS * 3 + 1
-        );
+        assert_eq!(map.cell_chunks(map.len() - 1), MAX_CELLS * 3..MAX_CELLS * 3 + 1);
     }
 
     #[test]

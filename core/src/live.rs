@@ -46,10 +46,7 @@ impl Mutation<'_> {
 impl LiveSource {
     pub fn new(source: Arc<dyn BlockDevice>) -> Arc<Self> {
         Arc::new(LiveSource {
-            route: RwLock::new(Route {
-                device: source,
-                tracker: None,
-            }),
+            route: RwLock::new(Route { device: source, tracker: None }),
             gate: Gate::default(),
         })
     }
@@ -85,12 +82,7 @@ impl LiveSource {
     /// Serves `target` from now on. Only called with the gate closed and the
     /// target in sync.
     pub(crate) fn pivot(&self, target: Arc<dyn BlockDevice>) {
-        self.set_route(|r| {
-            *r = Route {
-                device: target,
-                tracker: None,
-            }
-        });
+        self.set_route(|r| *r = Route { device: target, tracker: None });
     }
 
     /// Blocks new writes and waits for those under way. Blocking: call it

@@ -18,10 +18,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(speed: u64) -> Self {
-        RateLimiter {
-            speed,
-            free_at: None,
-        }
+        RateLimiter { speed, free_at: None }
     }
 
     pub fn speed(&self) -> u64 {

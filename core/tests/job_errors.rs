@@ -47,13 +47,7 @@ fn rig(side: Side, policy: ErrorPolicy, fault: Fault) -> Rig {
         ..Default::default()
     };
     let (job, rx) = job::start(live, dst, opts).unwrap();
-    Rig {
-        source,
-        target,
-        faulty,
-        job,
-        rx,
-    }
+    Rig { source, target, faulty, job, rx }
 }
 
 fn op_for(side: Side) -> Op {
@@ -86,10 +80,7 @@ async fn complete_identical(mut r: Rig) {
 async fn report_fails_the_job(side: Side) {
     let mut r = rig(side, ErrorPolicy::Report, persistent(side, libc::EIO));
     let (failure, action) = error_event(&mut r.rx).await;
-    assert_eq!(
-        (failure.side, failure.errno, action),
-        (side, libc::EIO, ErrorAction::Report)
-    );
+    assert_eq!((failure.side, failure.errno, action), (side, libc::EIO, ErrorAction::Report));
     assert!(failure.offset <= BAD.start && BAD.start < failure.offset + failure.len);
     let events = rest(&mut r.rx).await;
     match events.last() {
@@ -121,10 +112,7 @@ async fn ignore_retries_until_the_fault_clears(side: Side) {
         let (failure, action) = error_event(&mut r.rx).await;
         assert_eq!((failure.side, action), (side, ErrorAction::Ignore));
     }
-    assert!(
-        !r.job.status().ready,
-        "a failing range keeps the job from ready"
-    );
+    assert!(!r.job.status().ready, "a failing range keeps the job from ready");
     assert!(r.job.status().state == JobState::Running);
     r.faulty.clear();
     complete_identical(r).await;
@@ -145,12 +133,7 @@ async fn stopped(side: Side, errno: i32) -> (Rig, livemirror_core::IoFailure) {
     let mut r = rig(side, ErrorPolicy::Stop, persistent(side, errno));
     let (failure, action) = error_event(&mut r.rx).await;
     assert_eq!((failure.side, action), (side, ErrorAction::Stop));
-    until(&mut r.rx, |ev| {
-        *ev == JobEvent::StateChanged {
-            state: JobState::Paused,
-        }
-    })
-    .await;
+    until(&mut r.rx, |ev| *ev == JobEvent::StateChanged { state: JobState::Paused }).await;
     let st = r.job.status();
     assert_eq!(st.pending_error.as_ref(), Some(&failure));
     assert_eq!(st.io_status, IoStatus::Failed);
@@ -178,10 +161,7 @@ async fn stop_then_ignore_goes_on_and_asks_again_while_the_fault_stays() {
         let (again, action) = error_event(&mut r.rx).await;
         assert_eq!((again.offset, action), (first.offset, ErrorAction::Stop));
         let dirty = r.job.status().progress.dirty;
-        assert!(
-            dirty <= first.len,
-            "only the failed range is left: {dirty} bytes dirty"
-        );
+        assert!(dirty <= first.len, "only the failed range is left: {dirty} bytes dirty");
         r.faulty.clear();
         r.job.send(Command::Decide(Decision::Retry)).await.unwrap();
         complete_identical(r).await;
@@ -204,44 +184,24 @@ async fn stop_then_stop_ends_the_job_with_an_incomplete_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enospc_stops_on_no_space_and_reports_anything_else() {
-    let mut r = rig(
-        Side::Target,
-        ErrorPolicy::Enospc,
-        persistent(Side::Target, libc::ENOSPC),
-    );
+    let mut r = rig(Side::Target, ErrorPolicy::Enospc, persistent(Side::Target, libc::ENOSPC));
     let (failure, action) = error_event(&mut r.rx).await;
     assert_eq!((failure.errno, action), (libc::ENOSPC, ErrorAction::Stop));
-    until(&mut r.rx, |ev| {
-        *ev == JobEvent::StateChanged {
-            state: JobState::Paused,
-        }
-    })
-    .await;
+    until(&mut r.rx, |ev| *ev == JobEvent::StateChanged { state: JobState::Paused }).await;
     assert_eq!(r.job.status().io_status, IoStatus::Nospace);
     r.faulty.clear();
     r.job.send(Command::Decide(Decision::Retry)).await.unwrap();
     complete_identical(r).await;
 
-    let mut r = rig(
-        Side::Target,
-        ErrorPolicy::Enospc,
-        persistent(Side::Target, libc::EIO),
-    );
+    let mut r = rig(Side::Target, ErrorPolicy::Enospc, persistent(Side::Target, libc::EIO));
     let (failure, action) = error_event(&mut r.rx).await;
     assert_eq!((failure.errno, action), (libc::EIO, ErrorAction::Report));
-    assert!(matches!(
-        rest(&mut r.rx).await.last(),
-        Some(JobEvent::Failed { .. })
-    ));
+    assert!(matches!(rest(&mut r.rx).await.last(), Some(JobEvent::Failed { .. })));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_fault_under_ignore_costs_one_retry() {
-    let mut r = rig(
-        Side::Target,
-        ErrorPolicy::Ignore,
-        Fault::times(Op::Write, BAD, libc::EIO, 1),
-    );
+    let mut r = rig(Side::Target, ErrorPolicy::Ignore, Fault::times(Op::Write, BAD, libc::EIO, 1));
     let (_, action) = error_event(&mut r.rx).await;
     assert_eq!(action, ErrorAction::Ignore);
     assert_eq!(r.faulty.fired(), 1);
@@ -250,15 +210,41 @@ async fn a_transient_fault_under_ignore_costs_one_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_flush_keeps_the_job_from_ready() {
-    let mut r = rig(
-        Side::Target,
-        ErrorPolicy::Stop,
-        Fault::persistent(Op::Flush, 0..0, libc::EIO),
-    );
+    let mut r = rig(Side::Target, ErrorPolicy::Stop, Fault::persistent(Op::Flush, 0..0, libc::EIO));
     let (failure, _) = error_event(&mut r.rx).await;
     assert_eq!(failure.operation, livemirror_core::IoOperation::Flush);
     assert!(!r.job.status().ready);
     r.faulty.clear();
     r.job.send(Command::Decide(Decision::Retry)).await.unwrap();
     complete_identical(r).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_while_completing_asks_without_holding_writers() {
+    let source = Arc::new(MemoryDevice::from_bytes(pattern(LEN, 3)));
+    let target = Arc::new(FaultyDevice::new(Arc::new(MemoryDevice::new(LEN as u64))));
+    let live = LiveSource::new(source.clone());
+    let opts = MirrorOptions { on_target_error: ErrorPolicy::Stop, ..Default::default() };
+    let (job, mut rx) = job::start(live.clone(), target.clone(), opts).unwrap();
+    until(&mut rx, is_ready).await;
+    target.inject(persistent(Side::Target, libc::EIO));
+    use livemirror_core::device::BlockDevice;
+    live.write_at(&[9; 4096], BAD.start).unwrap();
+    job.send(Command::Complete).await.unwrap();
+    let (failure, action) = error_event(&mut rx).await;
+    assert_eq!((failure.side, action), (Side::Target, ErrorAction::Stop));
+    // The drain is on hold: a write goes through (and is tracked) meanwhile.
+    let writer = live.clone();
+    let write = tokio::task::spawn_blocking(move || writer.write_at(&[8; 4096], 0).unwrap());
+    tokio::time::timeout(std::time::Duration::from_secs(60), write)
+        .await
+        .expect("a write waited on the held drain")
+        .unwrap();
+    target.clear();
+    job.send(Command::Decide(Decision::Retry)).await.unwrap();
+    assert_eq!(job.wait().await, Outcome::Completed);
+    let mut copy = vec![0; LEN];
+    target.read_at(&mut copy, 0).unwrap();
+    assert_same(&copy, &source.contents());
+    assert_eq!(&copy[..4096], &[8; 4096][..]);
 }

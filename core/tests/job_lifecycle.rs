@@ -47,12 +47,7 @@ async fn states_follow_the_lifecycle_in_order() {
     .await;
     assert_eq!(
         states,
-        [
-            JobState::Running,
-            JobState::Ready,
-            JobState::Completing,
-            JobState::Completed
-        ]
+        [JobState::Running, JobState::Ready, JobState::Completing, JobState::Completed]
     );
 }
 
@@ -60,24 +55,12 @@ async fn states_follow_the_lifecycle_in_order() {
 async fn complete_and_decide_are_refused_in_the_wrong_state() {
     let p = pair(4 << 20);
     // Slow enough that the job is certainly still running when asked.
-    let opts = MirrorOptions {
-        speed: 1 << 20,
-        ..Default::default()
-    };
+    let opts = MirrorOptions { speed: 1 << 20, ..Default::default() };
     let (job, _rx) = start(&p, p.target.clone(), opts);
     let err = job.send(Command::Complete).await.unwrap_err();
-    assert!(matches!(
-        err,
-        Error::WrongState {
-            verb: "complete",
-            state: JobState::Running
-        }
-    ));
+    assert!(matches!(err, Error::WrongState { verb: "complete", state: JobState::Running }));
     assert_eq!(err.to_string(), "cannot complete while the job is running");
-    let err = job
-        .send(Command::Decide(Decision::Retry))
-        .await
-        .unwrap_err();
+    let err = job.send(Command::Decide(Decision::Retry)).await.unwrap_err();
     assert!(matches!(err, Error::WrongState { verb: "decide", .. }));
     let err = job.send(Command::Resume).await.unwrap_err();
     assert!(matches!(err, Error::WrongState { verb: "resume", .. }));
@@ -88,23 +71,13 @@ async fn complete_and_decide_are_refused_in_the_wrong_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_before_ready_says_the_target_is_incomplete() {
     let p = pair(8 << 20);
-    let opts = MirrorOptions {
-        speed: 1 << 20,
-        ..Default::default()
-    };
+    let opts = MirrorOptions { speed: 1 << 20, ..Default::default() };
     let (job, mut rx) = start(&p, p.target.clone(), opts);
     job.send(Command::Cancel { force: false }).await.unwrap();
     let events = rest(&mut rx).await;
-    assert_eq!(
-        events.last(),
-        Some(&JobEvent::Cancelled { consistent: false })
-    );
+    assert_eq!(events.last(), Some(&JobEvent::Cancelled { consistent: false }));
     assert!(!events.contains(&JobEvent::Ready));
-    assert_ne!(
-        p.target.contents(),
-        p.source.contents(),
-        "the copy was cut short"
-    );
+    assert_ne!(p.target.contents(), p.source.contents(), "the copy was cut short");
     // Writes after the job are no longer tracked and go to the source.
     p.live.write_at(&[1; 512], 0).unwrap();
     assert_eq!(&p.source.contents()[..512], &[1; 512][..]);
@@ -121,21 +94,14 @@ async fn cancel_after_ready_leaves_a_consistent_copy_and_no_pivot() {
     assert_eq!(job.wait().await, Outcome::Cancelled { consistent: true });
     assert_same(&p.target.contents(), &p.source.contents());
     p.live.write_at(&[7; 512], 0).unwrap();
-    assert_eq!(
-        &p.source.contents()[..512],
-        &[7; 512][..],
-        "still serving the source"
-    );
+    assert_eq!(&p.source.contents()[..512], &[7; 512][..], "still serving the source");
     assert_ne!(&p.target.contents()[..512], &[7; 512][..]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_holds_the_offset_until_resume() {
     let p = pair(16 << 20);
-    let opts = MirrorOptions {
-        speed: 4 << 20,
-        ..Default::default()
-    };
+    let opts = MirrorOptions { speed: 4 << 20, ..Default::default() };
     let (job, mut rx) = start(&p, p.target.clone(), opts);
     job.send(Command::Pause).await.unwrap();
     // Pause answers once in-flight copies are done: from here nothing moves.
@@ -145,9 +111,7 @@ async fn pause_holds_the_offset_until_resume() {
     let mut watch = job.watch();
     for _ in 0..3 {
         // Let a few progress ticks pass.
-        tokio::time::timeout(std::time::Duration::from_millis(300), watch.changed())
-            .await
-            .ok();
+        tokio::time::timeout(std::time::Duration::from_millis(300), watch.changed()).await.ok();
         assert_eq!(job.status().progress.copied, held.progress.copied);
     }
     job.send(Command::SetSpeed(0)).await.unwrap();
@@ -174,14 +138,9 @@ async fn pause_while_ready_is_standby() {
 async fn copy_mode_switches_only_towards_write_blocking() {
     let p = pair(1 << 20);
     let (job, mut rx) = start(&p, p.target.clone(), MirrorOptions::default());
-    job.send(Command::SetCopyMode(CopyMode::WriteBlocking))
-        .await
-        .unwrap();
+    job.send(Command::SetCopyMode(CopyMode::WriteBlocking)).await.unwrap();
     assert_eq!(job.status().copy_mode, CopyMode::WriteBlocking);
-    let err = job
-        .send(Command::SetCopyMode(CopyMode::Background))
-        .await
-        .unwrap_err();
+    let err = job.send(Command::SetCopyMode(CopyMode::Background)).await.unwrap_err();
     assert!(err.to_string().contains("cannot go back"), "{err}");
     until(&mut rx, is_ready).await;
     job.send(Command::Complete).await.unwrap();
@@ -191,10 +150,7 @@ async fn copy_mode_switches_only_towards_write_blocking() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_none_copies_only_new_writes() {
     let p = pair(1 << 20);
-    let opts = MirrorOptions {
-        sync: SyncMode::None,
-        ..Default::default()
-    };
+    let opts = MirrorOptions { sync: SyncMode::None, ..Default::default() };
     let (job, mut rx) = start(&p, p.target.clone(), opts);
     until(&mut rx, is_ready).await;
     p.live.write_at(&[5; 10_000], 300_000).unwrap();
@@ -202,10 +158,7 @@ async fn sync_none_copies_only_new_writes() {
     assert_eq!(job.wait().await, Outcome::Completed);
     let t = p.target.contents();
     assert_eq!(&t[300_000..310_000], &[5; 10_000][..]);
-    assert!(
-        t[..262_144].iter().all(|b| *b == 0),
-        "old data is not copied"
-    );
+    assert!(t[..262_144].iter().all(|b| *b == 0), "old data is not copied");
 }
 
 #[test]
@@ -223,13 +176,8 @@ fn bad_pairs_are_refused_before_anything_is_written() {
             .err()
             .unwrap();
     assert!(matches!(err, Error::SameDevice { .. }), "{err}");
-    let opts = MirrorOptions {
-        granularity: Some(1000),
-        ..Default::default()
-    };
-    let err = livemirror_core::job::start(p.live.clone(), p.target.clone(), opts)
-        .err()
-        .unwrap();
+    let opts = MirrorOptions { granularity: Some(1000), ..Default::default() };
+    let err = livemirror_core::job::start(p.live.clone(), p.target.clone(), opts).err().unwrap();
     assert!(err.to_string().contains("power of two"), "{err}");
     assert!(p.target.contents().iter().all(|b| *b == 0));
     // Refused starts leave the source free for a job; one job at a time.

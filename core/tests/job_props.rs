@@ -22,31 +22,16 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Write {
-    Data {
-        offset: u64,
-        len: u64,
-        seed: u64,
-    },
-    Zeroes {
-        offset: u64,
-        len: u64,
-        may_unmap: bool,
-    },
-    Discard {
-        offset: u64,
-        len: u64,
-    },
+    Data { offset: u64, len: u64, seed: u64 },
+    Zeroes { offset: u64, len: u64, may_unmap: bool },
+    Discard { offset: u64, len: u64 },
 }
 
 impl Write {
     fn apply(&self, dev: &dyn BlockDevice) {
         let r = match *self {
             Write::Data { offset, len, seed } => dev.write_at(&pattern(len as usize, seed), offset),
-            Write::Zeroes {
-                offset,
-                len,
-                may_unmap,
-            } => dev.write_zeroes(offset, len, may_unmap),
+            Write::Zeroes { offset, len, may_unmap } => dev.write_zeroes(offset, len, may_unmap),
             Write::Discard { offset, len } => dev.discard(offset, len),
         };
         r.expect("in-range write");
@@ -74,11 +59,7 @@ fn write_in(size: u64) -> BoxedStrategy<Write> {
         .prop_map(move |(offset, len, seed, kind)| {
             let len = len.min(size - offset);
             match kind {
-                0 => Write::Zeroes {
-                    offset,
-                    len,
-                    may_unmap: seed % 2 == 0,
-                },
+                0 => Write::Zeroes { offset, len, may_unmap: seed % 2 == 0 },
                 1 => Write::Discard { offset, len },
                 _ => Write::Data { offset, len, seed },
             }
@@ -88,11 +69,7 @@ fn write_in(size: u64) -> BoxedStrategy<Write> {
 
 fn case() -> impl Strategy<Value = Case> {
     let granularity = (9u32..=18).prop_map(|s| 1u64 << s);
-    (
-        granularity,
-        prop_oneof![Just(0u64), Just(1), Just(2), Just(3), Just(4)],
-        1u64..(3 << 20),
-    )
+    (granularity, prop_oneof![Just(0u64), Just(1), Just(2), Just(3), Just(4)], 1u64..(3 << 20))
         .prop_flat_map(|(g, shape, random)| {
             let size = match shape {
                 0 => 0,
@@ -106,27 +83,21 @@ fn case() -> impl Strategy<Value = Case> {
                 Just(size),
                 Just(g),
                 (4096u64..(4 << 20)),
-                prop_oneof![
-                    Just(SyncMode::Full),
-                    Just(SyncMode::Top),
-                    Just(SyncMode::None)
-                ],
+                prop_oneof![Just(SyncMode::Full), Just(SyncMode::Top), Just(SyncMode::None)],
                 prop_oneof![Just(CopyMode::Background), Just(CopyMode::WriteBlocking)],
                 [writes(), writes(), writes()],
                 prop::collection::vec((0..size.max(1), 1u64..300_000), 0..4),
             )
         })
-        .prop_map(
-            |(size, granularity, buf_size, sync, copy_mode, phases, holes)| Case {
-                size,
-                granularity,
-                buf_size,
-                sync,
-                copy_mode,
-                phases,
-                holes,
-            },
-        )
+        .prop_map(|(size, granularity, buf_size, sync, copy_mode, phases, holes)| Case {
+            size,
+            granularity,
+            buf_size,
+            sync,
+            copy_mode,
+            phases,
+            holes,
+        })
 }
 
 /// Source and target before the job: the source has data with holes; the
@@ -136,8 +107,7 @@ fn devices(c: &Case) -> (MemoryDevice, MemoryDevice, MemoryDevice) {
     let make = || {
         let d = MemoryDevice::from_bytes(pattern(n, 5));
         for &(off, len) in &c.holes {
-            d.discard(off.min(c.size), len.min(c.size - off.min(c.size)))
-                .unwrap();
+            d.discard(off.min(c.size), len.min(c.size - off.min(c.size))).unwrap();
         }
         d
     };
@@ -168,11 +138,8 @@ fn run_case(c: Case) {
             w.apply(&*target);
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let opts = MirrorOptions {
         sync: c.sync,
         granularity: Some(c.granularity),
@@ -209,10 +176,7 @@ fn run_case(c: Case) {
 }
 
 fn cases() -> u32 {
-    std::env::var("LIVEMIRROR_PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40)
+    std::env::var("LIVEMIRROR_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(40)
 }
 
 proptest! {

@@ -26,14 +26,11 @@ fn busy_writer(
         live.read_at(&mut model, base as u64).unwrap();
         let mut x = q as u64 + 7;
         while !stop.load(Ordering::Relaxed) {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let len = 512 * (1 + (x >> 40) % 128) as usize;
             let off = (x >> 8) as usize % (LEN / 4 - len);
             let data = pattern(len, x);
-            live.write_at(&data, (base + off) as u64)
-                .expect("write through the live source");
+            live.write_at(&data, (base + off) as u64).expect("write through the live source");
             model[off..off + len].copy_from_slice(&data);
         }
         model
@@ -64,9 +61,7 @@ async fn converges_under_load_and_writes_reach_the_target_before_they_return() {
     };
     let (job, mut rx) = start(&p, p.target.clone(), opts);
     let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..2)
-        .map(|q| busy_writer(p.live.clone(), stop.clone(), q))
-        .collect();
+    let writers: Vec<_> = (0..2).map(|q| busy_writer(p.live.clone(), stop.clone(), q)).collect();
     until(&mut rx, is_ready).await;
     let map = job.chunk_map().clone();
     for i in 0..300u64 {
@@ -81,10 +76,7 @@ async fn converges_under_load_and_writes_reach_the_target_before_they_return() {
         })
         .await
         .unwrap();
-        assert!(
-            on_target,
-            "write {i} at {off} not on the target when it returned"
-        );
+        assert!(on_target, "write {i} at {off} not on the target when it returned");
         let dirty: u64 = map.summary(1).iter().map(|c| c.dirty).sum();
         assert_eq!(dirty, 0, "dirty chunks after ready in write-blocking mode");
     }
@@ -93,29 +85,18 @@ async fn converges_under_load_and_writes_reach_the_target_before_they_return() {
     job.send(Command::Complete).await.unwrap();
     assert_eq!(job.wait().await, Outcome::Completed);
     check_writers(&stop, writers, &p.target);
-    assert_same(
-        &p.target.contents()[LEN / 2..],
-        &p.source.contents()[LEN / 2..],
-    );
+    assert_same(&p.target.contents()[LEN / 2..], &p.source.contents()[LEN / 2..]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switching_to_write_blocking_mid_copy_loses_nothing() {
     let p = pair(LEN);
-    let opts = MirrorOptions {
-        speed: 32 << 20,
-        granularity: Some(4096),
-        ..Default::default()
-    };
+    let opts = MirrorOptions { speed: 32 << 20, granularity: Some(4096), ..Default::default() };
     let (job, mut rx) = start(&p, p.target.clone(), opts);
     let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..4)
-        .map(|q| busy_writer(p.live.clone(), stop.clone(), q))
-        .collect();
+    let writers: Vec<_> = (0..4).map(|q| busy_writer(p.live.clone(), stop.clone(), q)).collect();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    job.send(Command::SetCopyMode(CopyMode::WriteBlocking))
-        .await
-        .unwrap();
+    job.send(Command::SetCopyMode(CopyMode::WriteBlocking)).await.unwrap();
     job.send(Command::SetSpeed(0)).await.unwrap();
     until(&mut rx, is_ready).await;
     job.send(Command::Complete).await.unwrap();

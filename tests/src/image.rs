@@ -7,38 +7,30 @@ use std::path::{Path, PathBuf};
 /// Creates a sparse raw image of `size` bytes (all holes).
 pub fn sparse(dir: &Path, name: &str, size: u64) -> PathBuf {
     let path = dir.join(name);
-    let f = File::create(&path).expect("create image");
-    f.set_len(size).expect("size image");
+    crate::sparse_image(&path, size, &[]);
     path
 }
 
 /// Writes `len` bytes of `byte` at `offset`.
 pub fn fill(path: &Path, offset: u64, len: usize, byte: u8) {
-    let f = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .expect("open image");
-    f.write_all_at(&vec![byte; len], offset)
-        .expect("write image");
+    let f = OpenOptions::new().write(true).open(path).expect("open image");
+    f.write_all_at(&vec![byte; len], offset).expect("write image");
 }
 
 /// Reads `len` bytes at `offset`.
 pub fn read(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     let mut buf = vec![0; len];
-    File::open(path)
-        .expect("open image")
-        .read_exact_at(&mut buf, offset)
-        .expect("read image");
+    File::open(path).expect("open image").read_exact_at(&mut buf, offset).expect("read image");
     buf
 }
 
-/// A sparse image with data at a few places: some patterns, holes between.
+/// A sparse image with 256 KiB of pattern data at three places, holes
+/// between.
 pub fn patterned(dir: &Path, name: &str, size: u64) -> PathBuf {
-    let path = sparse(dir, name, size);
+    let path = dir.join(name);
     let step = size / 8;
-    for (i, byte) in [0x11u8, 0x22, 0x33].into_iter().enumerate() {
-        fill(&path, step * (2 * i as u64 + 1), 256 << 10, byte);
-    }
+    let extents: Vec<_> = [1, 3, 5].map(|i| (i * step, 256 << 10)).to_vec();
+    crate::sparse_image(&path, size, &extents);
     path
 }
 

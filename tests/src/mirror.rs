@@ -16,29 +16,20 @@ const GUARD: Duration = Duration::from_secs(300);
 
 /// A live source over the raw image at `path`.
 pub fn live_file(path: &Path) -> Arc<LiveSource> {
-    let dev = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .expect("open source");
+    let dev = OpenOptions::new().write(true).open(path).expect("open source");
     LiveSource::new(Arc::new(dev))
 }
 
 /// Starts mirroring `live` onto the raw image at `target`.
 pub fn start(rt: &Runtime, live: Arc<LiveSource>, target: &Path, opts: MirrorOptions) -> JobHandle {
-    let dst = OpenOptions::new()
-        .write(true)
-        .open(target)
-        .expect("open target");
+    let dst = OpenOptions::new().write(true).open(target).expect("open target");
     let _runtime = rt.enter();
-    job::start(live, Arc::new(dst), opts)
-        .expect("start mirror")
-        .0
+    job::start(live, Arc::new(dst), opts).expect("start mirror").0
 }
 
 /// Sends a command and fails the test if the job refuses it.
 pub fn send(rt: &Runtime, job: &JobHandle, cmd: Command) {
-    rt.block_on(job.send(cmd))
-        .unwrap_or_else(|e| panic!("{cmd:?} refused: {e}"));
+    rt.block_on(job.send(cmd)).unwrap_or_else(|e| panic!("{cmd:?} refused: {e}"));
 }
 
 /// Waits until the job is ready; fails if it ends or takes absurdly long.

@@ -86,11 +86,7 @@ impl RawClient {
         assert_eq!(&h[0..8], &REP_MAGIC.to_be_bytes(), "option reply magic");
         let be32 = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
         let (option, kind, len) = (be32(8), be32(12), be32(16));
-        Ok(OptionReply {
-            option,
-            kind,
-            data: self.recv(len as usize)?,
-        })
+        Ok(OptionReply { option, kind, data: self.recv(len as usize)? })
     }
 
     /// Option replies up to and including the final one (ACK or error).
@@ -154,28 +150,16 @@ impl RawClient {
     /// when the error is 0.
     pub fn simple_reply(&mut self, data_len: usize) -> io::Result<(u32, u64, Vec<u8>)> {
         let h = self.recv(16)?;
-        assert_eq!(
-            &h[0..4],
-            &SIMPLE_REPLY_MAGIC.to_be_bytes(),
-            "simple reply magic"
-        );
+        assert_eq!(&h[0..4], &SIMPLE_REPLY_MAGIC.to_be_bytes(), "simple reply magic");
         let error = u32::from_be_bytes(h[4..8].try_into().expect("4 bytes"));
         let handle = u64::from_be_bytes(h[8..16].try_into().expect("8 bytes"));
-        let data = if error == 0 {
-            self.recv(data_len)?
-        } else {
-            Vec::new()
-        };
+        let data = if error == 0 { self.recv(data_len)? } else { Vec::new() };
         Ok((error, handle, data))
     }
 
     pub fn chunk(&mut self) -> io::Result<Chunk> {
         let h = self.recv(20)?;
-        assert_eq!(
-            &h[0..4],
-            &STRUCTURED_REPLY_MAGIC.to_be_bytes(),
-            "chunk magic"
-        );
+        assert_eq!(&h[0..4], &STRUCTURED_REPLY_MAGIC.to_be_bytes(), "chunk magic");
         let len = u32::from_be_bytes(h[16..20].try_into().expect("4 bytes"));
         Ok(Chunk {
             flags: u16::from_be_bytes([h[4], h[5]]),

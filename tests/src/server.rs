@@ -37,24 +37,13 @@ impl Served {
         let dir = tempfile::tempdir().expect("temp dir");
         let socket = dir.path().join("nbd.sock");
         let endpoint = Endpoint::Unix(socket.clone());
-        let listener = rt
-            .block_on(Listener::bind(&endpoint, false))
-            .expect("bind unix socket");
+        let listener = rt.block_on(Listener::bind(&endpoint, false)).expect("bind unix socket");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = rt.spawn(nbd::serve(
-            listener,
-            export,
-            nbd::DEFAULT_MAX_CONNECTIONS,
-            async move {
+        let task =
+            rt.spawn(nbd::serve(listener, export, nbd::DEFAULT_MAX_CONNECTIONS, async move {
                 let _ = stopped.await;
-            },
-        ));
-        Served {
-            socket,
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
-        }
+            }));
+        Served { socket, stop: Some(stop), task: Some(task), _dir: dir }
     }
 
     /// The URI qemu and libnbd tools take.

@@ -56,13 +56,7 @@ fn read_only_exports_say_so_and_refuse_writes() {
     let before = std::fs::read(&src).unwrap();
     let rt = runtime();
     let dev: Arc<FileDevice> = Arc::new(OpenOptions::new().open(&src).unwrap());
-    let served = Served::export(
-        &rt,
-        Export {
-            read_only: true,
-            ..Export::new(dev)
-        },
-    );
+    let served = Served::export(&rt, Export { read_only: true, ..Export::new(dev) });
     let report = tools::run("nbdinfo", &[&served.uri()]);
     assert_eq!(field(&report, "is_read_only"), "true");
     assert_eq!(field(&report, "can_trim"), "false");
@@ -86,21 +80,11 @@ fn nbdinfo_map_matches_nbdkit_on_the_same_file() {
     let ours = tools::run("nbdinfo", &["--map", &served.uri()]);
     let reference = tools::run(
         "nbdkit",
-        &[
-            "-U",
-            "-",
-            "file",
-            &src.to_string_lossy(),
-            "--run",
-            "nbdinfo --map \"$uri\"",
-        ],
+        &["-U", "-", "file", &src.to_string_lossy(), "--run", "nbdinfo --map \"$uri\""],
     );
     assert_eq!(ours, reference);
     // And the map is not trivially "all data": the image is sparse.
-    assert!(
-        ours.contains("hole,zero") && ours.contains("data"),
-        "{ours}"
-    );
+    assert!(ours.contains("hole,zero") && ours.contains("data"), "{ours}");
 }
 
 #[test]
@@ -112,15 +96,7 @@ fn qemu_img_convert_from_the_export_gives_an_identical_copy() {
     let served = Served::device(&rt, live_file(&src));
     tools::run(
         "qemu-img",
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "raw",
-            &served.uri(),
-            &out.to_string_lossy(),
-        ],
+        &["convert", "-f", "raw", "-O", "raw", &served.uri(), &out.to_string_lossy()],
     );
     tools::assert_identical(&src, &out);
 }
@@ -145,12 +121,5 @@ fn qemu_io_writes_land_and_read_back() {
     );
     assert_eq!(image::read(&src, 0, 65536), vec![0xab; 65536]);
     assert_eq!(image::read(&src, 1 << 20, 131072), vec![0xcd; 131072]);
-    tools::qemu_io(
-        &uri,
-        &[
-            "read -P 0xab 0 64k",
-            "read -P 0xcd 1M 128k",
-            "read -P 0 64k 64k",
-        ],
-    );
+    tools::qemu_io(&uri, &["read -P 0xab 0 64k", "read -P 0xcd 1M 128k", "read -P 0 64k 64k"]);
 }

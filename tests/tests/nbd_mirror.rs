@@ -23,27 +23,10 @@ fn qemu_io_writes_before_and_after_ready_all_reach_the_target() {
     let uri = served.uri();
     // 1 MiB/s over 32 MiB of data: the job cannot be ready for half a
     // minute, so these writes happen mid-copy; then it may run free.
-    let job = mirror::start(
-        &rt,
-        live,
-        &dst,
-        MirrorOptions {
-            speed: 1 << 20,
-            ..Default::default()
-        },
-    );
-    tools::qemu_io(
-        &uri,
-        &[
-            "write -P 0xab 0 64k",
-            "write -P 0xac 20M 1M",
-            "write -z 5M 64k",
-        ],
-    );
-    assert!(
-        !job.status().ready,
-        "writes were meant to land before Ready"
-    );
+    let job =
+        mirror::start(&rt, live, &dst, MirrorOptions { speed: 1 << 20, ..Default::default() });
+    tools::qemu_io(&uri, &["write -P 0xab 0 64k", "write -P 0xac 20M 1M", "write -z 5M 64k"]);
+    assert!(!job.status().ready, "writes were meant to land before Ready");
     mirror::send(&rt, &job, Command::SetSpeed(0));
     mirror::wait_ready(&rt, &job);
     tools::qemu_io(&uri, &["write -P 0xcd 4M 128k", "write -f -P 0xce 31M 64k"]);
@@ -105,14 +88,9 @@ fn write_blocking_converges_under_continuous_writes_and_acks_mean_on_target() {
             let (mut c, _) = RawClient::go(&socket, false).unwrap();
             let (mut x, mut writes) = (1u64, 0u64);
             while !stop.load(Ordering::Relaxed) {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 let block = (x >> 33) % (SIZE / 2 / 65536);
-                assert_eq!(
-                    c.write(block * 65536, &[(x >> 56) as u8; 65536]).unwrap(),
-                    0
-                );
+                assert_eq!(c.write(block * 65536, &[(x >> 56) as u8; 65536]).unwrap(), 0);
                 writes += 1;
             }
             c.disconnect().unwrap();
@@ -123,10 +101,7 @@ fn write_blocking_converges_under_continuous_writes_and_acks_mean_on_target() {
         &rt,
         live,
         &dst,
-        MirrorOptions {
-            copy_mode: CopyMode::WriteBlocking,
-            ..Default::default()
-        },
+        MirrorOptions { copy_mode: CopyMode::WriteBlocking, ..Default::default() },
     );
     mirror::wait_ready(&rt, &job);
     // Ready while the writer is still going; now each acknowledged write
@@ -157,17 +132,10 @@ fn cancel_after_ready_keeps_serving_the_source() {
     mirror::wait_ready(&rt, &job);
     mirror::send(&rt, &job, Command::Cancel { force: false });
     let outcome = rt.block_on(job.wait());
-    assert_eq!(
-        outcome,
-        livemirror_core::job::Outcome::Cancelled { consistent: true }
-    );
+    assert_eq!(outcome, livemirror_core::job::Outcome::Cancelled { consistent: true });
     tools::assert_identical(&src, &dst);
     assert_eq!(client.write(0, &[0x99; 4096]).unwrap(), 0);
     assert_eq!(image::read(&src, 0, 4096), vec![0x99; 4096]);
-    assert_eq!(
-        image::read(&dst, 0, 4096),
-        vec![0; 4096],
-        "target untouched"
-    );
+    assert_eq!(image::read(&dst, 0, 4096), vec![0; 4096], "target untouched");
     client.disconnect().unwrap();
 }

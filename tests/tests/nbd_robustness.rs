@@ -28,18 +28,11 @@ impl Fixture {
         let dev = Arc::new(MemoryDevice::from_bytes(original.clone()));
         let rt = runtime();
         let served = Served::device(&rt, dev.clone());
-        Fixture {
-            rt,
-            dev,
-            served,
-            original,
-        }
+        Fixture { rt, dev, served, original }
     }
 
     fn client(&self, structured: bool) -> RawClient {
-        RawClient::go(&self.served.socket, structured)
-            .expect("handshake")
-            .0
+        RawClient::go(&self.served.socket, structured).expect("handshake").0
     }
 
     /// The server still serves: a fresh client can read the right bytes.
@@ -112,19 +105,14 @@ fn unknown_and_malformed_options_get_errors_and_haggling_goes_on() {
     c.send_option(OPT_GO, &[0, 0, 0, 9, b'x']).unwrap();
     assert_eq!(c.option_reply().unwrap().kind, REP_ERR_INVALID);
     // Meta contexts before structured replies are refused.
-    c.send_option(OPT_SET_META_CONTEXT, &meta_query("", &[BASE_ALLOCATION]))
-        .unwrap();
+    c.send_option(OPT_SET_META_CONTEXT, &meta_query("", &[BASE_ALLOCATION])).unwrap();
     assert_eq!(c.option_reply().unwrap().kind, REP_ERR_INVALID);
     c.send_option(OPT_INFO, &go_data("nope", &[])).unwrap();
     assert_eq!(c.option_reply().unwrap().kind, REP_ERR_UNKNOWN);
     c.send_option(OPT_LIST, &[]).unwrap();
     let list = c.option_replies().unwrap();
-    assert_eq!(
-        list.iter().map(|r| r.kind).collect::<Vec<_>>(),
-        [REP_SERVER, REP_ACK]
-    );
-    c.send_option(OPT_INFO, &go_data("", &[INFO_NAME, INFO_BLOCK_SIZE]))
-        .unwrap();
+    assert_eq!(list.iter().map(|r| r.kind).collect::<Vec<_>>(), [REP_SERVER, REP_ACK]);
+    c.send_option(OPT_INFO, &go_data("", &[INFO_NAME, INFO_BLOCK_SIZE])).unwrap();
     let info = c.option_replies().unwrap();
     assert_eq!(info.last().unwrap().kind, REP_ACK);
     let block = info
@@ -163,8 +151,7 @@ fn unknown_commands_and_flags_are_einval_and_the_connection_lives() {
     c.send_request(0, 42, 7, 0, 512, &[]).unwrap();
     assert_eq!(c.simple_reply(0).unwrap().0, EINVAL);
     // A WRITE with a flag it must not carry: refused, payload skipped.
-    c.send_request(CMD_FLAG_REQ_ONE, CMD_WRITE, 8, 0, 4, &[9; 4])
-        .unwrap();
+    c.send_request(CMD_FLAG_REQ_ONE, CMD_WRITE, 8, 0, 4, &[9; 4]).unwrap();
     assert_eq!(c.simple_reply(0).unwrap(), (EINVAL, 8, vec![]));
     // BLOCK_STATUS without a negotiated context.
     c.send_request(0, CMD_BLOCK_STATUS, 9, 0, 512, &[]).unwrap();
@@ -178,21 +165,15 @@ fn unknown_commands_and_flags_are_einval_and_the_connection_lives() {
 fn requests_past_the_end_fail_without_touching_the_device() {
     let f = Fixture::new();
     let mut c = f.client(false);
-    c.send_request(0, CMD_READ, 1, SIZE - 256, 512, &[])
-        .unwrap();
+    c.send_request(0, CMD_READ, 1, SIZE - 256, 512, &[]).unwrap();
     assert_eq!(c.simple_reply(512).unwrap().0, EINVAL);
     assert_eq!(c.write(SIZE - 256, &[0xee; 512]).unwrap(), ENOSPC);
-    c.send_request(0, CMD_WRITE_ZEROES, 2, SIZE, 1, &[])
-        .unwrap();
+    c.send_request(0, CMD_WRITE_ZEROES, 2, SIZE, 1, &[]).unwrap();
     assert_eq!(c.simple_reply(0).unwrap().0, ENOSPC);
-    c.send_request(0, CMD_TRIM, 3, u64::MAX - 10, 512, &[])
-        .unwrap();
+    c.send_request(0, CMD_TRIM, 3, u64::MAX - 10, 512, &[]).unwrap();
     assert_eq!(c.simple_reply(0).unwrap().0, EINVAL);
     // The refused write's payload was skipped, not taken for a request.
-    assert_eq!(
-        c.read(SIZE - 512, 512).unwrap(),
-        f.original[SIZE as usize - 512..]
-    );
+    assert_eq!(c.read(SIZE - 512, 512).unwrap(), f.original[SIZE as usize - 512..]);
     c.disconnect().unwrap();
     f.assert_unchanged();
 }
@@ -206,8 +187,7 @@ fn requests_over_32_mib_are_refused_and_a_huge_write_closes() {
     assert_eq!(c.simple_reply(0).unwrap().0, EINVAL);
     // A 33 MiB write: refused, and the connection closed rather than
     // reading 33 MiB of payload.
-    c.send_request(0, CMD_WRITE, 2, 0, big, &[0xee; 4096])
-        .unwrap();
+    c.send_request(0, CMD_WRITE, 2, 0, big, &[0xee; 4096]).unwrap();
     assert_eq!(c.simple_reply(0).unwrap().0, EINVAL);
     c.expect_closed().unwrap();
     f.assert_serving();
@@ -218,8 +198,7 @@ fn requests_over_32_mib_are_refused_and_a_huge_write_closes() {
 fn a_client_vanishing_mid_write_writes_nothing() {
     let f = Fixture::new();
     let mut c = f.client(false);
-    c.send_request(0, CMD_WRITE, 1, 8192, 65536, &[0xee; 1000])
-        .unwrap();
+    c.send_request(0, CMD_WRITE, 1, 8192, 65536, &[0xee; 1000]).unwrap();
     c.half_close().unwrap();
     // The server gives up on the request and closes; only then look.
     c.expect_closed().unwrap();
@@ -270,20 +249,13 @@ fn structured_replies_carry_reads_errors_and_block_status() {
     assert_eq!(chunk.kind, REPLY_TYPE_ERROR);
     assert_eq!(chunk.payload[..4], EINVAL.to_be_bytes());
 
-    c.send_request(0, CMD_BLOCK_STATUS, 13, 0, 131072, &[])
-        .unwrap();
+    c.send_request(0, CMD_BLOCK_STATUS, 13, 0, 131072, &[]).unwrap();
     let chunk = c.chunk().unwrap();
     assert_eq!(chunk.kind, REPLY_TYPE_BLOCK_STATUS);
-    let words: Vec<u32> = chunk
-        .payload
-        .chunks(4)
-        .map(|w| u32::from_be_bytes(w.try_into().unwrap()))
-        .collect();
+    let words: Vec<u32> =
+        chunk.payload.chunks(4).map(|w| u32::from_be_bytes(w.try_into().unwrap())).collect();
     let hole = STATE_HOLE | STATE_ZERO;
-    assert_eq!(
-        words,
-        [BASE_ALLOCATION_ID, 65536, hole, 8192, 0, 57344, hole]
-    );
+    assert_eq!(words, [BASE_ALLOCATION_ID, 65536, hole, 8192, 0, 57344, hole]);
     c.disconnect().unwrap();
 }
 
@@ -313,10 +285,7 @@ fn many_clients_at_once_each_get_their_own_answers() {
         let at = i * 65536;
         assert_eq!(now[at..at + 4096], vec![i as u8 ^ 19; 4096][..]);
         // Outside what each client wrote, nothing changed.
-        assert_eq!(
-            now[at + 4096..at + 65536],
-            f.original[at + 4096..at + 65536]
-        );
+        assert_eq!(now[at + 4096..at + 65536], f.original[at + 4096..at + 65536]);
     }
 }
 

@@ -27,6 +27,10 @@ pub struct CloneArgs {
     /// Print one JSON event per line on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also take commands (pause, set-speed, complete, …) and push events on
+    /// a JSON-lines control socket, `unix:PATH`.
+    #[arg(long, value_parser = crate::control::parse_addr)]
+    pub control: Option<PathBuf>,
     /// Stay in sync after ready until Ctrl-C (cancel after ready: the target
     /// stays a consistent copy).
     #[arg(long)]
@@ -37,6 +41,11 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     let source = match OpenOptions::new().open(&args.source) {
         Ok(s) => s,
         Err(e) => return fail(&format!("source: {e}")),
+    };
+    // Bound before the target is touched, so a bad socket path changes nothing.
+    let control = match args.control.as_deref().map(crate::control::bind).transpose() {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("control socket: {e}")),
     };
     let (target, created) = match open_or_create_target(&args.target, source.len()) {
         Ok(t) => t,
@@ -53,8 +62,16 @@ pub async fn run(args: CloneArgs) -> ExitCode {
             return fail(&e.to_string());
         }
     };
+    let (stop_control, stopped) = tokio::sync::watch::channel(false);
+    if let Some(listener) = control {
+        tokio::spawn(crate::control::serve(listener, job.clone(), stopped));
+    }
     let reporter = Reporter::new(args.json);
     let outcome = drive(&job, events, &reporter, !args.no_complete).await;
+    let _ = stop_control.send(true);
+    if let Some(path) = &args.control {
+        let _ = std::fs::remove_file(path);
+    }
     reporter.finish(&job.status(), &outcome);
     match outcome {
         Outcome::Completed => ExitCode::SUCCESS,

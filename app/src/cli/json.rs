@@ -9,9 +9,7 @@ use serde_json::{Value, json};
 pub fn event_line(event: &JobEvent) -> String {
     let mut v = serde_json::to_value(event)
         .unwrap_or_else(|e| json!({ "event": "INVALID", "data": e.to_string() }));
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     if let Value::Object(map) = &mut v {
         map.insert(
             "timestamp".into(),
@@ -28,9 +26,7 @@ mod tests {
 
     #[test]
     fn events_have_name_data_and_timestamp() {
-        let line = event_line(&JobEvent::StateChanged {
-            state: JobState::Ready,
-        });
+        let line = event_line(&JobEvent::StateChanged { state: JobState::Ready });
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["event"], "STATE_CHANGED");
         assert_eq!(v["data"]["state"], "ready");

@@ -4,7 +4,7 @@
 //! dispatches, and turns errors into one line on stderr and an exit code.
 
 mod clone;
-mod json;
+pub mod json;
 mod mirror_args;
 mod progress;
 
@@ -41,10 +41,7 @@ enum Cmd {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };

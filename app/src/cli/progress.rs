@@ -17,11 +17,7 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new(json: bool) -> Self {
-        Reporter {
-            json,
-            bar: !json && std::io::stderr().is_terminal(),
-            started: Instant::now(),
-        }
+        Reporter { json, bar: !json && std::io::stderr().is_terminal(), started: Instant::now() }
     }
 
     pub fn event(&self, event: &JobEvent) {
@@ -53,11 +49,7 @@ impl Reporter {
             return;
         }
         let p = status.progress;
-        let frac = if p.total == 0 {
-            1.0
-        } else {
-            p.copied as f64 / p.total as f64
-        };
+        let frac = if p.total == 0 { 1.0 } else { p.copied as f64 / p.total as f64 };
         let width = 30;
         let filled = (frac * width as f64).round() as usize;
         let eta = match (p.bytes_per_sec, p.total - p.copied) {
@@ -123,11 +115,7 @@ pub fn human(bytes: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
 #[cfg(test)]

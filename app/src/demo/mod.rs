@@ -29,11 +29,7 @@ pub struct DemoArgs {
 
 impl Default for DemoArgs {
     fn default() -> Self {
-        DemoArgs {
-            size: 512 << 20,
-            speed: 96 << 20,
-            linger: 2,
-        }
+        DemoArgs { size: 512 << 20, speed: 96 << 20, linger: 2 }
     }
 }
 

@@ -50,9 +50,7 @@ impl Scenario {
     /// Makes a `size`-byte source where about half the 1 MiB extents hold
     /// data and the rest are holes, and an empty sparse target.
     pub fn create(size: u64) -> io::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("livemirror-demo")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("livemirror-demo").tempdir()?;
         let source_path = dir.path().join("source.img");
         let target_path = dir.path().join("target.img");
         let source = create_image(&source_path, size).map_err(io::Error::other)?;
@@ -68,10 +66,7 @@ impl Scenario {
             pos += n;
         }
         drop(source);
-        let source = OpenOptions::new()
-            .write(true)
-            .open(&source_path)
-            .map_err(io::Error::other)?;
+        let source = OpenOptions::new().write(true).open(&source_path).map_err(io::Error::other)?;
         let target = create_image(&target_path, size).map_err(io::Error::other)?;
         Ok(Scenario {
             _dir: dir,
@@ -125,12 +120,8 @@ impl Scenario {
 
     /// Compares the source and target files byte for byte.
     pub fn images_identical(&self) -> io::Result<bool> {
-        let a = OpenOptions::new()
-            .open(&self.source_path)
-            .map_err(io::Error::other)?;
-        let b = OpenOptions::new()
-            .open(&self.target_path)
-            .map_err(io::Error::other)?;
+        let a = OpenOptions::new().open(&self.source_path).map_err(io::Error::other)?;
+        let b = OpenOptions::new().open(&self.target_path).map_err(io::Error::other)?;
         if a.len() != b.len() {
             return Ok(false);
         }

@@ -16,10 +16,7 @@ const MAP_COLS: usize = 64;
 const MAP_ROWS: usize = 4;
 
 pub async fn run(args: DemoArgs) -> ExitCode {
-    eprintln!(
-        "livemirror demo: generating a {} MiB source image…",
-        args.size >> 20
-    );
+    eprintln!("livemirror demo: generating a {} MiB source image…", args.size >> 20);
     let mut scenario = match Scenario::create(args.size) {
         Ok(s) => s,
         Err(e) => return fail(&format!("cannot create the demo images: {e}")),
@@ -30,10 +27,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         scenario.target_path.display()
     );
     scenario.start_writer(200);
-    let opts = MirrorOptions {
-        speed: args.speed,
-        ..Default::default()
-    };
+    let opts = MirrorOptions { speed: args.speed, ..Default::default() };
     let (job, mut events) = match job::start(scenario.live.clone(), scenario.target.clone(), opts) {
         Ok(j) => j,
         Err(e) => return fail(&e.to_string()),
@@ -86,11 +80,7 @@ fn draw(map: &Arc<ChunkMap>, p: &livemirror_core::job::Progress, overwrite: bool
     if overwrite {
         out.push_str(&format!("\x1b[{}A", MAP_ROWS + 1));
     }
-    let pct = if p.total == 0 {
-        100.0
-    } else {
-        p.copied as f64 * 100.0 / p.total as f64
-    };
+    let pct = if p.total == 0 { 100.0 } else { p.copied as f64 * 100.0 / p.total as f64 };
     out.push_str(&format!(
         "{:5.1}%  {} MiB/s  dirty {} KiB      \n",
         pct,

@@ -45,10 +45,7 @@ fn conforms(dev: &dyn BlockDevice) {
         if alloc.reads_zero() {
             let mut buf = vec![1; run as usize];
             dev.read_at(&mut buf, pos).unwrap();
-            assert!(
-                buf.iter().all(|b| *b == 0),
-                "{alloc:?} run at {pos} is not zero"
-            );
+            assert!(buf.iter().all(|b| *b == 0), "{alloc:?} run at {pos} is not zero");
         }
         pos += run;
     }
@@ -85,10 +82,7 @@ fn file_device_reports_holes_of_a_sparse_file() {
     assert_eq!(dev.block_status(0, LEN).unwrap(), (Allocation::Hole, LEN));
     dev.write_at(&[1; 4096], 65536).unwrap();
     assert_eq!(dev.block_status(0, LEN).unwrap(), (Allocation::Hole, 65536));
-    assert_eq!(
-        dev.block_status(65536, LEN).unwrap(),
-        (Allocation::Data, 4096)
-    );
+    assert_eq!(dev.block_status(65536, LEN).unwrap(), (Allocation::Data, 4096));
     dev.write_zeroes(65536, 4096, true).unwrap();
     assert_eq!(dev.block_status(0, LEN).unwrap(), (Allocation::Hole, LEN));
 }

@@ -31,22 +31,12 @@ pub struct Fault {
 impl Fault {
     /// A fault that fires until [`FaultyDevice::clear`].
     pub fn persistent(op: Op, range: Range<u64>, errno: i32) -> Self {
-        Fault {
-            op,
-            range,
-            errno,
-            remaining: None,
-        }
+        Fault { op, range, errno, remaining: None }
     }
 
     /// A fault that fires `times` times, then disappears.
     pub fn times(op: Op, range: Range<u64>, errno: i32, times: u32) -> Self {
-        Fault {
-            op,
-            range,
-            errno,
-            remaining: Some(times),
-        }
+        Fault { op, range, errno, remaining: Some(times) }
     }
 }
 
@@ -59,11 +49,7 @@ pub struct FaultyDevice {
 
 impl FaultyDevice {
     pub fn new(inner: Arc<dyn BlockDevice>) -> Self {
-        FaultyDevice {
-            inner,
-            faults: Mutex::new(Vec::new()),
-            fired: Default::default(),
-        }
+        FaultyDevice { inner, faults: Mutex::new(Vec::new()), fired: Default::default() }
     }
 
     /// Add a fault; it applies to operations that start after this call.
@@ -99,8 +85,7 @@ impl FaultyDevice {
                 faults.remove(i);
             }
         }
-        self.fired
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Err(io::Error::from_raw_os_error(errno))
     }
 }
@@ -186,10 +171,7 @@ mod tests {
         dev.inject(Fault::persistent(Op::Read, 0..8192, libc::EIO));
         let mut buf = [0u8; 512];
         for _ in 0..5 {
-            assert_eq!(
-                dev.read_at(&mut buf, 0).unwrap_err().raw_os_error(),
-                Some(libc::EIO)
-            );
+            assert_eq!(dev.read_at(&mut buf, 0).unwrap_err().raw_os_error(), Some(libc::EIO));
         }
         dev.clear();
         assert!(dev.read_at(&mut buf, 0).is_ok());

@@ -57,15 +57,9 @@ pub struct FileDevice {
 
 impl FileDevice {
     fn open_with(path: &Path, opts: OpenOptions) -> Result<Self, Error> {
-        let ctx = |source: io::Error| Error::Open {
-            path: path.to_owned(),
-            source,
-        };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(opts.write)
-            .open(path)
-            .map_err(ctx)?;
+        let ctx = |source: io::Error| Error::Open { path: path.to_owned(), source };
+        let file =
+            std::fs::OpenOptions::new().read(true).write(opts.write).open(path).map_err(ctx)?;
         let meta = file.metadata().map_err(ctx)?;
         let is_block = meta.file_type().is_block_device();
         if !is_block && !meta.is_file() {
@@ -87,14 +81,7 @@ impl FileDevice {
             (meta.len(), 512)
         };
         let id = identify(&file).map_err(ctx)?;
-        Ok(FileDevice {
-            file,
-            path: path.to_owned(),
-            len,
-            is_block,
-            logical_block_size,
-            id,
-        })
+        Ok(FileDevice { file, path: path.to_owned(), len, is_block, logical_block_size, id })
     }
 
     /// The path this device was opened from.
@@ -110,18 +97,9 @@ impl FileDevice {
     fn fallocate(&self, mode: libc::c_int, offset: u64, len: u64) -> io::Result<()> {
         // SAFETY: plain syscall on an fd we own.
         let r = unsafe {
-            libc::fallocate(
-                self.file.as_raw_fd(),
-                mode,
-                offset as libc::off_t,
-                len as libc::off_t,
-            )
+            libc::fallocate(self.file.as_raw_fd(), mode, offset as libc::off_t, len as libc::off_t)
         };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
     }
 
     fn block_range_ioctl(&self, request: libc::c_ulong, offset: u64, len: u64) -> io::Result<()> {
@@ -145,20 +123,13 @@ impl FileDevice {
 }
 
 fn ioctl_result(r: libc::c_int) -> io::Result<()> {
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// Errors that mean "this kernel or filesystem can't do that", after which a
 /// plain write is the right fallback.
 fn unsupported(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL | libc::ENOSYS)
-    )
+    matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL | libc::ENOSYS))
 }
 
 impl BlockDevice for FileDevice {
@@ -188,17 +159,9 @@ impl BlockDevice for FileDevice {
         let native = if self.is_block {
             self.block_range_ioctl(BLKZEROOUT, offset, len)
         } else if may_unmap {
-            self.fallocate(
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                offset,
-                len,
-            )
+            self.fallocate(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset, len)
         } else {
-            self.fallocate(
-                libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
-                offset,
-                len,
-            )
+            self.fallocate(libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE, offset, len)
         };
         match native {
             Err(e) if unsupported(&e) => write_zeroes_by_writing(self, offset, len),
@@ -214,11 +177,7 @@ impl BlockDevice for FileDevice {
         let r = if self.is_block {
             self.block_range_ioctl(BLKDISCARD, offset, len)
         } else {
-            self.fallocate(
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                offset,
-                len,
-            )
+            self.fallocate(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset, len)
         };
         match r {
             Err(e) if unsupported(&e) => Ok(()), // discard is only a hint
@@ -259,15 +218,8 @@ impl BlockDevice for FileDevice {
 /// writing. Refuses to touch a file that already exists.
 pub fn create_image(path: impl AsRef<Path>, len: u64) -> Result<FileDevice, Error> {
     let path = path.as_ref();
-    let ctx = |source: io::Error| Error::Open {
-        path: path.to_owned(),
-        source,
-    };
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(ctx)?;
+    let ctx = |source: io::Error| Error::Open { path: path.to_owned(), source };
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(ctx)?;
     file.set_len(len).map_err(ctx)?;
     drop(file);
     OpenOptions::new().write(true).open(path)

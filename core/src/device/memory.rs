@@ -68,10 +68,7 @@ impl MemoryDevice {
     }
 
     fn build(len: u64, unit: u64, cluster_size: Option<u64>, backing: Option<Vec<u8>>) -> Self {
-        assert!(
-            unit.is_power_of_two(),
-            "allocation unit must be a power of two"
-        );
+        assert!(unit.is_power_of_two(), "allocation unit must be a power of two");
         let units = len.div_ceil(unit) as usize;
         let data = match &backing {
             Some(b) => b.clone(),
@@ -81,11 +78,7 @@ impl MemoryDevice {
             id: next_id(),
             unit,
             cluster_size,
-            state: RwLock::new(State {
-                data,
-                allocated: vec![false; units],
-                backing,
-            }),
+            state: RwLock::new(State { data, allocated: vec![false; units], backing }),
         }
     }
 
@@ -224,17 +217,9 @@ impl BlockDevice for MemoryDevice {
             }
             end = ((i as u64 + 1) * self.unit).min(limit);
         }
-        let alloc = if state {
-            Allocation::Data
-        } else {
-            Allocation::Hole
-        };
+        let alloc = if state { Allocation::Data } else { Allocation::Hole };
         // Over a backing image a hole reads as the backing, not as zeroes.
-        let alloc = if !state && st.backing.is_some() {
-            Allocation::Data
-        } else {
-            alloc
-        };
+        let alloc = if !state && st.backing.is_some() { Allocation::Data } else { alloc };
         Ok((alloc, end - offset))
     }
 
@@ -281,9 +266,6 @@ mod tests {
         assert!(data[1000..11000].iter().all(|b| *b == 0));
         assert!(data[..1000].iter().all(|b| *b == 7));
         assert!(data[11000..].iter().all(|b| *b == 7));
-        assert_eq!(
-            dev.block_status(4096, 1 << 20).unwrap(),
-            (Allocation::Hole, 4096)
-        );
+        assert_eq!(dev.block_status(4096, 1 << 20).unwrap(), (Allocation::Hole, 4096));
     }
 }

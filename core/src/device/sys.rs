@@ -14,8 +14,9 @@ pub enum DeviceId {
     /// A regular file, by filesystem device and inode.
     File { dev: u64, ino: u64 },
     /// A block device or partition: the whole disk it lives on
-    /// (major:minor as `dev_t`) and its byte range within that disk.
-    Block { disk: u64, start: u64, len: u64 },
+    /// (major:minor as `dev_t`), its byte range within that disk, and for a
+    /// loop device the file behind it (`dev`, `ino`).
+    Block { disk: u64, start: u64, len: u64, backing: Option<(u64, u64)> },
     /// An in-memory device, by a process-unique number.
     Memory(u64),
 }
@@ -24,19 +25,14 @@ impl DeviceId {
     /// True when writing one could change what the other reads: the same
     /// file, the same memory device, or overlapping ranges of one disk.
     pub fn overlaps(&self, other: &DeviceId) -> bool {
+        use DeviceId::{Block, File};
         match (self, other) {
             (
-                DeviceId::Block {
-                    disk: a,
-                    start: sa,
-                    len: la,
-                },
-                DeviceId::Block {
-                    disk: b,
-                    start: sb,
-                    len: lb,
-                },
-            ) => a == b && sa < &(sb + lb) && sb < &(sa + la),
+                Block { disk: a, start: sa, len: la, backing: ba },
+                Block { disk: b, start: sb, len: lb, backing: bb },
+            ) => (a == b && sa < &(sb + lb) && sb < &(sa + la)) || (ba.is_some() && ba == bb),
+            (Block { backing: Some(f), .. }, File { dev, ino })
+            | (File { dev, ino }, Block { backing: Some(f), .. }) => *f == (*dev, *ino),
             _ => self == other,
         }
     }
@@ -46,10 +42,7 @@ impl DeviceId {
 pub fn identify(file: &File) -> io::Result<DeviceId> {
     let meta = file.metadata()?;
     if !meta.file_type().is_block_device() {
-        return Ok(DeviceId::File {
-            dev: meta.dev(),
-            ino: meta.ino(),
-        });
+        return Ok(DeviceId::File { dev: meta.dev(), ino: meta.ino() });
     }
     id_of_dev(meta.rdev())
 }
@@ -67,13 +60,9 @@ pub fn mounts_on(id: &DeviceId) -> Vec<String> {
     for line in info.lines() {
         // Fields: id parent major:minor root mountpoint ...
         let mut fields = line.split(' ');
-        let (Some(_), Some(_), Some(majmin), Some(_), Some(mountpoint)) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) else {
+        let (Some(_), Some(_), Some(majmin), Some(_), Some(mountpoint)) =
+            (fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
+        else {
             continue;
         };
         let Ok(dev) = parse_dev(majmin) else { continue };
@@ -92,19 +81,24 @@ fn id_of_dev(rdev: u64) -> io::Result<DeviceId> {
     if !sys.exists() {
         return Err(io::Error::from(io::ErrorKind::NotFound));
     }
-    if sys.join("partition").exists() {
-        let start = read_sys_u64(&sys.join("start"))? * 512;
-        let len = read_sys_u64(&sys.join("size"))? * 512;
-        let disk = parse_dev(&std::fs::read_to_string(sys.join("../dev"))?)?;
-        Ok(DeviceId::Block { disk, start, len })
+    let len = read_sys_u64(&sys.join("size"))? * 512;
+    // A partition has a `partition` file and lives in its disk's directory.
+    let (disk_dir, disk, start) = if sys.join("partition").exists() {
+        let disk_dir = sys.join("..");
+        let disk = parse_dev(&std::fs::read_to_string(disk_dir.join("dev"))?)?;
+        (disk_dir, disk, read_sys_u64(&sys.join("start"))? * 512)
     } else {
-        let len = read_sys_u64(&sys.join("size"))? * 512;
-        Ok(DeviceId::Block {
-            disk: rdev,
-            start: 0,
-            len,
-        })
-    }
+        (sys, rdev, 0)
+    };
+    Ok(DeviceId::Block { disk, start, len, backing: loop_backing(&disk_dir) })
+}
+
+/// The file behind a loop device, so mirroring a file onto a loop device of
+/// itself is caught.
+fn loop_backing(disk_dir: &Path) -> Option<(u64, u64)> {
+    let path = std::fs::read_to_string(disk_dir.join("loop/backing_file")).ok()?;
+    let meta = std::fs::metadata(path.trim_end()).ok()?;
+    Some((meta.dev(), meta.ino()))
 }
 
 fn sys_block_dir(rdev: u64) -> std::path::PathBuf {
@@ -113,21 +107,15 @@ fn sys_block_dir(rdev: u64) -> std::path::PathBuf {
 }
 
 fn read_sys_u64(path: &Path) -> io::Result<u64> {
-    std::fs::read_to_string(path)?.trim().parse().map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: {e}", path.display()),
-        )
-    })
+    std::fs::read_to_string(path)?
+        .trim()
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
 }
 
 fn parse_dev(majmin: &str) -> io::Result<u64> {
-    let bad = || {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("bad device number {majmin:?}"),
-        )
-    };
+    let bad =
+        || io::Error::new(io::ErrorKind::InvalidData, format!("bad device number {majmin:?}"));
     let (major, minor) = majmin.trim().split_once(':').ok_or_else(bad)?;
     let major = major.parse().map_err(|_| bad())?;
     let minor = minor.parse().map_err(|_| bad())?;
@@ -140,26 +128,11 @@ mod tests {
 
     #[test]
     fn partitions_of_one_disk_overlap_only_when_ranges_do() {
-        let disk = DeviceId::Block {
-            disk: 8,
-            start: 0,
-            len: 1000,
-        };
-        let p1 = DeviceId::Block {
-            disk: 8,
-            start: 0,
-            len: 500,
-        };
-        let p2 = DeviceId::Block {
-            disk: 8,
-            start: 500,
-            len: 500,
-        };
-        let other = DeviceId::Block {
-            disk: 16,
-            start: 0,
-            len: 500,
-        };
+        let block = |disk, start, len| DeviceId::Block { disk, start, len, backing: None };
+        let disk = block(8, 0, 1000);
+        let p1 = block(8, 0, 500);
+        let p2 = block(8, 500, 500);
+        let other = block(16, 0, 500);
         assert!(disk.overlaps(&p1) && p1.overlaps(&disk));
         assert!(disk.overlaps(&p2));
         assert!(!p1.overlaps(&p2));
@@ -167,6 +140,10 @@ mod tests {
         let f = DeviceId::File { dev: 1, ino: 2 };
         assert!(f.overlaps(&f));
         assert!(!f.overlaps(&DeviceId::File { dev: 1, ino: 3 }));
+        let looped = DeviceId::Block { disk: 7, start: 0, len: 10, backing: Some((1, 2)) };
+        assert!(looped.overlaps(&f) && f.overlaps(&looped));
+        let again = DeviceId::Block { disk: 9, start: 0, len: 10, backing: Some((1, 2)) };
+        assert!(looped.overlaps(&again), "two loop devices of one file");
     }
 
     #[test]

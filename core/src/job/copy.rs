@@ -77,13 +77,7 @@ impl CopyContext {
                 self.zero(at, (end - start) as u64, stats)?;
             } else {
                 self.target.write_at(&buf[start..end], at).map_err(|e| {
-                    IoFailure::new(
-                        Side::Target,
-                        IoOperation::Write,
-                        at,
-                        (end - start) as u64,
-                        &e,
-                    )
+                    IoFailure::new(Side::Target, IoOperation::Write, at, (end - start) as u64, &e)
                 })?;
                 stats.data += (end - start) as u64;
             }
@@ -138,10 +132,7 @@ mod tests {
         CopyContext {
             source: Arc::new(src),
             target: dst,
-            geometry: Geometry {
-                len,
-                granularity: g,
-            },
+            geometry: Geometry { len, granularity: g },
         }
     }
 
@@ -153,14 +144,7 @@ mod tests {
         let dst = Arc::new(MemoryDevice::new(64 * 1024));
         let c = ctx(src, dst.clone(), 4096);
         let stats = c.copy(&(0..16)).unwrap();
-        assert_eq!(
-            stats,
-            CopyStats {
-                data: 4096,
-                zeroed: 0,
-                skipped: 60 * 1024
-            }
-        );
+        assert_eq!(stats, CopyStats { data: 4096, zeroed: 0, skipped: 60 * 1024 });
         assert_eq!(dst.contents(), data);
         assert_eq!(dst.allocated_bytes(), 4096);
     }

@@ -27,10 +27,7 @@ pub enum JobState {
 
 impl JobState {
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobState::Completed | JobState::Cancelled | JobState::Failed
-        )
+        matches!(self, JobState::Completed | JobState::Cancelled | JobState::Failed)
     }
 
     /// True once the target has been in sync: Complete is accepted.

@@ -62,13 +62,7 @@ impl JobHandle {
         map: Arc<ChunkMap>,
         geometry: Geometry,
     ) -> Self {
-        JobHandle {
-            commands,
-            status,
-            events,
-            map,
-            geometry,
-        }
+        JobHandle { commands, status, events, map, geometry }
     }
 
     /// Sends a command and waits for the job to accept or refuse it. Refusals
@@ -120,9 +114,7 @@ impl JobHandle {
             }
             if rx.changed().await.is_err() {
                 // The job task is gone without an outcome: only a panic does that.
-                return Outcome::Failed {
-                    error: "the job stopped unexpectedly".into(),
-                };
+                return Outcome::Failed { error: "the job stopped unexpectedly".into() };
             }
         }
     }

@@ -40,23 +40,15 @@ const EVENT_BUFFER: usize = 4096;
 /// storage twice (same file, same disk, overlapping partitions).
 pub fn check_pair(source: &dyn BlockDevice, target: &dyn BlockDevice) -> Result<(), Error> {
     if source.len() != target.len() {
-        return Err(Error::SizeMismatch {
-            source_len: source.len(),
-            target_len: target.len(),
-        });
+        return Err(Error::SizeMismatch { source_len: source.len(), target_len: target.len() });
     }
     if source.id().overlaps(&target.id()) {
-        return Err(Error::SameDevice {
-            target: target.describe(),
-        });
+        return Err(Error::SameDevice { target: target.describe() });
     }
     if let DeviceId::Block { .. } = target.id() {
         let mounts = crate::device::mounts_on(&target.id());
         if !mounts.is_empty() {
-            return Err(Error::TargetMounted {
-                target: target.describe(),
-                mounts,
-            });
+            return Err(Error::TargetMounted { target: target.describe(), mounts });
         }
     }
     Ok(())
@@ -73,17 +65,9 @@ pub fn start(
     let source = live.device();
     check_pair(&*source, &*target)?;
     let resolved = resolve(&opts, &*target)?;
-    let geometry = Geometry {
-        len: source.len(),
-        granularity: resolved.granularity,
-    };
+    let geometry = Geometry { len: source.len(), granularity: resolved.granularity };
     let map = Arc::new(ChunkMap::new(geometry.chunks(), geometry.granularity));
-    let tracker = Arc::new(Tracker::new(
-        geometry,
-        target.clone(),
-        map.clone(),
-        opts.copy_mode,
-    ));
+    let tracker = Arc::new(Tracker::new(geometry, target.clone(), map.clone(), opts.copy_mode));
     live.attach(tracker.clone())?;
 
     let (events, first) = broadcast::channel(EVENT_BUFFER);
@@ -101,8 +85,5 @@ pub fn start(
         commands: command_rx,
     });
     tokio::spawn(runner.run());
-    Ok((
-        JobHandle::new(commands, status, events, map, geometry),
-        first,
-    ))
+    Ok((JobHandle::new(commands, status, events, map, geometry), first))
 }

@@ -99,17 +99,12 @@ pub struct Resolved {
 /// The granularity QEMU would pick: the target's cluster size clamped to
 /// 4 KiB … 64 KiB, else 64 KiB.
 pub fn default_granularity(target: &dyn BlockDevice) -> u64 {
-    target
-        .cluster_size()
-        .map(|c| c.clamp(4096, 64 << 10))
-        .unwrap_or(64 << 10)
+    target.cluster_size().map(|c| c.clamp(4096, 64 << 10)).unwrap_or(64 << 10)
 }
 
 /// Checks `opts` against the target and fills in defaults.
 pub fn resolve(opts: &MirrorOptions, target: &dyn BlockDevice) -> Result<Resolved, Error> {
-    let granularity = opts
-        .granularity
-        .unwrap_or_else(|| default_granularity(target));
+    let granularity = opts.granularity.unwrap_or_else(|| default_granularity(target));
     if !granularity.is_power_of_two() || !(MIN_GRANULARITY..=MAX_GRANULARITY).contains(&granularity)
     {
         return Err(Error::InvalidOption(format!(
@@ -120,14 +115,8 @@ pub fn resolve(opts: &MirrorOptions, target: &dyn BlockDevice) -> Result<Resolve
         return Err(Error::InvalidOption("buffer size must be positive".into()));
     }
     let buf_size = opts.buf_size.div_ceil(granularity) * granularity;
-    let max_op = (buf_size / MAX_IN_FLIGHT as u64)
-        .max(1 << 20)
-        .max(granularity);
-    Ok(Resolved {
-        granularity,
-        buf_size,
-        max_op: max_op.min(buf_size),
-    })
+    let max_op = (buf_size / MAX_IN_FLIGHT as u64).max(1 << 20).max(granularity);
+    Ok(Resolved { granularity, buf_size, max_op: max_op.min(buf_size) })
 }
 
 macro_rules! names {
@@ -174,9 +163,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
                 'G' => 30,
                 'T' => 40,
                 _ => {
-                    return Err(format!(
-                        "{s:?}: unknown size suffix {c:?} (use K, M, G or T)"
-                    ));
+                    return Err(format!("{s:?}: unknown size suffix {c:?} (use K, M, G or T)"));
                 }
             };
             (&t[..i], 1u64 << shift)
@@ -213,57 +200,31 @@ mod tests {
     #[test]
     fn granularity_defaults_from_target_clusters() {
         assert_eq!(default_granularity(&MemoryDevice::new(1 << 20)), 65536);
-        assert_eq!(
-            default_granularity(&MemoryDevice::with_clusters(1 << 20, 1 << 21)),
-            65536
-        );
-        assert_eq!(
-            default_granularity(&MemoryDevice::with_clusters(1 << 20, 1024)),
-            4096
-        );
-        assert_eq!(
-            default_granularity(&MemoryDevice::with_clusters(1 << 20, 8192)),
-            8192
-        );
+        assert_eq!(default_granularity(&MemoryDevice::with_clusters(1 << 20, 1 << 21)), 65536);
+        assert_eq!(default_granularity(&MemoryDevice::with_clusters(1 << 20, 1024)), 4096);
+        assert_eq!(default_granularity(&MemoryDevice::with_clusters(1 << 20, 8192)), 8192);
     }
 
     #[test]
     fn bad_granularity_and_buffer_are_refused() {
         let t = MemoryDevice::new(1 << 20);
         for g in [0, 256, 3000, 128 << 20] {
-            let o = MirrorOptions {
-                granularity: Some(g),
-                ..Default::default()
-            };
+            let o = MirrorOptions { granularity: Some(g), ..Default::default() };
             let e = resolve(&o, &t).unwrap_err().to_string();
             assert!(e.contains("granularity"), "{e}");
         }
-        let o = MirrorOptions {
-            buf_size: 0,
-            ..Default::default()
-        };
+        let o = MirrorOptions { buf_size: 0, ..Default::default() };
         assert!(resolve(&o, &t).is_err());
     }
 
     #[test]
     fn buffer_rounds_up_and_ops_merge_up_to_a_sixteenth() {
         let t = MemoryDevice::new(1 << 20);
-        let o = MirrorOptions {
-            granularity: Some(65536),
-            buf_size: 100_000,
-            ..Default::default()
-        };
+        let o = MirrorOptions { granularity: Some(65536), buf_size: 100_000, ..Default::default() };
         let r = resolve(&o, &t).unwrap();
         assert_eq!(r.buf_size, 131072);
         assert_eq!(r.max_op, 131072);
-        let r = resolve(
-            &MirrorOptions {
-                buf_size: 64 << 20,
-                ..o
-            },
-            &t,
-        )
-        .unwrap();
+        let r = resolve(&MirrorOptions { buf_size: 64 << 20, ..o }, &t).unwrap();
         assert_eq!(r.max_op, 4 << 20);
     }
 }

@@ -110,11 +110,7 @@ impl Runner {
     pub(super) fn new(s: Setup) -> Self {
         let geometry = s.tracker.geometry;
         Runner {
-            ctx: Arc::new(CopyContext {
-                source: s.source,
-                target: s.target,
-                geometry,
-            }),
+            ctx: Arc::new(CopyContext { source: s.source, target: s.target, geometry }),
             live: s.live,
             tracker: s.tracker,
             limiter: RateLimiter::new(s.opts.speed),
@@ -148,15 +144,8 @@ impl Runner {
     pub(super) async fn run(mut self) {
         self.set_state(JobState::Running);
         if let Err(f) = self.populate().await {
-            self.emit(JobEvent::Error {
-                failure: f.clone(),
-                action: ErrorAction::Report,
-            });
-            return self
-                .finish(Outcome::Failed {
-                    error: f.to_string(),
-                })
-                .await;
+            self.emit(JobEvent::Error { failure: f.clone(), action: ErrorAction::Report });
+            return self.finish(Outcome::Failed { error: f.to_string() }).await;
         }
         let mut tick = interval(TICK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -218,10 +207,7 @@ impl Runner {
             return None;
         }
         let now = Instant::now();
-        let at = self
-            .limiter
-            .ready_at(now)
-            .max(self.hold_until.unwrap_or(now));
+        let at = self.limiter.ready_at(now).max(self.hold_until.unwrap_or(now));
         (at > now && self.tracker.dirty_chunks() > 0).then_some(at)
     }
 
@@ -239,18 +225,11 @@ impl Runner {
                 return;
             }
             let max_bytes = self.resolved.max_op.min(free.max(g));
-            let pick = Pick {
-                from: self.cursor,
-                max_chunks: max_bytes / g,
-            };
+            let pick = Pick { from: self.cursor, max_chunks: max_bytes / g };
             let Some(chunks) = self.tracker.begin_copy(pick) else {
                 return;
             };
-            self.cursor = if chunks.end >= total_chunks {
-                0
-            } else {
-                chunks.end
-            };
+            self.cursor = if chunks.end >= total_chunks { 0 } else { chunks.end };
             let (_, bytes) = self.tracker.geometry.bytes(&chunks);
             self.limiter.reserve(now, bytes);
             self.in_flight_bytes += bytes;
@@ -272,8 +251,7 @@ impl Runner {
                 self.totals.zeroed += stats.zeroed;
                 self.totals.skipped += stats.skipped;
                 // Zeroes cost almost nothing: only data counts against the speed.
-                self.limiter
-                    .refund(Instant::now(), stats.zeroed + stats.skipped);
+                self.limiter.refund(Instant::now(), stats.zeroed + stats.skipped);
                 self.backoff = MIN_BACKOFF;
             }
             // The worker has already left the range dirty.
@@ -300,25 +278,20 @@ impl Runner {
             // range stays dirty and nothing more needs saying.
             return;
         }
-        self.emit(JobEvent::Error {
-            failure: failure.clone(),
-            action,
-        });
+        self.emit(JobEvent::Error { failure: failure.clone(), action });
         match action {
-            ErrorAction::Report => self.abort(Outcome::Failed {
-                error: failure.to_string(),
-            }),
+            ErrorAction::Report => self.abort(Outcome::Failed { error: failure.to_string() }),
             ErrorAction::Ignore => {
                 self.hold_until = Some(Instant::now() + self.backoff);
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             }
             ErrorAction::Stop => {
-                self.io_status = if failure.is_nospace() {
-                    IoStatus::Nospace
-                } else {
-                    IoStatus::Failed
-                };
+                self.io_status =
+                    if failure.is_nospace() { IoStatus::Nospace } else { IoStatus::Failed };
                 self.pending = Some(failure);
+                // Nobody's writes wait while a person decides; the drain
+                // closes the gate again after the decision.
+                self.open_gate();
                 if !matches!(self.state, JobState::Paused | JobState::Standby) {
                     self.resume_to = self.state;
                 }
@@ -338,11 +311,7 @@ impl Runner {
         if self.pause_requested {
             if !matches!(self.state, JobState::Paused | JobState::Standby) {
                 self.resume_to = self.state;
-                let paused = if self.ready {
-                    JobState::Standby
-                } else {
-                    JobState::Paused
-                };
+                let paused = if self.ready { JobState::Standby } else { JobState::Paused };
                 self.set_state(paused);
             }
             for w in self.pause_waiters.drain(..) {
@@ -360,9 +329,7 @@ impl Runner {
         let target = self.ctx.target.clone();
         let len = self.tracker.geometry.len;
         let flushed = blocking(move || {
-            target
-                .flush()
-                .map_err(|e| IoFailure::new(Side::Target, IoOperation::Flush, 0, len, &e))
+            target.flush().map_err(|e| IoFailure::new(Side::Target, IoOperation::Flush, 0, len, &e))
         })
         .await;
         if let Err(f) = flushed {
@@ -385,12 +352,7 @@ impl Runner {
     }
 
     async fn command(&mut self, cmd: Command, reply: oneshot::Sender<Result<(), Error>>) {
-        let wrong = |state| {
-            Err(Error::WrongState {
-                verb: cmd.verb(),
-                state,
-            })
-        };
+        let wrong = |state| Err(Error::WrongState { verb: cmd.verb(), state });
         let result = match cmd {
             _ if self.aborting() && !matches!(cmd, Command::Cancel { .. }) => wrong(self.state),
             Command::SetSpeed(speed) => {
@@ -450,15 +412,15 @@ impl Runner {
             Command::Decide(_) if self.pending.is_none() => wrong(self.state),
             Command::Decide(d) => self.decide(d),
         };
+        if matches!(self.ending, Some(Ending::Pivot | Ending::Consistent)) {
+            self.close_gate().await;
+        }
         let _ = reply.send(result);
     }
 
     fn decide(&mut self, decision: Decision) -> Result<(), Error> {
         let Some(failure) = self.pending.take() else {
-            return Err(Error::WrongState {
-                verb: "decide",
-                state: self.state,
-            });
+            return Err(Error::WrongState { verb: "decide", state: self.state });
         };
         self.io_status = IoStatus::Ok;
         let g = self.tracker.geometry;
@@ -468,9 +430,7 @@ impl Runner {
                 self.cursor = g.covering(failure.offset, failure.len.max(1)).end % g.chunks().max(1)
             }
             Decision::Stop => {
-                self.abort(Outcome::Failed {
-                    error: format!("stopped after an error: {failure}"),
-                });
+                self.abort(Outcome::Failed { error: format!("stopped after an error: {failure}") });
                 return Ok(());
             }
         }
@@ -507,18 +467,12 @@ impl Runner {
         self.tick();
         let (state, event) = match &outcome {
             Outcome::Completed => (JobState::Completed, JobEvent::Completed),
-            Outcome::Cancelled { consistent } => (
-                JobState::Cancelled,
-                JobEvent::Cancelled {
-                    consistent: *consistent,
-                },
-            ),
-            Outcome::Failed { error } => (
-                JobState::Failed,
-                JobEvent::Failed {
-                    error: error.clone(),
-                },
-            ),
+            Outcome::Cancelled { consistent } => {
+                (JobState::Cancelled, JobEvent::Cancelled { consistent: *consistent })
+            }
+            Outcome::Failed { error } => {
+                (JobState::Failed, JobEvent::Failed { error: error.clone() })
+            }
         };
         for w in self.pause_waiters.drain(..) {
             let _ = w.send(Err(Error::JobEnded));

@@ -47,11 +47,7 @@ impl Geometry {
     /// counts as covered when the range reaches the end).
     pub fn fully_covered(&self, offset: u64, len: u64) -> Range<u64> {
         let end = offset + len;
-        let last = if end >= self.len {
-            self.chunks()
-        } else {
-            end / self.granularity
-        };
+        let last = if end >= self.len { self.chunks() } else { end / self.granularity };
         let first = offset.div_ceil(self.granularity);
         first..last.max(first)
     }
@@ -116,20 +112,13 @@ impl Tracker {
             })
             .map(|cluster| {
                 let per = cluster / geometry.granularity;
-                CowState {
-                    chunks_per_cluster: per,
-                    copied: DirtyBitmap::new(chunks.div_ceil(per)),
-                }
+                CowState { chunks_per_cluster: per, copied: DirtyBitmap::new(chunks.div_ceil(per)) }
             });
         Tracker {
             geometry,
             target,
             map,
-            state: Mutex::new(State {
-                dirty: DirtyBitmap::new(chunks),
-                busy: Vec::new(),
-                cow,
-            }),
+            state: Mutex::new(State { dirty: DirtyBitmap::new(chunks), busy: Vec::new(), cow }),
             released: Condvar::new(),
             wake: Notify::new(),
             write_blocking: AtomicBool::new(mode == CopyMode::WriteBlocking),
@@ -151,8 +140,7 @@ impl Tracker {
     /// Only called with the live source's write gate closed, so no write is
     /// half-way through under the old mode.
     pub fn set_copy_mode(&self, mode: CopyMode) {
-        self.write_blocking
-            .store(mode == CopyMode::WriteBlocking, Ordering::Release);
+        self.write_blocking.store(mode == CopyMode::WriteBlocking, Ordering::Release);
     }
 
     pub fn dirty_chunks(&self) -> u64 {
@@ -256,10 +244,7 @@ impl Tracker {
             st = self.released.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         st.busy.push(chunks.clone());
-        Claim {
-            tracker: self,
-            chunks,
-        }
+        Claim { tracker: self, chunks }
     }
 
     /// True when a blocking write to `chunks` may go straight to the target:
@@ -302,27 +287,16 @@ impl CowState {
         let per = self.chunks_per_cluster;
         let first = range.start / per;
         let last = (range.end - 1) / per;
-        let start = if self.copied.is_dirty(first) {
-            range.start
-        } else {
-            first * per
-        };
-        let end = if self.copied.is_dirty(last) {
-            range.end
-        } else {
-            ((last + 1) * per).min(total)
-        };
+        let start = if self.copied.is_dirty(first) { range.start } else { first * per };
+        let end =
+            if self.copied.is_dirty(last) { range.end } else { ((last + 1) * per).min(total) };
         start..end
     }
 
     fn mark_copied(&mut self, chunks: &Range<u64>, total: u64) {
         let per = self.chunks_per_cluster;
         let first = chunks.start.div_ceil(per);
-        let end = if chunks.end >= total {
-            total.div_ceil(per)
-        } else {
-            chunks.end / per
-        };
+        let end = if chunks.end >= total { total.div_ceil(per) } else { chunks.end / per };
         self.copied.set(first..end.max(first));
     }
 
@@ -338,24 +312,13 @@ mod tests {
     use crate::device::MemoryDevice;
 
     fn tracker(chunks: u64, target: Arc<dyn BlockDevice>, gran: u64) -> Tracker {
-        let g = Geometry {
-            len: chunks * gran,
-            granularity: gran,
-        };
-        Tracker::new(
-            g,
-            target,
-            Arc::new(ChunkMap::new(chunks, gran)),
-            CopyMode::Background,
-        )
+        let g = Geometry { len: chunks * gran, granularity: gran };
+        Tracker::new(g, target, Arc::new(ChunkMap::new(chunks, gran)), CopyMode::Background)
     }
 
     #[test]
     fn geometry_rounds_the_short_last_chunk() {
-        let g = Geometry {
-            len: 10_000,
-            granularity: 4096,
-        };
+        let g = Geometry { len: 10_000, granularity: 4096 };
         assert_eq!(g.chunks(), 3);
         assert_eq!(g.covering(4095, 2), 0..2);
         assert_eq!(g.covering(5, 0), 0..0);
@@ -370,44 +333,16 @@ mod tests {
         let t = tracker(100, Arc::new(MemoryDevice::new(100 * 512)), 512);
         t.mark_dirty(10..20);
         t.mark_dirty(30..31);
-        let a = t
-            .begin_copy(Pick {
-                from: 0,
-                max_chunks: 4,
-            })
-            .unwrap();
+        let a = t.begin_copy(Pick { from: 0, max_chunks: 4 }).unwrap();
         assert_eq!(a, 10..14);
         t.mark_dirty(12..13); // written while in flight: waits for the copy
-        let b = t
-            .begin_copy(Pick {
-                from: 14,
-                max_chunks: 100,
-            })
-            .unwrap();
+        let b = t.begin_copy(Pick { from: 14, max_chunks: 100 }).unwrap();
         assert_eq!(b, 14..20);
-        let c = t
-            .begin_copy(Pick {
-                from: 20,
-                max_chunks: 100,
-            })
-            .unwrap();
+        let c = t.begin_copy(Pick { from: 20, max_chunks: 100 }).unwrap();
         assert_eq!(c, 30..31);
-        assert_eq!(
-            t.begin_copy(Pick {
-                from: 31,
-                max_chunks: 100
-            }),
-            None,
-            "12 is busy"
-        );
+        assert_eq!(t.begin_copy(Pick { from: 31, max_chunks: 100 }), None, "12 is busy");
         t.end_copy(a, true);
-        assert_eq!(
-            t.begin_copy(Pick {
-                from: 31,
-                max_chunks: 100
-            }),
-            Some(12..13)
-        );
+        assert_eq!(t.begin_copy(Pick { from: 31, max_chunks: 100 }), Some(12..13));
         t.end_copy(b.clone(), false);
         assert_eq!(t.dirty_chunks(), 6, "a failed copy stays dirty");
     }
@@ -417,23 +352,12 @@ mod tests {
         let target = MemoryDevice::with_backing(vec![0; 64 * 1024], 16 * 1024);
         let t = tracker(16, Arc::new(target), 4096);
         t.mark_dirty(5..6);
-        let r = t
-            .begin_copy(Pick {
-                from: 0,
-                max_chunks: 16,
-            })
-            .unwrap();
+        let r = t.begin_copy(Pick { from: 0, max_chunks: 16 }).unwrap();
         assert_eq!(r, 4..8);
         assert!(!t.may_write_through(&(5..6)));
         t.end_copy(r, true);
         assert!(t.may_write_through(&(5..6)));
         t.mark_dirty(6..7);
-        assert_eq!(
-            t.begin_copy(Pick {
-                from: 0,
-                max_chunks: 16
-            }),
-            Some(6..7)
-        );
+        assert_eq!(t.begin_copy(Pick { from: 0, max_chunks: 16 }), Some(6..7));
     }
 }

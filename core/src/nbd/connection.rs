@@ -57,10 +57,7 @@ where
         Ok(Ok(None)) => return Ok(()),
         Ok(Err(e)) => return Err(e),
         Err(_) => {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "handshake timed out",
-            ));
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"));
         }
     };
     wr.flush().await?;

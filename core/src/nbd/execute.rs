@@ -28,8 +28,7 @@ pub(super) fn execute(
     let result = match req.command {
         Command::Read => {
             let mut buf = vec![0; req.length as usize];
-            dev.read_at(&mut buf, offset)
-                .map(|()| Reply::read(req.handle, structured, offset, buf))
+            dev.read_at(&mut buf, offset).map(|()| Reply::read(req.handle, structured, offset, buf))
         }
         Command::Write => done(dev.write_at(&payload, offset)),
         Command::Flush => done(dev.flush()),
@@ -40,10 +39,8 @@ pub(super) fn execute(
         // The connection ends on a disconnect and never executes it.
         Command::Disconnect => Ok(Reply::ok(req.handle, structured)),
     };
-    let mutates = matches!(
-        req.command,
-        Command::Write | Command::Trim | Command::WriteZeroes { .. }
-    );
+    let mutates =
+        matches!(req.command, Command::Write | Command::Trim | Command::WriteZeroes { .. });
     let result = match result {
         Ok(reply) if req.fua && mutates => dev.flush().map(|()| reply),
         other => other,
@@ -104,21 +101,12 @@ mod tests {
     #[test]
     fn fua_flushes_and_errors_become_error_replies() {
         let dev = MemoryDevice::new(4096);
-        let req = Request {
-            handle: 1,
-            command: Command::Write,
-            offset: 0,
-            length: 4,
-            fua: true,
-        };
+        let req = Request { handle: 1, command: Command::Write, offset: 0, length: 4, fua: true };
         assert_eq!(execute(&dev, &req, vec![9; 4], false), Reply::ok(1, false));
         assert_eq!(dev.contents()[..4], [9; 4]);
         // A device refusing the range (a pivot to a smaller device cannot
         // happen, but a backend may still say no) answers EINVAL.
-        let past = Request {
-            offset: 4094,
-            ..req
-        };
+        let past = Request { offset: 4094, ..req };
         let r = execute(&dev, &past, vec![9; 4], false);
         assert_eq!(r, Reply::error(1, false, Errno::EINVAL, ""));
     }

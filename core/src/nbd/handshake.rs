@@ -133,8 +133,7 @@ impl<W: AsyncWrite + Unpin> Haggle<'_, W> {
             ClientOption::ListMetaContext(req) => self.meta_context(code, &req, false).await?,
             ClientOption::SetMetaContext(req) => self.meta_context(code, &req, true).await?,
             ClientOption::Unsupported(_) => {
-                self.reply(code, REP_ERR_UNSUP, b"option not supported")
-                    .await?;
+                self.reply(code, REP_ERR_UNSUP, b"option not supported").await?;
             }
         }
         Ok(Step::Continue)
@@ -156,10 +155,9 @@ impl<W: AsyncWrite + Unpin> Haggle<'_, W> {
             sizes.extend_from_slice(&v.to_be_bytes());
         }
         self.reply(code, REP_INFO, &sizes).await?;
-        for (kind, text) in [
-            (INFO_NAME, &self.export.name),
-            (INFO_DESCRIPTION, &self.export.description),
-        ] {
+        for (kind, text) in
+            [(INFO_NAME, &self.export.name), (INFO_DESCRIPTION, &self.export.description)]
+        {
             if req.requests.contains(&kind) {
                 let mut data = kind.to_be_bytes().to_vec();
                 data.extend_from_slice(text.as_bytes());
@@ -187,10 +185,7 @@ impl<W: AsyncWrite + Unpin> Haggle<'_, W> {
         } else {
             // Listing: no query means everything; "base:" is a wildcard.
             req.queries.is_empty()
-                || req
-                    .queries
-                    .iter()
-                    .any(|q| q == "base:" || q == BASE_ALLOCATION)
+                || req.queries.iter().any(|q| q == "base:" || q == BASE_ALLOCATION)
         };
         if wanted {
             // Listed contexts carry id 0, as the protocol asks.

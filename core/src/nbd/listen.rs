@@ -39,9 +39,7 @@ impl FromStr for Endpoint {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
                 Ok(Endpoint::Tcp(s.to_owned()))
             }
-            _ => Err(format!(
-                "{s:?} is not unix:PATH or HOST:PORT (for example 127.0.0.1:10809)"
-            )),
+            _ => Err(format!("{s:?} is not unix:PATH or HOST:PORT (for example 127.0.0.1:10809)")),
         }
     }
 }
@@ -62,10 +60,7 @@ pub struct Listener {
 }
 
 enum Inner {
-    Unix {
-        listener: UnixListener,
-        path: PathBuf,
-    },
+    Unix { listener: UnixListener, path: PathBuf },
     Tcp(TcpListener),
 }
 
@@ -78,21 +73,12 @@ impl Listener {
             Endpoint::Unix(path) => {
                 remove_stale_socket(path)?;
                 let listener = UnixListener::bind(path)?;
-                Ok(Listener {
-                    inner: Inner::Unix {
-                        listener,
-                        path: path.clone(),
-                    },
-                    warning: None,
-                })
+                Ok(Listener { inner: Inner::Unix { listener, path: path.clone() }, warning: None })
             }
             Endpoint::Tcp(addr) => {
                 let addrs: Vec<_> = tokio::net::lookup_host(addr.as_str()).await?.collect();
                 let first = *addrs.first().ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!("{addr} resolves to nothing"),
-                    )
+                    io::Error::new(io::ErrorKind::NotFound, format!("{addr} resolves to nothing"))
                 })?;
                 let remote = !first.ip().is_loopback();
                 if remote && !allow_remote {
@@ -113,10 +99,7 @@ impl Listener {
                          read and overwrite the disk"
                     )
                 });
-                Ok(Listener {
-                    inner: Inner::Tcp(listener),
-                    warning,
-                })
+                Ok(Listener { inner: Inner::Tcp(listener), warning })
             }
         }
     }
@@ -160,12 +143,8 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());
     };
-    let in_use = || {
-        io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!("{} already exists", path.display()),
-        )
-    };
+    let in_use =
+        || io::Error::new(io::ErrorKind::AddrInUse, format!("{} already exists", path.display()));
     if !meta.file_type().is_socket() {
         return Err(in_use());
     }
@@ -182,14 +161,8 @@ mod tests {
 
     #[test]
     fn endpoints_parse() {
-        assert_eq!(
-            "unix:/tmp/x.sock".parse(),
-            Ok(Endpoint::Unix("/tmp/x.sock".into()))
-        );
-        assert_eq!(
-            "127.0.0.1:10809".parse(),
-            Ok(Endpoint::Tcp("127.0.0.1:10809".into()))
-        );
+        assert_eq!("unix:/tmp/x.sock".parse(), Ok(Endpoint::Unix("/tmp/x.sock".into())));
+        assert_eq!("127.0.0.1:10809".parse(), Ok(Endpoint::Tcp("127.0.0.1:10809".into())));
         assert_eq!("[::1]:0".parse(), Ok(Endpoint::Tcp("[::1]:0".into())));
         for bad in ["unix:", "10809", "host:", ":10809", "host:99999"] {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
@@ -198,19 +171,12 @@ mod tests {
 
     #[tokio::test]
     async fn tcp_binds_loopback_and_refuses_the_rest_unless_allowed() {
-        let l = Listener::bind(&"127.0.0.1:0".parse().unwrap(), false)
-            .await
-            .unwrap();
+        let l = Listener::bind(&"127.0.0.1:0".parse().unwrap(), false).await.unwrap();
         assert!(l.warning().is_none());
         assert!(l.endpoint().unwrap().to_string().starts_with("127.0.0.1:"));
-        let e = Listener::bind(&"0.0.0.0:0".parse().unwrap(), false)
-            .await
-            .err()
-            .expect("refused");
+        let e = Listener::bind(&"0.0.0.0:0".parse().unwrap(), false).await.err().expect("refused");
         assert!(e.to_string().contains("no authentication"), "{e}");
-        let l = Listener::bind(&"0.0.0.0:0".parse().unwrap(), true)
-            .await
-            .unwrap();
+        let l = Listener::bind(&"0.0.0.0:0".parse().unwrap(), true).await.unwrap();
         assert!(l.warning().unwrap().contains("no authentication"));
     }
 

@@ -60,12 +60,7 @@ pub struct Export {
 impl Export {
     /// A writable export of `device` under the default (empty) name.
     pub fn new(device: Arc<dyn crate::device::BlockDevice>) -> Export {
-        Export {
-            name: String::new(),
-            description: device.describe(),
-            device,
-            read_only: false,
-        }
+        Export { name: String::new(), description: device.describe(), device, read_only: false }
     }
 
     fn answers_to(&self, name: &str) -> bool {
@@ -129,11 +124,8 @@ async fn accept_loop(
             }
         };
         backoff = Duration::from_millis(10);
-        let (export, shutdown, done) = (
-            export.clone(),
-            Shutdown::new(stop.subscribe()),
-            done.clone(),
-        );
+        let (export, shutdown, done) =
+            (export.clone(), Shutdown::new(stop.subscribe()), done.clone());
         tokio::spawn(async move {
             // An error is a client that broke the protocol: closing the
             // connection is the whole answer.

@@ -61,11 +61,7 @@ pub fn parse(code: u32, data: &[u8]) -> Result<ClientOption, Invalid> {
             let n = r.u16()?;
             let requests = (0..n).map(|_| r.u16()).collect::<Result<_, _>>()?;
             let req = InfoRequest { export, requests };
-            if code == OPT_GO {
-                ClientOption::Go(req)
-            } else {
-                ClientOption::Info(req)
-            }
+            if code == OPT_GO { ClientOption::Go(req) } else { ClientOption::Info(req) }
         }
         OPT_LIST_META_CONTEXT | OPT_SET_META_CONTEXT => {
             let len = r.u32()? as usize;
@@ -161,10 +157,7 @@ mod tests {
     #[test]
     fn go_and_info_decode_name_and_requests() {
         let d = info_data("disk", &[INFO_BLOCK_SIZE, 77]);
-        let want = InfoRequest {
-            export: "disk".into(),
-            requests: vec![INFO_BLOCK_SIZE, 77],
-        };
+        let want = InfoRequest { export: "disk".into(), requests: vec![INFO_BLOCK_SIZE, 77] };
         assert_eq!(parse(OPT_GO, &d), Ok(ClientOption::Go(want.clone())));
         assert_eq!(parse(OPT_INFO, &d), Ok(ClientOption::Info(want)));
     }
@@ -209,10 +202,7 @@ mod tests {
         assert!(parse(OPT_EXPORT_NAME, &[0xff, 0xfe]).is_err());
         assert!(parse(OPT_EXPORT_NAME, b"a\0b").is_err());
         assert!(parse(OPT_EXPORT_NAME, &vec![b'a'; MAX_STRING + 1]).is_err());
-        assert_eq!(
-            parse(OPT_EXPORT_NAME, b"disk"),
-            Ok(ClientOption::ExportName("disk".into()))
-        );
+        assert_eq!(parse(OPT_EXPORT_NAME, b"disk"), Ok(ClientOption::ExportName("disk".into())));
     }
 
     #[test]

@@ -31,13 +31,11 @@ impl Reply {
 
     /// The data of a successful read of `offset..offset + data.len()`.
     pub fn read(handle: u64, structured: bool, offset: u64, data: Vec<u8>) -> Reply {
-        if structured {
-            Self::chunk(
-                handle,
-                REPLY_TYPE_OFFSET_DATA,
-                offset.to_be_bytes().to_vec(),
-                data,
-            )
+        if structured && data.is_empty() {
+            // A data chunk must hold at least one byte; nothing to send.
+            Self::ok(handle, true)
+        } else if structured {
+            Self::chunk(handle, REPLY_TYPE_OFFSET_DATA, offset.to_be_bytes().to_vec(), data)
         } else {
             Self::simple(handle, 0, data)
         }
@@ -165,6 +163,11 @@ mod tests {
         assert_eq!(&r[20..24], &1u32.to_be_bytes());
         assert_eq!(&r[24..32], &[0, 0, 16, 0, 0, 0, 0, 0]);
         assert_eq!(&r[32..40], &[0, 0, 32, 0, 0, 0, 0, 3]);
+    }
+
+    #[test]
+    fn an_empty_structured_read_is_a_bare_done_chunk() {
+        assert_eq!(Reply::read(4, true, 0, Vec::new()), Reply::ok(4, true));
     }
 
     #[test]

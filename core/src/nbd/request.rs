@@ -81,10 +81,7 @@ pub enum Command {
 
 impl Command {
     fn mutates(self) -> bool {
-        matches!(
-            self,
-            Command::Write | Command::Trim | Command::WriteZeroes { .. }
-        )
+        matches!(self, Command::Write | Command::Trim | Command::WriteZeroes { .. })
     }
 }
 
@@ -111,32 +108,19 @@ pub enum Then {
 
 /// Checks a header against the session. Never panics, whatever the input.
 pub fn check(h: &Header, s: &Session) -> Result<Request, Rejection> {
-    let refuse = |errno, reason, then| {
-        Err(Rejection {
-            handle: h.handle,
-            errno,
-            reason,
-            then,
-        })
-    };
+    let refuse = |errno, reason, then| Err(Rejection { handle: h.handle, errno, reason, then });
     let (command, allowed_flags) = match h.kind {
         CMD_READ => (Command::Read, 0),
         CMD_WRITE => (Command::Write, 0),
         CMD_DISC => (Command::Disconnect, u16::MAX),
         CMD_FLUSH => (Command::Flush, 0),
         CMD_TRIM => (Command::Trim, 0),
-        CMD_WRITE_ZEROES => (
-            Command::WriteZeroes {
-                may_unmap: h.flags & CMD_FLAG_NO_HOLE == 0,
-            },
-            CMD_FLAG_NO_HOLE,
-        ),
-        CMD_BLOCK_STATUS => (
-            Command::BlockStatus {
-                req_one: h.flags & CMD_FLAG_REQ_ONE != 0,
-            },
-            CMD_FLAG_REQ_ONE,
-        ),
+        CMD_WRITE_ZEROES => {
+            (Command::WriteZeroes { may_unmap: h.flags & CMD_FLAG_NO_HOLE == 0 }, CMD_FLAG_NO_HOLE)
+        }
+        CMD_BLOCK_STATUS => {
+            (Command::BlockStatus { req_one: h.flags & CMD_FLAG_REQ_ONE != 0 }, CMD_FLAG_REQ_ONE)
+        }
         _ => return refuse(Errno::EINVAL, "unknown command", Then::Continue),
     };
     // A refused WRITE still has its payload on the wire.
@@ -163,11 +147,7 @@ pub fn check(h: &Header, s: &Session) -> Result<Request, Rejection> {
     match command {
         Command::Disconnect | Command::Flush => {}
         Command::BlockStatus { .. } if !s.block_status => {
-            return refuse(
-                Errno::EINVAL,
-                "no metadata context was negotiated",
-                Then::Continue,
-            );
+            return refuse(Errno::EINVAL, "no metadata context was negotiated", Then::Continue);
         }
         Command::Read | Command::WriteZeroes { .. } if h.length > MAX_PAYLOAD => {
             return refuse(
@@ -181,11 +161,7 @@ pub fn check(h: &Header, s: &Session) -> Result<Request, Rejection> {
             return refuse(Errno::ENOSPC, "write past the end of the export", payload);
         }
         _ if end.is_none_or(|e| e > s.size) => {
-            return refuse(
-                Errno::EINVAL,
-                "request past the end of the export",
-                Then::Continue,
-            );
+            return refuse(Errno::EINVAL, "request past the end of the export", Then::Continue);
         }
         Command::BlockStatus { .. } if h.length == 0 => {
             return refuse(Errno::EINVAL, "empty block status request", Then::Continue);
@@ -216,21 +192,11 @@ mod tests {
         b
     }
 
-    const RW: Session = Session {
-        size: 1 << 20,
-        read_only: false,
-        structured: true,
-        block_status: true,
-    };
+    const RW: Session =
+        Session { size: 1 << 20, read_only: false, structured: true, block_status: true };
 
     fn header(flags: u16, kind: u16, offset: u64, length: u32) -> Header {
-        Header {
-            flags,
-            kind,
-            handle: 7,
-            offset,
-            length,
-        }
+        Header { flags, kind, handle: 7, offset, length }
     }
 
     fn rejected(h: Header, s: &Session) -> (Errno, Then) {
@@ -278,14 +244,8 @@ mod tests {
 
     #[test]
     fn unknown_commands_and_flags_are_einval() {
-        assert_eq!(
-            rejected(header(0, 5, 0, 512), &RW),
-            (Errno::EINVAL, Then::Continue)
-        );
-        assert_eq!(
-            rejected(header(0, 99, 0, 512), &RW),
-            (Errno::EINVAL, Then::Continue)
-        );
+        assert_eq!(rejected(header(0, 5, 0, 512), &RW), (Errno::EINVAL, Then::Continue));
+        assert_eq!(rejected(header(0, 99, 0, 512), &RW), (Errno::EINVAL, Then::Continue));
         // NO_HOLE belongs to WRITE_ZEROES only; its refused WRITE payload
         // must still be skipped.
         assert_eq!(
@@ -305,53 +265,29 @@ mod tests {
             rejected(header(0, CMD_WRITE, end - 511, 512), &RW),
             (Errno::ENOSPC, Then::Discard(512))
         );
-        assert_eq!(
-            rejected(header(0, CMD_WRITE_ZEROES, end, 1), &RW).0,
-            Errno::ENOSPC
-        );
+        assert_eq!(rejected(header(0, CMD_WRITE_ZEROES, end, 1), &RW).0, Errno::ENOSPC);
         for kind in [CMD_READ, CMD_TRIM, CMD_BLOCK_STATUS] {
-            assert_eq!(
-                rejected(header(0, kind, end, 512), &RW),
-                (Errno::EINVAL, Then::Continue)
-            );
+            assert_eq!(rejected(header(0, kind, end, 512), &RW), (Errno::EINVAL, Then::Continue));
         }
         // Offsets that overflow are past the end, not a panic.
-        assert_eq!(
-            rejected(header(0, CMD_READ, u64::MAX, 2), &RW).0,
-            Errno::EINVAL
-        );
+        assert_eq!(rejected(header(0, CMD_READ, u64::MAX, 2), &RW).0, Errno::EINVAL);
     }
 
     #[test]
     fn oversized_requests_are_refused_and_big_writes_close() {
         let big = MAX_PAYLOAD + 1;
-        assert_eq!(
-            rejected(header(0, CMD_WRITE, 0, big), &RW),
-            (Errno::EINVAL, Then::Close)
-        );
-        assert_eq!(
-            rejected(header(0, CMD_READ, 0, big), &RW),
-            (Errno::EINVAL, Then::Continue)
-        );
+        assert_eq!(rejected(header(0, CMD_WRITE, 0, big), &RW), (Errno::EINVAL, Then::Close));
+        assert_eq!(rejected(header(0, CMD_READ, 0, big), &RW), (Errno::EINVAL, Then::Continue));
         // TRIM has no payload and no size limit beyond the export.
-        let huge = Session {
-            size: 1 << 40,
-            ..RW
-        };
+        let huge = Session { size: 1 << 40, ..RW };
         assert!(check(&header(0, CMD_TRIM, 0, u32::MAX), &huge).is_ok());
         assert!(check(&header(0, CMD_WRITE, 0, MAX_PAYLOAD), &huge).is_ok());
     }
 
     #[test]
     fn read_only_exports_refuse_changes_with_eperm() {
-        let ro = Session {
-            read_only: true,
-            ..RW
-        };
-        assert_eq!(
-            rejected(header(0, CMD_WRITE, 0, 512), &ro),
-            (Errno::EPERM, Then::Discard(512))
-        );
+        let ro = Session { read_only: true, ..RW };
+        assert_eq!(rejected(header(0, CMD_WRITE, 0, 512), &ro), (Errno::EPERM, Then::Discard(512)));
         assert_eq!(rejected(header(0, CMD_TRIM, 0, 512), &ro).0, Errno::EPERM);
         assert!(check(&header(0, CMD_READ, 0, 512), &ro).is_ok());
         assert!(check(&header(0, CMD_FLUSH, 0, 0), &ro).is_ok());
@@ -359,18 +295,9 @@ mod tests {
 
     #[test]
     fn block_status_needs_a_context_and_a_length() {
-        let none = Session {
-            block_status: false,
-            ..RW
-        };
-        assert_eq!(
-            rejected(header(0, CMD_BLOCK_STATUS, 0, 512), &none).0,
-            Errno::EINVAL
-        );
-        assert_eq!(
-            rejected(header(0, CMD_BLOCK_STATUS, 0, 0), &RW).0,
-            Errno::EINVAL
-        );
+        let none = Session { block_status: false, ..RW };
+        assert_eq!(rejected(header(0, CMD_BLOCK_STATUS, 0, 512), &none).0, Errno::EINVAL);
+        assert_eq!(rejected(header(0, CMD_BLOCK_STATUS, 0, 0), &RW).0, Errno::EINVAL);
     }
 
     #[test]

@@ -30,21 +30,14 @@ pub struct Pair {
 
 /// A source of `len` pattern bytes and an empty target.
 pub fn pair(len: usize) -> Pair {
-    pair_of(
-        MemoryDevice::from_bytes(pattern(len, 1)),
-        MemoryDevice::new(len as u64),
-    )
+    pair_of(MemoryDevice::from_bytes(pattern(len, 1)), MemoryDevice::new(len as u64))
 }
 
 /// The given source (behind a live source) and target.
 pub fn pair_of(source: MemoryDevice, target: MemoryDevice) -> Pair {
     let source = Arc::new(source);
     let live = LiveSource::new(source.clone());
-    Pair {
-        source,
-        target: Arc::new(target),
-        live,
-    }
+    Pair { source, target: Arc::new(target), live }
 }
 
 pub fn start(
@@ -70,9 +63,7 @@ pub async fn until(
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(120), wait)
-        .await
-        .expect("event did not arrive")
+    tokio::time::timeout(Duration::from_secs(120), wait).await.expect("event did not arrive")
 }
 
 /// Collects every event until the job's final one.
@@ -80,10 +71,7 @@ pub async fn rest(rx: &mut broadcast::Receiver<JobEvent>) -> Vec<JobEvent> {
     let mut seen = Vec::new();
     until(rx, |ev| {
         seen.push(ev.clone());
-        matches!(
-            ev,
-            JobEvent::Completed | JobEvent::Cancelled { .. } | JobEvent::Failed { .. }
-        )
+        matches!(ev, JobEvent::Completed | JobEvent::Cancelled { .. } | JobEvent::Failed { .. })
     })
     .await;
     seen
