@@ -1,17 +1,16 @@
 //! `livemirror clone SRC DST`: mirror, complete as soon as in sync, exit 0
 //! when the target is identical.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
 use livemirror_core::device::{BlockDevice, FileDevice, OpenOptions, create_image};
-use livemirror_core::job::{self, Command, Decision, ErrorAction, JobEvent, JobHandle, Outcome};
+use livemirror_core::job::{self, Outcome};
 use livemirror_core::live::LiveSource;
 
+use super::follow::{Follow, follow};
 use super::progress::Reporter;
 use super::{EXIT_CANCELLED, MirrorArgs, fail};
 
@@ -76,7 +75,12 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         tokio::spawn(crate::control::serve(listener, job.clone(), stopped));
     }
     let reporter = Reporter::new(args.json);
-    let outcome = drive(&job, events, &reporter, !args.no_complete).await;
+    let how = Follow {
+        complete_when_ready: !args.no_complete,
+        cancel_on_ctrl_c: true,
+        controlled: args.control.is_some(),
+    };
+    let outcome = follow(&job, events, &reporter, how).await;
     let _ = stop_control.send(true);
     if let Some(path) = &args.control {
         let _ = std::fs::remove_file(path);
@@ -89,7 +93,7 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     }
 }
 
-fn open_or_create_target(
+pub(super) fn open_or_create_target(
     path: &Path,
     len: u64,
 ) -> Result<(FileDevice, bool), livemirror_core::Error> {
@@ -97,64 +101,5 @@ fn open_or_create_target(
         Ok((OpenOptions::new().write(true).open(path)?, false))
     } else {
         Ok((create_image(path, len)?, true))
-    }
-}
-
-/// Follows the job to its end: reports events, completes when ready (if
-/// asked), cancels on Ctrl-C, and asks what to do about errors under the
-/// stop policy.
-async fn drive(
-    job: &JobHandle,
-    mut events: tokio::sync::broadcast::Receiver<JobEvent>,
-    reporter: &Reporter,
-    complete_when_ready: bool,
-) -> Outcome {
-    let mut redraw = tokio::time::interval(Duration::from_millis(200));
-    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
-    loop {
-        tokio::select! {
-            ev = events.recv() => match ev {
-                Ok(ev) => {
-                    reporter.event(&ev);
-                    match ev {
-                        JobEvent::Ready if complete_when_ready => job.post(Command::Complete),
-                        JobEvent::Error { action: ErrorAction::Stop, failure } => {
-                            let decision = ask(&failure.to_string()).await;
-                            job.post(Command::Decide(decision));
-                        }
-                        JobEvent::Completed | JobEvent::Cancelled { .. } | JobEvent::Failed { .. } => break,
-                        _ => {}
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            },
-            _ = &mut ctrl_c => {
-                eprintln!("\ninterrupted: cancelling");
-                job.post(Command::Cancel { force: false });
-                ctrl_c.set(tokio::signal::ctrl_c());
-            }
-            _ = redraw.tick() => reporter.progress(&job.status()),
-        }
-    }
-    job.wait().await
-}
-
-/// Asks on the terminal; without one nobody can answer, so the job stops.
-async fn ask(what: &str) -> Decision {
-    if !std::io::stdin().is_terminal() {
-        eprintln!("no terminal to ask on: stopping");
-        return Decision::Stop;
-    }
-    eprintln!("{what}\n[r]etry, [i]gnore (retry later), [s]top? ");
-    let answer = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| line)
-    })
-    .await;
-    match answer.ok().and_then(Result::ok).as_deref().map(str::trim) {
-        Some("r" | "retry") => Decision::Retry,
-        Some("i" | "ignore") => Decision::Ignore,
-        _ => Decision::Stop,
     }
 }
