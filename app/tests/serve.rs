@@ -73,7 +73,7 @@ fn serve_mirrors_nbd_writes_completes_and_pivots() {
         .args(["serve", src.to_str().unwrap(), "--mirror-to", dst.to_str().unwrap()])
         .arg(format!("--nbd=unix:{}", nbd.display()))
         .arg(format!("--control=unix:{}", ctl.display()))
-        .args(["--speed", "4M"])
+        .args(["--speed", "1M"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -81,7 +81,7 @@ fn serve_mirrors_nbd_writes_completes_and_pivots() {
     appears(&ctl);
     appears(&nbd);
     let mut c = Control::connect(&ctl);
-    // 32 MiB at 4 MiB/s: certainly still copying while we write.
+    // 32 MiB at 1 MiB/s: certainly still copying while we write.
     let q = c.ask(json!({"execute": "query"}));
     assert_eq!(q["return"]["state"], "running");
     qemu_io(&nbd, "write -P 0xab 1M 64k");
