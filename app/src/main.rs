@@ -2,6 +2,7 @@
 //! sync, and switch over to it on Complete.
 
 mod cli;
+mod control;
 mod demo;
 mod privileged;
 

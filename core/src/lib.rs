@@ -6,6 +6,7 @@
 //! * [`live`]: [`LiveSource`](live::LiveSource), the tracked write path to
 //!   the source that pivots to the target on Complete.
 //! * [`job`]: the mirror job, its options, events and handle.
+//! * [`nbd`]: the NBD server that exports a live source to clients.
 //! * [`bitmap`], [`chunkmap`], [`ratelimit`]: the job's building blocks.
 
 pub mod bitmap;
@@ -14,6 +15,7 @@ pub mod device;
 pub mod error;
 pub mod job;
 pub mod live;
+pub mod nbd;
 pub mod ratelimit;
 
 pub use error::{Error, IoFailure, IoOperation, Side};

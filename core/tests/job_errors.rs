@@ -218,3 +218,33 @@ async fn a_failing_flush_keeps_the_job_from_ready() {
     r.job.send(Command::Decide(Decision::Retry)).await.unwrap();
     complete_identical(r).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_while_completing_asks_without_holding_writers() {
+    let source = Arc::new(MemoryDevice::from_bytes(pattern(LEN, 3)));
+    let target = Arc::new(FaultyDevice::new(Arc::new(MemoryDevice::new(LEN as u64))));
+    let live = LiveSource::new(source.clone());
+    let opts = MirrorOptions { on_target_error: ErrorPolicy::Stop, ..Default::default() };
+    let (job, mut rx) = job::start(live.clone(), target.clone(), opts).unwrap();
+    until(&mut rx, is_ready).await;
+    target.inject(persistent(Side::Target, libc::EIO));
+    use livemirror_core::device::BlockDevice;
+    live.write_at(&[9; 4096], BAD.start).unwrap();
+    job.send(Command::Complete).await.unwrap();
+    let (failure, action) = error_event(&mut rx).await;
+    assert_eq!((failure.side, action), (Side::Target, ErrorAction::Stop));
+    // The drain is on hold: a write goes through (and is tracked) meanwhile.
+    let writer = live.clone();
+    let write = tokio::task::spawn_blocking(move || writer.write_at(&[8; 4096], 0).unwrap());
+    tokio::time::timeout(std::time::Duration::from_secs(60), write)
+        .await
+        .expect("a write waited on the held drain")
+        .unwrap();
+    target.clear();
+    job.send(Command::Decide(Decision::Retry)).await.unwrap();
+    assert_eq!(job.wait().await, Outcome::Completed);
+    let mut copy = vec![0; LEN];
+    target.read_at(&mut copy, 0).unwrap();
+    assert_same(&copy, &source.contents());
+    assert_eq!(&copy[..4096], &[8; 4096][..]);
+}

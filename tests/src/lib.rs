@@ -1,5 +1,21 @@
-//! Helpers for the end-to-end tests: real image files and the real tools
-//! that judge them (`qemu-img compare`, `stat`).
+//! Helpers for the end-to-end tests: real image files, real clients
+//! (qemu-io, qemu-img, nbdinfo) and the real tools that judge them
+//! (`qemu-img compare`, `stat`).
+//!
+//! * this file: patterns, `qemu-img compare`, allocation of image files.
+//! * [`tools`]: run the external tools; a missing tool fails the test with
+//!   the package to install, never skips it.
+//! * [`image`]: raw image files with known content, by name in a directory.
+//! * [`mirror`]: a mirror job over image files, driven synchronously.
+//! * [`server`]: an NBD export on a unix socket, served from a runtime.
+//! * [`raw`]: a minimal NBD client for what the tools cannot do (malformed
+//!   traffic, one connection kept open across a pivot).
+
+pub mod image;
+pub mod mirror;
+pub mod raw;
+pub mod server;
+pub mod tools;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;

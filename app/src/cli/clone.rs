@@ -1,17 +1,16 @@
 //! `livemirror clone SRC DST`: mirror, complete as soon as in sync, exit 0
 //! when the target is identical.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
 use livemirror_core::device::{BlockDevice, FileDevice, create_image};
-use livemirror_core::job::{self, Command, Decision, ErrorAction, JobEvent, JobHandle, Outcome};
+use livemirror_core::job::{self, Outcome};
 use livemirror_core::live::LiveSource;
 
+use super::follow::{Follow, follow};
 use super::progress::Reporter;
 use super::{EXIT_CANCELLED, MirrorArgs, fail};
 use crate::privileged::{self, OpenError};
@@ -37,6 +36,10 @@ pub struct CloneArgs {
     /// Print one JSON event per line on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also take commands (pause, set-speed, complete, …) and push events on
+    /// a JSON-lines control socket, `unix:PATH`.
+    #[arg(long, value_parser = crate::control::parse_addr)]
+    pub control: Option<PathBuf>,
     /// Stay in sync after ready until Ctrl-C (cancel after ready: the target
     /// stays a consistent copy).
     #[arg(long)]
@@ -48,12 +51,26 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&format!("source: {e}")),
     };
+    // Bound before the target is touched, so a bad socket path changes nothing.
+    let control = match args.control.as_deref().map(crate::control::bind).transpose() {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("control socket: {e}")),
+    };
     let (target, created) = match open_or_create_target(&args.target, source.len()) {
         Ok(t) => t,
         Err(e) => return fail(&format!("target: {e}")),
     };
+    let mut options = args.mirror.options();
+    let mounts = livemirror_core::device::mounts_on(&source.id());
+    if !mounts.is_empty() && !options.rescan {
+        eprintln!(
+            "source is mounted at {}: its writes bypass livemirror, so compare passes will prove the copy (--rescan)",
+            mounts.join(", ")
+        );
+        options.rescan = true;
+    }
     let live = LiveSource::new(Arc::new(source));
-    let (job, events) = match job::start(live, Arc::new(target), args.mirror.options()) {
+    let (job, events) = match job::start(live, Arc::new(target), options) {
         Ok(started) => started,
         Err(e) => {
             if created {
@@ -63,8 +80,21 @@ pub async fn run(args: CloneArgs) -> ExitCode {
             return fail(&e.to_string());
         }
     };
+    let (stop_control, stopped) = tokio::sync::watch::channel(false);
+    if let Some(listener) = control {
+        tokio::spawn(crate::control::serve(listener, job.clone(), stopped));
+    }
     let reporter = Reporter::new(args.json);
-    let outcome = drive(&job, events, &reporter, !args.no_complete).await;
+    let how = Follow {
+        complete_when_ready: !args.no_complete,
+        cancel_on_ctrl_c: true,
+        controlled: args.control.is_some(),
+    };
+    let outcome = follow(&job, events, &reporter, how).await;
+    let _ = stop_control.send(true);
+    if let Some(path) = &args.control {
+        let _ = std::fs::remove_file(path);
+    }
     reporter.finish(&job.status(), &outcome);
     match outcome {
         Outcome::Completed => ExitCode::SUCCESS,
@@ -73,69 +103,13 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     }
 }
 
-fn open_or_create_target(path: &Path, len: u64) -> Result<(FileDevice, bool), OpenError> {
+pub(super) fn open_or_create_target(
+    path: &Path,
+    len: u64,
+) -> Result<(FileDevice, bool), OpenError> {
     if path.exists() {
         Ok((privileged::open(path, true)?, false))
     } else {
         Ok((create_image(path, len).map_err(OpenError::Direct)?, true))
-    }
-}
-
-/// Follows the job to its end: reports events, completes when ready (if
-/// asked), cancels on Ctrl-C, and asks what to do about errors under the
-/// stop policy.
-async fn drive(
-    job: &JobHandle,
-    mut events: tokio::sync::broadcast::Receiver<JobEvent>,
-    reporter: &Reporter,
-    complete_when_ready: bool,
-) -> Outcome {
-    let mut redraw = tokio::time::interval(Duration::from_millis(200));
-    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
-    loop {
-        tokio::select! {
-            ev = events.recv() => match ev {
-                Ok(ev) => {
-                    reporter.event(&ev);
-                    match ev {
-                        JobEvent::Ready if complete_when_ready => job.post(Command::Complete),
-                        JobEvent::Error { action: ErrorAction::Stop, failure } => {
-                            let decision = ask(&failure.to_string()).await;
-                            job.post(Command::Decide(decision));
-                        }
-                        JobEvent::Completed | JobEvent::Cancelled { .. } | JobEvent::Failed { .. } => break,
-                        _ => {}
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            },
-            _ = &mut ctrl_c => {
-                eprintln!("\ninterrupted: cancelling");
-                job.post(Command::Cancel { force: false });
-                ctrl_c.set(tokio::signal::ctrl_c());
-            }
-            _ = redraw.tick() => reporter.progress(&job.status()),
-        }
-    }
-    job.wait().await
-}
-
-/// Asks on the terminal; without one nobody can answer, so the job stops.
-async fn ask(what: &str) -> Decision {
-    if !std::io::stdin().is_terminal() {
-        eprintln!("no terminal to ask on: stopping");
-        return Decision::Stop;
-    }
-    eprintln!("{what}\n[r]etry, [i]gnore (retry later), [s]top? ");
-    let answer = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| line)
-    })
-    .await;
-    match answer.ok().and_then(Result::ok).as_deref().map(str::trim) {
-        Some("r" | "retry") => Decision::Retry,
-        Some("i" | "ignore") => Decision::Ignore,
-        _ => Decision::Stop,
     }
 }

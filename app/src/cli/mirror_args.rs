@@ -26,6 +26,10 @@ pub struct MirrorArgs {
     /// background, or write-blocking (every write reaches the target before it is acknowledged).
     #[arg(long, default_value = "background", value_parser = parse_enum::<CopyMode>)]
     pub copy_mode: CopyMode,
+    /// The source is also written around livemirror (a mounted disk, a
+    /// running VM's image): prove the copy with compare passes.
+    #[arg(long)]
+    pub rescan: bool,
 }
 
 fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
@@ -42,6 +46,7 @@ impl MirrorArgs {
             on_source_error: self.on_source_error,
             on_target_error: self.on_target_error,
             copy_mode: self.copy_mode,
+            rescan: self.rescan,
         }
     }
 }

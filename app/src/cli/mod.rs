@@ -4,9 +4,11 @@
 //! dispatches, and turns errors into one line on stderr and an exit code.
 
 mod clone;
-mod json;
+mod follow;
+pub mod json;
 mod mirror_args;
 mod progress;
+mod serve;
 
 #[cfg(test)]
 mod man_page;
@@ -27,7 +29,7 @@ pub const EXIT_CANCELLED: u8 = 3;
     name = "livemirror",
     version,
     about = "Clone a disk or disk image while it is in use, keep the copy in sync, switch over on Complete",
-    after_help = "Examples:\n  livemirror demo\n  livemirror clone disk.img copy.img\n  livemirror clone --sync top --speed 100M sparse.img copy.img --json"
+    after_help = "Examples:\n  livemirror demo\n  livemirror clone disk.img copy.img\n  livemirror clone --sync top --speed 100M sparse.img copy.img --json\n  livemirror serve vm.img --mirror-to new.img --nbd unix:/run/vm.sock --control unix:/run/vm.ctl"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,6 +40,9 @@ struct Cli {
 enum Cmd {
     /// Mirror SRC onto DST and complete as soon as they are in sync.
     Clone(clone::CloneArgs),
+    /// Export SRC over NBD (every write tracked), optionally mirroring it;
+    /// `complete` on the control socket switches the export to the copy.
+    Serve(serve::ServeArgs),
     /// Show the whole flow on a generated image with a synthetic write load.
     Demo(crate::demo::DemoArgs),
 }
@@ -50,6 +55,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Some(Cmd::Clone(args)) => runtime.block_on(clone::run(args)),
+        Some(Cmd::Serve(args)) => runtime.block_on(serve::run(args)),
         Some(Cmd::Demo(args)) => runtime.block_on(crate::demo::run(args)),
         None => runtime.block_on(crate::demo::run(Default::default())),
     }

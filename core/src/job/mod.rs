@@ -9,6 +9,7 @@ mod copy;
 mod events;
 mod handle;
 mod options;
+mod rescan;
 mod runner;
 mod tracker;
 

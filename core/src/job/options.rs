@@ -71,6 +71,10 @@ pub struct MirrorOptions {
     pub on_source_error: ErrorPolicy,
     pub on_target_error: ErrorPolicy,
     pub copy_mode: CopyMode,
+    /// The source is also written by others, around the live source (a
+    /// mounted disk, an image a VM writes directly): prove the copy with
+    /// compare passes before Ready and before the job ends.
+    pub rescan: bool,
 }
 
 impl Default for MirrorOptions {
@@ -83,6 +87,7 @@ impl Default for MirrorOptions {
             on_source_error: ErrorPolicy::Report,
             on_target_error: ErrorPolicy::Report,
             copy_mode: CopyMode::Background,
+            rescan: false,
         }
     }
 }

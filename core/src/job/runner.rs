@@ -15,6 +15,7 @@ use super::events::{
 };
 use super::handle::{Command, Request};
 use super::options::{CopyMode, ErrorPolicy, MAX_IN_FLIGHT, MirrorOptions, Resolved, SyncMode};
+use super::rescan::Rescan;
 use super::tracker::{Pick, Tracker};
 use crate::device::BlockDevice;
 use crate::error::{Error, IoFailure, IoOperation, Side};
@@ -104,6 +105,8 @@ pub(super) struct Runner {
     errors: u64,
     last_tick: (Instant, u64),
     bytes_per_sec: u64,
+    /// Compare passes, when writers bypass the live source.
+    rescan: Option<Rescan>,
 }
 
 impl Runner {
@@ -114,6 +117,7 @@ impl Runner {
             live: s.live,
             tracker: s.tracker,
             limiter: RateLimiter::new(s.opts.speed),
+            rescan: s.opts.rescan.then(Rescan::default),
             opts: s.opts,
             resolved: s.resolved,
             events: s.events,
@@ -156,6 +160,7 @@ impl Runner {
             }
             let idle = self.ops.is_empty();
             let wait_until = self.issue_blocked_until();
+            let scanning = self.scanning();
             tokio::select! {
                 biased;
                 req = recv(&mut self.commands) => match req {
@@ -173,6 +178,7 @@ impl Runner {
                 _ = self.tracker.wake.notified(), if idle => {}
                 _ = sleep_until(wait_until.unwrap_or_else(Instant::now)), if wait_until.is_some() => {}
                 _ = tick.tick() => self.tick(),
+                _ = std::future::ready(()), if scanning => {}
             }
         }
     }
@@ -289,6 +295,9 @@ impl Runner {
                 self.io_status =
                     if failure.is_nospace() { IoStatus::Nospace } else { IoStatus::Failed };
                 self.pending = Some(failure);
+                // Nobody's writes wait while a person decides; the drain
+                // closes the gate again after the decision.
+                self.open_gate();
                 if !matches!(self.state, JobState::Paused | JobState::Standby) {
                     self.resume_to = self.state;
                 }
@@ -320,6 +329,10 @@ impl Runner {
             return None;
         }
         if self.ready && self.ending.is_none() {
+            return None;
+        }
+        if self.scanning() {
+            self.scan_step().await;
             return None;
         }
         // In sync: make it durable before saying so.
@@ -409,6 +422,9 @@ impl Runner {
             Command::Decide(_) if self.pending.is_none() => wrong(self.state),
             Command::Decide(d) => self.decide(d),
         };
+        if matches!(self.ending, Some(Ending::Pivot | Ending::Consistent)) {
+            self.close_gate().await;
+        }
         let _ = reply.send(result);
     }
 
@@ -432,6 +448,30 @@ impl Runner {
         Ok(())
     }
 
+    /// True when a compare pass must run before the job may call itself in
+    /// sync (and nothing else is going on).
+    fn scanning(&self) -> bool {
+        self.rescan.as_ref().is_some_and(Rescan::due)
+            && self.ops.is_empty()
+            && self.may_issue()
+            && self.tracker.dirty_chunks() == 0
+            && !(self.ready && self.ending.is_none())
+    }
+
+    async fn scan_step(&mut self) {
+        let Some(mut scan) = self.rescan.take() else { return };
+        let (ctx, tracker, step) = (self.ctx.clone(), self.tracker.clone(), self.resolved.max_op);
+        let (scan, result) = blocking(move || {
+            let r = scan.step(&ctx, &tracker, step);
+            (scan, r)
+        })
+        .await;
+        self.rescan = Some(scan);
+        if let Err(f) = result {
+            self.on_error(f);
+        }
+    }
+
     fn abort(&mut self, outcome: Outcome) {
         if !self.aborting() {
             self.ending = Some(Ending::Abort(outcome));
@@ -439,6 +479,11 @@ impl Runner {
     }
 
     async fn close_gate(&mut self) {
+        if let Some(scan) = &mut self.rescan {
+            // Writes the live source saw are held now; others are not, so
+            // prove the copy again.
+            scan.reset();
+        }
         if !self.gate_closed {
             let live = self.live.clone();
             // Waits for writes under way; they never wait on this loop.

@@ -1,0 +1,84 @@
+//! Following a running job on the terminal: report its events, complete it
+//! when ready (if asked), and answer stop-policy errors — on the terminal if
+//! there is one, else leave them to the control socket, else stop.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use livemirror_core::job::{Command, Decision, ErrorAction, JobEvent, JobHandle, Outcome};
+use tokio::sync::broadcast;
+
+use super::progress::Reporter;
+
+/// How to follow.
+pub struct Follow {
+    /// Send Complete as soon as the job is ready (`clone`).
+    pub complete_when_ready: bool,
+    /// Ctrl-C cancels the job (consistent after ready) and following goes on.
+    pub cancel_on_ctrl_c: bool,
+    /// A control socket is there to answer error prompts.
+    pub controlled: bool,
+}
+
+/// Follows the job to its end and says how it ended.
+pub async fn follow(
+    job: &JobHandle,
+    mut events: broadcast::Receiver<JobEvent>,
+    reporter: &Reporter,
+    how: Follow,
+) -> Outcome {
+    let mut redraw = tokio::time::interval(Duration::from_millis(200));
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(ev) => {
+                    reporter.event(&ev);
+                    match ev {
+                        JobEvent::Ready if how.complete_when_ready => job.post(Command::Complete),
+                        JobEvent::Error { action: ErrorAction::Stop, failure } => {
+                            if let Some(decision) = ask(&failure.to_string(), how.controlled).await {
+                                job.post(Command::Decide(decision));
+                            }
+                        }
+                        JobEvent::Completed | JobEvent::Cancelled { .. } | JobEvent::Failed { .. } => break,
+                        _ => {}
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            _ = &mut ctrl_c, if how.cancel_on_ctrl_c => {
+                eprintln!("\ninterrupted: cancelling");
+                job.post(Command::Cancel { force: false });
+                ctrl_c.set(tokio::signal::ctrl_c());
+            }
+            _ = redraw.tick() => reporter.progress(&job.status()),
+        }
+    }
+    job.wait().await
+}
+
+/// Asks on the terminal. Without one, a control socket may answer (`None`:
+/// leave it to `decide`); with neither, nobody can, so the job stops.
+async fn ask(what: &str, controlled: bool) -> Option<Decision> {
+    if !std::io::stdin().is_terminal() {
+        if controlled {
+            eprintln!("waiting for a decision on the control socket (decide retry|ignore|stop)");
+            return None;
+        }
+        eprintln!("no terminal or control socket to ask on: stopping");
+        return Some(Decision::Stop);
+    }
+    eprintln!("{what}\n[r]etry, [i]gnore (retry later), [s]top? ");
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await;
+    Some(match answer.ok().and_then(Result::ok).as_deref().map(str::trim) {
+        Some("r" | "retry") => Decision::Retry,
+        Some("i" | "ignore") => Decision::Ignore,
+        _ => Decision::Stop,
+    })
+}

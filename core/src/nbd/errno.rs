@@ -1,0 +1,95 @@
+//! The one place that turns an I/O error into an NBD error number.
+//!
+//! NBD defines its own small set of error values (which happen to equal the
+//! common Linux errnos); anything outside that set must not go on the wire,
+//! so every failure a client sees passes through [`Errno::from_io`].
+
+use std::fmt;
+use std::io;
+
+/// An error value allowed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Errno(u32);
+
+impl Errno {
+    pub const EPERM: Errno = Errno(1);
+    pub const EIO: Errno = Errno(5);
+    pub const ENOMEM: Errno = Errno(12);
+    pub const EINVAL: Errno = Errno(22);
+    pub const ENOSPC: Errno = Errno(28);
+    pub const EOVERFLOW: Errno = Errno(75);
+    pub const ESHUTDOWN: Errno = Errno(108);
+
+    /// The value sent in a reply.
+    pub fn code(self) -> u32 {
+        self.0
+    }
+
+    /// Maps an error from a [`BlockDevice`](crate::device::BlockDevice).
+    /// The protocol asks for `EDQUOT` and `EFBIG` to read as `ENOSPC`, and
+    /// for read-only refusals to read as `EPERM`; the rest that has no NBD
+    /// equivalent is an I/O error.
+    pub fn from_io(e: &io::Error) -> Errno {
+        if let Some(raw) = e.raw_os_error() {
+            return match raw {
+                libc::EPERM | libc::EACCES | libc::EROFS => Errno::EPERM,
+                libc::ENOSPC | libc::EDQUOT | libc::EFBIG => Errno::ENOSPC,
+                libc::EINVAL => Errno::EINVAL,
+                libc::ENOMEM => Errno::ENOMEM,
+                libc::EOVERFLOW => Errno::EOVERFLOW,
+                libc::ESHUTDOWN => Errno::ESHUTDOWN,
+                _ => Errno::EIO,
+            };
+        }
+        match e.kind() {
+            io::ErrorKind::InvalidInput => Errno::EINVAL,
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => Errno::EPERM,
+            io::ErrorKind::StorageFull
+            | io::ErrorKind::QuotaExceeded
+            | io::ErrorKind::FileTooLarge => Errno::ENOSPC,
+            io::ErrorKind::OutOfMemory => Errno::ENOMEM,
+            _ => Errno::EIO,
+        }
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match *self {
+            Errno::EPERM => "EPERM",
+            Errno::EIO => "EIO",
+            Errno::ENOMEM => "ENOMEM",
+            Errno::EINVAL => "EINVAL",
+            Errno::ENOSPC => "ENOSPC",
+            Errno::EOVERFLOW => "EOVERFLOW",
+            Errno::ESHUTDOWN => "ESHUTDOWN",
+            _ => "error",
+        };
+        write!(f, "{name} ({})", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_errors_map_to_the_protocols_set() {
+        let os = |n| Errno::from_io(&io::Error::from_raw_os_error(n));
+        assert_eq!(os(libc::EDQUOT), Errno::ENOSPC);
+        assert_eq!(os(libc::EFBIG), Errno::ENOSPC);
+        assert_eq!(os(libc::EROFS), Errno::EPERM);
+        assert_eq!(os(libc::EINVAL), Errno::EINVAL);
+        assert_eq!(os(libc::ENXIO), Errno::EIO);
+        assert_eq!(os(libc::EOPNOTSUPP), Errno::EIO);
+    }
+
+    #[test]
+    fn errors_without_an_os_code_map_by_kind() {
+        let kind = |k| Errno::from_io(&io::Error::new(k, "x"));
+        // check_range's "past the end" error carries no errno.
+        assert_eq!(kind(io::ErrorKind::InvalidInput), Errno::EINVAL);
+        assert_eq!(kind(io::ErrorKind::StorageFull), Errno::ENOSPC);
+        assert_eq!(kind(io::ErrorKind::Other), Errno::EIO);
+    }
+}

@@ -1,0 +1,137 @@
+//! An NBD server: how VMs, the kernel's NBD client and qemu/libnbd tools
+//! write to a source while livemirror mirrors it (DESIGN §4).
+//!
+//! Written from the protocol document (NetworkBlockDevice/nbd,
+//! `doc/proto.md`): fixed newstyle handshake with `EXPORT_NAME`, `GO`,
+//! `INFO`, `LIST`, `ABORT`, `STRUCTURED_REPLY` and the `base:allocation`
+//! metadata context; commands READ, WRITE (+FUA), FLUSH, TRIM, WRITE_ZEROES
+//! (+NO_HOLE), DISC and BLOCK_STATUS. No TLS: unix sockets or loopback TCP
+//! by default (see [`Listener`]).
+//!
+//! All I/O goes through the [`Export`]'s device — in practice a
+//! [`LiveSource`](crate::live::LiveSource), which tracks every write for the
+//! mirror and switches to the target on Complete while clients stay
+//! connected. Its calls may block for as long as the mirror needs, so they
+//! run on blocking threads, never on the runtime's workers.
+//!
+//! Layout, like mini-redis: this file accepts connections (bounded by a
+//! semaphore) and shuts down gracefully; `connection` runs one client,
+//! `handshake` negotiates, `option` and `request` decode (pure functions,
+//! fuzzed), `execute` does the I/O, `reply` encodes, `errno` maps errors.
+
+mod connection;
+mod errno;
+mod execute;
+mod handshake;
+mod listen;
+pub mod option;
+pub mod proto;
+mod reply;
+pub mod request;
+mod shutdown;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+
+pub use errno::Errno;
+pub use listen::{Endpoint, Listener};
+pub use proto::MAX_PAYLOAD;
+
+use proto::*;
+use shutdown::Shutdown;
+
+/// Clients served at once unless told otherwise; more wait to be accepted.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
+
+/// What the server exports: one device under one name.
+pub struct Export {
+    /// The export's name; clients may also use the empty default name.
+    pub name: String,
+    /// Shown to clients that ask (`nbdinfo`, `NBD_OPT_LIST`).
+    pub description: String,
+    pub device: Arc<dyn crate::device::BlockDevice>,
+    /// Refuse every change with `EPERM` and say so in the flags.
+    pub read_only: bool,
+}
+
+impl Export {
+    /// A writable export of `device` under the default (empty) name.
+    pub fn new(device: Arc<dyn crate::device::BlockDevice>) -> Export {
+        Export { name: String::new(), description: device.describe(), device, read_only: false }
+    }
+
+    fn answers_to(&self, name: &str) -> bool {
+        name.is_empty() || name == self.name
+    }
+
+    /// The transmission flags, advertised only for what we really do.
+    /// `CAN_MULTI_CONN` holds because there is no cache in the server: all
+    /// connections share one device, and a flush flushes that device.
+    fn transmission_flags(&self) -> u16 {
+        let base = FLAG_HAS_FLAGS | FLAG_SEND_FLUSH | FLAG_SEND_FUA | FLAG_CAN_MULTI_CONN;
+        if self.read_only {
+            base | FLAG_READ_ONLY
+        } else {
+            base | FLAG_SEND_TRIM | FLAG_SEND_WRITE_ZEROES
+        }
+    }
+}
+
+/// Serves `export` on `listener` until `shutdown` resolves, then stops
+/// accepting, lets every connection finish the requests it has started,
+/// and returns once all connections are closed.
+pub async fn serve(
+    listener: Listener,
+    export: Export,
+    max_connections: usize,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (stop, _) = watch::channel(false);
+    // Each connection holds a sender; when all are dropped, all are done.
+    let (done, mut all_done) = mpsc::channel::<()>(1);
+    tokio::select! {
+        () = accept_loop(&listener, Arc::new(export), max_connections, &stop, &done) => {}
+        () = shutdown => {}
+    }
+    stop.send_replace(true);
+    drop(done);
+    let _ = all_done.recv().await;
+}
+
+async fn accept_loop(
+    listener: &Listener,
+    export: Arc<Export>,
+    max_connections: usize,
+    stop: &watch::Sender<bool>,
+    done: &mpsc::Sender<()>,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(_) => {
+                // Out of file descriptors and the like: wait, try again.
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(10);
+        let (export, shutdown, done) =
+            (export.clone(), Shutdown::new(stop.subscribe()), done.clone());
+        tokio::spawn(async move {
+            // An error is a client that broke the protocol: closing the
+            // connection is the whole answer.
+            let _ = connection::serve(stream, export, shutdown).await;
+            drop(slot);
+            drop(done);
+        });
+    }
+}

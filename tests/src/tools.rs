@@ -1,0 +1,64 @@
+//! Running the external tools the tests judge by.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Fails with the package to install unless `tool` is on PATH.
+pub fn require(tool: &str) {
+    let package = match tool {
+        "nbdinfo" | "nbdcopy" | "nbdsh" => "libnbd-bin",
+        "nbdkit" => "nbdkit",
+        _ => "qemu-utils",
+    };
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()));
+    assert!(found, "{tool} is not installed; this test needs it (apt-get install {package})");
+}
+
+/// Runs `program args…`, fails the test unless it succeeds, returns stdout.
+pub fn run(program: &str, args: &[&str]) -> String {
+    require(program);
+    let out = output(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn output(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// `qemu-io -f raw URI -c CMD…`; fails on any failed command (qemu-io
+/// exits 0 even then, so its output is checked too).
+pub fn qemu_io(uri: &str, commands: &[&str]) -> String {
+    let mut args = vec!["-f", "raw", uri];
+    for c in commands {
+        args.extend(["-c", c]);
+    }
+    let out = run("qemu-io", &args);
+    assert!(
+        !out.contains("failed") && !out.contains("Pattern verification"),
+        "qemu-io {commands:?}:\n{out}"
+    );
+    out
+}
+
+/// Asserts `qemu-img compare` finds two raw images identical.
+pub fn assert_identical(a: &Path, b: &Path) {
+    require("qemu-img");
+    assert!(crate::qemu_img_identical(a, b), "{} and {} differ", a.display(), b.display());
+}
+
+/// Asserts `qemu-img compare` finds the images different.
+pub fn assert_different(a: &Path, b: &Path) {
+    require("qemu-img");
+    assert!(!crate::qemu_img_identical(a, b), "{} and {} are identical", a.display(), b.display());
+}
