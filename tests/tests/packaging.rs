@@ -60,6 +60,7 @@ fn deb_holds_the_binary_menu_entry_icons_man_page_and_declares_its_libraries() {
         "./usr/share/applications/livemirror.desktop".into(),
         "./usr/share/icons/hicolor/scalable/apps/livemirror.svg".into(),
         "./usr/share/man/man1/livemirror.1.gz".into(),
+        "./usr/share/polkit-1/actions/org.livemirror.pkexec.policy".into(),
         "./usr/share/doc/livemirror/copyright".into(),
         "./usr/share/doc/livemirror/changelog.Debian.gz".into(),
     ];
