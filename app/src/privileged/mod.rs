@@ -91,8 +91,34 @@ fn needs_helper(e: &livemirror_core::Error, path: &Path) -> bool {
 mod tests {
     use super::*;
 
+    /// Only "permission denied" on a block device goes to udisks2: not the
+    /// same error on an image file, not another error on a disk.
+    #[cfg(target_os = "linux")]
     #[test]
-    fn an_unreadable_image_file_is_reported_as_is_without_asking_a_helper() {
+    fn only_permission_denied_on_a_block_device_asks_the_helper() {
+        use std::io::{Error as IoError, ErrorKind};
+        use std::os::unix::fs::FileTypeExt;
+        let err = |path: &Path, kind| livemirror_core::Error::Open {
+            path: path.to_owned(),
+            source: IoError::from(kind),
+        };
+        let image = tempfile::NamedTempFile::new().unwrap();
+        assert!(!needs_helper(&err(image.path(), ErrorKind::PermissionDenied), image.path()));
+        let disk = std::fs::read_dir("/dev")
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| std::fs::metadata(p).is_ok_and(|m| m.file_type().is_block_device()));
+        let Some(disk) = disk else {
+            eprintln!("no block device in /dev: only the image case was checked");
+            return;
+        };
+        assert!(needs_helper(&err(&disk, ErrorKind::PermissionDenied), &disk), "{disk:?}");
+        assert!(!needs_helper(&err(&disk, ErrorKind::NotFound), &disk), "{disk:?}");
+    }
+
+    #[test]
+    fn a_missing_image_is_reported_as_is_without_asking_a_helper() {
         let missing = Path::new("/nonexistent/livemirror/disk.img");
         let Err(err) = open(missing, false) else { panic!("opened a missing file") };
         assert!(matches!(err, OpenError::Direct(_)), "{err:?}");
