@@ -20,7 +20,7 @@ work=$(mktemp -d /tmp/livemirror-udisks.XXXXXX)
 chmod 755 "$work"
 user=livemirror-check
 rule=/etc/polkit-1/rules.d/49-livemirror-check.rules
-started=() loops=() own_bus=
+started=() loops=() own_bus='' own_udev=
 
 cleanup() {
     rm -f "$rule"
@@ -28,6 +28,8 @@ cleanup() {
     for pid in "${started[@]}"; do kill "$pid" 2>/dev/null || true; done
     userdel "$user" 2>/dev/null || true
     [[ -z $own_bus ]] || rm -f /run/dbus/system_bus_socket
+    # A stale /run/udev/control tells libudev users that udev runs.
+    [[ -z $own_udev ]] || rm -rf /run/udev
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -55,6 +57,7 @@ fi
 # udisks2 only shows block devices that udev has processed.
 udev_up() { udevadm control --ping --timeout=2 2>/dev/null; }
 if ! udev_up; then
+    [[ -e /run/udev ]] || own_udev=1
     start /lib/systemd/systemd-udevd
     wait_for udevd udev_up
 fi
