@@ -104,6 +104,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_verb_and_wrong_state_errors() {
         let j = job(1 << 20);
+        // The job is "created" until its task has run once.
+        j.watch().wait_for(|s| s.state == livemirror_core::job::JobState::Running).await.unwrap();
         let q = ask(&j, r#"{"execute":"query"}"#).await;
         assert_eq!(q["return"]["state"], "running");
         assert_eq!(q["return"]["copy-mode"], "background");
