@@ -3,6 +3,8 @@
 
 mod cli;
 mod demo;
+mod gui;
+mod units;
 
 use std::process::ExitCode;
 

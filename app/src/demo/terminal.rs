@@ -20,7 +20,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         "livemirror demo: generating a {} MiB source image…",
         args.size >> 20
     );
-    let mut scenario = match Scenario::create(args.size) {
+    let scenario = match Scenario::create(args.size) {
         Ok(s) => s,
         Err(e) => return fail(&format!("cannot create the demo images: {e}")),
     };

@@ -1,0 +1,181 @@
+//! The chunk-map heatmap: the disk as a grid of cells, each coloured by what
+//! is happening to its part of the disk (copied, waiting, written again,
+//! being copied, failed), with a pink glow where writes land that fades as
+//! the engine's write-heat decays. Hovering a cell tells its byte range,
+//! chunk counts and recent writes.
+//!
+//! The grid adapts to the space it gets: as many cells as fit at about
+//! [`CELL`] points each, never more than the map has. Each drawn cell folds
+//! a run of the [`ChunkMap`]'s cells (`ChunkMap::summary`).
+
+use std::ops::Range;
+
+use eframe::egui::{self, Color32, Mesh, Rect, Sense, Vec2, vec2};
+use livemirror_core::chunkmap::{CellCounts, CellState, ChunkMap};
+
+use crate::units::human;
+
+/// Target size of one drawn cell, in points.
+const CELL: f32 = 9.0;
+/// Gap between cells.
+const GAP: f32 = 1.0;
+/// Heat at which the write glow is strongest.
+const FULL_HEAT: f32 = 12.0;
+
+pub const STATES: [CellState; 5] = [
+    CellState::Synced,
+    CellState::Pending,
+    CellState::Dirty,
+    CellState::Copying,
+    CellState::Failed,
+];
+
+/// The colour of a state.
+pub fn state_color(state: CellState) -> Color32 {
+    match state {
+        CellState::Synced => Color32::from_rgb(0x2f, 0xa8, 0x62),
+        CellState::Pending => Color32::from_rgb(0x3b, 0x41, 0x4d),
+        CellState::Dirty => Color32::from_rgb(0xe0, 0xa4, 0x2e),
+        CellState::Copying => Color32::from_rgb(0x3d, 0x8b, 0xff),
+        CellState::Failed => Color32::from_rgb(0xe5, 0x48, 0x4d),
+    }
+}
+
+/// What the legend calls a state.
+pub fn state_name(state: CellState) -> &'static str {
+    match state {
+        CellState::Synced => "in sync",
+        CellState::Pending => "not copied yet",
+        CellState::Dirty => "written since copied",
+        CellState::Copying => "copying",
+        CellState::Failed => "failed",
+    }
+}
+
+/// The glow of recent writes.
+pub const HEAT_COLOR: Color32 = Color32::from_rgb(0xff, 0x5c, 0xd6);
+
+/// A drawn cell's colour: its state's, glowing toward [`HEAT_COLOR`] with
+/// recent writes.
+pub fn cell_color(c: &CellCounts) -> Color32 {
+    let base = state_color(c.state());
+    let t = (c.heat as f32 / FULL_HEAT).min(1.0) * 0.85;
+    if t <= 0.0 {
+        base
+    } else {
+        base.lerp_to_gamma(HEAT_COLOR, t)
+    }
+}
+
+/// Columns and rows for a `size` area and at most `max_cells` cells.
+pub fn grid(size: Vec2, max_cells: usize) -> (usize, usize) {
+    let cols = ((size.x + GAP) / (CELL + GAP)).floor().max(1.0) as usize;
+    let rows = ((size.y + GAP) / (CELL + GAP)).floor().max(1.0) as usize;
+    if cols * rows <= max_cells {
+        return (cols, rows);
+    }
+    // Fewer map cells than places: fill whole rows, as many as needed.
+    let cols = cols.min(max_cells.max(1));
+    (cols, max_cells.div_ceil(cols))
+}
+
+/// The map cells folded into drawn cell `b` of `buckets` (the same folding
+/// as `ChunkMap::summary`: cell `i` goes to bucket `i * buckets / n`).
+pub fn bucket_cells(b: usize, buckets: usize, n: usize) -> Range<usize> {
+    let first = |b: usize| (b * n).div_ceil(buckets);
+    first(b)..first(b + 1).min(n)
+}
+
+/// The bytes drawn cell `b` stands for.
+pub fn bucket_bytes(map: &ChunkMap, b: usize, buckets: usize, device_len: u64) -> Range<u64> {
+    let cells = bucket_cells(b, buckets, map.len());
+    if cells.is_empty() {
+        return 0..0;
+    }
+    map.cell_bytes(cells.start, device_len).start..map.cell_bytes(cells.end - 1, device_len).end
+}
+
+/// The widget.
+pub struct Heatmap<'a> {
+    pub map: &'a ChunkMap,
+    pub device_len: u64,
+}
+
+impl Heatmap<'_> {
+    /// Draws the grid into the space left (at least `min_height`), then the
+    /// legend.
+    pub fn ui(self, ui: &mut egui::Ui, min_height: f32) {
+        let legend_height = ui.spacing().interact_size.y + 4.0;
+        let avail = ui.available_size();
+        let size = vec2(avail.x, (avail.y - legend_height).max(min_height));
+        let (rect, response) = ui.allocate_exact_size(size, Sense::hover());
+        let (cols, rows) = grid(size, self.map.len());
+        let buckets = (cols * rows).min(self.map.len());
+        let cells = self.map.summary(buckets);
+        let step = vec2(
+            (size.x + GAP) / cols as f32,
+            ((size.y + GAP) / rows as f32).min(CELL * 2.0),
+        );
+        let cell_rect = |i: usize| {
+            let (c, r) = (i % cols, i / cols);
+            let min = rect.min + vec2(c as f32 * step.x, r as f32 * step.y);
+            Rect::from_min_size(min, step - Vec2::splat(GAP))
+        };
+        let mut mesh = Mesh::default();
+        for (i, c) in cells.iter().enumerate() {
+            mesh.add_colored_rect(cell_rect(i), cell_color(c));
+        }
+        ui.painter().add(egui::Shape::mesh(mesh));
+
+        if let Some(pos) = response.hover_pos() {
+            let rel = pos - rect.min;
+            let i = (rel.y / step.y) as usize * cols + (rel.x / step.x) as usize;
+            if let Some(c) = cells.get(i) {
+                ui.painter().rect_stroke(
+                    cell_rect(i).expand(1.0),
+                    0.0,
+                    (1.5, Color32::WHITE),
+                    egui::StrokeKind::Outside,
+                );
+                let bytes = bucket_bytes(self.map, i, buckets, self.device_len);
+                response.on_hover_ui_at_pointer(|ui| tooltip(ui, c, &bytes));
+            }
+        }
+        legend(ui);
+    }
+}
+
+fn tooltip(ui: &mut egui::Ui, c: &CellCounts, bytes: &Range<u64>) {
+    ui.strong(state_name(c.state()));
+    ui.label(format!(
+        "bytes {} – {} ({})",
+        bytes.start,
+        bytes.end,
+        human(bytes.end - bytes.start)
+    ));
+    ui.label(format!(
+        "{} chunks: {} waiting, {} copying, {} failed",
+        c.total, c.dirty, c.in_flight, c.failed
+    ));
+    ui.label(format!("{} copies done here", c.copies));
+    ui.label(if c.heat > 0 {
+        format!("recent writes: {}", c.heat)
+    } else {
+        "no recent writes".to_string()
+    });
+}
+
+fn legend(ui: &mut egui::Ui) {
+    ui.horizontal_wrapped(|ui| {
+        let swatch = |ui: &mut egui::Ui, color: Color32, name: &str| {
+            let (r, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
+            ui.painter().rect_filled(r, 2.0, color);
+            ui.label(name);
+            ui.add_space(8.0);
+        };
+        for s in STATES {
+            swatch(ui, state_color(s), state_name(s));
+        }
+        swatch(ui, HEAT_COLOR, "being written now");
+    });
+}
