@@ -125,6 +125,15 @@ impl LiveMirrorApp {
         self.session.as_ref()
     }
 
+    /// The Setup screen's typed paths, for tests.
+    #[cfg(test)]
+    pub fn setup_paths(&self) -> Option<(String, String)> {
+        match &self.screen {
+            Screen::Setup(s) => Some((s.source.clone(), s.target.clone())),
+            _ => None,
+        }
+    }
+
     /// Takes in what the engine finished since the last frame.
     fn poll(&mut self, ctx: &egui::Context) {
         if let Some(result) = self.starting.as_ref().and_then(Pending::poll) {

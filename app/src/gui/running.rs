@@ -182,7 +182,7 @@ fn state_banner(ui: &mut egui::Ui, status: &JobStatus, actions: &mut Vec<Action>
             .show(ui, |ui| {
                 ui.set_min_width(ui.available_width());
                 ui.horizontal(|ui| {
-                    ui.label(RichText::new("✔ In sync — still mirroring new writes").strong().size(16.0).color(Color32::WHITE));
+                    ui.label(RichText::new("In sync — still mirroring new writes").strong().size(16.0).color(Color32::WHITE));
                     ui.label("Press Complete to finish: the last writes are copied, the target is flushed, and the job ends with an identical copy.");
                     let completing = status.state == JobState::Completing;
                     if ui

@@ -299,7 +299,7 @@ impl SetupScreen {
             });
         }
         for p in &check.problems {
-            ui.label(RichText::new(format!("⚠ {p}")).color(Color32::from_rgb(0xe5, 0x48, 0x4d)));
+            ui.label(RichText::new(p.as_str()).color(Color32::from_rgb(0xe5, 0x48, 0x4d)));
         }
         for n in &check.notes {
             ui.label(n);
