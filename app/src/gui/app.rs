@@ -52,7 +52,7 @@ pub struct Env {
 }
 
 enum Screen {
-    Setup(SetupScreen),
+    Setup(Box<SetupScreen>),
     /// Waiting for the demo's images to be generated.
     Preparing,
     Running(RunningScreen),
@@ -86,7 +86,11 @@ impl LiveMirrorApp {
         let disks = (env.list_disks)();
         let (screen, starting) = match launch {
             Launch::Setup { source, target } => (
-                Screen::Setup(SetupScreen::new(settings.options.clone(), source, target)),
+                Screen::Setup(Box::new(SetupScreen::new(
+                    settings.options.clone(),
+                    source,
+                    target,
+                ))),
                 None,
             ),
             Launch::Demo(args) => {
@@ -144,12 +148,11 @@ impl LiveMirrorApp {
                     self.session = Some(s);
                 }
                 Err(e) => {
-                    let mut setup = SetupScreen::new(self.settings.options.clone(), None, None);
-                    if let Screen::Setup(old) =
-                        std::mem::replace(&mut self.screen, Screen::Preparing)
-                    {
-                        setup = old;
-                    }
+                    // Back to Setup as it was (the demo has none: a fresh one).
+                    let mut setup = match std::mem::replace(&mut self.screen, Screen::Preparing) {
+                        Screen::Setup(old) => old,
+                        _ => Box::new(SetupScreen::new(self.settings.options.clone(), None, None)),
+                    };
                     setup.start_error = Some(e);
                     self.screen = Screen::Setup(setup);
                 }
@@ -254,8 +257,11 @@ impl LiveMirrorApp {
                 self.session = None;
                 self.verifying = None;
                 self.disks = (self.env.list_disks)();
-                self.screen =
-                    Screen::Setup(SetupScreen::new(self.settings.options.clone(), None, None));
+                self.screen = Screen::Setup(Box::new(SetupScreen::new(
+                    self.settings.options.clone(),
+                    None,
+                    None,
+                )));
             }
         }
     }

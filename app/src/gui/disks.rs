@@ -86,10 +86,12 @@ mod sys {
             .iter()
             .filter(|d| d.is_disk() && d.size > 0 && !d.name.starts_with("zram"))
             .map(|d| {
-                let mounts: Vec<String> = std::iter::once(d)
+                let mut mounts: Vec<String> = std::iter::once(d)
                     .chain(d.descendants())
                     .flat_map(|p| p.mountpoints.iter().cloned())
                     .collect();
+                mounts.sort();
+                mounts.dedup();
                 let system = mounts.iter().any(|m| SYSTEM_MOUNTS.contains(&m.as_str()));
                 Disk {
                     path: PathBuf::from("/dev").join(&d.name),

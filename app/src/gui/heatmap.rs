@@ -179,3 +179,140 @@ fn legend(ui: &mut egui::Ui) {
         swatch(ui, HEAT_COLOR, "being written now");
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use livemirror_core::device::{Fault, FaultyDevice, MemoryDevice, Op};
+    use livemirror_core::job::{self, ErrorPolicy, MirrorOptions};
+    use livemirror_core::live::LiveSource;
+
+    use super::*;
+
+    fn counts(dirty: u64, in_flight: u64, failed: u64, copies: u32, heat: u32) -> CellCounts {
+        CellCounts {
+            total: 4,
+            dirty,
+            in_flight,
+            failed,
+            copies,
+            heat,
+        }
+    }
+
+    #[test]
+    fn colour_follows_state_and_heat_glows_then_fades() {
+        assert_eq!(
+            cell_color(&counts(0, 0, 0, 1, 0)),
+            state_color(CellState::Synced)
+        );
+        assert_eq!(
+            cell_color(&counts(4, 0, 0, 0, 0)),
+            state_color(CellState::Pending)
+        );
+        assert_eq!(
+            cell_color(&counts(2, 0, 0, 3, 0)),
+            state_color(CellState::Dirty)
+        );
+        assert_eq!(
+            cell_color(&counts(2, 1, 0, 3, 0)),
+            state_color(CellState::Copying)
+        );
+        assert_eq!(
+            cell_color(&counts(2, 1, 1, 3, 0)),
+            state_color(CellState::Failed)
+        );
+        let all: std::collections::HashSet<_> = STATES.iter().map(|s| state_color(*s)).collect();
+        assert_eq!(all.len(), STATES.len(), "every state has its own colour");
+        // Heat pulls a synced cell toward the write colour, more with more writes.
+        let dist = |c: Color32| {
+            let h = HEAT_COLOR;
+            (c.r().abs_diff(h.r()) as u32)
+                + (c.g().abs_diff(h.g()) as u32)
+                + (c.b().abs_diff(h.b()) as u32)
+        };
+        let (cold, warm, hot) = (
+            cell_color(&counts(0, 0, 0, 1, 0)),
+            cell_color(&counts(0, 0, 0, 1, 2)),
+            cell_color(&counts(0, 0, 0, 1, 100)),
+        );
+        assert!(dist(hot) < dist(warm) && dist(warm) < dist(cold));
+    }
+
+    #[test]
+    fn grid_fits_the_space_and_never_exceeds_the_cells() {
+        let size = vec2(10.0 * (CELL + GAP) - GAP, 4.0 * (CELL + GAP) - GAP);
+        assert_eq!(grid(size, 1000), (10, 4));
+        assert_eq!(grid(size, 25), (10, 3));
+        assert_eq!(grid(size, 3), (3, 1));
+        assert_eq!(grid(vec2(0.0, 0.0), 7), (1, 1));
+    }
+
+    #[test]
+    fn buckets_partition_the_cells_like_the_summary() {
+        let map = ChunkMap::new(1000, 4096);
+        for buckets in [1, 7, 10, 333, 1000] {
+            let sum = map.summary(buckets);
+            let mut next = 0;
+            for (b, s) in sum.iter().enumerate() {
+                let cells = bucket_cells(b, buckets, map.len());
+                assert_eq!(cells.start, next, "buckets are contiguous");
+                next = cells.end;
+                let total: u64 = cells.map(|i| map.counts(i).total).sum();
+                assert_eq!(total, s.total, "bucket {b} of {buckets}");
+            }
+            assert_eq!(next, map.len());
+        }
+        let bytes = bucket_bytes(&map, 3, 10, 1000 * 4096 - 100);
+        assert_eq!(bytes, 300 * 4096..400 * 4096);
+        assert_eq!(
+            bucket_bytes(&map, 9, 10, 1000 * 4096 - 100).end,
+            1000 * 4096 - 100
+        );
+    }
+
+    /// A real job whose target fails at one place under the stop policy:
+    /// that place shows failed, the rest in sync.
+    #[test]
+    fn a_jobs_map_shows_the_failed_region() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _in = rt.enter();
+        let len = 4u64 << 20;
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8 | 1).collect();
+        let source = Arc::new(MemoryDevice::from_bytes(data));
+        let target = Arc::new(FaultyDevice::new(Arc::new(MemoryDevice::new(len))));
+        let bad = 3 << 20;
+        target.inject(Fault::persistent(Op::Write, bad..bad + 512, 5));
+        let opts = MirrorOptions {
+            on_target_error: ErrorPolicy::Stop,
+            ..Default::default()
+        };
+        let (job, _events) = job::start(LiveSource::new(source), target, opts).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Paused on the error, with nothing else in flight.
+        while !(job.status().pending_error.is_some() && job.status().progress.in_flight == 0) {
+            assert!(Instant::now() < deadline, "no error prompt");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let f = job.status().pending_error.unwrap();
+        let map = job.chunk_map();
+        let buckets = 16;
+        let cells = map.summary(buckets);
+        for (b, c) in cells.iter().enumerate() {
+            let r = bucket_bytes(map, b, buckets, len);
+            let overlaps_failure = r.start < f.offset + f.len && f.offset < r.end;
+            if overlaps_failure {
+                assert_eq!(c.state(), CellState::Failed, "bucket {b} {r:?}");
+                assert_eq!(cell_color(c).r(), cell_color(&counts(0, 0, 1, 0, 0)).r());
+            } else if r.end <= f.offset {
+                assert_eq!(c.state(), CellState::Synced, "bucket {b} {r:?}");
+            }
+        }
+        assert!(cells.iter().any(|c| c.state() == CellState::Failed));
+        job.post(livemirror_core::job::Command::Decide(
+            livemirror_core::job::Decision::Stop,
+        ));
+    }
+}
