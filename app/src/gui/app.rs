@@ -275,6 +275,15 @@ impl LiveMirrorApp {
     }
 
     fn draw(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+        egui::Panel::top("title").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.label(egui::RichText::new("livemirror").strong().size(18.0));
+                ui.label(
+                    egui::RichText::new("clone a disk while it is in use, switch over on Complete")
+                        .weak(),
+                );
+            });
+        });
         if let Some(s) = &self.session {
             egui::Panel::bottom("log")
                 .resizable(false)

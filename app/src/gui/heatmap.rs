@@ -19,8 +19,9 @@ use crate::units::human;
 const CELL: f32 = 9.0;
 /// Gap between cells.
 const GAP: f32 = 1.0;
-/// Heat at which the write glow is strongest.
-const FULL_HEAT: f32 = 12.0;
+/// Heat at which the write glow is strongest. Heat decays by a quarter
+/// every 250 ms, so a cell written once glows for about half a second.
+const FULL_HEAT: f32 = 4.0;
 
 pub const STATES: [CellState; 5] = [
     CellState::Synced,
@@ -59,12 +60,12 @@ pub const HEAT_COLOR: Color32 = Color32::from_rgb(0xff, 0x5c, 0xd6);
 /// recent writes.
 pub fn cell_color(c: &CellCounts) -> Color32 {
     let base = state_color(c.state());
-    let t = (c.heat as f32 / FULL_HEAT).min(1.0) * 0.85;
-    if t <= 0.0 {
-        base
-    } else {
-        base.lerp_to_gamma(HEAT_COLOR, t)
+    if c.heat == 0 {
+        return base;
     }
+    // Even one write must show: start at a clear tint, saturate at FULL_HEAT.
+    let t = 0.4 + 0.5 * (c.heat as f32 / FULL_HEAT).min(1.0);
+    base.lerp_to_gamma(HEAT_COLOR, t)
 }
 
 /// Columns and rows for a `size` area and at most `max_cells` cells.

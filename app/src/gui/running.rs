@@ -103,12 +103,19 @@ impl RunningScreen {
                 .add(
                     egui::Slider::new(&mut self.speed_mib, 0.0..=2048.0)
                         .logarithmic(true)
-                        .suffix(" MiB/s")
                         .custom_formatter(|v, _| {
                             if v < 0.5 {
                                 "unlimited".into()
                             } else {
-                                format!("{v:.0}")
+                                format!("{v:.0} MiB/s")
+                            }
+                        })
+                        .custom_parser(|s| {
+                            let s = s.trim().trim_end_matches("MiB/s").trim();
+                            if s == "unlimited" {
+                                Some(0.0)
+                            } else {
+                                s.parse().ok()
                             }
                         }),
                 )
