@@ -4,7 +4,9 @@
 mod cli;
 mod control;
 mod demo;
+mod gui;
 mod privileged;
+mod units;
 
 use std::process::ExitCode;
 

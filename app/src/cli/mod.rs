@@ -4,6 +4,7 @@
 //! dispatches, and turns errors into one line on stderr and an exit code.
 
 mod clone;
+mod disks;
 mod follow;
 pub mod json;
 mod mirror_args;
@@ -13,6 +14,7 @@ mod serve;
 #[cfg(test)]
 mod man_page;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -29,11 +31,19 @@ pub const EXIT_CANCELLED: u8 = 3;
     name = "livemirror",
     version,
     about = "Clone a disk or disk image while it is in use, keep the copy in sync, switch over on Complete",
-    after_help = "Examples:\n  livemirror demo\n  livemirror clone disk.img copy.img\n  livemirror clone --sync top --speed 100M sparse.img copy.img --json\n  livemirror serve vm.img --mirror-to new.img --nbd unix:/run/vm.sock --control unix:/run/vm.ctl"
+    after_help = "With no subcommand, opens the window (and fails with a message when there is no display).\n\nExamples:\n  livemirror\n  livemirror demo\n  livemirror disks\n  livemirror clone disk.img copy.img\n  livemirror clone --sync top --speed 100M sparse.img copy.img --json\n  livemirror serve vm.img --mirror-to new.img --nbd unix:/run/vm.sock --control unix:/run/vm.ctl",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
+    /// Window only: type this path into Setup's source field.
+    #[arg(long)]
+    source: Option<PathBuf>,
+    /// Window only: type this path into Setup's target field (nothing starts
+    /// until you press Start).
+    #[arg(long)]
+    target: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -43,21 +53,47 @@ enum Cmd {
     /// Export SRC over NBD (every write tracked), optionally mirroring it;
     /// `complete` on the control socket switches the export to the copy.
     Serve(serve::ServeArgs),
-    /// Show the whole flow on a generated image with a synthetic write load.
+    /// Show the whole flow on a generated image with a synthetic write load
+    /// (in the window; in the terminal when there is no display).
     Demo(crate::demo::DemoArgs),
+    /// List the whole disks that could be a source or a target.
+    Disks,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
-    };
     match cli.command {
-        Some(Cmd::Clone(args)) => runtime.block_on(clone::run(args)),
-        Some(Cmd::Serve(args)) => runtime.block_on(serve::run(args)),
-        Some(Cmd::Demo(args)) => runtime.block_on(crate::demo::run(args)),
-        None => runtime.block_on(crate::demo::run(Default::default())),
+        Some(Cmd::Clone(args)) => with_runtime(clone::run(args)),
+        Some(Cmd::Serve(args)) => with_runtime(serve::run(args)),
+        Some(Cmd::Demo(args)) => crate::demo::run(args),
+        Some(Cmd::Disks) => disks::run(),
+        None => window(cli.source, cli.target),
+    }
+}
+
+/// Runs a command-line subcommand on a multi-threaded runtime.
+fn with_runtime(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(task),
+        Err(e) => fail(&format!("cannot start the async runtime: {e}")),
+    }
+}
+
+/// `livemirror` alone: the window. Without a display there is nothing
+/// sensible to fall back to (a clone needs a source and a target), so it
+/// says what to run instead and fails.
+fn window(source: Option<PathBuf>, target: Option<PathBuf>) -> ExitCode {
+    if !crate::gui::display_available() {
+        return fail(
+            "no display (DISPLAY and WAYLAND_DISPLAY are unset), so the window cannot open; \
+             use `livemirror clone SRC DST` on a terminal, or `livemirror demo` for the terminal demo",
+        );
+    }
+    match crate::gui::run(crate::gui::Launch::Setup { source, target }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!(
+            "the window could not open: {e}; `livemirror clone SRC DST` works without one"
+        )),
     }
 }
 

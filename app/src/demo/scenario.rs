@@ -5,6 +5,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -24,7 +25,7 @@ pub struct Scenario {
     pub target: Arc<FileDevice>,
     stop: Arc<AtomicBool>,
     writes: Arc<AtomicU64>,
-    writer: Option<JoinHandle<()>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// A small, fast pseudo-random generator: demo data, not cryptography.
@@ -76,16 +77,16 @@ impl Scenario {
             target: Arc::new(target),
             stop: Arc::new(AtomicBool::new(false)),
             writes: Arc::new(AtomicU64::new(0)),
-            writer: None,
+            writer: Mutex::new(None),
         })
     }
 
     /// Starts writing 64 KiB blocks into three hot regions through the live
     /// source, about `per_sec` writes a second.
-    pub fn start_writer(&mut self, per_sec: u32) {
+    pub fn start_writer(&self, per_sec: u32) {
         let (live, stop, writes) = (self.live.clone(), self.stop.clone(), self.writes.clone());
         let len = live.len();
-        self.writer = Some(std::thread::spawn(move || {
+        let writer = std::thread::spawn(move || {
             let mut rng = XorShift(42);
             let mut block = vec![0u8; 64 << 10];
             let hot = [len / 10, len / 2, len * 4 / 5];
@@ -102,13 +103,18 @@ impl Scenario {
                 writes.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(pause);
             }
-        }));
+        });
+        *self.writer_slot() = Some(writer);
+    }
+
+    fn writer_slot(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stops the writer and waits for its last write to finish.
-    pub fn stop_writer(&mut self) {
+    pub fn stop_writer(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(w) = self.writer.take() {
+        if let Some(w) = self.writer_slot().take() {
             let _ = w.join();
         }
     }
@@ -122,22 +128,43 @@ impl Scenario {
     pub fn images_identical(&self) -> io::Result<bool> {
         let a = OpenOptions::new().open(&self.source_path).map_err(io::Error::other)?;
         let b = OpenOptions::new().open(&self.target_path).map_err(io::Error::other)?;
-        if a.len() != b.len() {
-            return Ok(false);
-        }
-        let (mut x, mut y) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
-        let mut pos = 0;
-        while pos < a.len() {
-            let n = ((a.len() - pos) as usize).min(x.len());
-            a.read_at(&mut x[..n], pos)?;
-            b.read_at(&mut y[..n], pos)?;
-            if x[..n] != y[..n] {
-                return Ok(false);
-            }
-            pos += n as u64;
-        }
-        Ok(true)
+        Ok(first_difference(&a, &b)?.is_none())
     }
+
+    /// The start of the first data extent at or after `from`, for placing
+    /// the demo's bad sector where the copy really writes.
+    pub fn data_at_or_after(&self, from: u64) -> io::Result<Option<u64>> {
+        let dev = self.live.device();
+        let mut pos = from;
+        while pos < dev.len() {
+            let (alloc, run) = dev.block_status(pos, dev.len() - pos)?;
+            if alloc == livemirror_core::device::Allocation::Data {
+                return Ok(Some(pos));
+            }
+            pos += run;
+        }
+        Ok(None)
+    }
+}
+
+/// The offset of the first 1 MiB block where `a` and `b` differ (`Some(len)`
+/// of the shorter one when their sizes differ), or `None` when identical.
+pub fn first_difference(a: &dyn BlockDevice, b: &dyn BlockDevice) -> io::Result<Option<u64>> {
+    if a.len() != b.len() {
+        return Ok(Some(a.len().min(b.len())));
+    }
+    let (mut x, mut y) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    let mut pos = 0;
+    while pos < a.len() {
+        let n = ((a.len() - pos) as usize).min(x.len());
+        a.read_at(&mut x[..n], pos)?;
+        b.read_at(&mut y[..n], pos)?;
+        if x[..n] != y[..n] {
+            return Ok(Some(pos));
+        }
+        pos += n as u64;
+    }
+    Ok(None)
 }
 
 impl Drop for Scenario {

@@ -17,7 +17,7 @@ const MAP_ROWS: usize = 4;
 
 pub async fn run(args: DemoArgs) -> ExitCode {
     eprintln!("livemirror demo: generating a {} MiB source image…", args.size >> 20);
-    let mut scenario = match Scenario::create(args.size) {
+    let scenario = match Scenario::create(args.size) {
         Ok(s) => s,
         Err(e) => return fail(&format!("cannot create the demo images: {e}")),
     };

@@ -76,15 +76,23 @@ pub fn open(path: &Path, write: bool) -> Result<FileDevice, OpenError> {
 
 /// True when the error is EACCES/EPERM on a block device: the case a
 /// privileged helper can fix (it cannot help with a missing file, a busy
-/// disk or an unreadable image).
-#[cfg(target_os = "linux")]
-fn needs_helper(e: &livemirror_core::Error, path: &Path) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    let livemirror_core::Error::Open { source, .. } = e else {
-        return false;
-    };
-    source.kind() == std::io::ErrorKind::PermissionDenied
-        && std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
+/// disk or an unreadable image). Also tells the window's inline check that such a device is not a
+/// problem: authorization is asked for when the job starts.
+pub fn needs_helper(e: &livemirror_core::Error, path: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let livemirror_core::Error::Open { source, .. } = e else {
+            return false;
+        };
+        source.kind() == std::io::ErrorKind::PermissionDenied
+            && std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (e, path);
+        false
+    }
 }
 
 #[cfg(test)]

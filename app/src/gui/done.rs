@@ -1,0 +1,116 @@
+//! The Done screen: how the job ended and what that means for the target,
+//! the numbers (bytes, duration, average speed, errors), an optional
+//! byte-for-byte verification, and "Start another".
+
+use std::time::Duration;
+
+use eframe::egui::{self, Color32, RichText};
+use livemirror_core::job::Outcome;
+
+use super::app::Action;
+use super::session::Session;
+use crate::units::{duration, human};
+
+/// Where a verification stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verify {
+    NotDone,
+    Running,
+    Identical,
+    DiffersAt(u64),
+    Error(String),
+}
+
+pub struct DoneScreen {
+    pub verify: Verify,
+}
+
+/// The headline for an outcome, and whether it is good news.
+pub fn headline(outcome: &Outcome) -> (String, bool) {
+    match outcome {
+        Outcome::Completed => (
+            "Completed: the target is identical to the source.".into(),
+            true,
+        ),
+        Outcome::Cancelled { consistent: true } => (
+            "Cancelled after it was in sync: the target is a consistent copy (the source was not switched over).".into(),
+            true,
+        ),
+        Outcome::Cancelled { consistent: false } => (
+            "Cancelled before it was in sync: the target is incomplete — do not use it.".into(),
+            false,
+        ),
+        Outcome::Failed { error } => (
+            format!("The job ended: {error}. The target is incomplete — do not use it."),
+            false,
+        ),
+    }
+}
+
+impl DoneScreen {
+    pub fn ui(&mut self, ui: &mut egui::Ui, session: &Session, actions: &mut Vec<Action>) {
+        let status = session.job.status();
+        let Some(outcome) = &status.outcome else {
+            return;
+        };
+        let (text, good) = headline(outcome);
+        let color = if good {
+            Color32::from_rgb(0x2f, 0xa8, 0x62)
+        } else {
+            Color32::from_rgb(0xe5, 0x48, 0x4d)
+        };
+        ui.heading("Done");
+        ui.label(RichText::new(text).size(17.0).strong().color(color));
+        ui.add_space(8.0);
+        let took = session.duration();
+        let copied = status.data_bytes + status.zero_bytes + status.skipped_bytes;
+        egui::Grid::new("summary").num_columns(2).spacing([16.0, 6.0]).show(ui, |ui| {
+            let mut row = |k: &str, v: String| {
+                ui.label(k);
+                ui.strong(v);
+                ui.end_row();
+            };
+            row("Source", session.source_name.clone());
+            row("Target", session.target_name.clone());
+            row(
+                "Bytes copied",
+                format!(
+                    "{} ({} data, {} zeroed, {} already zero)",
+                    human(copied),
+                    human(status.data_bytes),
+                    human(status.zero_bytes),
+                    human(status.skipped_bytes)
+                ),
+            );
+            row("Duration", duration(took));
+            row("Average speed", format!("{}/s", human(average(copied, took))));
+            row("Errors retried or ignored", status.errors.to_string());
+            row(
+                "Verification",
+                match &self.verify {
+                    Verify::NotDone => "not done".into(),
+                    Verify::Running => "reading both sides…".into(),
+                    Verify::Identical => "identical, byte for byte".into(),
+                    Verify::DiffersAt(at) => format!("DIFFERENT from byte {at}"),
+                    Verify::Error(e) => format!("could not verify: {e}"),
+                },
+            );
+        });
+        ui.add_space(10.0);
+        ui.horizontal(|ui| {
+            if good
+                && matches!(self.verify, Verify::NotDone | Verify::Error(_))
+                && ui.button("Verify (reads both sides)").clicked()
+            {
+                actions.push(Action::Verify);
+            }
+            if ui.button("Start another").clicked() {
+                actions.push(Action::StartAnother);
+            }
+        });
+    }
+}
+
+fn average(bytes: u64, took: Duration) -> u64 {
+    (bytes as f64 / took.as_secs_f64().max(1e-3)) as u64
+}

@@ -1,0 +1,208 @@
+//! One mirror job as the window sees it: the job handle, the devices, the
+//! event log, the throughput history, and (for the demo) the scenario whose
+//! writer must stop before Complete.
+//!
+//! A session is started on the engine (opening devices and creating a new
+//! image are I/O); its events are forwarded by a small task into a channel
+//! the UI drains each frame, waking the UI as they arrive.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, Op};
+use livemirror_core::job::{self, ErrorPolicy, JobEvent, JobHandle, MirrorOptions};
+use livemirror_core::live::LiveSource;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::engine::Opener;
+use crate::demo::{DemoArgs, Scenario};
+use crate::units::human;
+
+/// What Start asks for.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub source: PathBuf,
+    /// A path that does not exist yet becomes a new image of the source's size.
+    pub target: PathBuf,
+    pub options: MirrorOptions,
+}
+
+/// One line of the job's log.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    /// Seconds since the job started.
+    pub at: f64,
+    pub text: String,
+    pub problem: bool,
+}
+
+/// The errno of a bad sector ("Input/output error").
+const EIO: i32 = 5;
+
+/// Throughput samples kept for the graph: an hour at the job's 4 Hz.
+const MAX_SAMPLES: usize = 4 * 3600;
+
+pub struct Session {
+    pub job: JobHandle,
+    events: mpsc::Receiver<JobEvent>,
+    pub source_name: String,
+    pub target_name: String,
+    /// The devices as opened (the source stays the source after a pivot),
+    /// for verifying the result.
+    pub source: Arc<dyn BlockDevice>,
+    pub target: Arc<dyn BlockDevice>,
+    pub started: Instant,
+    pub ended: Option<Instant>,
+    pub log: Vec<LogLine>,
+    /// `[seconds since start, MiB/s]`.
+    pub throughput: Vec<[f64; 2]>,
+    pub demo: Option<Arc<Scenario>>,
+}
+
+/// Opens (or creates) the devices and starts the job. Blocking: run it on
+/// the engine.
+pub fn start(
+    opener: &dyn Opener,
+    req: StartRequest,
+    ctx: egui::Context,
+) -> Result<Session, String> {
+    let source = opener.open_for_job(&req.source, false).map_err(|e| format!("source: {e}"))?;
+    let created = !req.target.exists();
+    let target = if created {
+        opener.create(&req.target, source.len()).map_err(|e| e.to_string())
+    } else {
+        opener.open_for_job(&req.target, true)
+    }
+    .map_err(|e| format!("target: {e}"))?;
+    let live = LiveSource::new(source.clone());
+    Session::launch(live, source, target, req.options, ctx).inspect_err(|_| {
+        if created {
+            // Made a moment ago for this job; a refused job leaves nothing behind.
+            let _ = std::fs::remove_file(&req.target);
+        }
+    })
+}
+
+/// Builds the demo's images, starts its writer and the job. Blocking.
+pub fn start_demo(args: &DemoArgs, ctx: egui::Context) -> Result<Session, String> {
+    let scenario =
+        Scenario::create(args.size).map_err(|e| format!("cannot create the demo images: {e}"))?;
+    let mut options = MirrorOptions { speed: args.speed, ..Default::default() };
+    let target: Arc<dyn BlockDevice> = if args.bad_sector {
+        let at = scenario
+            .data_at_or_after(args.size * 3 / 10)
+            .map_err(|e| format!("cannot read the demo image: {e}"))?
+            .unwrap_or(0);
+        let faulty = FaultyDevice::new(scenario.target.clone());
+        faulty.inject(Fault::times(Op::Write, at..at + 4096, EIO, 1));
+        options.on_target_error = ErrorPolicy::Stop;
+        Arc::new(faulty)
+    } else {
+        scenario.target.clone()
+    };
+    scenario.start_writer(200);
+    let source = scenario.live.device();
+    let mut session = Session::launch(scenario.live.clone(), source, target, options, ctx)?;
+    session.source_name = format!("{} (demo, written to live)", scenario.source_path.display());
+    session.target_name = format!("{} (demo)", scenario.target_path.display());
+    session.demo = Some(Arc::new(scenario));
+    Ok(session)
+}
+
+impl Session {
+    fn launch(
+        live: Arc<LiveSource>,
+        source: Arc<dyn BlockDevice>,
+        target: Arc<dyn BlockDevice>,
+        options: MirrorOptions,
+        ctx: egui::Context,
+    ) -> Result<Session, String> {
+        let (job, mut events) =
+            job::start(live, target.clone(), options).map_err(|e| e.to_string())?;
+        let (tx, rx) = mpsc::channel();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(ev) => {
+                        let last = matches!(
+                            ev,
+                            JobEvent::Completed
+                                | JobEvent::Cancelled { .. }
+                                | JobEvent::Failed { .. }
+                        );
+                        if tx.send(ev).is_err() || last {
+                            ctx.request_repaint();
+                            break;
+                        }
+                        ctx.request_repaint();
+                    }
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+        Ok(Session {
+            job,
+            events: rx,
+            source_name: source.describe(),
+            target_name: target.describe(),
+            source,
+            target,
+            started: Instant::now(),
+            ended: None,
+            log: vec![],
+            throughput: vec![],
+            demo: None,
+        })
+    }
+
+    /// Takes in the events that arrived since the last frame.
+    pub fn poll(&mut self) {
+        while let Ok(ev) = self.events.try_recv() {
+            let at = self.started.elapsed().as_secs_f64();
+            if let JobEvent::Progress(p) = ev {
+                if self.throughput.len() >= MAX_SAMPLES {
+                    self.throughput.drain(..MAX_SAMPLES / 2);
+                }
+                self.throughput.push([at, p.bytes_per_sec as f64 / f64::from(1 << 20)]);
+                continue;
+            }
+            if matches!(
+                ev,
+                JobEvent::Completed | JobEvent::Cancelled { .. } | JobEvent::Failed { .. }
+            ) {
+                self.ended = Some(Instant::now());
+            }
+            let (text, problem) = describe(&ev);
+            self.log.push(LogLine { at, text, problem });
+        }
+    }
+
+    /// How long the job ran (so far).
+    pub fn duration(&self) -> Duration {
+        self.ended.unwrap_or_else(Instant::now) - self.started
+    }
+}
+
+/// An event as one log line; `true` for errors and failures.
+fn describe(ev: &JobEvent) -> (String, bool) {
+    match ev {
+        JobEvent::StateChanged { state } => (format!("state: {state}"), false),
+        JobEvent::Progress(p) => (format!("progress: {} copied", human(p.copied)), false),
+        JobEvent::Ready => ("ready: target in sync and flushed".into(), false),
+        JobEvent::Error { failure, action } => {
+            (format!("error: {failure} (action: {})", action.name()), true)
+        }
+        JobEvent::Completed => ("completed: the target is identical to the source".into(), false),
+        JobEvent::Cancelled { consistent: true } => {
+            ("cancelled after ready: the target is a consistent copy".into(), false)
+        }
+        JobEvent::Cancelled { consistent: false } => {
+            ("cancelled: the target is incomplete".into(), true)
+        }
+        JobEvent::Failed { error } => (format!("failed: {error}; the target is incomplete"), true),
+    }
+}

@@ -1,0 +1,406 @@
+//! The Setup screen: pick a source and a target (a disk from the list, an
+//! image through the file dialog, or a typed path), set the options, Start.
+//!
+//! Nothing is ever chosen for the user as target. Every problem that would
+//! make the engine refuse the pair (same device, sizes differ, target
+//! read-only or mounted) is shown inline before Start, and Start stays
+//! disabled; overwriting a whole disk needs its name typed.
+
+use std::path::{Path, PathBuf};
+
+use eframe::egui::{self, Color32, RichText};
+use livemirror_core::Error;
+use livemirror_core::job::{self, CopyMode, ErrorPolicy, MirrorOptions, SyncMode};
+
+use super::app::{Action, Role};
+use super::disks::Disk;
+use super::engine::Opener;
+use super::session::StartRequest;
+use crate::units::human;
+
+/// EROFS: the target lives on a read-only filesystem or device.
+const EROFS: i32 = 30;
+
+/// What the screen knows about the chosen pair.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Check {
+    /// Reasons Start is disabled, in words for the user.
+    pub problems: Vec<String>,
+    /// What will happen (a new image file, a disk overwritten).
+    pub notes: Vec<String>,
+    /// Both sides chosen.
+    pub chosen: bool,
+    /// The name to type before a disk is overwritten.
+    pub confirm_name: Option<String>,
+}
+
+impl Check {
+    /// Checks the typed pair. Opens both (no reads or writes: open and
+    /// fstat); the screen only calls it when a path changes.
+    pub fn of(source: &str, target: &str, opener: &dyn Opener, disks: &[Disk]) -> Check {
+        let mut c = Check::default();
+        let (source, target) = (source.trim(), target.trim());
+        if source.is_empty() || target.is_empty() {
+            return c;
+        }
+        c.chosen = true;
+        let src = match opener.open(Path::new(source), false) {
+            Ok(d) => Some(d),
+            Err(e) if crate::privileged::needs_helper(&e, Path::new(source)) => {
+                c.notes.push(authorization_note(source));
+                None
+            }
+            Err(e) => {
+                c.problems.push(format!("Source: {e}"));
+                None
+            }
+        };
+        let target_path = Path::new(target);
+        if !target_path.exists() {
+            match target_path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+                    c.problems.push(format!("Target: the folder {} does not exist", dir.display()))
+                }
+                _ => {
+                    if let Some(s) = &src {
+                        c.notes.push(format!(
+                            "A new image file will be created at {target}, {} like the source (sparse: it takes only the space of what is copied).",
+                            human(s.len())
+                        ));
+                    }
+                }
+            }
+            return c;
+        }
+        let dst = match opener.open(target_path, true) {
+            Ok(d) => Some(d),
+            Err(e) if crate::privileged::needs_helper(&e, target_path) => {
+                c.notes.push(authorization_note(target));
+                None
+            }
+            Err(e) => {
+                c.problems.push(target_open_problem(&e));
+                None
+            }
+        };
+        if let (Some(s), Some(d)) = (&src, &dst)
+            && let Err(e) = job::check_pair(&**s, &**d)
+        {
+            c.problems.push(pair_problem(&e, source));
+        }
+        let disk = disks.iter().find(|d| d.path == target_path);
+        let is_device =
+            disk.is_some() || target.starts_with("/dev/") || target.starts_with(r"\\.\");
+        if is_device && c.problems.is_empty() {
+            let name = disk.map_or_else(|| file_name(target_path), |d| d.name.clone());
+            let mut note = format!("Everything on {name} will be overwritten.");
+            if disk.is_some_and(|d| d.system) {
+                note = format!("{name} is the SYSTEM DISK of this computer. {note}");
+            }
+            c.notes.push(note);
+            c.confirm_name = Some(name);
+        }
+        c
+    }
+}
+
+/// A disk this user may not open: Start asks udisks2 (and so polkit, which
+/// may ask for a password); sizes are checked then.
+fn authorization_note(path: &str) -> String {
+    format!("You will be asked to authorize access to {path} when you press Start.")
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+fn target_open_problem(e: &Error) -> String {
+    if let Error::Open { path, source } = e
+        && (source.kind() == std::io::ErrorKind::PermissionDenied
+            || source.raw_os_error() == Some(EROFS))
+    {
+        return format!(
+            "The target {} is read-only ({source}): livemirror must be able to write it.",
+            path.display()
+        );
+    }
+    format!("Target: {e}")
+}
+
+fn pair_problem(e: &Error, source: &str) -> String {
+    match e {
+        Error::SizeMismatch { source_len, target_len } => format!(
+            "Sizes differ: the source is {} ({source_len} bytes) but the target is {} ({target_len} bytes). The target must be exactly the source's size.",
+            human(*source_len),
+            human(*target_len)
+        ),
+        Error::SameDevice { .. } => format!(
+            "The source and the target are the same ({source}): a disk or image cannot be mirrored into itself."
+        ),
+        Error::TargetMounted { target, mounts } => format!(
+            "The target {target} is mounted at {}: unmount it first (livemirror never writes a disk in use).",
+            mounts.join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+pub struct SetupScreen {
+    pub source: String,
+    pub target: String,
+    pub options: MirrorOptions,
+    confirm: String,
+    /// The pair the check was made for, and the check.
+    checked: Option<(String, String, Check)>,
+    /// Why the last Start failed.
+    pub start_error: Option<String>,
+}
+
+impl SetupScreen {
+    pub fn new(options: MirrorOptions, source: Option<PathBuf>, target: Option<PathBuf>) -> Self {
+        let text = |p: Option<PathBuf>| p.map(|p| p.display().to_string()).unwrap_or_default();
+        SetupScreen {
+            source: text(source),
+            target: text(target),
+            options,
+            confirm: String::new(),
+            checked: None,
+            start_error: None,
+        }
+    }
+
+    /// Fills a side from a file dialog or the disk list.
+    pub fn set(&mut self, role: Role, path: &Path) {
+        let text = path.display().to_string();
+        match role {
+            Role::Source => self.source = text,
+            Role::Target => self.target = text,
+        }
+    }
+
+    fn check(&mut self, opener: &dyn Opener, disks: &[Disk]) -> Check {
+        let stale =
+            !matches!(&self.checked, Some((s, t, _)) if *s == self.source && *t == self.target);
+        if stale {
+            let c = Check::of(&self.source, &self.target, opener, disks);
+            self.checked = Some((self.source.clone(), self.target.clone(), c));
+            self.confirm.clear();
+        }
+        self.checked.as_ref().map(|(_, _, c)| c.clone()).unwrap_or_default()
+    }
+
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        opener: &dyn Opener,
+        disks: &[Disk],
+        starting: bool,
+        actions: &mut Vec<Action>,
+    ) {
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            ui.columns(2, |cols| {
+                self.side_ui(&mut cols[0], Role::Source, disks, actions);
+                self.side_ui(&mut cols[1], Role::Target, disks, actions);
+            });
+            ui.separator();
+            options_ui(ui, &mut self.options);
+            ui.separator();
+            let check = self.check(opener, disks);
+            self.verdict_ui(ui, &check, starting, actions);
+        });
+    }
+
+    fn side_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        role: Role,
+        disks: &[Disk],
+        actions: &mut Vec<Action>,
+    ) {
+        let (title, what) = match role {
+            Role::Source => ("Source", "the disk or image to copy (read only)"),
+            Role::Target => ("Target", "where the copy goes (overwritten)"),
+        };
+        ui.heading(title);
+        ui.label(RichText::new(what).weak());
+        ui.add_space(4.0);
+        let current = match role {
+            Role::Source => self.source.clone(),
+            Role::Target => self.target.clone(),
+        };
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.set_min_width(ui.available_width());
+            if disks.is_empty() {
+                ui.label(RichText::new("No disks found (or not allowed to list them).").weak());
+            }
+            for d in disks {
+                let selected = Path::new(&current) == d.path;
+                let mut text = RichText::new(d.summary());
+                if d.system {
+                    text = text.color(Color32::from_rgb(0xe0, 0xa4, 0x2e));
+                }
+                let flags = d.flags();
+                let r = ui.selectable_label(selected, text);
+                let r = if flags.is_empty() { r } else { r.on_hover_text(flags.join("; ")) };
+                if r.clicked() {
+                    actions.push(Action::Choose(role, d.path.clone()));
+                }
+                if !flags.is_empty() {
+                    ui.label(RichText::new(format!("    {}", flags.join(" · "))).small().weak());
+                }
+            }
+        });
+        ui.horizontal(|ui| {
+            if ui.button("Image file…").clicked() {
+                actions.push(Action::PickFile { role, new_file: false });
+            }
+            if role == Role::Target && ui.button("New image file…").clicked() {
+                actions.push(Action::PickFile { role, new_file: true });
+            }
+        });
+        let label = ui.label(format!("{title} path"));
+        let field = match role {
+            Role::Source => &mut self.source,
+            Role::Target => &mut self.target,
+        };
+        let hint = match role {
+            Role::Source => "/dev/sdX or /path/to/disk.img",
+            Role::Target => "/dev/sdY, an image, or a new file name",
+        };
+        ui.add(egui::TextEdit::singleline(field).hint_text(hint).desired_width(f32::INFINITY))
+            .labelled_by(label.id);
+    }
+
+    fn verdict_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        check: &Check,
+        starting: bool,
+        actions: &mut Vec<Action>,
+    ) {
+        if !check.chosen {
+            ui.label(if self.source.trim().is_empty() {
+                "Choose a source."
+            } else {
+                "Choose a target: nothing is selected for you."
+            });
+        }
+        for p in &check.problems {
+            ui.label(RichText::new(p.as_str()).color(Color32::from_rgb(0xe5, 0x48, 0x4d)));
+        }
+        for n in &check.notes {
+            ui.label(n);
+        }
+        let mut confirmed = true;
+        if let Some(name) = &check.confirm_name {
+            let label = ui.label(format!("Type {name} to confirm"));
+            ui.add(egui::TextEdit::singleline(&mut self.confirm).hint_text(name.as_str()))
+                .labelled_by(label.id);
+            confirmed = self.confirm.trim() == name;
+        }
+        if let Some(e) = &self.start_error {
+            ui.label(
+                RichText::new(format!("Could not start: {e}"))
+                    .color(Color32::from_rgb(0xe5, 0x48, 0x4d)),
+            );
+        }
+        ui.add_space(6.0);
+        ui.horizontal(|ui| {
+            let ok = check.chosen && check.problems.is_empty() && confirmed && !starting;
+            let start = ui.add_enabled(
+                ok,
+                egui::Button::new(RichText::new("Start").strong())
+                    .min_size(egui::vec2(120.0, 30.0)),
+            );
+            if start.clicked() {
+                self.start_error = None;
+                actions.push(Action::Start(StartRequest {
+                    source: PathBuf::from(self.source.trim()),
+                    target: PathBuf::from(self.target.trim()),
+                    options: self.options.clone(),
+                }));
+            }
+            if starting {
+                ui.spinner();
+                ui.label("Starting…");
+            }
+        });
+    }
+}
+
+/// Granularities offered (QEMU's range is 512 B … 64 MiB).
+const GRANULARITIES: [(u64, &str); 9] = [
+    (512, "512 B"),
+    (4 << 10, "4 KiB"),
+    (16 << 10, "16 KiB"),
+    (64 << 10, "64 KiB"),
+    (256 << 10, "256 KiB"),
+    (1 << 20, "1 MiB"),
+    (4 << 20, "4 MiB"),
+    (16 << 20, "16 MiB"),
+    (64 << 20, "64 MiB"),
+];
+
+fn options_ui(ui: &mut egui::Ui, o: &mut MirrorOptions) {
+    ui.heading("Options");
+    egui::Grid::new("options").num_columns(2).spacing([12.0, 6.0]).show(ui, |ui| {
+        choice(ui, "Copy", &mut o.sync, &[
+            (SyncMode::Full, "everything", "Every byte of the source."),
+            (SyncMode::Top, "allocated data only", "Only what the source has allocated: holes of a sparse image are skipped."),
+            (SyncMode::None, "new writes only", "Only what is written after the start."),
+        ]);
+        choice(ui, "Chunk size", &mut o.granularity, &std::iter::once((None, "automatic", "From the target's clusters, else 64 KiB."))
+            .chain(GRANULARITIES.iter().map(|(g, name)| (Some(*g), *name, "Smaller chunks track writes more finely but use more memory.")))
+            .collect::<Vec<_>>());
+        let label = ui.label("Speed limit");
+        ui.horizontal(|ui| {
+            let mut mib = o.speed as f64 / f64::from(1 << 20);
+            let r = ui.add(egui::DragValue::new(&mut mib).range(0.0..=100_000.0).speed(1.0).suffix(" MiB/s")).labelled_by(label.id);
+            if r.changed() {
+                o.speed = (mib * f64::from(1 << 20)) as u64;
+            }
+            ui.label(RichText::new("0 = as fast as the disks go; can be changed while it runs.").weak());
+        });
+        ui.end_row();
+        let policies = |_: ()| -> Vec<(ErrorPolicy, &'static str, &'static str)> {
+            vec![
+                (ErrorPolicy::Report, "fail", "The job fails with the error."),
+                (ErrorPolicy::Ignore, "retry later", "The range stays dirty and is retried later; the job goes on."),
+                (ErrorPolicy::Stop, "ask me", "The job pauses and asks: Retry, Ignore or Stop."),
+                (ErrorPolicy::Enospc, "ask when full", "Ask when the disk is full, fail on other errors."),
+            ]
+        };
+        choice(ui, "On a source error", &mut o.on_source_error, &policies(()));
+        choice(ui, "On a target error", &mut o.on_target_error, &policies(()));
+        choice(ui, "Copy mode", &mut o.copy_mode, &[
+            (CopyMode::Background, "background", "Writes mark chunks dirty and are copied later."),
+            (CopyMode::WriteBlocking, "write-blocking", "Each write also reaches the target before it completes: always converges, writes get slower."),
+        ]);
+    });
+}
+
+/// A labelled combo box with the chosen option's explanation beside it.
+fn choice<T: PartialEq + Copy>(
+    ui: &mut egui::Ui,
+    label: &str,
+    value: &mut T,
+    options: &[(T, &str, &str)],
+) {
+    let l = ui.label(label);
+    ui.horizontal(|ui| {
+        let current = options.iter().find(|(v, _, _)| v == value);
+        egui::ComboBox::from_id_salt(label)
+            .selected_text(current.map_or("", |c| c.1))
+            .show_ui(ui, |ui| {
+                for (v, name, _) in options {
+                    ui.selectable_value(value, *v, *name);
+                }
+            })
+            .response
+            .labelled_by(l.id);
+        if let Some((_, _, why)) = options.iter().find(|(v, _, _)| v == value) {
+            ui.label(RichText::new(*why).weak());
+        }
+    });
+    ui.end_row();
+}

@@ -1,0 +1,294 @@
+//! The window driven as a person would, with no display: egui_kittest finds
+//! widgets by their labels, clicks and types; the engine runs real jobs on
+//! real image files (with a fault-injecting target where the test needs it).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eframe::egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT, Queryable};
+use livemirror_core::Error;
+use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, Op, OpenOptions};
+
+use super::Launch;
+use super::app::{Env, LiveMirrorApp};
+use super::disks::Disk;
+use super::engine::{FileOpener, Opener};
+use super::prompt::byte_range;
+use livemirror_core::Side;
+
+const EIO: i32 = 5;
+const MIB: u64 = 1 << 20;
+
+/// Files as they are, except one path, which opens as the given faulty device.
+struct TestOpener {
+    faulty: Option<(PathBuf, Arc<FaultyDevice>)>,
+}
+
+impl Opener for TestOpener {
+    fn open(&self, path: &Path, write: bool) -> Result<Arc<dyn BlockDevice>, Error> {
+        match &self.faulty {
+            Some((p, dev)) if p == path => Ok(dev.clone()),
+            _ => FileOpener.open(path, write),
+        }
+    }
+
+    fn create(&self, path: &Path, len: u64) -> Result<Arc<dyn BlockDevice>, Error> {
+        FileOpener.create(path, len)
+    }
+}
+
+fn app(opener: TestOpener, list_disks: fn() -> Vec<Disk>) -> Harness<'static, LiveMirrorApp> {
+    Harness::builder().with_size([1100.0, 800.0]).build_eframe(move |cc| {
+        let env = Env { opener: Arc::new(opener), list_disks, settings_path: None };
+        let launch = Launch::Setup { source: None, target: None };
+        LiveMirrorApp::new(&cc.egui_ctx, env, launch).expect("engine starts")
+    })
+}
+
+fn no_disks() -> Vec<Disk> {
+    Vec::new()
+}
+
+/// An image of `len` bytes: random data when `seed` is not 0, else a hole.
+fn image(dir: &Path, name: &str, len: u64, seed: u64) -> PathBuf {
+    let path = dir.join(name);
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(len).unwrap();
+    if seed != 0 {
+        let mut x = seed;
+        let data: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8 | 1
+            })
+            .collect();
+        std::fs::write(&path, data).unwrap();
+    }
+    path
+}
+
+fn type_into(h: &mut Harness<'_, LiveMirrorApp>, label: &str, text: &str) {
+    h.get_by_role_and_label(Role::TextInput, label).click();
+    h.run();
+    h.get_by_role_and_label(Role::TextInput, label).type_text(text);
+    h.run();
+}
+
+fn start_disabled(h: &Harness<'_, LiveMirrorApp>) -> bool {
+    h.get_by_role_and_label(Role::Button, "Start").accesskit_node().is_disabled()
+}
+
+/// Steps the UI until `done` holds; a generous deadline only turns a hang
+/// into a failure message.
+fn wait_for(h: &mut Harness<'_, LiveMirrorApp>, what: &str, done: impl Fn(&LiveMirrorApp) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done(h.state()) {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.step();
+    h.step();
+}
+
+fn status(app: &LiveMirrorApp) -> Option<livemirror_core::job::JobStatus> {
+    app.session().map(|s| s.job.status())
+}
+
+fn ready(app: &LiveMirrorApp) -> bool {
+    status(app).is_some_and(|s| s.state.is_ready())
+}
+
+fn ended(app: &LiveMirrorApp) -> bool {
+    app.session().is_some_and(|s| s.ended.is_some())
+}
+
+fn asking(app: &LiveMirrorApp) -> bool {
+    status(app).is_some_and(|s| s.pending_error.is_some())
+}
+
+fn same_bytes(a: &Path, b: &Path) -> bool {
+    std::fs::read(a).unwrap() == std::fs::read(b).unwrap()
+}
+
+/// Types both paths, picks "ask me" for target errors, presses Start.
+fn set_up(
+    h: &mut Harness<'_, LiveMirrorApp>,
+    source: &Path,
+    target: &Path,
+    ask_on_target_error: bool,
+) {
+    type_into(h, "Source path", &source.display().to_string());
+    type_into(h, "Target path", &target.display().to_string());
+    if ask_on_target_error {
+        h.get_by_role_and_label(Role::ComboBox, "On a target error").click();
+        h.run();
+        h.get_by_label("ask me").click();
+        h.run();
+    }
+    assert!(!start_disabled(h), "Start should be enabled for a valid pair");
+    h.get_by_label("Start").click();
+    h.run_steps(2);
+}
+
+fn complete_and_wait(h: &mut Harness<'_, LiveMirrorApp>) {
+    h.get_by_label("Complete").click();
+    wait_for(h, "the job to complete", ended);
+}
+
+#[test]
+fn clone_two_images_from_setup_to_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 6 * MIB, 7);
+    let dst = image(dir.path(), "dst.img", 6 * MIB, 0);
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    set_up(&mut h, &src, &dst, false);
+    wait_for(&mut h, "Ready", ready);
+    assert!(h.query_by_label_contains("In sync — still mirroring new writes").is_some());
+    complete_and_wait(&mut h);
+    assert!(h.query_by_label("Done").is_some());
+    assert!(h.query_by_label_contains("Completed: the target is identical").is_some());
+    assert!(h.query_by_label("Start another").is_some());
+    assert!(same_bytes(&src, &dst), "target differs from source");
+}
+
+#[test]
+fn a_new_image_target_is_created_at_start_with_the_source_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 3 * MIB, 11);
+    let dst = dir.path().join("new.img");
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &dst.display().to_string());
+    assert!(h.query_by_label_contains("A new image file will be created").is_some());
+    assert!(!dst.exists(), "created before Start");
+    h.get_by_label("Start").click();
+    wait_for(&mut h, "Ready", ready);
+    complete_and_wait(&mut h);
+    assert!(same_bytes(&src, &dst));
+}
+
+/// A target whose writes fail at 3 MiB, with "ask me" for target errors.
+fn faulty_setup(
+    fault: Fault,
+) -> (tempfile::TempDir, PathBuf, PathBuf, Arc<FaultyDevice>, Harness<'static, LiveMirrorApp>) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 8 * MIB, 3);
+    let dst = image(dir.path(), "dst.img", 8 * MIB, 0);
+    let file = OpenOptions::new().write(true).open(&dst).unwrap();
+    let faulty = Arc::new(FaultyDevice::new(Arc::new(file)));
+    faulty.inject(fault);
+    let opener = TestOpener { faulty: Some((dst.clone(), faulty.clone())) };
+    let mut h = app(opener, no_disks);
+    set_up(&mut h, &src, &dst, true);
+    wait_for(&mut h, "the error prompt", asking);
+    (dir, src, dst, faulty, h)
+}
+
+const BAD: std::ops::Range<u64> = 3 * MIB..3 * MIB + 4096;
+
+/// The prompt names the target, the write and the failing range.
+fn assert_prompt(h: &Harness<'_, LiveMirrorApp>) {
+    let f = status(h.state()).and_then(|s| s.pending_error).unwrap();
+    assert_eq!(f.side, Side::Target);
+    assert!(f.offset <= BAD.start && BAD.start < f.offset + f.len, "{f:?}");
+    assert!(h.query_by_label("The target could not be written").is_some());
+    assert!(h.query_by_label(&byte_range(&f)).is_some(), "range {}", byte_range(&f));
+    assert!(h.query_by_label_contains("errno 5").is_some());
+}
+
+#[test]
+fn error_prompt_retry_after_the_fault_clears_ends_identical() {
+    let (_dir, src, dst, faulty, mut h) = faulty_setup(Fault::persistent(Op::Write, BAD, EIO));
+    assert_prompt(&h);
+    faulty.clear();
+    h.get_by_label("Retry").click();
+    wait_for(&mut h, "Ready", ready);
+    complete_and_wait(&mut h);
+    assert!(h.query_by_label_contains("Completed").is_some());
+    assert!(same_bytes(&src, &dst));
+}
+
+#[test]
+fn error_prompt_ignore_goes_on() {
+    let (_dir, src, dst, _faulty, mut h) = faulty_setup(Fault::times(Op::Write, BAD, EIO, 1));
+    assert_prompt(&h);
+    h.get_by_label("Ignore").click();
+    h.run_steps(2);
+    assert!(!asking(h.state()), "still asking after Ignore");
+    wait_for(&mut h, "Ready", ready);
+    assert!(status(h.state()).unwrap().errors >= 1);
+    complete_and_wait(&mut h);
+    assert!(same_bytes(&src, &dst));
+}
+
+#[test]
+fn error_prompt_stop_ends_the_job_with_an_incomplete_target() {
+    let (_dir, _src, _dst, _faulty, mut h) = faulty_setup(Fault::persistent(Op::Write, BAD, EIO));
+    h.get_by_label("Stop").click();
+    wait_for(&mut h, "the job to end", ended);
+    assert!(h.query_by_label("Done").is_some());
+    assert!(h.query_by_label_contains("The target is incomplete").is_some());
+    assert!(h.query_by_label("Complete").is_none());
+}
+
+#[test]
+fn start_is_disabled_for_the_same_file_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", MIB, 5);
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &src.display().to_string());
+    assert!(start_disabled(&h));
+    assert!(h.query_by_label_contains("cannot be mirrored into itself").is_some());
+}
+
+#[test]
+fn start_is_disabled_when_sizes_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 2 * MIB, 5);
+    let dst = image(dir.path(), "dst.img", MIB, 0);
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &dst.display().to_string());
+    assert!(start_disabled(&h));
+    assert!(
+        h.query_by_label_contains("Sizes differ: the source is 2.0 MiB (2097152 bytes) but the target is 1.0 MiB (1048576 bytes)")
+            .is_some()
+    );
+}
+
+fn two_disks() -> Vec<Disk> {
+    let disk = |name: &str| Disk {
+        path: PathBuf::from("/dev").join(name),
+        name: name.into(),
+        model: "Test Disk".into(),
+        size: 8 << 30,
+        bus: "USB".into(),
+        removable: true,
+        read_only: false,
+        mounts: vec![],
+        system: false,
+    };
+    vec![disk("sdx"), disk("sdy")]
+}
+
+#[test]
+fn no_target_is_ever_preselected() {
+    let mut h = app(TestOpener { faulty: None }, two_disks);
+    h.run();
+    assert!(start_disabled(&h));
+    let target = h.get_by_role_and_label(Role::TextInput, "Target path");
+    assert_eq!(target.value().unwrap_or_default(), "");
+    // Choosing a source (from the disk list) still leaves the target empty.
+    h.get_all_by_label("sdx  Test Disk  8.0 GiB  USB").next().unwrap().click();
+    h.run();
+    assert_eq!(h.state().setup_paths(), Some(("/dev/sdx".into(), String::new())));
+    assert!(h.query_by_label("Choose a target: nothing is selected for you.").is_some());
+    assert!(start_disabled(&h));
+}

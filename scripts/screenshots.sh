@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Regenerates screenshots/*.png from the real release binary, in a virtual
+# X display (Xvfb): setup.png (Setup with a typed source and a new target),
+# running.png (the demo mid-copy), prompt.png (the demo's bad sector asking
+# Retry/Ignore/Stop), ready.png (in sync, still mirroring writes).
+#
+# Needs: xvfb, xdotool, imagemagick (`import`). Run from anywhere:
+#   scripts/screenshots.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release -p livemirror
+BIN=$PWD/target/release/livemirror
+OUT=$PWD/screenshots
+mkdir -p "$OUT"
+
+DISPLAY_NUM=${DISPLAY_NUM:-:99}
+WORK=$(mktemp -d)
+Xvfb "$DISPLAY_NUM" -screen 0 1280x800x24 >"$WORK/xvfb.log" 2>&1 &
+XVFB=$!
+APP=""
+cleanup() {
+    [ -n "$APP" ] && kill "$APP" 2>/dev/null || true
+    kill "$XVFB" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+export DISPLAY=$DISPLAY_NUM
+# A fresh home: default settings, a known window size, nothing of the user's.
+export HOME=$WORK/home XDG_CONFIG_HOME=$WORK/home/.config
+mkdir -p "$XDG_CONFIG_HOME/livemirror"
+echo '{"window_size": [1200, 780]}' >"$XDG_CONFIG_HOME/livemirror/settings.json"
+sleep 1
+
+# shot NAME SECONDS ARGS...: runs the binary, waits, captures its window.
+shot() {
+    local name=$1 wait=$2
+    shift 2
+    "$BIN" "$@" >"$WORK/$name.log" 2>&1 &
+    APP=$!
+    sleep "$wait"
+    local win
+    win=$(xdotool search --name '^livemirror$' | head -1 || true)
+    import -window "${win:-root}" "$OUT/$name.png"
+    kill "$APP" 2>/dev/null || true
+    wait "$APP" 2>/dev/null || true
+    APP=""
+    echo "wrote screenshots/$name.png"
+}
+
+truncate -s 512M "$WORK/vm-disk.img"
+shot setup 3 --source "$WORK/vm-disk.img" --target "$WORK/vm-disk-copy.img"
+shot running 6 demo --speed 48M
+shot prompt 8 demo --speed 48M --bad-sector
+shot ready 10 demo --speed 0
