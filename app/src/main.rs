@@ -6,6 +6,7 @@ mod control;
 mod demo;
 mod gui;
 mod privileged;
+mod share;
 mod units;
 
 use std::process::ExitCode;

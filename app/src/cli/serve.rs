@@ -11,13 +11,14 @@ use clap::Args;
 use livemirror_core::device::BlockDevice;
 use livemirror_core::job::{self, Command, JobEvent, JobHandle, Outcome};
 use livemirror_core::live::LiveSource;
-use livemirror_core::nbd::{self, Endpoint, Export, Listener};
+use livemirror_core::nbd::{Endpoint, Listener};
 use tokio::sync::broadcast;
 
 use super::clone::open_or_create_target;
 use super::follow::{Follow, follow};
 use super::progress::Reporter;
 use super::{MirrorArgs, fail};
+use crate::share::Share;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -75,12 +76,16 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     if let (Some(listener), Some((job, _))) = (control, &job) {
         tokio::spawn(crate::control::serve(listener, job.clone(), stopped));
     }
-    let (stop_nbd, nbd_stopped) = tokio::sync::oneshot::channel::<()>();
-    let export = Export::new(live.clone());
-    let server = tokio::spawn(nbd::serve(listener, export, nbd::DEFAULT_MAX_CONNECTIONS, async {
-        let _ = nbd_stopped.await;
-    }));
-    eprintln!("serving {} over NBD at {}", args.source.display(), args.nbd);
+    let share = match Share::start(listener, &live) {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("NBD socket {}: {e}", args.nbd)),
+    };
+    eprintln!(
+        "serving {} over NBD at {} ({})",
+        args.source.display(),
+        args.nbd,
+        share.endpoint().uri()
+    );
     let follower = job.map(|(job, events)| {
         let how = Follow {
             complete_when_ready: false,
@@ -108,8 +113,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         }
     }
     let _ = stop_control.send(true);
-    let _ = stop_nbd.send(());
-    let _ = server.await;
+    share.stop().await;
     if let Some(path) = &args.control {
         let _ = std::fs::remove_file(path);
     }

@@ -44,6 +44,33 @@ impl FromStr for Endpoint {
     }
 }
 
+impl Endpoint {
+    /// The NBD URI clients connect with (qemu, nbdcopy, nbdinfo):
+    /// `nbd+unix:///?socket=PATH` or `nbd://HOST:PORT`.
+    pub fn uri(&self) -> String {
+        match self {
+            Endpoint::Unix(p) => {
+                format!("nbd+unix:///?socket={}", percent_encode(&p.to_string_lossy()))
+            }
+            Endpoint::Tcp(a) => format!("nbd://{a}"),
+        }
+    }
+}
+
+/// Escapes what a URI query value cannot hold as is (RFC 3986), so a
+/// socket path with spaces or `&` still names the same file.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -167,6 +194,18 @@ mod tests {
         for bad in ["unix:", "10809", "host:", ":10809", "host:99999"] {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn uris_are_what_qemu_and_libnbd_take() {
+        let uri = |s: &str| s.parse::<Endpoint>().unwrap().uri();
+        assert_eq!(
+            uri("unix:/run/user/1000/lm.sock"),
+            "nbd+unix:///?socket=/run/user/1000/lm.sock"
+        );
+        assert_eq!(uri("unix:/tmp/a b&c.sock"), "nbd+unix:///?socket=/tmp/a%20b%26c.sock");
+        assert_eq!(uri("127.0.0.1:10809"), "nbd://127.0.0.1:10809");
+        assert_eq!(uri("[::1]:10809"), "nbd://[::1]:10809");
     }
 
     #[tokio::test]
