@@ -2,10 +2,10 @@
 //! serve` and the window's "Share the source over NBD" have in common.
 //!
 //! Clients write through the [`LiveSource`], so every write is tracked by
-//! the mirror, and after Complete they reach the target. The listener is
-//! bound by the caller beforehand (binding is where the user's mistakes
-//! show up, and callers want that before they touch the target); serving
-//! starts here, once the job tracks writes.
+//! the mirror, and after Complete they reach the target. Binding and
+//! serving are two steps: binding is where the user's mistakes show up, and
+//! callers want that before they touch the target; serving starts once the
+//! job tracks writes, so no write can slip past the mirror.
 
 use std::io;
 use std::sync::Arc;
@@ -14,6 +14,12 @@ use livemirror_core::live::LiveSource;
 use livemirror_core::nbd::{self, Endpoint, Export, Listener};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// A listening socket not serving yet: clients that connect wait.
+pub struct Bound {
+    listener: Listener,
+    endpoint: Endpoint,
+}
 
 /// An NBD server running on the current tokio runtime. Dropping it stops
 /// it too (in the background); [`Share::stop`] also waits.
@@ -24,18 +30,12 @@ pub struct Share {
 }
 
 impl Share {
-    /// Serves `live` on `listener`, writable, to up to
-    /// [`nbd::DEFAULT_MAX_CONNECTIONS`] clients at once.
-    pub fn start(listener: Listener, live: &Arc<LiveSource>) -> io::Result<Share> {
+    /// Binds `endpoint`; TCP addresses other than loopback are refused
+    /// unless `allow_remote`.
+    pub async fn bind(endpoint: &Endpoint, allow_remote: bool) -> io::Result<Bound> {
+        let listener = Listener::bind(endpoint, allow_remote).await?;
         let endpoint = listener.endpoint()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let export = Export::new(live.clone());
-        let server =
-            tokio::spawn(nbd::serve(listener, export, nbd::DEFAULT_MAX_CONNECTIONS, async {
-                // A dropped sender stops the server as well.
-                let _ = stopped.await;
-            }));
-        Ok(Share { endpoint, stop, server })
+        Ok(Bound { listener, endpoint })
     }
 
     /// Where clients connect (the real port if port 0 was asked).
@@ -49,5 +49,25 @@ impl Share {
     pub async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.server.await;
+    }
+}
+
+impl Bound {
+    /// What the caller must tell the user about the endpoint, if anything.
+    pub fn warning(&self) -> Option<&str> {
+        self.listener.warning()
+    }
+
+    /// Serves `live`, writable, to up to [`nbd::DEFAULT_MAX_CONNECTIONS`]
+    /// clients at once.
+    pub fn serve(self, live: &Arc<LiveSource>) -> Share {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let export = Export::new(live.clone());
+        let server =
+            tokio::spawn(nbd::serve(self.listener, export, nbd::DEFAULT_MAX_CONNECTIONS, async {
+                // A dropped sender stops the server as well.
+                let _ = stopped.await;
+            }));
+        Share { endpoint: self.endpoint, stop, server }
     }
 }

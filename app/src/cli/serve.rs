@@ -11,7 +11,7 @@ use clap::Args;
 use livemirror_core::device::BlockDevice;
 use livemirror_core::job::{self, Command, JobEvent, JobHandle, Outcome};
 use livemirror_core::live::LiveSource;
-use livemirror_core::nbd::{Endpoint, Listener};
+use livemirror_core::nbd::Endpoint;
 use tokio::sync::broadcast;
 
 use super::clone::open_or_create_target;
@@ -58,11 +58,11 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&format!("control socket: {e}")),
     };
-    let listener = match Listener::bind(&args.nbd, args.allow_remote).await {
-        Ok(l) => l,
+    let bound = match Share::bind(&args.nbd, args.allow_remote).await {
+        Ok(b) => b,
         Err(e) => return fail(&format!("NBD socket {}: {e}", args.nbd)),
     };
-    if let Some(w) = listener.warning() {
+    if let Some(w) = bound.warning() {
         eprintln!("warning: {w}");
     }
     let job = match &args.mirror_to {
@@ -76,10 +76,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     if let (Some(listener), Some((job, _))) = (control, &job) {
         tokio::spawn(crate::control::serve(listener, job.clone(), stopped));
     }
-    let share = match Share::start(listener, &live) {
-        Ok(s) => s,
-        Err(e) => return fail(&format!("NBD socket {}: {e}", args.nbd)),
-    };
+    let share = bound.serve(&live);
     eprintln!(
         "serving {} over NBD at {} ({})",
         args.source.display(),
