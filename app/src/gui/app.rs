@@ -67,6 +67,9 @@ pub struct LiveMirrorApp {
     screen: Screen,
     session: Option<Session>,
     starting: Option<Pending<Result<Session, String>>>,
+    /// The last session's share closing: the next Start waits for it, so
+    /// it can bind the same endpoint.
+    unsharing: Option<Pending<()>>,
     picking: Option<(Role, Pending<Option<PathBuf>>)>,
     verifying: Option<Pending<Verify>>,
     stats: Option<FrameStats>,
@@ -81,10 +84,9 @@ impl LiveMirrorApp {
         let engine = Engine::new()?;
         let disks = (env.list_disks)();
         let (screen, starting) = match launch {
-            Launch::Setup { source, target } => (
-                Screen::Setup(Box::new(SetupScreen::new(settings.options.clone(), source, target))),
-                None,
-            ),
+            Launch::Setup { source, target } => {
+                (Screen::Setup(Box::new(SetupScreen::new(&settings, source, target))), None)
+            }
             Launch::Demo(args) => {
                 let c = ctx.clone();
                 (
@@ -101,6 +103,7 @@ impl LiveMirrorApp {
             screen,
             session: None,
             starting,
+            unsharing: None,
             picking: None,
             verifying: None,
             stats: FrameStats::from_env(),
@@ -140,7 +143,7 @@ impl LiveMirrorApp {
                     // Back to Setup as it was (the demo has none: a fresh one).
                     let mut setup = match std::mem::replace(&mut self.screen, Screen::Preparing) {
                         Screen::Setup(old) => old,
-                        _ => Box::new(SetupScreen::new(self.settings.options.clone(), None, None)),
+                        _ => Box::new(SetupScreen::new(&self.settings, None, None)),
                     };
                     setup.start_error = Some(e);
                     self.screen = Screen::Setup(setup);
@@ -201,10 +204,16 @@ impl LiveMirrorApp {
             }
             Action::Start(req) => {
                 self.settings.options = req.options.clone();
+                self.settings.share = req.share.clone();
                 self.save_settings();
                 let (opener, c) = (self.env.opener.clone(), ctx.clone());
-                self.starting =
-                    Some(self.engine.blocking(ctx, move || session::start(&*opener, req, c)));
+                let unsharing = self.unsharing.take();
+                self.starting = Some(self.engine.blocking(ctx, move || {
+                    if let Some(closing) = unsharing {
+                        closing.wait();
+                    }
+                    session::start(&*opener, req, c)
+                }));
             }
             Action::Job(cmd) => {
                 if let Some(s) = &self.session {
@@ -236,14 +245,12 @@ impl LiveMirrorApp {
                     }));
             }
             Action::StartAnother => {
-                self.session = None;
+                if let Some(share) = self.session.take().and_then(|mut s| s.share.take()) {
+                    self.unsharing = Some(self.engine.spawn(ctx, share.stop()));
+                }
                 self.verifying = None;
                 self.disks = (self.env.list_disks)();
-                self.screen = Screen::Setup(Box::new(SetupScreen::new(
-                    self.settings.options.clone(),
-                    None,
-                    None,
-                )));
+                self.screen = Screen::Setup(Box::new(SetupScreen::new(&self.settings, None, None)));
             }
         }
     }

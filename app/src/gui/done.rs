@@ -1,6 +1,7 @@
 //! The Done screen: how the job ended and what that means for the target,
 //! the numbers (bytes, duration, average speed, errors), an optional
-//! byte-for-byte verification, and "Start another".
+//! byte-for-byte verification, where the source is still shared (if it is),
+//! and "Start another".
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use livemirror_core::job::Outcome;
 
 use super::app::Action;
 use super::session::Session;
+use super::share;
 use crate::units::{duration, human};
 
 /// Where a verification stands.
@@ -61,6 +63,9 @@ impl DoneScreen {
         };
         ui.heading("Done");
         ui.label(RichText::new(text).size(17.0).strong().color(color));
+        if let Some(share) = &session.share {
+            share::status_ui(ui, share, &status);
+        }
         ui.add_space(8.0);
         let took = session.duration();
         let copied = status.data_bytes + status.zero_bytes + status.skipped_bytes;

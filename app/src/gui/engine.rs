@@ -62,6 +62,12 @@ impl<T> Pending<T> {
     pub fn poll(&self) -> Option<T> {
         self.0.try_recv().ok()
     }
+
+    /// Waits for the result: only on the engine, never on the UI thread.
+    /// `None` if the work was abandoned.
+    pub fn wait(self) -> Option<T> {
+        self.0.recv().ok()
+    }
 }
 
 impl Engine {

@@ -2,7 +2,7 @@
 //!
 //! * [`app`]: state, screen switching, actions, remembered settings;
 //! * one file per screen ([`setup`], [`running`], [`done`]) and widget
-//!   ([`heatmap`], [`prompt`], [`log`]);
+//!   ([`heatmap`], [`prompt`], [`log`], [`share`]);
 //! * [`engine`]: the tokio runtime the job and all device I/O run on;
 //!   [`session`]: one job as the window sees it;
 //! * [`disks`]: the whole-disk list (also `livemirror disks`).
@@ -19,6 +19,7 @@ mod running;
 mod session;
 mod settings;
 mod setup;
+mod share;
 #[cfg(test)]
 mod tests;
 

@@ -1,8 +1,8 @@
 //! The Running screen (and its Ready state): the heatmap, progress with
 //! throughput and ETA, the throughput graph, the speed limit, Pause/Resume,
-//! Cancel with a confirmation that says what becomes of the target, and —
-//! once in sync — the Complete button. The error prompt opens on top when
-//! the job waits for a decision.
+//! Cancel with a confirmation that says what becomes of the target, where
+//! the source is shared (if it is), and — once in sync — the Complete
+//! button. The error prompt opens on top when the job waits for a decision.
 
 use eframe::egui::{self, Color32, RichText};
 use egui_plot::{Line, Plot};
@@ -12,6 +12,7 @@ use super::app::Action;
 use super::heatmap::Heatmap;
 use super::prompt::Prompt;
 use super::session::Session;
+use super::share;
 use crate::units::{duration, human};
 
 const GREEN: Color32 = Color32::from_rgb(0x2f, 0xa8, 0x62);
@@ -40,6 +41,9 @@ impl RunningScreen {
         });
         ui.add_space(4.0);
         state_banner(ui, &status, actions);
+        if let Some(share) = &session.share {
+            share::status_ui(ui, share, &status);
+        }
         ui.add_space(4.0);
 
         let frac = if p.total == 0 { 1.0 } else { p.copied as f64 / p.total as f64 };

@@ -1,10 +1,13 @@
 //! One mirror job as the window sees it: the job handle, the devices, the
-//! event log, the throughput history, and (for the demo) the scenario whose
-//! writer must stop before Complete.
+//! event log, the throughput history, the NBD share of the source if asked
+//! for, and (for the demo) the scenario whose writer must stop before
+//! Complete.
 //!
-//! A session is started on the engine (opening devices and creating a new
-//! image are I/O); its events are forwarded by a small task into a channel
-//! the UI drains each frame, waking the UI as they arrive.
+//! A session is started on the engine (opening devices, creating a new
+//! image and binding the share are I/O); its events are forwarded by a
+//! small task into a channel the UI drains each frame, waking the UI as
+//! they arrive. The share lives as long as the session: through Done (it
+//! then serves the copy) until "Start another" or the window closes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +21,9 @@ use livemirror_core::live::LiveSource;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::engine::Opener;
+use super::share::ShareSettings;
 use crate::demo::{DemoArgs, Scenario};
+use crate::share::Share;
 use crate::units::human;
 
 /// What Start asks for.
@@ -28,6 +33,8 @@ pub struct StartRequest {
     /// A path that does not exist yet becomes a new image of the source's size.
     pub target: PathBuf,
     pub options: MirrorOptions,
+    /// Whether and where to serve the source over NBD.
+    pub share: ShareSettings,
 }
 
 /// One line of the job's log.
@@ -60,16 +67,30 @@ pub struct Session {
     /// `[seconds since start, MiB/s]`.
     pub throughput: Vec<[f64; 2]>,
     pub demo: Option<Arc<Scenario>>,
+    /// The source served over NBD; `take` it to stop it.
+    pub share: Option<Share>,
 }
 
-/// Opens (or creates) the devices and starts the job. Blocking: run it on
-/// the engine.
+/// Opens (or creates) the devices, binds the share, and starts the job
+/// (then the share serves). Blocking: run it on the engine's blocking
+/// threads.
 pub fn start(
     opener: &dyn Opener,
     req: StartRequest,
     ctx: egui::Context,
 ) -> Result<Session, String> {
-    let source = opener.open_for_job(&req.source, false).map_err(|e| format!("source: {e}"))?;
+    let endpoint = req.share.endpoint().map_err(|e| format!("NBD endpoint: {e}"))?;
+    // Shared, the source is written by the share's clients.
+    let source =
+        opener.open_for_job(&req.source, endpoint.is_some()).map_err(|e| format!("source: {e}"))?;
+    // Bound before the target is touched: a taken socket changes nothing.
+    let bound = endpoint
+        .map(|ep| {
+            tokio::runtime::Handle::current()
+                .block_on(Share::bind(&ep, false))
+                .map_err(|e| format!("cannot share the source at {ep}: {e}"))
+        })
+        .transpose()?;
     let created = !req.target.exists();
     let target = if created {
         opener.create(&req.target, source.len()).map_err(|e| e.to_string())
@@ -78,12 +99,15 @@ pub fn start(
     }
     .map_err(|e| format!("target: {e}"))?;
     let live = LiveSource::new(source.clone());
-    Session::launch(live, source, target, req.options, ctx).inspect_err(|_| {
-        if created {
-            // Made a moment ago for this job; a refused job leaves nothing behind.
-            let _ = std::fs::remove_file(&req.target);
-        }
-    })
+    let mut session =
+        Session::launch(live.clone(), source, target, req.options, ctx).inspect_err(|_| {
+            if created {
+                // Made a moment ago for this job; a refused job leaves nothing behind.
+                let _ = std::fs::remove_file(&req.target);
+            }
+        })?;
+    session.share = bound.map(|b| b.serve(&live));
+    Ok(session)
 }
 
 /// Builds the demo's images, starts its writer and the job. Blocking.
@@ -156,6 +180,7 @@ impl Session {
             log: vec![],
             throughput: vec![],
             demo: None,
+            share: None,
         })
     }
 

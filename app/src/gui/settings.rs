@@ -1,5 +1,5 @@
-//! What the window remembers between runs: the last mirror options and the
-//! window size. A JSON file in the platform's config directory
+//! What the window remembers between runs: the last mirror options, the
+//! NBD share option and the window size. A JSON file in the platform's config directory
 //! (`~/.config/livemirror/settings.json` on Linux); every field has a default
 //! so an old or partial file still loads. Paths are deliberately *not*
 //! remembered: a target must be chosen afresh every time.
@@ -10,17 +10,24 @@ use std::path::{Path, PathBuf};
 use livemirror_core::job::MirrorOptions;
 use serde::{Deserialize, Serialize};
 
+use super::share::ShareSettings;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     pub options: MirrorOptions,
+    pub share: ShareSettings,
     /// Inner size in points.
     pub window_size: [f32; 2],
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { options: MirrorOptions::default(), window_size: [1100.0, 760.0] }
+        Settings {
+            options: MirrorOptions::default(),
+            share: ShareSettings::default(),
+            window_size: [1100.0, 760.0],
+        }
     }
 }
 
@@ -59,12 +66,14 @@ mod tests {
         let mut s = Settings::default();
         s.options.on_target_error = ErrorPolicy::Stop;
         s.window_size = [800.0, 600.0];
+        s.share = ShareSettings { enabled: true, endpoint: "127.0.0.1:10809".into() };
         s.save(&path).unwrap();
         assert_eq!(Settings::load(&path), s);
         std::fs::write(&path, r#"{"window_size": [640, 480]}"#).unwrap();
         let partial = Settings::load(&path);
         assert_eq!(partial.window_size, [640.0, 480.0]);
         assert_eq!(partial.options, MirrorOptions::default());
+        assert_eq!(partial.share, ShareSettings::default());
         std::fs::write(&path, "not json").unwrap();
         assert_eq!(Settings::load(&path), Settings::default());
     }

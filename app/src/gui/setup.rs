@@ -1,5 +1,6 @@
 //! The Setup screen: pick a source and a target (a disk from the list, an
-//! image through the file dialog, or a typed path), set the options, Start.
+//! image through the file dialog, or a typed path), set the options (and
+//! whether to share the source over NBD), Start.
 //!
 //! Nothing is ever chosen for the user as target. Every problem that would
 //! make the engine refuse the pair (same device, sizes differ, target
@@ -16,6 +17,8 @@ use super::app::{Action, Role};
 use super::disks::Disk;
 use super::engine::Opener;
 use super::session::StartRequest;
+use super::settings::Settings;
+use super::share::ShareSettings;
 use crate::units::human;
 
 /// EROFS: the target lives on a read-only filesystem or device.
@@ -36,15 +39,22 @@ pub struct Check {
 
 impl Check {
     /// Checks the typed pair. Opens both (no reads or writes: open and
-    /// fstat); the screen only calls it when a path changes.
-    pub fn of(source: &str, target: &str, opener: &dyn Opener, disks: &[Disk]) -> Check {
+    /// fstat), the source for writing when it is to be shared (its clients
+    /// write it); the screen only calls it when one of these changes.
+    pub fn of(
+        source: &str,
+        target: &str,
+        shared: bool,
+        opener: &dyn Opener,
+        disks: &[Disk],
+    ) -> Check {
         let mut c = Check::default();
         let (source, target) = (source.trim(), target.trim());
         if source.is_empty() || target.is_empty() {
             return c;
         }
         c.chosen = true;
-        let src = match opener.open(Path::new(source), false) {
+        let src = match opener.open(Path::new(source), shared) {
             Ok(d) => Some(d),
             Err(e) if crate::privileged::needs_helper(&e, Path::new(source)) => {
                 c.notes.push(authorization_note(source));
@@ -149,20 +159,23 @@ pub struct SetupScreen {
     pub source: String,
     pub target: String,
     pub options: MirrorOptions,
+    pub share: ShareSettings,
     confirm: String,
-    /// The pair the check was made for, and the check.
-    checked: Option<(String, String, Check)>,
+    /// What the check was made for (the pair, shared or not), and the check.
+    checked: Option<(String, String, bool, Check)>,
     /// Why the last Start failed.
     pub start_error: Option<String>,
 }
 
 impl SetupScreen {
-    pub fn new(options: MirrorOptions, source: Option<PathBuf>, target: Option<PathBuf>) -> Self {
+    /// The screen with the remembered options and the given paths typed in.
+    pub fn new(settings: &Settings, source: Option<PathBuf>, target: Option<PathBuf>) -> Self {
         let text = |p: Option<PathBuf>| p.map(|p| p.display().to_string()).unwrap_or_default();
         SetupScreen {
             source: text(source),
             target: text(target),
-            options,
+            options: settings.options.clone(),
+            share: settings.share.clone(),
             confirm: String::new(),
             checked: None,
             start_error: None,
@@ -179,14 +192,15 @@ impl SetupScreen {
     }
 
     fn check(&mut self, opener: &dyn Opener, disks: &[Disk]) -> Check {
-        let stale =
-            !matches!(&self.checked, Some((s, t, _)) if *s == self.source && *t == self.target);
+        let shared = self.share.enabled;
+        let stale = !matches!(&self.checked,
+            Some((s, t, sh, _)) if *s == self.source && *t == self.target && *sh == shared);
         if stale {
-            let c = Check::of(&self.source, &self.target, opener, disks);
-            self.checked = Some((self.source.clone(), self.target.clone(), c));
+            let c = Check::of(&self.source, &self.target, shared, opener, disks);
+            self.checked = Some((self.source.clone(), self.target.clone(), shared, c));
             self.confirm.clear();
         }
-        self.checked.as_ref().map(|(_, _, c)| c.clone()).unwrap_or_default()
+        self.checked.as_ref().map(|(_, _, _, c)| c.clone()).unwrap_or_default()
     }
 
     pub fn ui(
@@ -205,6 +219,8 @@ impl SetupScreen {
             ui.separator();
             options_ui(ui, &mut self.options);
             ui.separator();
+            self.share.ui(ui);
+            ui.separator();
             let check = self.check(opener, disks);
             self.verdict_ui(ui, &check, starting, actions);
         });
@@ -218,6 +234,9 @@ impl SetupScreen {
         actions: &mut Vec<Action>,
     ) {
         let (title, what) = match role {
+            Role::Source if self.share.enabled => {
+                ("Source", "the disk or image to copy (written only through the share)")
+            }
             Role::Source => ("Source", "the disk or image to copy (read only)"),
             Role::Target => ("Target", "where the copy goes (overwritten)"),
         };
@@ -306,7 +325,11 @@ impl SetupScreen {
         }
         ui.add_space(6.0);
         ui.horizontal(|ui| {
-            let ok = check.chosen && check.problems.is_empty() && confirmed && !starting;
+            let ok = check.chosen
+                && check.problems.is_empty()
+                && confirmed
+                && self.share.endpoint().is_ok()
+                && !starting;
             let start = ui.add_enabled(
                 ok,
                 egui::Button::new(RichText::new("Start").strong())
@@ -318,6 +341,7 @@ impl SetupScreen {
                     source: PathBuf::from(self.source.trim()),
                     target: PathBuf::from(self.target.trim()),
                     options: self.options.clone(),
+                    share: self.share.clone(),
                 }));
             }
             if starting {
