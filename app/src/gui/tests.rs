@@ -1,12 +1,14 @@
 //! The window driven as a person would, with no display: egui_kittest finds
 //! widgets by their labels, clicks and types; the engine runs real jobs on
-//! real image files (with a fault-injecting target where the test needs it).
+//! real image files (with a fault-injecting target where the test needs it),
+//! and qemu-io writes through the NBD share as a VM would.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eframe::egui::accesskit::Role;
+use eframe::egui::{Key, Modifiers, OutputCommand};
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 use livemirror_core::Error;
@@ -291,4 +293,91 @@ fn no_target_is_ever_preselected() {
     assert_eq!(h.state().setup_paths(), Some(("/dev/sdx".into(), String::new())));
     assert!(h.query_by_label("Choose a target: nothing is selected for you.").is_some());
     assert!(start_disabled(&h));
+}
+
+/// Replaces a text field's contents, as select-all and typing would.
+fn replace_text(h: &mut Harness<'_, LiveMirrorApp>, label: &str, text: &str) {
+    h.get_by_role_and_label(Role::TextInput, label).click();
+    h.run();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    h.run();
+    h.get_by_role_and_label(Role::TextInput, label).type_text(text);
+    h.run();
+}
+
+/// Ticks "Share the source over NBD" and sets its endpoint.
+fn share_at(h: &mut Harness<'_, LiveMirrorApp>, endpoint: &str) {
+    h.get_by_role_and_label(Role::CheckBox, "Share the source over NBD while mirroring").click();
+    h.run();
+    replace_text(h, "NBD endpoint", endpoint);
+}
+
+fn qemu_io(uri: &str, cmd: &str) {
+    let out = std::process::Command::new("qemu-io")
+        .args(["-f", "raw", uri, "-c", cmd])
+        .output()
+        .expect("qemu-io must be installed (package qemu-utils)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !text.contains("failed"), "{cmd}: {text}");
+}
+
+#[test]
+fn a_shared_source_takes_nbd_writes_that_reach_the_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 6 * MIB, 13);
+    let dst = image(dir.path(), "dst.img", 6 * MIB, 0);
+    let socket = dir.path().join("share.sock");
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &dst.display().to_string());
+    share_at(&mut h, &format!("unix:{}", socket.display()));
+    h.get_by_label("Start").click();
+    wait_for(&mut h, "Ready", ready);
+
+    let uri = format!("nbd+unix:///?socket={}", socket.display());
+    assert!(h.query_by_label(&format!("Source shared at {uri}")).is_some());
+    h.get_by_label("Copy").click();
+    h.step();
+    assert!(h.output().platform_output.commands.contains(&OutputCommand::CopyText(uri.clone())));
+    // A VM's write while the job mirrors: it lands on the source and is mirrored.
+    qemu_io(&uri, "write -P 0xab 0 64k");
+    complete_and_wait(&mut h);
+    assert!(h.query_by_label_contains("Completed: the target is identical").is_some());
+    assert!(h.query_by_label("— the share now serves the copy").is_some());
+    let copy = std::fs::read(&dst).unwrap();
+    assert!(copy[..64 << 10].iter().all(|&b| b == 0xab), "the NBD write is not in the copy");
+    assert!(same_bytes(&src, &dst), "target differs from source");
+
+    // Start another ends the session and its share.
+    h.get_by_label("Start another").click();
+    h.run();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while socket.exists() {
+        assert!(Instant::now() < deadline, "the share's socket outlived its session");
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn start_is_disabled_for_an_unusable_share_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", MIB, 5);
+    let dst = image(dir.path(), "dst.img", MIB, 0);
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &dst.display().to_string());
+    assert!(!start_disabled(&h));
+    share_at(&mut h, "nonsense");
+    assert!(start_disabled(&h));
+    assert!(
+        h.query_by_label_contains("NBD endpoint: \"nonsense\" is not unix:PATH or HOST:PORT")
+            .is_some()
+    );
+    replace_text(&mut h, "NBD endpoint", "0.0.0.0:10809");
+    assert!(start_disabled(&h));
+    assert!(h.query_by_label_contains("0.0.0.0 is not this computer").is_some());
+    replace_text(&mut h, "NBD endpoint", "127.0.0.1:10809");
+    assert!(!start_disabled(&h));
+    assert!(h.query_by_label("Clients will connect to nbd://127.0.0.1:10809").is_some());
 }
