@@ -121,6 +121,12 @@ impl LiveMirrorApp {
         self.session.as_ref()
     }
 
+    /// Whether a Start is under way, for tests.
+    #[cfg(test)]
+    pub fn starting(&self) -> bool {
+        self.starting.is_some()
+    }
+
     /// The Setup screen's typed paths, for tests.
     #[cfg(test)]
     pub fn setup_paths(&self) -> Option<(String, String)> {

@@ -381,3 +381,25 @@ fn start_is_disabled_for_an_unusable_share_endpoint() {
     assert!(!start_disabled(&h));
     assert!(h.query_by_label("Clients will connect to nbd://127.0.0.1:10809").is_some());
 }
+
+#[test]
+fn a_share_that_cannot_bind_is_a_start_error_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", MIB, 5);
+    let dst = dir.path().join("new.img");
+    let taken = dir.path().join("taken");
+    std::fs::write(&taken, b"not a socket").unwrap();
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &dst.display().to_string());
+    share_at(&mut h, &format!("unix:{}", taken.display()));
+    h.get_by_label("Start").click();
+    h.step();
+    wait_for(&mut h, "the start to fail", |app| app.setup_paths().is_some() && !app.starting());
+    assert!(
+        h.query_by_label_contains("Could not start: cannot share the source at unix:").is_some()
+    );
+    assert!(h.query_by_label_contains("already exists").is_some());
+    assert!(!dst.exists(), "the target was created although the share could not bind");
+    assert_eq!(std::fs::read(&taken).unwrap(), b"not a socket");
+}
