@@ -63,7 +63,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(&format!("NBD socket {}: {e}", args.nbd)),
     };
     if let Some(w) = bound.warning() {
-        eprintln!("warning: {w}");
+        eprintln!("{w}");
     }
     let job = match &args.mirror_to {
         None => None,
