@@ -505,12 +505,15 @@ impl Runner {
         }
     }
 
+    /// Publishes the status before announcing the change, so whoever reacts
+    /// to the event already sees the new status (a pending error, say).
     fn set_state(&mut self, state: JobState) {
-        if self.state != state {
-            self.state = state;
+        let changed = self.state != state;
+        self.state = state;
+        self.publish();
+        if changed {
             self.emit(JobEvent::StateChanged { state });
         }
-        self.publish();
     }
 
     fn publish(&self) {
