@@ -6,9 +6,11 @@
 //! * [`live`]: [`LiveSource`](live::LiveSource), the tracked write path to
 //!   the source that pivots to the target on Complete.
 //! * [`job`]: the mirror job, its options, events and handle.
-//! * [`bitmap`], [`chunkmap`], [`ratelimit`]: the job's building blocks.
+//! * [`bitmap`], [`chunkmap`], [`ratelimit`], [`buffer`]: the job's building
+//!   blocks.
 
 pub mod bitmap;
+pub mod buffer;
 pub mod chunkmap;
 pub mod device;
 pub mod error;
