@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use livemirror_core::device::{BlockDevice, FileDevice, OpenOptions, create_image};
+use livemirror_core::device::{BlockDevice, FileDevice};
 use livemirror_core::job::{self, Command, Decision, ErrorAction, JobEvent, JobHandle, Outcome};
 use livemirror_core::live::LiveSource;
 
 use super::progress::Reporter;
-use super::{EXIT_CANCELLED, MirrorArgs, fail};
+use super::{CacheArgs, EXIT_CANCELLED, MirrorArgs, fail};
 
 #[derive(Args, Debug)]
 pub struct CloneArgs {
@@ -24,6 +24,8 @@ pub struct CloneArgs {
     pub target: PathBuf,
     #[command(flatten)]
     pub mirror: MirrorArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Print one JSON event per line on stdout.
     #[arg(long)]
     pub json: bool,
@@ -34,11 +36,11 @@ pub struct CloneArgs {
 }
 
 pub async fn run(args: CloneArgs) -> ExitCode {
-    let source = match OpenOptions::new().open(&args.source) {
+    let source = match args.cache.source().open(&args.source) {
         Ok(s) => s,
         Err(e) => return fail(&format!("source: {e}")),
     };
-    let (target, created) = match open_or_create_target(&args.target, source.len()) {
+    let (target, created) = match open_or_create_target(&args.target, source.len(), &args.cache) {
         Ok(t) => t,
         Err(e) => return fail(&format!("target: {e}")),
     };
@@ -66,11 +68,12 @@ pub async fn run(args: CloneArgs) -> ExitCode {
 fn open_or_create_target(
     path: &Path,
     len: u64,
+    cache: &CacheArgs,
 ) -> Result<(FileDevice, bool), livemirror_core::Error> {
     if path.exists() {
-        Ok((OpenOptions::new().write(true).open(path)?, false))
+        Ok((cache.target().open(path)?, false))
     } else {
-        Ok((create_image(path, len)?, true))
+        Ok((cache.target().create(path, len)?, true))
     }
 }
 
