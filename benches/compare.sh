@@ -99,9 +99,10 @@ mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 DST=$DIR/target.img
 TIMEF=$DIR/time.txt
+LOG=$DIR/tool.log
 CSV=$DIR/results.csv
 cleanup() {
-    rm -f "$DST" "$DIR/ballast" "$TIMEF" "$DIR/qmp.sock"
+    rm -f "$DST" "$DIR/ballast" "$TIMEF" "$LOG" "$DIR/qmp.sock"
     if (( ! KEEP )); then rm -f "$DIR"/{random,sparse,zeros}.img; fi
 }
 trap cleanup EXIT
@@ -155,7 +156,8 @@ prepare() {
 }
 
 # Runs one tool on SRC → $DST; prints "seconds ready_seconds" ("-" when the
-# tool has no Ready), leaves /usr/bin/time's report in $TIMEF.
+# tool has no Ready), leaves /usr/bin/time's report in $TIMEF and the tool's
+# stderr in $LOG.
 run_tool() {
     local tool=$1 src=$2 t0 t1 out
     local timed=(/usr/bin/time -v -o "$TIMEF")
@@ -191,7 +193,8 @@ measure() {
     rm -f "$DST"
     prepare "$src" "$regime"
     local out
-    out=$(run_tool "$tool" "$src")
+    out=$(run_tool "$tool" "$src" 2> "$LOG") || {
+        echo "compare.sh: $tool failed on $image:" >&2; cat "$LOG" >&2; exit 1; }
     read -r secs ready <<< "$out"
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$TIMEF")
     alloc=$(( $(stat -c '%b * %B' "$DST") ))

@@ -26,9 +26,11 @@ import time
 
 
 class Qmp:
-    """A minimal QMP client: JSON lines over a unix socket."""
+    """A minimal QMP client: JSON lines over a unix socket. livemirror's
+    control socket speaks the same shape without the greeting and the
+    capabilities negotiation (greeting=False)."""
 
-    def __init__(self, path, timeout):
+    def __init__(self, path, timeout, greeting=True):
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -42,8 +44,9 @@ class Qmp:
                 time.sleep(0.02)
         self.file = self.sock.makefile("rw", encoding="utf-8")
         self.events = []
-        self.read()  # greeting
-        self.execute("qmp_capabilities")
+        if greeting:
+            self.read()
+            self.execute("qmp_capabilities")
 
     def read(self):
         line = self.file.readline()
