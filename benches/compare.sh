@@ -34,6 +34,8 @@
 #
 # Tools (a "durable" copy each: everything ends with the data flushed):
 #   livemirror     livemirror clone SRC DST (release build; target O_DIRECT)
+#   livemirror-bufN  the same with --buf-size N (not run unless named in
+#                  --tools, e.g. livemirror-buf64M: 16 operations of 4 MiB)
 #   dd-fsync       dd bs=1M conv=fsync
 #   dd-direct      dd bs=1M oflag=direct conv=fsync
 #   cp             cp --sparse=always, then sync DST
@@ -167,6 +169,7 @@ run_tool() {
     t0=$(date +%s.%N)
     case $tool in
         livemirror) "${timed[@]}" "$LM" clone "$src" "$DST" > /dev/null ;;
+        livemirror-buf*) "${timed[@]}" "$LM" clone --buf-size "${tool#livemirror-buf}" "$src" "$DST" > /dev/null ;;
         dd-fsync) "${timed[@]}" dd if="$src" of="$DST" bs=1M conv=fsync status=none ;;
         dd-direct) "${timed[@]}" dd if="$src" of="$DST" bs=1M oflag=direct conv=fsync status=none ;;
         cp) "${timed[@]}" sh -c 'cp --sparse=always "$1" "$2" && sync "$2"' _ "$src" "$DST" ;;
