@@ -12,13 +12,7 @@ use livemirror_tests::{pattern, qemu_img_identical};
 use serde_json::{Value, json};
 
 fn qemu_io(socket: &Path, cmd: &str) {
-    let uri = format!("nbd+unix:///?socket={}", socket.display());
-    let out = Command::new("qemu-io")
-        .args(["-f", "raw", &uri, "-c", cmd])
-        .output()
-        .expect("qemu-io must be installed (package qemu-utils)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && !text.contains("failed"), "{cmd}: {text}");
+    livemirror_tests::tools::qemu_io(&format!("nbd+unix:///?socket={}", socket.display()), &[cmd]);
 }
 
 /// Waits for a path to appear: the sockets exist once serve accepts.

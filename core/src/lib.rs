@@ -7,9 +7,11 @@
 //!   the source that pivots to the target on Complete.
 //! * [`job`]: the mirror job, its options, events and handle.
 //! * [`nbd`]: the NBD server that exports a live source to clients.
-//! * [`bitmap`], [`chunkmap`], [`ratelimit`]: the job's building blocks.
+//! * [`bitmap`], [`chunkmap`], [`ratelimit`], [`buffer`]: the job's building
+//!   blocks.
 
 pub mod bitmap;
+pub mod buffer;
 pub mod chunkmap;
 pub mod device;
 pub mod error;

@@ -29,8 +29,11 @@ pub fn run(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs under coreutils' `timeout`, so a client stuck on a broken server
+/// fails the test (exit 124) instead of hanging the whole run.
 fn output(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
+    Command::new("timeout")
+        .args(["300", program])
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))

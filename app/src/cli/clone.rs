@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use livemirror_core::device::{BlockDevice, FileDevice, create_image};
+use livemirror_core::device::{BlockDevice, FileDevice};
 use livemirror_core::job::{self, Outcome};
 use livemirror_core::live::LiveSource;
 
 use super::follow::{Follow, follow};
 use super::progress::Reporter;
-use super::{EXIT_CANCELLED, MirrorArgs, fail};
+use super::{CacheArgs, EXIT_CANCELLED, MirrorArgs, fail};
 use crate::privileged::{self, OpenError};
 
 #[derive(Args, Debug)]
@@ -33,6 +33,8 @@ pub struct CloneArgs {
     pub target: PathBuf,
     #[command(flatten)]
     pub mirror: MirrorArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Print one JSON event per line on stdout.
     #[arg(long)]
     pub json: bool,
@@ -47,7 +49,7 @@ pub struct CloneArgs {
 }
 
 pub async fn run(args: CloneArgs) -> ExitCode {
-    let source = match privileged::open(&args.source, false) {
+    let source = match privileged::open(&args.source, args.cache.source()) {
         Ok(s) => s,
         Err(e) => return fail(&format!("source: {e}")),
     };
@@ -56,7 +58,7 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&format!("control socket: {e}")),
     };
-    let (target, created) = match open_or_create_target(&args.target, source.len()) {
+    let (target, created) = match open_or_create_target(&args.target, source.len(), &args.cache) {
         Ok(t) => t,
         Err(e) => return fail(&format!("target: {e}")),
     };
@@ -106,10 +108,11 @@ pub async fn run(args: CloneArgs) -> ExitCode {
 pub(super) fn open_or_create_target(
     path: &Path,
     len: u64,
+    cache: &CacheArgs,
 ) -> Result<(FileDevice, bool), OpenError> {
     if path.exists() {
-        Ok((privileged::open(path, true)?, false))
+        Ok((privileged::open(path, cache.target())?, false))
     } else {
-        Ok((create_image(path, len).map_err(OpenError::Direct)?, true))
+        Ok((cache.target().create(path, len).map_err(OpenError::Direct)?, true))
     }
 }

@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own file; this one only parses and
 //! dispatches, and turns errors into one line on stderr and an exit code.
 
+mod cache_args;
 mod clone;
 mod disks;
 mod follow;
@@ -19,6 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use cache_args::CacheArgs;
 pub use mirror_args::MirrorArgs;
 
 /// Exit codes: 0 success (for `clone`: the target is identical), 1 the job

@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use super::clone::open_or_create_target;
 use super::follow::{Follow, follow};
 use super::progress::Reporter;
-use super::{MirrorArgs, fail};
+use super::{CacheArgs, MirrorArgs, fail};
 use crate::share::Share;
 
 #[derive(Args, Debug)]
@@ -40,13 +40,15 @@ pub struct ServeArgs {
     pub control: Option<PathBuf>,
     #[command(flatten)]
     pub mirror: MirrorArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Print the job's events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
 }
 
 pub async fn run(args: ServeArgs) -> ExitCode {
-    let source = match crate::privileged::open(&args.source, true) {
+    let source = match crate::privileged::open(&args.source, args.cache.source().write(true)) {
         Ok(s) => s,
         Err(e) => return fail(&format!("source: {e}")),
     };
@@ -123,7 +125,8 @@ fn start_job(
     len: u64,
     args: &ServeArgs,
 ) -> Result<(JobHandle, broadcast::Receiver<JobEvent>), String> {
-    let (target, created) = open_or_create_target(dst, len).map_err(|e| format!("target: {e}"))?;
+    let (target, created) =
+        open_or_create_target(dst, len, &args.cache).map_err(|e| format!("target: {e}"))?;
     job::start(live.clone(), Arc::new(target), args.mirror.options()).map_err(|e| {
         if created {
             let _ = std::fs::remove_file(dst);

@@ -131,9 +131,12 @@ mod tests {
     async fn a_client_gets_replies_and_pushed_events() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
-        let live = LiveSource::new(Arc::new(MemoryDevice::from_bytes(vec![3; 1 << 20])));
-        let target = Arc::new(MemoryDevice::new(1 << 20));
-        let opts = MirrorOptions { speed: 256 << 10, ..Default::default() };
+        let live = LiveSource::new(Arc::new(MemoryDevice::from_bytes(vec![3; 8 << 20])));
+        let target = Arc::new(MemoryDevice::new(8 << 20));
+        // At one byte a second the job copies its first operation and then
+        // waits: READY can only come after the client lifts the limit, which
+        // it does once subscribed.
+        let opts = MirrorOptions { speed: 1, ..Default::default() };
         let (handle, _rx) = job::start(live, target, opts).unwrap();
         let (stop_tx, stop_rx) = watch::channel(false);
         let server = tokio::spawn(serve(bind(&path).unwrap(), handle.clone(), stop_rx));
@@ -148,7 +151,10 @@ mod tests {
             .unwrap();
         let mut replies = Vec::new();
         let mut ready = false;
-        while let Some(line) = lines.next_line().await.unwrap() {
+        let guard = std::time::Duration::from_secs(60);
+        while let Some(line) =
+            tokio::time::timeout(guard, lines.next_line()).await.unwrap().unwrap()
+        {
             let v: Value = serde_json::from_str(&line).unwrap();
             if v.get("return").is_some() {
                 replies.push(v);
@@ -160,7 +166,8 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(replies[0]["return"]["len"], 1 << 20);
+        assert_eq!(replies[0]["return"]["len"], 8 << 20);
+        assert_eq!(replies[0]["return"]["ready"], false);
         assert_eq!(replies[1]["return"], serde_json::json!({}));
         stop_tx.send(true).unwrap();
         server.await.unwrap();

@@ -38,7 +38,7 @@ impl Opener for FileOpener {
     }
 
     fn open_for_job(&self, path: &Path, write: bool) -> Result<Arc<dyn BlockDevice>, String> {
-        match crate::privileged::open(path, write) {
+        match crate::privileged::open(path, OpenOptions::new().write(write)) {
             Ok(dev) => Ok(Arc::new(dev)),
             Err(e) => Err(e.to_string()),
         }

@@ -312,15 +312,6 @@ fn share_at(h: &mut Harness<'_, LiveMirrorApp>, endpoint: &str) {
     replace_text(h, "NBD endpoint", endpoint);
 }
 
-fn qemu_io(uri: &str, cmd: &str) {
-    let out = std::process::Command::new("qemu-io")
-        .args(["-f", "raw", uri, "-c", cmd])
-        .output()
-        .expect("qemu-io must be installed (package qemu-utils)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && !text.contains("failed"), "{cmd}: {text}");
-}
-
 #[test]
 fn a_shared_source_takes_nbd_writes_that_reach_the_copy() {
     let dir = tempfile::tempdir().unwrap();
@@ -340,7 +331,7 @@ fn a_shared_source_takes_nbd_writes_that_reach_the_copy() {
     h.step();
     assert!(h.output().platform_output.commands.contains(&OutputCommand::CopyText(uri.clone())));
     // A VM's write while the job mirrors: it lands on the source and is mirrored.
-    qemu_io(&uri, "write -P 0xab 0 64k");
+    livemirror_tests::tools::qemu_io(&uri, &["write -P 0xab 0 64k"]);
     complete_and_wait(&mut h);
     assert!(h.query_by_label_contains("Completed: the target is identical").is_some());
     assert!(h.query_by_label("— the share now serves the copy").is_some());

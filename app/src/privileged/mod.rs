@@ -61,15 +61,15 @@ impl fmt::Display for OpenError {
     }
 }
 
-/// Opens a disk or image, read-only unless `write`. A block device that the
+/// Opens a disk or image with `opts`. A block device that the
 /// kernel refuses with "permission denied" is asked of udisks2 instead
 /// (Linux; this may show a polkit password prompt and blocks until it is
 /// answered).
-pub fn open(path: &Path, write: bool) -> Result<FileDevice, OpenError> {
-    match OpenOptions::new().write(write).open(path) {
+pub fn open(path: &Path, opts: OpenOptions) -> Result<FileDevice, OpenError> {
+    match opts.open(path) {
         Ok(dev) => Ok(dev),
         #[cfg(target_os = "linux")]
-        Err(e) if needs_helper(&e, path) => udisks::open(path, write),
+        Err(e) if needs_helper(&e, path) => udisks::open(path, opts.writes()),
         Err(e) => Err(OpenError::Direct(e)),
     }
 }
@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn a_missing_image_is_reported_as_is_without_asking_a_helper() {
         let missing = Path::new("/nonexistent/livemirror/disk.img");
-        let Err(err) = open(missing, false) else { panic!("opened a missing file") };
+        let Err(err) = open(missing, OpenOptions::new()) else { panic!("opened a missing file") };
         assert!(matches!(err, OpenError::Direct(_)), "{err:?}");
         assert!(err.to_string().contains("/nonexistent/livemirror/disk.img"), "{err}");
     }

@@ -4,6 +4,10 @@
 //! `fallocate` on files and `BLKZEROOUT`/`BLKDISCARD` on devices, each with a
 //! plain-write (or no-op, for discard) fallback when the kernel says no;
 //! allocation from `SEEK_DATA`/`SEEK_HOLE`.
+//!
+//! With [`OpenOptions::direct`], I/O that meets the device's `O_DIRECT`
+//! alignment bypasses the page cache (see [`direct`](super::direct)); the
+//! rest, and every device that refuses `O_DIRECT`, stays buffered.
 
 use std::fs::File;
 use std::io;
@@ -11,6 +15,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
+use super::direct::Direct;
 use super::sys::identify;
 use super::{Allocation, BlockDevice, DeviceId, check_range, write_zeroes_by_writing};
 use crate::error::Error;
@@ -25,6 +30,7 @@ const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OpenOptions {
     write: bool,
+    direct: bool,
 }
 
 impl OpenOptions {
@@ -39,9 +45,36 @@ impl OpenOptions {
         self
     }
 
+    /// True when these options open for writing.
+    pub fn writes(&self) -> bool {
+        self.write
+    }
+
+    /// Bypass the page cache (`O_DIRECT`) for aligned I/O when the device
+    /// allows it; silently buffered where it does not (tmpfs, some network
+    /// filesystems). A clone then neither evicts the host's useful cache nor
+    /// pays for page-cache memory, and the final flush has little to do.
+    pub fn direct(mut self, direct: bool) -> Self {
+        self.direct = direct;
+        self
+    }
+
     /// Open `path` with these options.
     pub fn open(self, path: impl AsRef<Path>) -> Result<FileDevice, Error> {
         FileDevice::open_with(path.as_ref(), self)
+    }
+
+    /// Create a new sparse image file of `len` bytes at `path` and open it
+    /// with these options (for writing, whatever they say). Refuses to touch
+    /// a file that already exists.
+    pub fn create(self, path: impl AsRef<Path>, len: u64) -> Result<FileDevice, Error> {
+        let path = path.as_ref();
+        let ctx = |source: io::Error| Error::Open { path: path.to_owned(), source };
+        let file =
+            std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(ctx)?;
+        file.set_len(len).map_err(ctx)?;
+        drop(file);
+        self.write(true).open(path)
     }
 }
 
@@ -53,6 +86,8 @@ pub struct FileDevice {
     is_block: bool,
     logical_block_size: u32,
     id: DeviceId,
+    /// A second descriptor opened with `O_DIRECT`, when asked for and allowed.
+    direct: Option<Direct>,
 }
 
 impl FileDevice {
@@ -62,7 +97,11 @@ impl FileDevice {
             .write(opts.write)
             .open(path)
             .map_err(|source| Error::Open { path: path.to_owned(), source })?;
-        Self::from_file(file, path)
+        let mut dev = Self::from_file(file, path)?;
+        if opts.direct {
+            dev.direct = Direct::open(path, opts.write, dev.logical_block_size);
+        }
+        Ok(dev)
     }
 
     /// Wraps a file or block device that is already open, e.g. a descriptor
@@ -94,12 +133,17 @@ impl FileDevice {
             (meta.len(), 512)
         };
         let id = identify(&file).map_err(ctx)?;
-        Ok(FileDevice { file, path, len, is_block, logical_block_size, id })
+        Ok(FileDevice { file, path, len, is_block, logical_block_size, id, direct: None })
     }
 
     /// The path this device was opened from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// True when aligned I/O bypasses the page cache.
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
     }
 
     /// True for a block device, false for a regular file.
@@ -152,12 +196,18 @@ impl BlockDevice for FileDevice {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         check_range(self.len, offset, buf.len() as u64)?;
-        self.file.read_exact_at(buf, offset)
+        match &self.direct {
+            Some(d) if d.fits(buf, offset) => d.file.read_exact_at(buf, offset),
+            _ => self.file.read_exact_at(buf, offset),
+        }
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         check_range(self.len, offset, buf.len() as u64)?;
-        self.file.write_all_at(buf, offset)
+        match &self.direct {
+            Some(d) => d.write_all_at(&self.file, buf, offset),
+            None => self.file.write_all_at(buf, offset),
+        }
     }
 
     fn flush(&self) -> io::Result<()> {
@@ -227,13 +277,8 @@ impl BlockDevice for FileDevice {
     }
 }
 
-/// Creates a new sparse image file of `len` bytes at `path` and opens it for
-/// writing. Refuses to touch a file that already exists.
+/// Creates a new sparse image file of `len` bytes at `path`, open for
+/// writing through the page cache. Refuses to touch a file that exists.
 pub fn create_image(path: impl AsRef<Path>, len: u64) -> Result<FileDevice, Error> {
-    let path = path.as_ref();
-    let ctx = |source: io::Error| Error::Open { path: path.to_owned(), source };
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(ctx)?;
-    file.set_len(len).map_err(ctx)?;
-    drop(file);
-    OpenOptions::new().write(true).open(path)
+    OpenOptions::new().write(true).create(path, len)
 }

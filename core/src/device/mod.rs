@@ -6,6 +6,7 @@
 //! worker thread, so many copies are in flight at once without an async
 //! runtime inside the backends (the same shape as crosvm's `disk` crate).
 
+mod direct;
 mod faulty;
 mod file;
 mod memory;

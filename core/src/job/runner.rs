@@ -17,6 +17,7 @@ use super::handle::{Command, Request};
 use super::options::{CopyMode, ErrorPolicy, MAX_IN_FLIGHT, MirrorOptions, Resolved, SyncMode};
 use super::rescan::Rescan;
 use super::tracker::{Pick, Tracker};
+use crate::buffer::BufferPool;
 use crate::device::BlockDevice;
 use crate::error::{Error, IoFailure, IoOperation, Side};
 use crate::live::LiveSource;
@@ -113,7 +114,14 @@ impl Runner {
     pub(super) fn new(s: Setup) -> Self {
         let geometry = s.tracker.geometry;
         Runner {
-            ctx: Arc::new(CopyContext { source: s.source, target: s.target, geometry }),
+            ctx: Arc::new(CopyContext {
+                source: s.source,
+                target: s.target,
+                geometry,
+                // At most MAX_IN_FLIGHT operations of at most max_op bytes
+                // hold a buffer at once: the pool never grows past that.
+                buffers: BufferPool::new(s.resolved.max_op as usize),
+            }),
             live: s.live,
             tracker: s.tracker,
             limiter: RateLimiter::new(s.opts.speed),
