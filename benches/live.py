@@ -33,8 +33,19 @@ class NbdClient:
     """Just enough NBD (fixed newstyle, NBD_OPT_GO, simple replies) to write."""
 
     def __init__(self, path, name=b""):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
+        # The socket file may be a stale one the new server is about to
+        # replace: retry until it accepts.
+        deadline = time.monotonic() + 30
+        while True:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self.sock.connect(path)
+                break
+            except (ConnectionRefusedError, FileNotFoundError):
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         if self._recv(16) != b"NBDMAGICIHAVEOPT":
             raise ConnectionError("not an NBD newstyle server")
         self._recv(2)  # server handshake flags

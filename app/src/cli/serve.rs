@@ -101,7 +101,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         (job, task)
     });
 
-    let _ = tokio::signal::ctrl_c().await;
+    stop_signal().await;
     eprintln!("\ninterrupted: stopping");
     let mut code = ExitCode::SUCCESS;
     if let Some((job, task)) = follower {
@@ -117,6 +117,23 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         let _ = std::fs::remove_file(path);
     }
     code
+}
+
+/// Ctrl-C, or SIGTERM from a service manager: both stop serving cleanly
+/// (cancel the job, close the connections, remove the sockets).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn start_job(
