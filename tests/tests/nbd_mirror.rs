@@ -12,14 +12,31 @@ use livemirror_tests::{image, tools};
 
 const SIZE: u64 = 32 << 20;
 
-#[test]
-fn qemu_io_writes_before_and_after_ready_all_reach_the_target() {
+/// A source image served over NBD through a live source, and an empty
+/// sparse target beside it. Bind `_dir` when destructuring: it keeps the
+/// images alive.
+struct Rig {
+    _dir: tempfile::TempDir,
+    src: std::path::PathBuf,
+    dst: std::path::PathBuf,
+    rt: tokio::runtime::Runtime,
+    live: Arc<livemirror_core::live::LiveSource>,
+    served: Served,
+}
+
+fn rig(make_source: fn(&std::path::Path, &str, u64) -> std::path::PathBuf) -> Rig {
     let dir = tempfile::tempdir().unwrap();
-    let src = image::full(dir.path(), "src.img", SIZE);
+    let src = make_source(dir.path(), "src.img", SIZE);
     let dst = image::sparse(dir.path(), "dst.img", SIZE);
     let rt = runtime();
     let live = live_file(&src);
     let served = Served::device(&rt, live.clone());
+    Rig { _dir: dir, src, dst, rt, live, served }
+}
+
+#[test]
+fn qemu_io_writes_before_and_after_ready_all_reach_the_target() {
+    let Rig { _dir, src, dst, rt, live, served } = rig(image::full);
     let uri = served.uri();
     // 1 MiB/s over 32 MiB of data: the job cannot be ready for half a
     // minute, so these writes happen mid-copy; then it may run free.
@@ -47,12 +64,7 @@ fn qemu_io_writes_before_and_after_ready_all_reach_the_target() {
 
 #[test]
 fn a_connected_client_writes_to_the_target_after_the_pivot() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = image::patterned(dir.path(), "src.img", SIZE);
-    let dst = image::sparse(dir.path(), "dst.img", SIZE);
-    let rt = runtime();
-    let live = live_file(&src);
-    let served = Served::device(&rt, live.clone());
+    let Rig { _dir, src, dst, rt, live, served } = rig(image::patterned);
     // One connection for the whole test, opened before the mirror starts.
     let (mut client, _) = RawClient::go(&served.socket, false).unwrap();
     let job = mirror::start(&rt, live, &dst, MirrorOptions::default());
@@ -74,12 +86,7 @@ fn a_connected_client_writes_to_the_target_after_the_pivot() {
 
 #[test]
 fn write_blocking_converges_under_continuous_writes_and_acks_mean_on_target() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = image::full(dir.path(), "src.img", SIZE);
-    let dst = image::sparse(dir.path(), "dst.img", SIZE);
-    let rt = runtime();
-    let live = live_file(&src);
-    let served = Served::device(&rt, live.clone());
+    let Rig { _dir, src, dst, rt, live, served } = rig(image::full);
     let stop = Arc::new(AtomicBool::new(false));
     // Random 64 KiB writes into the first half, as fast as they go.
     let writer = {
@@ -121,12 +128,7 @@ fn write_blocking_converges_under_continuous_writes_and_acks_mean_on_target() {
 
 #[test]
 fn cancel_after_ready_keeps_serving_the_source() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = image::patterned(dir.path(), "src.img", SIZE);
-    let dst = image::sparse(dir.path(), "dst.img", SIZE);
-    let rt = runtime();
-    let live = live_file(&src);
-    let served = Served::device(&rt, live.clone());
+    let Rig { _dir, src, dst, rt, live, served } = rig(image::patterned);
     let (mut client, _) = RawClient::go(&served.socket, false).unwrap();
     let job = mirror::start(&rt, live, &dst, MirrorOptions::default());
     mirror::wait_ready(&rt, &job);
