@@ -35,7 +35,8 @@ pub struct IoFailure {
     pub operation: IoOperation,
     pub offset: u64,
     pub len: u64,
-    /// The OS error number (EIO = 5, ENOSPC = 28, …); 0 if there was none.
+    /// The OS error number (on Linux EIO = 5, ENOSPC = 28, …); 0 if there
+    /// was none.
     pub errno: i32,
     /// The OS's text for the error.
     pub message: String,
@@ -53,9 +54,10 @@ impl IoFailure {
         }
     }
 
-    /// True for "no space left on device", which the `enospc` policy stops on.
+    /// True for "no space left on device" (`ENOSPC`, or Windows'
+    /// `ERROR_DISK_FULL`), which the `enospc` policy stops on.
     pub fn is_nospace(&self) -> bool {
-        self.errno == libc::ENOSPC
+        io::Error::from_raw_os_error(self.errno).kind() == io::ErrorKind::StorageFull
     }
 }
 

@@ -1,30 +1,21 @@
-//! Raw image files and Linux block devices.
+//! Raw image files and whole disks, partitions or volumes.
 //!
-//! Positional I/O with `pread`/`pwrite`; zeroing and discard with
-//! `fallocate` on files and `BLKZEROOUT`/`BLKDISCARD` on devices, each with a
-//! plain-write (or no-op, for discard) fallback when the kernel says no;
-//! allocation from `SEEK_DATA`/`SEEK_HOLE`.
+//! Host-independent: positional I/O, native zeroing (with a plain-write
+//! fallback when the host says no), discard and allocation queries are the
+//! host calls in [`sys`](super::sys).
 //!
-//! With [`OpenOptions::direct`], I/O that meets the device's `O_DIRECT`
-//! alignment bypasses the page cache (see [`direct`](super::direct)); the
-//! rest, and every device that refuses `O_DIRECT`, stays buffered.
+//! With [`OpenOptions::direct`], I/O that meets the device's alignment
+//! bypasses the page cache (see [`direct`](super::direct)); the rest, and
+//! every device that refuses unbuffered I/O, stays buffered.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
 use super::direct::Direct;
-use super::sys::identify;
+use super::sys;
 use super::{Allocation, BlockDevice, DeviceId, check_range, write_zeroes_by_writing};
 use crate::error::Error;
-
-// ioctl numbers from <linux/fs.h>.
-const BLKSSZGET: libc::c_ulong = 0x1268;
-const BLKDISCARD: libc::c_ulong = 0x1277;
-const BLKZEROOUT: libc::c_ulong = 0x127f;
-const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 
 /// How to open a [`FileDevice`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -86,7 +77,7 @@ pub struct FileDevice {
     is_block: bool,
     logical_block_size: u32,
     id: DeviceId,
-    /// A second descriptor opened with `O_DIRECT`, when asked for and allowed.
+    /// A second, unbuffered handle, when asked for and allowed.
     direct: Option<Direct>,
 }
 
@@ -112,27 +103,8 @@ impl FileDevice {
     pub fn from_file(file: File, path: impl Into<PathBuf>) -> Result<Self, Error> {
         let path = path.into();
         let ctx = |source: io::Error| Error::Open { path: path.clone(), source };
-        let meta = file.metadata().map_err(ctx)?;
-        let is_block = meta.file_type().is_block_device();
-        if !is_block && !meta.is_file() {
-            return Err(ctx(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file or block device",
-            )));
-        }
-        let (len, logical_block_size) = if is_block {
-            let mut size: u64 = 0;
-            // SAFETY: BLKGETSIZE64 writes one u64 through the pointer.
-            ioctl_result(unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size) })
-                .map_err(ctx)?;
-            let mut lbs: libc::c_int = 512;
-            // SAFETY: BLKSSZGET writes one int through the pointer.
-            let _ = ioctl_result(unsafe { libc::ioctl(file.as_raw_fd(), BLKSSZGET, &mut lbs) });
-            (size, lbs.max(512) as u32)
-        } else {
-            (meta.len(), 512)
-        };
-        let id = identify(&file).map_err(ctx)?;
+        let sys::Probe { is_block, len, logical_block_size } = sys::probe(&file).map_err(ctx)?;
+        let id = sys::identify(&file).map_err(ctx)?;
         Ok(FileDevice { file, path, len, is_block, logical_block_size, id, direct: None })
     }
 
@@ -146,47 +118,10 @@ impl FileDevice {
         self.direct.is_some()
     }
 
-    /// True for a block device, false for a regular file.
+    /// True for a disk, partition or volume; false for a regular file.
     pub fn is_block_device(&self) -> bool {
         self.is_block
     }
-
-    fn fallocate(&self, mode: libc::c_int, offset: u64, len: u64) -> io::Result<()> {
-        // SAFETY: plain syscall on an fd we own.
-        let r = unsafe {
-            libc::fallocate(self.file.as_raw_fd(), mode, offset as libc::off_t, len as libc::off_t)
-        };
-        if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
-    }
-
-    fn block_range_ioctl(&self, request: libc::c_ulong, offset: u64, len: u64) -> io::Result<()> {
-        let range: [u64; 2] = [offset, len];
-        // SAFETY: these ioctls read two u64s (start, length) through the pointer.
-        ioctl_result(unsafe { libc::ioctl(self.file.as_raw_fd(), request, &range) })
-    }
-
-    fn seek(&self, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
-        // SAFETY: lseek on an fd we own; we never rely on the file position
-        // elsewhere (all I/O is positional), so moving it is harmless.
-        let r = unsafe { libc::lseek(self.file.as_raw_fd(), offset as libc::off_t, whence) };
-        if r >= 0 {
-            return Ok(Some(r as u64));
-        }
-        match io::Error::last_os_error() {
-            e if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
-            e => Err(e),
-        }
-    }
-}
-
-fn ioctl_result(r: libc::c_int) -> io::Result<()> {
-    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
-}
-
-/// Errors that mean "this kernel or filesystem can't do that", after which a
-/// plain write is the right fallback.
-fn unsupported(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL | libc::ENOSYS))
 }
 
 impl BlockDevice for FileDevice {
@@ -197,8 +132,8 @@ impl BlockDevice for FileDevice {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         check_range(self.len, offset, buf.len() as u64)?;
         match &self.direct {
-            Some(d) if d.fits(buf, offset) => d.file.read_exact_at(buf, offset),
-            _ => self.file.read_exact_at(buf, offset),
+            Some(d) => d.read_exact_at(&self.file, buf, offset),
+            None => sys::read_exact_at(&self.file, buf, offset),
         }
     }
 
@@ -206,7 +141,7 @@ impl BlockDevice for FileDevice {
         check_range(self.len, offset, buf.len() as u64)?;
         match &self.direct {
             Some(d) => d.write_all_at(&self.file, buf, offset),
-            None => self.file.write_all_at(buf, offset),
+            None => sys::write_all_at(&self.file, buf, offset),
         }
     }
 
@@ -219,17 +154,10 @@ impl BlockDevice for FileDevice {
         if len == 0 {
             return Ok(());
         }
-        let native = if self.is_block {
-            self.block_range_ioctl(BLKZEROOUT, offset, len)
-        } else if may_unmap {
-            self.fallocate(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset, len)
-        } else {
-            self.fallocate(libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE, offset, len)
-        };
-        match native {
-            Err(e) if unsupported(&e) => write_zeroes_by_writing(self, offset, len),
-            other => other,
+        if sys::zero_range(&self.file, self.is_block, offset, len, may_unmap)? {
+            return Ok(());
         }
+        write_zeroes_by_writing(self, offset, len)
     }
 
     fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
@@ -237,15 +165,7 @@ impl BlockDevice for FileDevice {
         if len == 0 {
             return Ok(());
         }
-        let r = if self.is_block {
-            self.block_range_ioctl(BLKDISCARD, offset, len)
-        } else {
-            self.fallocate(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset, len)
-        };
-        match r {
-            Err(e) if unsupported(&e) => Ok(()), // discard is only a hint
-            other => other,
-        }
+        sys::discard_range(&self.file, self.is_block, offset, len)
     }
 
     fn block_status(&self, offset: u64, max_len: u64) -> io::Result<(Allocation, u64)> {
@@ -254,14 +174,7 @@ impl BlockDevice for FileDevice {
         if self.is_block {
             return Ok((Allocation::Data, limit - offset));
         }
-        let run = |end: Option<u64>| end.unwrap_or(self.len).min(limit).max(offset + 1) - offset;
-        match self.seek(offset, libc::SEEK_DATA)? {
-            Some(data) if data <= offset => {
-                let hole = self.seek(offset, libc::SEEK_HOLE)?;
-                Ok((Allocation::Data, run(hole)))
-            }
-            next_data => Ok((Allocation::Hole, run(next_data))),
-        }
+        sys::allocation(&self.file, offset, limit)
     }
 
     fn logical_block_size(&self) -> u32 {

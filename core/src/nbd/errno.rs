@@ -30,6 +30,9 @@ impl Errno {
     /// for read-only refusals to read as `EPERM`; the rest that has no NBD
     /// equivalent is an I/O error.
     pub fn from_io(e: &io::Error) -> Errno {
+        // Unix errnos say more than their `ErrorKind`; Windows error codes
+        // are another numbering, so there the kind is all we go by.
+        #[cfg(unix)]
         if let Some(raw) = e.raw_os_error() {
             return match raw {
                 libc::EPERM | libc::EACCES | libc::EROFS => Errno::EPERM,

@@ -1,4 +1,5 @@
-//! Where the server listens: a unix socket, or TCP on loopback.
+//! Where the server listens: a unix socket, or TCP on loopback (the only
+//! choice on Windows, whose NBD clients do not speak `AF_UNIX`).
 //!
 //! NBD has no authentication and, without TLS (which we do not offer), no
 //! encryption: whoever can connect can read and overwrite the disk. So a
@@ -8,11 +9,13 @@
 
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::TcpListener;
+#[cfg(unix)]
+use tokio::net::UnixListener;
 
 /// A byte stream a client connected on.
 pub(super) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -87,7 +90,11 @@ pub struct Listener {
 }
 
 enum Inner {
-    Unix { listener: UnixListener, path: PathBuf },
+    #[cfg(unix)]
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+    },
     Tcp(TcpListener),
 }
 
@@ -97,11 +104,21 @@ impl Listener {
     /// replaced; any other existing file is left alone and reported.
     pub async fn bind(endpoint: &Endpoint, allow_remote: bool) -> io::Result<Listener> {
         match endpoint {
+            #[cfg(unix)]
             Endpoint::Unix(path) => {
                 remove_stale_socket(path)?;
                 let listener = UnixListener::bind(path)?;
                 Ok(Listener { inner: Inner::Unix { listener, path: path.clone() }, warning: None })
             }
+            #[cfg(not(unix))]
+            Endpoint::Unix(path) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "cannot serve on unix:{}: this system has no unix sockets; \
+                     use a loopback address such as 127.0.0.1:10809",
+                    path.display()
+                ),
+            )),
             Endpoint::Tcp(addr) => {
                 let addrs: Vec<_> = tokio::net::lookup_host(addr.as_str()).await?.collect();
                 let first = *addrs.first().ok_or_else(|| {
@@ -134,6 +151,7 @@ impl Listener {
     /// Where clients connect (with the real port if port 0 was asked).
     pub fn endpoint(&self) -> io::Result<Endpoint> {
         match &self.inner {
+            #[cfg(unix)]
             Inner::Unix { path, .. } => Ok(Endpoint::Unix(path.clone())),
             Inner::Tcp(l) => Ok(Endpoint::Tcp(l.local_addr()?.to_string())),
         }
@@ -146,6 +164,7 @@ impl Listener {
 
     pub(super) async fn accept(&self) -> io::Result<Box<dyn Stream>> {
         match &self.inner {
+            #[cfg(unix)]
             Inner::Unix { listener, .. } => Ok(Box::new(listener.accept().await?.0)),
             Inner::Tcp(l) => {
                 let (s, _) = l.accept().await?;
@@ -157,6 +176,7 @@ impl Listener {
     }
 }
 
+#[cfg(unix)]
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Inner::Unix { path, .. } = &self.inner {
@@ -165,7 +185,8 @@ impl Drop for Listener {
     }
 }
 
-fn remove_stale_socket(path: &Path) -> io::Result<()> {
+#[cfg(unix)]
+fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());

@@ -1,0 +1,264 @@
+//! The Linux host: `pread`/`pwrite`; `fallocate` on files and
+//! `BLKZEROOUT`/`BLKDISCARD` on block devices; allocation from
+//! `SEEK_DATA`/`SEEK_HOLE`; `O_DIRECT` alignment from `statx`; identity from
+//! `fstat` and `/sys/dev/block`; mounts from `/proc/self/mountinfo`.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use super::{DeviceId, Probe};
+use crate::device::Allocation;
+
+// ioctl numbers from <linux/fs.h>.
+const BLKSSZGET: libc::c_ulong = 0x1268;
+const BLKDISCARD: libc::c_ulong = 0x1277;
+const BLKZEROOUT: libc::c_ulong = 0x127f;
+const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+
+/// Size and I/O unit of a regular file or block device; anything else
+/// (a directory, a socket, a character device) is refused.
+pub fn probe(file: &File) -> io::Result<Probe> {
+    let meta = file.metadata()?;
+    if meta.is_file() {
+        return Ok(Probe { is_block: false, len: meta.len(), logical_block_size: 512 });
+    }
+    if !meta.file_type().is_block_device() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file or block device",
+        ));
+    }
+    let mut len: u64 = 0;
+    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer.
+    ioctl_result(unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut len) })?;
+    let mut lbs: libc::c_int = 512;
+    // SAFETY: BLKSSZGET writes one int through the pointer.
+    let _ = ioctl_result(unsafe { libc::ioctl(file.as_raw_fd(), BLKSSZGET, &mut lbs) });
+    Ok(Probe { is_block: true, len, logical_block_size: lbs.max(512) as u32 })
+}
+
+pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    file.read_exact_at(buf, offset)
+}
+
+pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    file.write_all_at(buf, offset)
+}
+
+/// Zeroes a range natively: `BLKZEROOUT` on a block device, a punched hole
+/// (`may_unmap`) or `FALLOC_FL_ZERO_RANGE` on a file. `Ok(false)` when the
+/// kernel or filesystem cannot, and the caller must write zeroes.
+pub fn zero_range(
+    file: &File,
+    is_block: bool,
+    offset: u64,
+    len: u64,
+    may_unmap: bool,
+) -> io::Result<bool> {
+    let r = if is_block {
+        block_range_ioctl(file, BLKZEROOUT, offset, len)
+    } else if may_unmap {
+        fallocate(file, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset, len)
+    } else {
+        fallocate(file, libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE, offset, len)
+    };
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if unsupported(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Discards a range (`BLKDISCARD`, or a punched hole in a file); does
+/// nothing where that is not supported, since discard is only a hint.
+pub fn discard_range(file: &File, is_block: bool, offset: u64, len: u64) -> io::Result<()> {
+    let r = if is_block {
+        block_range_ioctl(file, BLKDISCARD, offset, len)
+    } else {
+        fallocate(file, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, offset, len)
+    };
+    match r {
+        Err(e) if unsupported(&e) => Ok(()),
+        other => other,
+    }
+}
+
+/// Allocation of a regular file at `offset`, and how far (up to `limit`)
+/// it stays the same: `SEEK_DATA` finds the next data, `SEEK_HOLE` the end
+/// of the data run.
+pub fn allocation(file: &File, offset: u64, limit: u64) -> io::Result<(Allocation, u64)> {
+    let run = |end: Option<u64>| end.unwrap_or(limit).min(limit).max(offset + 1) - offset;
+    match seek(file, offset, libc::SEEK_DATA)? {
+        Some(data) if data <= offset => {
+            Ok((Allocation::Data, run(seek(file, offset, libc::SEEK_HOLE)?)))
+        }
+        next_data => Ok((Allocation::Hole, run(next_data))),
+    }
+}
+
+/// Opens `path` with `O_DIRECT` and returns it with its `(memory, offset)`
+/// alignment, or `None` when the device cannot do direct I/O.
+pub fn open_direct(
+    path: &Path,
+    write: bool,
+    logical_block_size: u32,
+) -> Option<(File, usize, u64)> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .ok()?;
+    match dio_align(&file) {
+        Some((0, _) | (_, 0)) => None, // the kernel says: no direct I/O here
+        Some((mem, offset)) => Some((file, mem as usize, u64::from(offset))),
+        // An older kernel: the logical block size, but at least a page,
+        // which every filesystem that takes O_DIRECT accepts.
+        None => Some((file, crate::buffer::ALIGN, u64::from(logical_block_size).max(4096))),
+    }
+}
+
+/// `(memory, offset)` alignment for direct I/O, if the kernel reports it.
+fn dio_align(file: &File) -> Option<(u32, u32)> {
+    // SAFETY: all-zero is a valid statx; the kernel fills what it knows.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: an fd we own, an empty NUL-terminated path with AT_EMPTY_PATH
+    // (meaning "this fd"), and a pointer to a statx we own.
+    let r = unsafe {
+        libc::statx(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_DIOALIGN,
+            &mut stx,
+        )
+    };
+    (r == 0 && stx.stx_mask & libc::STATX_DIOALIGN != 0)
+        .then_some((stx.stx_dio_mem_align, stx.stx_dio_offset_align))
+}
+
+fn fallocate(file: &File, mode: libc::c_int, offset: u64, len: u64) -> io::Result<()> {
+    // SAFETY: plain syscall on an fd we own.
+    let r = unsafe {
+        libc::fallocate(file.as_raw_fd(), mode, offset as libc::off_t, len as libc::off_t)
+    };
+    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+fn block_range_ioctl(file: &File, request: libc::c_ulong, offset: u64, len: u64) -> io::Result<()> {
+    let range: [u64; 2] = [offset, len];
+    // SAFETY: these ioctls read two u64s (start, length) through the pointer.
+    ioctl_result(unsafe { libc::ioctl(file.as_raw_fd(), request, &range) })
+}
+
+/// `lseek` with `SEEK_DATA`/`SEEK_HOLE`; `None` when there is no such
+/// position before the end (`ENXIO`).
+fn seek(file: &File, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
+    // SAFETY: lseek on an fd we own; we never rely on the file position
+    // elsewhere (all I/O is positional), so moving it is harmless.
+    let r = unsafe { libc::lseek(file.as_raw_fd(), offset as libc::off_t, whence) };
+    if r >= 0 {
+        return Ok(Some(r as u64));
+    }
+    match io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
+        e => Err(e),
+    }
+}
+
+fn ioctl_result(r: libc::c_int) -> io::Result<()> {
+    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Errors that mean "this kernel or filesystem can't do that", after which a
+/// plain write is the right fallback.
+fn unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL | libc::ENOSYS))
+}
+
+/// The identity of an open file or block device.
+pub fn identify(file: &File) -> io::Result<DeviceId> {
+    let meta = file.metadata()?;
+    if !meta.file_type().is_block_device() {
+        return Ok(DeviceId::File { dev: meta.dev(), ino: meta.ino() });
+    }
+    id_of_dev(meta.rdev())
+}
+
+/// Mount points of filesystems on the block device `id` (or on partitions
+/// that overlap it). Empty for files and memory devices.
+pub fn mounts_on(id: &DeviceId) -> Vec<String> {
+    let DeviceId::Block { .. } = id else {
+        return Vec::new();
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for line in info.lines() {
+        // Fields: id parent major:minor root mountpoint ...
+        let mut fields = line.split(' ');
+        let (Some(_), Some(_), Some(majmin), Some(_), Some(mountpoint)) =
+            (fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let Ok(dev) = parse_dev(majmin) else { continue };
+        let Ok(mounted) = id_of_dev(dev) else {
+            continue;
+        };
+        if mounted.overlaps(id) {
+            found.push(mountpoint.to_string());
+        }
+    }
+    found
+}
+
+fn id_of_dev(rdev: u64) -> io::Result<DeviceId> {
+    let sys = sys_block_dir(rdev);
+    if !sys.exists() {
+        return Err(io::Error::from(io::ErrorKind::NotFound));
+    }
+    let len = read_sys_u64(&sys.join("size"))? * 512;
+    // A partition has a `partition` file and lives in its disk's directory.
+    let (disk_dir, disk, start) = if sys.join("partition").exists() {
+        let disk_dir = sys.join("..");
+        let disk = parse_dev(&std::fs::read_to_string(disk_dir.join("dev"))?)?;
+        (disk_dir, disk, read_sys_u64(&sys.join("start"))? * 512)
+    } else {
+        (sys, rdev, 0)
+    };
+    Ok(DeviceId::Block { disk, start, len, backing: loop_backing(&disk_dir) })
+}
+
+/// The file behind a loop device, so mirroring a file onto a loop device of
+/// itself is caught.
+fn loop_backing(disk_dir: &Path) -> Option<(u64, u64)> {
+    let path = std::fs::read_to_string(disk_dir.join("loop/backing_file")).ok()?;
+    let meta = std::fs::metadata(path.trim_end()).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+fn sys_block_dir(rdev: u64) -> std::path::PathBuf {
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    Path::new("/sys/dev/block").join(format!("{major}:{minor}"))
+}
+
+fn read_sys_u64(path: &Path) -> io::Result<u64> {
+    std::fs::read_to_string(path)?
+        .trim()
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
+}
+
+fn parse_dev(majmin: &str) -> io::Result<u64> {
+    let bad =
+        || io::Error::new(io::ErrorKind::InvalidData, format!("bad device number {majmin:?}"));
+    let (major, minor) = majmin.trim().split_once(':').ok_or_else(bad)?;
+    let major = major.parse().map_err(|_| bad())?;
+    let minor = minor.parse().map_err(|_| bad())?;
+    Ok(libc::makedev(major, minor))
+}
