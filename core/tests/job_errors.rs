@@ -229,12 +229,16 @@ async fn an_error_while_completing_asks_without_holding_writers() {
     let opts = MirrorOptions { on_target_error: ErrorPolicy::Stop, ..Default::default() };
     let (job, mut rx) = job::start(live.clone(), target.clone(), opts).unwrap();
     until(&mut rx, is_ready).await;
-    target.inject(persistent(Side::Target, libc::EIO));
+    // A ready job flushes the target only when completing, so a failing
+    // flush is sure to strike during Complete's drain (a failing write
+    // could strike the background copy before Complete arrives).
+    target.inject(Fault::persistent(Op::Flush, 0..0, libc::EIO));
     use livemirror_core::device::BlockDevice;
     live.write_at(&[9; 4096], BAD.start).unwrap();
     job.send(Command::Complete).await.unwrap();
     let (failure, action) = error_event(&mut rx).await;
     assert_eq!((failure.side, action), (Side::Target, ErrorAction::Stop));
+    assert_eq!(failure.operation, livemirror_core::IoOperation::Flush);
     // The drain is on hold: a write goes through (and is tracked) meanwhile.
     let writer = live.clone();
     let write = tokio::task::spawn_blocking(move || writer.write_at(&[8; 4096], 0).unwrap());
@@ -249,4 +253,96 @@ async fn an_error_while_completing_asks_without_holding_writers() {
     target.read_at(&mut copy, 0).unwrap();
     assert_same(&copy, &source.contents());
     assert_eq!(&copy[..4096], &[8; 4096][..]);
+}
+
+/// A target whose writes to `slow` fail like the device below them, but
+/// only report it once the test lets them: a copy that failed before a
+/// decision, answering after it.
+struct LateFailures {
+    inner: Arc<FaultyDevice>,
+    slow: std::ops::Range<u64>,
+    /// Set once a write to `slow` has failed (and is waiting).
+    failed: std::sync::atomic::AtomicBool,
+    release: tokio::sync::watch::Receiver<bool>,
+}
+
+impl livemirror_core::device::BlockDevice for LateFailures {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        let result = self.inner.write_at(buf, offset);
+        if result.is_err() && offset < self.slow.end && self.slow.start < offset + buf.len() as u64
+        {
+            self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+            wait_for(|| *self.release.borrow());
+        }
+        result
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+    fn id(&self) -> livemirror_core::device::DeviceId {
+        self.inner.id()
+    }
+    fn describe(&self) -> String {
+        "late failures".into()
+    }
+}
+
+/// Polls `cond` on this (blocking-pool or test) thread until it holds.
+fn wait_for(cond: impl Fn() -> bool) {
+    while !cond() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_from_before_the_decision_does_not_ask_again() {
+    const LATE: std::ops::Range<u64> = 3_000_000..3_000_001;
+    let source = Arc::new(MemoryDevice::from_bytes(pattern(LEN, 3)));
+    let memory = Arc::new(MemoryDevice::new(LEN as u64));
+    let faulty = Arc::new(FaultyDevice::new(memory.clone()));
+    faulty.inject(Fault::persistent(Op::Write, BAD, libc::EIO));
+    faulty.inject(Fault::persistent(Op::Write, LATE, libc::EIO));
+    let (release_tx, release) = tokio::sync::watch::channel(false);
+    let target =
+        Arc::new(LateFailures { inner: faulty.clone(), slow: LATE, failed: false.into(), release });
+    let opts = MirrorOptions {
+        on_target_error: ErrorPolicy::Stop,
+        granularity: Some(65536),
+        ..Default::default()
+    };
+    let (job, mut rx) = job::start(LiveSource::new(source.clone()), target.clone(), opts).unwrap();
+    // BAD's copy fails at once and asks; LATE's has failed too but waits.
+    let (first, _) = error_event(&mut rx).await;
+    assert!(first.offset <= BAD.start && BAD.start < first.offset + first.len);
+    until(&mut rx, |ev| *ev == JobEvent::StateChanged { state: JobState::Paused }).await;
+    let late = target.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for(|| late.failed.load(std::sync::atomic::Ordering::SeqCst))
+    })
+    .await
+    .unwrap();
+    faulty.clear();
+    job.send(Command::Decide(Decision::Retry)).await.unwrap();
+    release_tx.send(true).unwrap();
+    // LATE's failure is covered by the decision: no second question, and
+    // its range is copied again.
+    let events = {
+        let mut seen = Vec::new();
+        until(&mut rx, |ev| {
+            seen.push(ev.clone());
+            *ev == JobEvent::Ready
+        })
+        .await;
+        seen
+    };
+    assert!(!events.iter().any(|e| matches!(e, JobEvent::Error { .. })), "{events:?}");
+    job.send(Command::Complete).await.unwrap();
+    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_same(&memory.contents(), &source.contents());
 }

@@ -73,6 +73,8 @@ enum Ending {
 struct OpDone {
     bytes: u64,
     result: Result<CopyStats, IoFailure>,
+    /// How many error decisions had been made when the copy was issued.
+    decisions: u64,
 }
 
 pub(super) struct Runner {
@@ -101,6 +103,11 @@ pub(super) struct Runner {
     ready: bool,
     hold_until: Option<Instant>,
     backoff: Duration,
+    /// Retry/Ignore decisions so far. A copy issued before the latest one
+    /// may still fail after it (it was in flight, or its range went dirty
+    /// again and was picked up before the first failure was handled); that
+    /// failure is part of what was decided, not a new question.
+    decisions: u64,
     copied: u64,
     totals: CopyStats,
     errors: u64,
@@ -145,6 +152,7 @@ impl Runner {
             ready: false,
             hold_until: None,
             backoff: MIN_BACKOFF,
+            decisions: 0,
             copied: 0,
             totals: CopyStats::default(),
             errors: 0,
@@ -247,11 +255,12 @@ impl Runner {
             let (_, bytes) = self.tracker.geometry.bytes(&chunks);
             self.limiter.reserve(now, bytes);
             self.in_flight_bytes += bytes;
-            let (ctx, tracker) = (self.ctx.clone(), self.tracker.clone());
+            let (ctx, tracker, decisions) =
+                (self.ctx.clone(), self.tracker.clone(), self.decisions);
             self.ops.spawn_blocking(move || {
                 let result = ctx.copy(&chunks);
                 tracker.end_copy(chunks.clone(), result.is_ok());
-                OpDone { bytes, result }
+                OpDone { bytes, result, decisions }
             });
         }
     }
@@ -268,7 +277,9 @@ impl Runner {
                 self.limiter.refund(Instant::now(), stats.zeroed + stats.skipped);
                 self.backoff = MIN_BACKOFF;
             }
-            // The worker has already left the range dirty.
+            // The worker has already left the range dirty, so the copy
+            // is tried again either way.
+            Err(_) if done.decisions != self.decisions => {}
             Err(failure) => self.on_error(failure),
         }
     }
@@ -441,6 +452,7 @@ impl Runner {
             return Err(Error::WrongState { verb: "decide", state: self.state });
         };
         self.io_status = IoStatus::Ok;
+        self.decisions += 1;
         let g = self.tracker.geometry;
         match decision {
             Decision::Retry => self.cursor = g.covering(failure.offset, 1).start,
