@@ -63,6 +63,7 @@ impl OpenOptions {
         let ctx = |source: io::Error| Error::Open { path: path.to_owned(), source };
         let file =
             std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(ctx)?;
+        sys::make_sparse(&file).map_err(ctx)?;
         file.set_len(len).map_err(ctx)?;
         drop(file);
         self.write(true).open(path)
@@ -103,8 +104,8 @@ impl FileDevice {
     pub fn from_file(file: File, path: impl Into<PathBuf>) -> Result<Self, Error> {
         let path = path.into();
         let ctx = |source: io::Error| Error::Open { path: path.clone(), source };
-        let sys::Probe { is_block, len, logical_block_size } = sys::probe(&file).map_err(ctx)?;
-        let id = sys::identify(&file).map_err(ctx)?;
+        let sys::Probe { is_block, len, logical_block_size, id } =
+            sys::probe(&file, &path).map_err(ctx)?;
         Ok(FileDevice { file, path, len, is_block, logical_block_size, id, direct: None })
     }
 

@@ -17,6 +17,8 @@ use std::io;
 pub use faulty::{Fault, FaultyDevice, Op};
 pub use file::{FileDevice, OpenOptions, create_image};
 pub use memory::MemoryDevice;
+#[cfg(windows)]
+pub use sys::ioctl;
 pub use sys::{DeviceId, mounts_on};
 
 /// What a range of a device holds, as reported by [`BlockDevice::block_status`].

@@ -76,6 +76,7 @@ impl fmt::Display for Errno {
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     #[test]
     fn os_errors_map_to_the_protocols_set() {
         let os = |n| Errno::from_io(&io::Error::from_raw_os_error(n));
@@ -85,6 +86,19 @@ mod tests {
         assert_eq!(os(libc::EINVAL), Errno::EINVAL);
         assert_eq!(os(libc::ENXIO), Errno::EIO);
         assert_eq!(os(libc::EOPNOTSUPP), Errno::EIO);
+    }
+
+    /// Windows codes go by their kind: `ERROR_DISK_FULL`,
+    /// `ERROR_HANDLE_DISK_FULL`, `ERROR_ACCESS_DENIED`, `ERROR_INVALID_PARAMETER`.
+    #[cfg(windows)]
+    #[test]
+    fn windows_errors_map_to_the_protocols_set() {
+        let os = |n| Errno::from_io(&io::Error::from_raw_os_error(n));
+        assert_eq!(os(112), Errno::ENOSPC);
+        assert_eq!(os(39), Errno::ENOSPC);
+        assert_eq!(os(5), Errno::EPERM);
+        assert_eq!(os(87), Errno::EINVAL);
+        assert_eq!(os(1117), Errno::EIO); // ERROR_IO_DEVICE
     }
 
     #[test]

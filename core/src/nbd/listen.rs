@@ -240,6 +240,7 @@ mod tests {
         assert!(l.warning().unwrap().contains("no authentication"));
     }
 
+    #[cfg(unix)]
     #[tokio::test]
     async fn unix_sockets_replace_stale_ones_but_not_files() {
         let dir = tempfile::tempdir().unwrap();

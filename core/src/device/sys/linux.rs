@@ -18,12 +18,14 @@ const BLKDISCARD: libc::c_ulong = 0x1277;
 const BLKZEROOUT: libc::c_ulong = 0x127f;
 const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 
-/// Size and I/O unit of a regular file or block device; anything else
-/// (a directory, a socket, a character device) is refused.
-pub fn probe(file: &File) -> io::Result<Probe> {
+/// Size, I/O unit and identity of a regular file or block device;
+/// anything else (a directory, a socket, a character device) is refused.
+/// `fstat` tells which it is, so the path is not needed.
+pub fn probe(file: &File, _path: &Path) -> io::Result<Probe> {
     let meta = file.metadata()?;
     if meta.is_file() {
-        return Ok(Probe { is_block: false, len: meta.len(), logical_block_size: 512 });
+        let id = DeviceId::File { dev: meta.dev(), ino: meta.ino() };
+        return Ok(Probe { is_block: false, len: meta.len(), logical_block_size: 512, id });
     }
     if !meta.file_type().is_block_device() {
         return Err(io::Error::new(
@@ -37,7 +39,8 @@ pub fn probe(file: &File) -> io::Result<Probe> {
     let mut lbs: libc::c_int = 512;
     // SAFETY: BLKSSZGET writes one int through the pointer.
     let _ = ioctl_result(unsafe { libc::ioctl(file.as_raw_fd(), BLKSSZGET, &mut lbs) });
-    Ok(Probe { is_block: true, len, logical_block_size: lbs.max(512) as u32 })
+    let id = id_of_dev(meta.rdev())?;
+    Ok(Probe { is_block: true, len, logical_block_size: lbs.max(512) as u32, id })
 }
 
 pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
@@ -84,6 +87,11 @@ pub fn discard_range(file: &File, is_block: bool, offset: u64, len: u64) -> io::
         Err(e) if unsupported(&e) => Ok(()),
         other => other,
     }
+}
+
+/// Files on Linux are sparse from the start: extending one allocates nothing.
+pub fn make_sparse(_file: &File) -> io::Result<()> {
+    Ok(())
 }
 
 /// Allocation of a regular file at `offset`, and how far (up to `limit`)
@@ -177,15 +185,6 @@ fn ioctl_result(r: libc::c_int) -> io::Result<()> {
 /// plain write is the right fallback.
 fn unsupported(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL | libc::ENOSYS))
-}
-
-/// The identity of an open file or block device.
-pub fn identify(file: &File) -> io::Result<DeviceId> {
-    let meta = file.metadata()?;
-    if !meta.file_type().is_block_device() {
-        return Ok(DeviceId::File { dev: meta.dev(), ino: meta.ino() });
-    }
-    id_of_dev(meta.rdev())
 }
 
 /// Mount points of filesystems on the block device `id` (or on partitions

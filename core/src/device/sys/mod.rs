@@ -18,9 +18,11 @@ mod win32;
 #[cfg(windows)]
 use win32 as host;
 
+#[cfg(windows)]
+pub use host::ioctl;
 pub use host::mounts_on;
 pub(super) use host::{
-    allocation, discard_range, identify, open_direct, probe, read_exact_at, write_all_at,
+    allocation, discard_range, make_sparse, open_direct, probe, read_exact_at, write_all_at,
     zero_range,
 };
 
@@ -30,6 +32,7 @@ pub(super) struct Probe {
     pub is_block: bool,
     pub len: u64,
     pub logical_block_size: u32,
+    pub id: DeviceId,
 }
 
 /// The identity of a device's storage.
@@ -90,8 +93,10 @@ mod tests {
     #[test]
     fn same_file_through_two_handles_is_one_device() {
         let f = tempfile::NamedTempFile::new().unwrap();
-        let a = identify(f.as_file()).unwrap();
-        let b = identify(&std::fs::File::open(f.path()).unwrap()).unwrap();
+        let a = probe(f.as_file(), f.path()).unwrap().id;
+        let b = probe(&std::fs::File::open(f.path()).unwrap(), f.path()).unwrap().id;
         assert_eq!(a, b);
+        let other = tempfile::NamedTempFile::new().unwrap();
+        assert_ne!(a, probe(other.as_file(), other.path()).unwrap().id);
     }
 }

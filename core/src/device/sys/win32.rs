@@ -28,7 +28,7 @@ use windows::Win32::Storage::FileSystem::{
 use windows::Win32::System::IO::DeviceIoControl;
 use windows::Win32::System::Ioctl::{
     DISK_EXTENT, DISK_GEOMETRY, FILE_ALLOCATED_RANGE_BUFFER, FILE_ZERO_DATA_INFORMATION,
-    FSCTL_QUERY_ALLOCATED_RANGES, FSCTL_SET_ZERO_DATA, GET_LENGTH_INFORMATION,
+    FSCTL_QUERY_ALLOCATED_RANGES, FSCTL_SET_SPARSE, FSCTL_SET_ZERO_DATA, GET_LENGTH_INFORMATION,
     IOCTL_DISK_GET_DRIVE_GEOMETRY, IOCTL_DISK_GET_LENGTH_INFO, IOCTL_DISK_GET_PARTITION_INFO_EX,
     IOCTL_STORAGE_GET_DEVICE_NUMBER, PARTITION_INFORMATION_EX, STORAGE_DEVICE_NUMBER,
     VOLUME_DISK_EXTENTS,
@@ -38,26 +38,75 @@ use windows::core::PCWSTR;
 use super::{DeviceId, Probe};
 use crate::device::Allocation;
 
-/// Size and I/O unit of a disk, partition, volume or regular file. A disk
-/// handle can look like a zero-length file to `GetFileInformationByHandle`,
-/// so the disk question is asked first.
-pub fn probe(file: &File) -> io::Result<Probe> {
-    if let Ok(len) = disk_len(file) {
-        let mut geometry = DISK_GEOMETRY::default();
-        let sector = match ioctl(file, IOCTL_DISK_GET_DRIVE_GEOMETRY, &(), &mut geometry) {
-            Ok(_) => geometry.BytesPerSector.max(512),
-            Err(_) => 512,
+/// Size, I/O unit and identity of a disk, partition, volume or regular
+/// file. Which of these it is comes from the path: filesystems pass disk
+/// ioctls on a file's handle down to the volume beneath it, so asking the
+/// handle would make every file look like the disk it lives on.
+pub fn probe(file: &File, path: &Path) -> io::Result<Probe> {
+    if !is_device_path(path) {
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file, disk, partition or volume",
+            ));
+        }
+        let mut info = BY_HANDLE_FILE_INFORMATION::default();
+        // SAFETY: a handle we own and a struct the call fills.
+        unsafe { GetFileInformationByHandle(handle(file), &mut info) }.map_err(os_error)?;
+        let id = DeviceId::File {
+            dev: u64::from(info.dwVolumeSerialNumber),
+            ino: u64::from(info.nFileIndexHigh) << 32 | u64::from(info.nFileIndexLow),
         };
-        return Ok(Probe { is_block: true, len, logical_block_size: sector });
+        return Ok(Probe { is_block: false, len: meta.len(), logical_block_size: 512, id });
     }
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file, disk, partition or volume",
-        ));
+    let mut length = GET_LENGTH_INFORMATION::default();
+    ioctl(file, IOCTL_DISK_GET_LENGTH_INFO, &(), &mut length)?;
+    let len = length.Length as u64;
+    let mut geometry = DISK_GEOMETRY::default();
+    let sector = match ioctl(file, IOCTL_DISK_GET_DRIVE_GEOMETRY, &(), &mut geometry) {
+        Ok(_) => geometry.BytesPerSector.max(512),
+        Err(_) => 512,
+    };
+    let id = disk_range(file, len)?;
+    Ok(Probe { is_block: true, len, logical_block_size: sector, id })
+}
+
+/// `\\.\PhysicalDrive1`, `\\.\E:`, `\\?\Volume{…}`: a device namespace
+/// prefix and a single name after it (`\\?\C:\images\a.img` is a file).
+fn is_device_path(path: &Path) -> bool {
+    let p = path.as_os_str().to_string_lossy();
+    [r"\\.\", r"\\?\"].iter().any(|prefix| {
+        p.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty() && !rest.contains('\\'))
+    })
+}
+
+/// Which disk a disk, partition or volume handle is on, and where: the
+/// storage device number for disks and partitions, the volume's first disk
+/// extent for volumes the storage stack does not number (dynamic disks).
+fn disk_range(file: &File, len: u64) -> io::Result<DeviceId> {
+    let mut number = STORAGE_DEVICE_NUMBER::default();
+    if ioctl(file, IOCTL_STORAGE_GET_DEVICE_NUMBER, &(), &mut number).is_ok() {
+        let mut part = PARTITION_INFORMATION_EX::default();
+        let start = if number.PartitionNumber != 0
+            && ioctl(file, IOCTL_DISK_GET_PARTITION_INFO_EX, &(), &mut part).is_ok()
+        {
+            part.StartingOffset as u64
+        } else {
+            0
+        };
+        return Ok(DeviceId::Block { disk: number.DeviceNumber.into(), start, len, backing: None });
     }
-    Ok(Probe { is_block: false, len: meta.len(), logical_block_size: 512 })
+    let extent = extents(file)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "the volume lies on no disk"))?;
+    Ok(DeviceId::Block {
+        disk: extent.DiskNumber.into(),
+        start: extent.StartingOffset as u64,
+        len: extent.ExtentLength as u64,
+        backing: None,
+    })
 }
 
 pub fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
@@ -120,6 +169,16 @@ pub fn discard_range(_file: &File, _is_block: bool, _offset: u64, _len: u64) -> 
     Ok(())
 }
 
+/// Marks a new image file sparse, so that extending it allocates nothing
+/// and zeroing a range frees it, as on Linux. Filesystems without sparse
+/// files (FAT) keep a plain file.
+pub fn make_sparse(file: &File) -> io::Result<()> {
+    match ioctl(file, FSCTL_SET_SPARSE, &(), &mut ()) {
+        Err(e) if !unsupported(&e) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Allocation of a regular file at `offset` up to `limit`, from the first
 /// allocated range NTFS reports in `offset..limit`. Filesystems that cannot
 /// tell report everything as data.
@@ -162,31 +221,6 @@ pub fn open_direct(
     Some((file, crate::buffer::ALIGN.max(align as usize), align))
 }
 
-/// A disk by number and the byte range of the partition or volume on it;
-/// a file by volume serial number and file index.
-pub fn identify(file: &File) -> io::Result<DeviceId> {
-    let mut number = STORAGE_DEVICE_NUMBER::default();
-    if ioctl(file, IOCTL_STORAGE_GET_DEVICE_NUMBER, &(), &mut number).is_ok() {
-        let mut part = PARTITION_INFORMATION_EX::default();
-        let (start, len) = if number.PartitionNumber != 0
-            && ioctl(file, IOCTL_DISK_GET_PARTITION_INFO_EX, &(), &mut part).is_ok()
-        {
-            (part.StartingOffset as u64, part.PartitionLength as u64)
-        } else {
-            (0, disk_len(file)?)
-        };
-        let disk = u64::from(number.DeviceNumber);
-        return Ok(DeviceId::Block { disk, start, len, backing: None });
-    }
-    let mut info = BY_HANDLE_FILE_INFORMATION::default();
-    // SAFETY: a handle we own and a struct the call fills.
-    unsafe { GetFileInformationByHandle(handle(file), &mut info) }.map_err(io::Error::from)?;
-    Ok(DeviceId::File {
-        dev: u64::from(info.dwVolumeSerialNumber),
-        ino: u64::from(info.nFileIndexHigh) << 32 | u64::from(info.nFileIndexLow),
-    })
-}
-
 /// Mount paths (`C:\`, `D:\Data\`) of volumes with an extent on the disk
 /// range `id`. Empty for files and memory devices.
 pub fn mounts_on(id: &DeviceId) -> Vec<String> {
@@ -221,6 +255,18 @@ pub fn mounts_on(id: &DeviceId) -> Vec<String> {
 /// The disk extents of a volume (`\\?\Volume{…}\`), or none if it cannot
 /// be asked (no media, access denied).
 fn volume_extents(volume: &str) -> Vec<DISK_EXTENT> {
+    // Opening the volume itself needs the name without its trailing
+    // backslash; access 0 asks for nothing but metadata and ioctls.
+    std::fs::OpenOptions::new()
+        .access_mode(0)
+        .share_mode(FILE_SHARE_READ.0 | FILE_SHARE_WRITE.0)
+        .open(volume.trim_end_matches('\\'))
+        .and_then(|handle| extents(&handle))
+        .unwrap_or_default()
+}
+
+/// The disk extents of an open volume.
+fn extents(volume: &File) -> io::Result<Vec<DISK_EXTENT>> {
     /// Room for volumes spanning several disks.
     #[repr(C)]
     #[derive(Default)]
@@ -228,21 +274,10 @@ fn volume_extents(volume: &str) -> Vec<DISK_EXTENT> {
         head: VOLUME_DISK_EXTENTS,
         more: [DISK_EXTENT; 15],
     }
-    // Opening the volume itself needs the name without its trailing
-    // backslash; access 0 asks for nothing but metadata and ioctls.
-    let Ok(handle) = std::fs::OpenOptions::new()
-        .access_mode(0)
-        .share_mode(FILE_SHARE_READ.0 | FILE_SHARE_WRITE.0)
-        .open(volume.trim_end_matches('\\'))
-    else {
-        return Vec::new();
-    };
     let mut extents = Extents::default();
-    if ioctl(&handle, IOCTL_VOLUME_GET_VOLUME_DISK_EXTENTS, &(), &mut extents).is_err() {
-        return Vec::new();
-    }
+    ioctl(volume, IOCTL_VOLUME_GET_VOLUME_DISK_EXTENTS, &(), &mut extents)?;
     let n = (extents.head.NumberOfDiskExtents as usize).min(1 + extents.more.len());
-    std::iter::once(extents.head.Extents[0]).chain(extents.more).take(n).collect()
+    Ok(std::iter::once(extents.head.Extents[0]).chain(extents.more).take(n).collect())
 }
 
 /// Where a volume is mounted: drive letters and folders.
@@ -261,15 +296,9 @@ fn mount_paths(volume: &[u16]) -> Vec<String> {
     paths.split(|c| *c == 0).take_while(|s| !s.is_empty()).map(String::from_utf16_lossy).collect()
 }
 
-fn disk_len(file: &File) -> io::Result<u64> {
-    let mut info = GET_LENGTH_INFORMATION::default();
-    ioctl(file, IOCTL_DISK_GET_LENGTH_INFO, &(), &mut info)?;
-    Ok(info.Length as u64)
-}
-
 /// `DeviceIoControl` with fixed-size input and output (`()` for none);
-/// returns the bytes written to `output`.
-fn ioctl<I, O>(file: &File, code: u32, input: &I, output: &mut O) -> io::Result<u32> {
+/// returns the bytes written to `output`. Public for the app's disk list.
+pub fn ioctl<I, O>(file: &File, code: u32, input: &I, output: &mut O) -> io::Result<u32> {
     let mut returned = 0u32;
     let (in_len, out_len) = (size_of::<I>() as u32, size_of::<O>() as u32);
     // SAFETY: both buffers live across the call, their lengths are their
@@ -286,8 +315,20 @@ fn ioctl<I, O>(file: &File, code: u32, input: &I, output: &mut O) -> io::Result<
             None,
         )
     }
-    .map_err(io::Error::from)?;
+    .map_err(os_error)?;
     Ok(returned)
+}
+
+/// The Win32 error inside a `windows` error: its `HRESULT` wraps the code
+/// as `0x8007xxxx`, and `io::Error` (its kind, its `raw_os_error`) speaks
+/// the bare code.
+fn os_error(e: windows::core::Error) -> io::Error {
+    let hr = e.code().0 as u32;
+    if hr & 0xFFFF_0000 == 0x8007_0000 {
+        io::Error::from_raw_os_error((hr & 0xFFFF) as i32)
+    } else {
+        io::Error::other(e)
+    }
 }
 
 fn handle(file: &File) -> HANDLE {
