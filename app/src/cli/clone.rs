@@ -39,7 +39,7 @@ pub struct CloneArgs {
     #[arg(long)]
     pub json: bool,
     /// Also take commands (pause, set-speed, complete, …) and push events on
-    /// a JSON-lines control socket, `unix:PATH`.
+    /// a JSON-lines control socket, `unix:PATH` (`pipe:NAME` on Windows).
     #[arg(long, value_parser = crate::control::parse_addr)]
     pub control: Option<PathBuf>,
     /// Stay in sync after ready until Ctrl-C (cancel after ready: the target

@@ -91,11 +91,28 @@ fn window(source: Option<PathBuf>, target: Option<PathBuf>) -> ExitCode {
              use `livemirror clone SRC DST` on a terminal, or `livemirror demo` for the terminal demo",
         );
     }
+    #[cfg(windows)]
+    close_own_console();
     match crate::gui::run(crate::gui::Launch::Setup { source, target }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!(
             "the window could not open: {e}; `livemirror clone SRC DST` works without one"
         )),
+    }
+}
+
+/// Started from Explorer or the Start menu, Windows gives a console
+/// program a console window of its own; the window app lets go of it so it
+/// closes. Started from a terminal, the console is shared and stays.
+#[cfg(windows)]
+fn close_own_console() {
+    use windows::Win32::System::Console::{FreeConsole, GetConsoleProcessList};
+    let mut attached = [0u32; 2];
+    // SAFETY: a writable buffer of the length the call is given.
+    if unsafe { GetConsoleProcessList(&mut attached) } == 1 {
+        // SAFETY: no handle of ours refers to the console afterwards: the
+        // window app writes nothing to stdout or stderr.
+        let _ = unsafe { FreeConsole() };
     }
 }
 

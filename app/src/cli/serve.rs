@@ -35,7 +35,7 @@ pub struct ServeArgs {
     /// can reach the port can read and write the disk.
     #[arg(long)]
     pub allow_remote: bool,
-    /// JSON-lines control socket for the mirror job, unix:PATH.
+    /// JSON-lines control socket for the mirror job, unix:PATH (pipe:NAME on Windows).
     #[arg(long, value_parser = crate::control::parse_addr, requires = "mirror_to")]
     pub control: Option<PathBuf>,
     #[command(flatten)]
@@ -121,6 +121,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
 
 /// Ctrl-C, or SIGTERM from a service manager: both stop serving cleanly
 /// (cancel the job, close the connections, remove the sockets).
+#[cfg(unix)]
 async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
@@ -131,6 +132,24 @@ async fn stop_signal() {
             }
         }
         Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Ctrl-C or Ctrl-Break in the console, or the console window closing.
+#[cfg(windows)]
+async fn stop_signal() {
+    use tokio::signal::windows::{ctrl_break, ctrl_close};
+    match (ctrl_break(), ctrl_close()) {
+        (Ok(mut brk), Ok(mut close)) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = brk.recv() => {}
+                _ = close.recv() => {}
+            }
+        }
+        _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
     }

@@ -6,13 +6,13 @@
 //! owns the socket, the connections and shutdown.
 
 mod protocol;
-
-use std::path::Path;
+mod socket;
 
 use livemirror_core::job::JobHandle;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc, watch};
+
+pub use socket::{Listener, bind, parse_addr};
 
 use crate::cli::json::event_line;
 
@@ -21,38 +21,13 @@ const MAX_CLIENTS: usize = 16;
 /// Longest request line accepted; a longer one closes the connection.
 const MAX_LINE: usize = 64 << 10;
 
-/// Parses `unix:PATH`, the only address a control socket takes (a local
-/// socket: its file permissions say who may drive the job).
-pub fn parse_addr(s: &str) -> Result<std::path::PathBuf, String> {
-    match s.strip_prefix("unix:") {
-        Some(p) if !p.is_empty() => Ok(p.into()),
-        _ => Err(format!("{s:?}: the control socket is given as unix:PATH")),
-    }
-}
-
-/// Binds the socket (replacing a stale one from a crashed run, never
-/// anything else) and returns the listener.
-pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    use std::os::unix::fs::FileTypeExt;
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                format!("{} exists and is not a socket", path.display()),
-            ));
-        }
-        std::fs::remove_file(path)?;
-    }
-    UnixListener::bind(path)
-}
-
 /// Serves clients until `shutdown` turns true.
-pub async fn serve(listener: UnixListener, job: JobHandle, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(mut listener: Listener, job: JobHandle, mut shutdown: watch::Receiver<bool>) {
     let clients = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok(stream) = accepted else { continue };
                 let Ok(permit) = clients.clone().try_acquire_owned() else {
                     drop(stream); // too many clients
                     continue;
@@ -69,8 +44,12 @@ pub async fn serve(listener: UnixListener, job: JobHandle, mut shutdown: watch::
 }
 
 /// One client: replies and events share one writer so lines never mix.
-async fn connection(stream: UnixStream, job: JobHandle, mut shutdown: watch::Receiver<bool>) {
-    let (read, mut write) = stream.into_split();
+async fn connection(
+    stream: impl socket::Stream,
+    job: JobHandle,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (read, mut write) = tokio::io::split(stream);
     let mut lines = BufReader::new(read).lines();
     let mut events = job.subscribe();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
@@ -141,7 +120,7 @@ mod tests {
         let (stop_tx, stop_rx) = watch::channel(false);
         let server = tokio::spawn(serve(bind(&path).unwrap(), handle.clone(), stop_rx));
 
-        let stream = UnixStream::connect(&path).await.unwrap();
+        let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
         let (read, mut write) = stream.into_split();
         let mut lines = BufReader::new(read).lines();
         write.write_all(b"{\"execute\": \"query\"}\n").await.unwrap();

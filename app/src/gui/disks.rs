@@ -3,7 +3,8 @@
 //! partitions are mounted where, and whether it holds the running system.
 //!
 //! Linux reads `/sys/block` and `/proc/self/mountinfo` (the `blockdev`
-//! crate); Windows lists volumes through `sysinfo`. Used by the Setup screen
+//! crate); Windows asks each `\\.\PhysicalDriveN` with `IOCTL_DISK_*` and
+//! `IOCTL_STORAGE_QUERY_PROPERTY`, and the volume manager for mounts. Used by the Setup screen
 //! and by `livemirror disks`.
 
 use std::path::PathBuf;
@@ -132,30 +133,110 @@ mod sys {
 
 #[cfg(windows)]
 mod sys {
+    use std::fs::File;
+    use std::mem::size_of;
+    use std::os::windows::fs::OpenOptionsExt;
+
+    use livemirror_core::device::{DeviceId, ioctl, mounts_on};
+    use windows::Win32::Foundation::ERROR_WRITE_PROTECT;
+    use windows::Win32::Storage::FileSystem::{
+        FILE_SHARE_READ, FILE_SHARE_WRITE, STORAGE_BUS_TYPE,
+    };
+    use windows::Win32::System::Ioctl::{
+        DISK_GEOMETRY_EX, IOCTL_DISK_GET_DRIVE_GEOMETRY_EX, IOCTL_DISK_IS_WRITABLE,
+        IOCTL_STORAGE_QUERY_PROPERTY, PropertyStandardQuery, STORAGE_DEVICE_DESCRIPTOR,
+        STORAGE_PROPERTY_QUERY, StorageDeviceProperty,
+    };
+
     use super::Disk;
 
-    /// Volumes with a drive letter (sysinfo lists mounted filesystems, not
-    /// physical disks); the one holding Windows is the system disk.
+    /// Physical drive numbers tried; Windows numbers disks from 0 and
+    /// leaves gaps when one is removed.
+    const MAX_DRIVES: u32 = 64;
+
+    /// `\\.\PhysicalDriveN`, asked with no access rights (what the ioctls
+    /// below need), so listing works without administrator rights.
     pub fn list() -> Vec<Disk> {
-        let disks = sysinfo::Disks::new_with_refreshed_list();
         let system = std::env::var("SystemDrive").unwrap_or_else(|_| "C:".into());
-        disks
-            .iter()
-            .map(|d| {
-                let mount = d.mount_point().to_string_lossy().trim_end_matches('\\').to_string();
-                Disk {
-                    path: format!(r"\\.\{mount}").into(),
-                    name: mount.clone(),
-                    model: d.name().to_string_lossy().into_owned(),
-                    size: d.total_space(),
-                    bus: String::new(),
-                    removable: d.is_removable(),
-                    read_only: d.is_read_only(),
-                    system: mount.eq_ignore_ascii_case(&system),
-                    mounts: vec![mount],
-                }
-            })
-            .collect()
+        (0..MAX_DRIVES).filter_map(|n| disk(n, &system)).collect()
+    }
+
+    fn disk(n: u32, system_drive: &str) -> Option<Disk> {
+        let path = format!(r"\\.\PhysicalDrive{n}");
+        let file = std::fs::OpenOptions::new()
+            .access_mode(0)
+            .share_mode(FILE_SHARE_READ.0 | FILE_SHARE_WRITE.0)
+            .open(&path)
+            .ok()?;
+        let mut geometry = DISK_GEOMETRY_EX::default();
+        ioctl(&file, IOCTL_DISK_GET_DRIVE_GEOMETRY_EX, &(), &mut geometry).ok()?;
+        let size = u64::try_from(geometry.DiskSize).ok().filter(|s| *s > 0)?;
+        let (model, bus, removable) = describe(&file).unwrap_or_default();
+        let read_only = ioctl(&file, IOCTL_DISK_IS_WRITABLE, &(), &mut ())
+            .is_err_and(|e| e.raw_os_error() == Some(ERROR_WRITE_PROTECT.0 as i32));
+        let mut mounts =
+            mounts_on(&DeviceId::Block { disk: n.into(), start: 0, len: size, backing: None });
+        mounts.sort();
+        let system = mounts.iter().any(|m| {
+            m.trim_end_matches('\\').eq_ignore_ascii_case(system_drive.trim_end_matches('\\'))
+        });
+        Some(Disk {
+            path: path.into(),
+            name: format!("PhysicalDrive{n}"),
+            model,
+            size,
+            bus: bus_name(bus).to_string(),
+            removable,
+            read_only,
+            mounts,
+            system,
+        })
+    }
+
+    /// Vendor and product, bus type and removable flag from the storage
+    /// device descriptor (strings live at offsets inside the buffer).
+    fn describe(file: &File) -> Option<(String, STORAGE_BUS_TYPE, bool)> {
+        #[repr(C, align(8))]
+        struct Buf([u8; 1024]);
+        let query = STORAGE_PROPERTY_QUERY {
+            PropertyId: StorageDeviceProperty,
+            QueryType: PropertyStandardQuery,
+            ..Default::default()
+        };
+        let mut buf = Buf([0; 1024]);
+        let n = ioctl(file, IOCTL_STORAGE_QUERY_PROPERTY, &query, &mut buf).ok()? as usize;
+        if n < size_of::<STORAGE_DEVICE_DESCRIPTOR>() {
+            return None;
+        }
+        // SAFETY: the buffer is 8-aligned and holds at least a descriptor.
+        let desc = unsafe { &*(buf.0.as_ptr() as *const STORAGE_DEVICE_DESCRIPTOR) };
+        let text = |offset: u32| {
+            let bytes = buf.0[..n].get(offset as usize..).filter(|_| offset != 0)?;
+            let end = bytes.iter().position(|b| *b == 0)?;
+            Some(String::from_utf8_lossy(&bytes[..end]).trim().to_string())
+        };
+        let model = [text(desc.VendorIdOffset), text(desc.ProductIdOffset)]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Some((model, desc.BusType, desc.RemovableMedia))
+    }
+
+    pub(super) fn bus_name(bus: STORAGE_BUS_TYPE) -> &'static str {
+        match bus.0 {
+            1 => "SCSI",
+            3 => "ATA",
+            7 => "USB",
+            10 => "SAS",
+            11 => "SATA",
+            12 => "SD",
+            13 => "MMC",
+            14 | 15 => "virtual",
+            17 => "NVMe",
+            _ => "",
+        }
     }
 }
 
