@@ -4,21 +4,18 @@
 #
 #   scripts/package-msi.sh [PATH/TO/livemirror.exe]
 #
-# On Linux no Windows binary can be built here, so without an argument the
-# Linux release binary (target/release/livemirror) STANDS IN as the payload
-# only to prove that the definition compiles: the resulting .msi is NOT an
-# installable Windows package. For a real one, build on Windows
-# (cargo build --release) and pass target\release\livemirror.exe, or compile
-# the same .wxs with the WiX v3 toolset, from packaging\windows (its source
-# paths are relative to that folder):
+# The payload defaults to the .exe that scripts/build-windows.sh cross-builds
+# (x86_64-pc-windows-gnu, release). On Windows, the same .wxs compiles with
+# the WiX v3 toolset, from packaging\windows (its source paths are relative
+# to that folder):
 #   candle -arch x64 -dVersion=0.1.0 -dBinary=..\..\target\release\livemirror.exe livemirror.wxs
 #   light livemirror.wixobj -o livemirror.msi
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-binary=${1:-target/release/livemirror}
+binary=${1:-${CARGO_TARGET_DIR:-target}/x86_64-pc-windows-gnu/release/livemirror.exe}
 [[ -f $binary ]] || {
-    echo "no payload at $binary (build it first: cargo build --release -p livemirror)" >&2
+    echo "no payload at $binary (build it first: scripts/build-windows.sh)" >&2
     exit 1
 }
 version=$(cargo pkgid -p livemirror | sed 's/.*[#@]//')

@@ -1,7 +1,27 @@
 //! Running the external tools the tests judge by.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// A file `.ci/run` builds before the tests (a package, the Windows .exe),
+/// named by the environment variable `var`. Building one takes minutes, so
+/// tests never do it themselves: under CI (`CI=true`) an unset variable
+/// fails the test; elsewhere the test says it was skipped and how to run it.
+pub fn built_artifact(var: &str, how: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(path) => Some(
+            std::fs::canonicalize(&path)
+                .unwrap_or_else(|e| panic!("{var}={}: {e}", Path::new(&path).display())),
+        ),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{var} is not set: CI must build it first ({how})")
+        }
+        None => {
+            eprintln!("skipped: set {var} to run this test ({how})");
+            None
+        }
+    }
+}
 
 /// Fails with the package to install unless `tool` is on PATH.
 pub fn require(tool: &str) {

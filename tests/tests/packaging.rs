@@ -2,7 +2,7 @@
 //! `scripts/package-deb.sh` is listed, linted, installed with dpkg, run from
 //! /usr/bin (a clone judged by `qemu-img compare`) and removed; the .msi that
 //! `scripts/package-msi.sh` compiled from the WiX definition is inspected
-//! with msiinfo.
+//! with msiinfo and unpacked with msiextract.
 //!
 //! A release build costs minutes, so these tests never build a package: they
 //! check the files named by `LIVEMIRROR_DEB` and `LIVEMIRROR_MSI`. Under CI
@@ -12,27 +12,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use livemirror_tests::tools::built_artifact;
 use livemirror_tests::{pattern, qemu_img_identical};
 
-/// The package named by `var`, or `None` (skipped) outside CI.
-fn package(var: &str, how: &str) -> Option<PathBuf> {
-    match std::env::var_os(var) {
-        Some(path) => Some(
-            std::fs::canonicalize(&path)
-                .unwrap_or_else(|e| panic!("{var}={}: {e}", Path::new(&path).display())),
-        ),
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{var} is not set: CI must build the package first ({how})")
-        }
-        None => {
-            eprintln!("skipped: set {var} to test a package ({how})");
-            None
-        }
-    }
-}
-
 fn deb() -> Option<PathBuf> {
-    package("LIVEMIRROR_DEB", "LIVEMIRROR_DEB=$(scripts/package-deb.sh)")
+    built_artifact("LIVEMIRROR_DEB", "LIVEMIRROR_DEB=$(scripts/package-deb.sh)")
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -142,11 +126,13 @@ fn deb_installs_runs_a_clone_from_usr_bin_and_removes_cleanly() {
 }
 
 /// The WiX definition compiled by wixl: per-machine, Start-menu shortcut with
-/// the icon, MajorUpgrade, license files. The payload of this .msi is a stand-in
-/// (see scripts/package-msi.sh); only the installer's tables are checked.
+/// the icon, MajorUpgrade, license files, and as payload the very .exe that
+/// scripts/build-windows.sh cross-built (extracted again with msiextract and
+/// compared byte for byte; tests/tests/windows.rs runs that .exe under Wine).
 #[test]
 fn msi_definition_has_shortcut_icon_upgrade_and_licenses() {
-    let Some(msi) = package("LIVEMIRROR_MSI", "LIVEMIRROR_MSI=$(scripts/package-msi.sh)") else {
+    let Some(msi) = built_artifact("LIVEMIRROR_MSI", "LIVEMIRROR_MSI=$(scripts/package-msi.sh)")
+    else {
         return;
     };
     // Exporting a table with binary columns (Icon) writes their streams to
@@ -173,4 +159,12 @@ fn msi_definition_has_shortcut_icon_upgrade_and_licenses() {
     }
     let dirs = table("Directory");
     assert!(dirs.contains("ProgramFiles64Folder"), "{dirs}");
+
+    let Some(exe) = built_artifact("LIVEMIRROR_WINDOWS_EXE", "scripts/build-windows.sh") else {
+        return;
+    };
+    run(Command::new("msiextract").arg("-C").arg(scratch.path()).arg(&msi));
+    let installed = scratch.path().join("livemirror/livemirror.exe");
+    let packed = std::fs::read(&installed).unwrap_or_else(|e| panic!("{installed:?}: {e}"));
+    assert!(packed == std::fs::read(&exe).unwrap(), "the .msi holds another livemirror.exe");
 }
