@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Allocation, BlockDevice, FaultyDevice, FileDevice, MemoryDevice, OpenOptions};
+use super::{BlockDevice, FaultyDevice, FileDevice, MemoryDevice, OpenOptions};
 
 const LEN: u64 = 1 << 20;
 
@@ -112,6 +112,7 @@ fn file_device_from_a_directory_is_refused_naming_the_path() {
 #[cfg(target_os = "linux")]
 #[test]
 fn file_device_reports_holes_of_a_sparse_file() {
+    use super::Allocation;
     let dir = tempfile::tempdir().unwrap();
     let dev = OpenOptions::new().create(dir.path().join("sparse.img"), LEN).unwrap();
     assert_eq!(dev.block_status(0, LEN).unwrap(), (Allocation::Hole, LEN));
