@@ -7,7 +7,10 @@
 //!
 //! With [`OpenOptions::direct`], I/O that meets the device's `O_DIRECT`
 //! alignment bypasses the page cache (see [`direct`](super::direct)); the
-//! rest, and every device that refuses `O_DIRECT`, stays buffered.
+//! rest, and every device that refuses `O_DIRECT`, stays buffered. With
+//! [`OpenOptions::write_behind`] writes stay buffered but are written back
+//! and dropped from the cache right behind the writer (see
+//! [`writebehind`](super::writebehind)).
 
 use std::fs::File;
 use std::io;
@@ -17,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 use super::direct::Direct;
 use super::sys::identify;
+#[cfg(target_os = "linux")]
+use super::writebehind::WriteBehind;
 use super::{Allocation, BlockDevice, DeviceId, check_range, write_zeroes_by_writing};
 use crate::error::Error;
 
@@ -31,6 +36,7 @@ const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 pub struct OpenOptions {
     write: bool,
     direct: bool,
+    write_behind: bool,
 }
 
 impl OpenOptions {
@@ -56,6 +62,17 @@ impl OpenOptions {
     /// pays for page-cache memory, and the final flush has little to do.
     pub fn direct(mut self, direct: bool) -> Self {
         self.direct = direct;
+        self
+    }
+
+    /// Write through the page cache, but start writeback of each write at
+    /// once and drop it from the cache once it is on disk, a bounded window
+    /// behind (Linux; plain buffered elsewhere): the kernel still merges
+    /// writes into large requests, yet the cache never holds more than the
+    /// window and the final flush has little left to do. Ignored with
+    /// [`direct`](Self::direct).
+    pub fn write_behind(mut self, write_behind: bool) -> Self {
+        self.write_behind = write_behind;
         self
     }
 
@@ -88,6 +105,9 @@ pub struct FileDevice {
     id: DeviceId,
     /// A second descriptor opened with `O_DIRECT`, when asked for and allowed.
     direct: Option<Direct>,
+    /// Write-behind of buffered writes, when asked for.
+    #[cfg(target_os = "linux")]
+    write_behind: Option<WriteBehind>,
 }
 
 impl FileDevice {
@@ -100,6 +120,10 @@ impl FileDevice {
         let mut dev = Self::from_file(file, path)?;
         if opts.direct {
             dev.direct = Direct::open(path, opts.write, dev.logical_block_size);
+        }
+        #[cfg(target_os = "linux")]
+        if opts.write_behind && opts.write && dev.direct.is_none() {
+            dev.write_behind = Some(WriteBehind::new());
         }
         Ok(dev)
     }
@@ -133,7 +157,17 @@ impl FileDevice {
             (meta.len(), 512)
         };
         let id = identify(&file).map_err(ctx)?;
-        Ok(FileDevice { file, path, len, is_block, logical_block_size, id, direct: None })
+        Ok(FileDevice {
+            file,
+            path,
+            len,
+            is_block,
+            logical_block_size,
+            id,
+            direct: None,
+            #[cfg(target_os = "linux")]
+            write_behind: None,
+        })
     }
 
     /// The path this device was opened from.
@@ -204,6 +238,10 @@ impl BlockDevice for FileDevice {
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         check_range(self.len, offset, buf.len() as u64)?;
+        #[cfg(target_os = "linux")]
+        if let Some(wb) = &self.write_behind {
+            return wb.write_all_at(&self.file, buf, offset);
+        }
         match &self.direct {
             Some(d) => d.write_all_at(&self.file, buf, offset),
             None => self.file.write_all_at(buf, offset),
@@ -211,7 +249,12 @@ impl BlockDevice for FileDevice {
     }
 
     fn flush(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.sync_data()?;
+        #[cfg(target_os = "linux")]
+        if let Some(wb) = &self.write_behind {
+            wb.check()?;
+        }
+        Ok(())
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, may_unmap: bool) -> io::Result<()> {
