@@ -33,9 +33,12 @@
 # Recycled runs on every image; fresh on the images named by --fresh.
 #
 # Tools (a "durable" copy each: everything ends with the data flushed):
-#   livemirror     livemirror clone SRC DST (release build; target O_DIRECT)
+#   livemirror     livemirror clone SRC DST (release build; its default
+#                  target cache, writebehind)
 #   livemirror-bufN  the same with --buf-size N (not run unless named in
 #                  --tools, e.g. livemirror-buf64M: 16 operations of 4 MiB)
+#   livemirror-direct, livemirror-writeback, livemirror-writebehind
+#                  the same with that --target-cache (not run unless named)
 #   dd-fsync       dd bs=1M conv=fsync
 #   dd-direct      dd bs=1M oflag=direct conv=fsync
 #   cp             cp --sparse=always, then sync DST
@@ -170,6 +173,8 @@ run_tool() {
     case $tool in
         livemirror) "${timed[@]}" "$LM" clone "$src" "$DST" > /dev/null ;;
         livemirror-buf*) "${timed[@]}" "$LM" clone --buf-size "${tool#livemirror-buf}" "$src" "$DST" > /dev/null ;;
+        livemirror-direct|livemirror-writeback|livemirror-writebehind)
+            "${timed[@]}" "$LM" clone --target-cache "${tool#livemirror-}" "$src" "$DST" > /dev/null ;;
         dd-fsync) "${timed[@]}" dd if="$src" of="$DST" bs=1M conv=fsync status=none ;;
         dd-direct) "${timed[@]}" dd if="$src" of="$DST" bs=1M oflag=direct conv=fsync status=none ;;
         cp) "${timed[@]}" sh -c 'cp --sparse=always "$1" "$2" && sync "$2"' _ "$src" "$DST" ;;

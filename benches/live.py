@@ -170,7 +170,8 @@ def run_livemirror(args):
                       nbd, b"", args)
     proc = subprocess.Popen([args.livemirror, "serve", args.source, "--mirror-to", args.target,
                              "--nbd", f"unix:{nbd}", "--control", f"unix:{ctl}",
-                             "--copy-mode", args.copy_mode])
+                             "--copy-mode", args.copy_mode]
+                            + (["--target-cache", args.target_cache] if args.target_cache else []))
     try:
         start = time.monotonic()  # the job starts with the process
         wait_for(nbd, ctl)
@@ -239,6 +240,7 @@ def main():
     p.add_argument("--dir", required=True, help="where the sockets go")
     p.add_argument("--livemirror", default="livemirror")
     p.add_argument("--copy-mode", choices=["background", "write-blocking"], default="background")
+    p.add_argument("--target-cache", help="livemirror's --target-cache (default: serve's own)")
     p.add_argument("--qsd-direct", action="store_true", help="cache.direct=on for QEMU's nodes")
     p.add_argument("--rate", type=float, default=1000, help="writes per second (64 KiB each)")
     p.add_argument("--before", type=float, default=5)

@@ -4,6 +4,7 @@
 #
 # Usage: benches/live.sh [--size 2G] [--reps 1] [--rate 1000] [--before 5]
 #            [--after 5] [--dir DIR] [--livemirror PATH] [--keep]
+#            [--target-caches "default direct writeback writebehind"]
 #
 # Requirements (Debian package names): bash, coreutils, python3, qemu-utils
 # (qemu-img, qemu-storage-daemon), cargo (unless --livemirror).
@@ -14,6 +15,9 @@
 # Ready and the writer's IOPS: before (export alone), during the bulk copy,
 # and for --after seconds after Ready; "kept" is during/before. The target is
 # checked with qemu-img compare after Complete (the writer stops first).
+#
+# --target-caches runs livemirror once per `serve --target-cache` value
+# named ("default": serve's own choice; the default list is just that).
 #
 # livemirror rows need `livemirror serve SRC --mirror-to DST --nbd unix:PATH
 # --control unix:PATH [--copy-mode M]` (DESIGN §6); with a binary that has no
@@ -31,8 +35,9 @@ AFTER=5
 DIR=${TMPDIR:-/var/tmp}/livemirror-live
 LM=""
 KEEP=0
+CACHES=default
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
     case $1 in
         --size) SIZE=$2; shift 2 ;;
@@ -43,6 +48,7 @@ while [[ $# -gt 0 ]]; do
         --dir) DIR=$2; shift 2 ;;
         --livemirror) LM=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
+        --target-caches) CACHES=$2; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "unknown option $1" >&2; usage 2 ;;
     esac
@@ -72,7 +78,11 @@ with open(sys.argv[1], 'r+b') as f:
 
 runs=()
 if "$LM" serve --help >/dev/null 2>&1; then
-    runs+=("livemirror background" "livemirror write-blocking")
+    for cache in $CACHES; do
+        tool=livemirror
+        [[ $cache == default ]] || tool=livemirror/$cache
+        runs+=("$tool background" "$tool write-blocking")
+    done
 else
     echo "live.sh: $LM has no 'serve' subcommand yet: livemirror rows skipped" >&2
 fi
@@ -85,7 +95,8 @@ for (( rep = 1; rep <= REPS; rep++ )); do
         read -r tool mode <<< "$run"
         extra=()
         [[ $tool == qsd-direct ]] && extra=(--qsd-direct)
-        line=$(python3 "$HERE/live.py" "${tool%-direct}" "$SRC" "$DST" --dir "$DIR" \
+        [[ $tool == livemirror/* ]] && extra=(--target-cache "${tool#livemirror/}")
+        line=$(python3 "$HERE/live.py" "${tool%%[-/]*}" "$SRC" "$DST" --dir "$DIR" \
             --livemirror "$LM" --copy-mode "$mode" --rate "$RATE" --before "$BEFORE" \
             --after "$AFTER" "${extra[@]}")
         echo "$tool $mode rep $rep: $line" >&2

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use livemirror_core::device::{BlockDevice, FileDevice};
+use livemirror_core::device::{BlockDevice, FileDevice, OpenOptions};
 use livemirror_core::job::{self, Outcome};
 use livemirror_core::live::LiveSource;
 
@@ -58,7 +58,8 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&format!("control socket: {e}")),
     };
-    let (target, created) = match open_or_create_target(&args.target, source.len(), &args.cache) {
+    let target_opts = args.cache.target(false, args.mirror.copy_mode);
+    let (target, created) = match open_or_create_target(&args.target, source.len(), target_opts) {
         Ok(t) => t,
         Err(e) => return fail(&format!("target: {e}")),
     };
@@ -108,11 +109,11 @@ pub async fn run(args: CloneArgs) -> ExitCode {
 pub(super) fn open_or_create_target(
     path: &Path,
     len: u64,
-    cache: &CacheArgs,
+    opts: OpenOptions,
 ) -> Result<(FileDevice, bool), OpenError> {
     if path.exists() {
-        Ok((privileged::open(path, cache.target())?, false))
+        Ok((privileged::open(path, opts)?, false))
     } else {
-        Ok((cache.target().create(path, len).map_err(OpenError::Direct)?, true))
+        Ok((opts.create(path, len).map_err(OpenError::Direct)?, true))
     }
 }

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use cache_args::CacheArgs;
+pub use cache_args::{Cache, CacheArgs};
 pub use mirror_args::MirrorArgs;
 
 /// Exit codes: 0 success (for `clone`: the target is identical), 1 the job

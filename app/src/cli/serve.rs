@@ -161,8 +161,9 @@ fn start_job(
     len: u64,
     args: &ServeArgs,
 ) -> Result<(JobHandle, broadcast::Receiver<JobEvent>), String> {
+    let opts = args.cache.target(true, args.mirror.copy_mode);
     let (target, created) =
-        open_or_create_target(dst, len, &args.cache).map_err(|e| format!("target: {e}"))?;
+        open_or_create_target(dst, len, opts).map_err(|e| format!("target: {e}"))?;
     job::start(live.clone(), Arc::new(target), args.mirror.options()).map_err(|e| {
         if created {
             let _ = std::fs::remove_file(dst);

@@ -13,20 +13,27 @@ use std::sync::mpsc;
 
 use eframe::egui;
 use livemirror_core::Error;
-use livemirror_core::device::{BlockDevice, OpenOptions, create_image};
+use livemirror_core::device::{BlockDevice, OpenOptions};
 
 /// Opens the devices a job reads and writes.
 pub trait Opener: Send + Sync {
     /// Opens `path`, read-only unless `write`, as the user is allowed to:
     /// quick, never prompts (the Setup screen's inline check).
     fn open(&self, path: &Path, write: bool) -> Result<Arc<dyn BlockDevice>, Error>;
-    /// Opens `path` for the job, on the engine thread: where the user may
-    /// not open a disk, this may ask for authorization and wait for it.
-    fn open_for_job(&self, path: &Path, write: bool) -> Result<Arc<dyn BlockDevice>, String> {
-        self.open(path, write).map_err(|e| e.to_string())
+    /// Opens `path` for the job with `opts` (the target's cache mode among
+    /// them), on the engine thread: where the user may not open a disk, this
+    /// may ask for authorization and wait for it.
+    fn open_for_job(&self, path: &Path, opts: OpenOptions) -> Result<Arc<dyn BlockDevice>, String> {
+        self.open(path, opts.writes()).map_err(|e| e.to_string())
     }
-    /// Creates a new sparse image of `len` bytes at `path`, open for writing.
-    fn create(&self, path: &Path, len: u64) -> Result<Arc<dyn BlockDevice>, Error>;
+    /// Creates a new sparse image of `len` bytes at `path`, open for writing
+    /// with `opts`.
+    fn create(
+        &self,
+        path: &Path,
+        len: u64,
+        opts: OpenOptions,
+    ) -> Result<Arc<dyn BlockDevice>, Error>;
 }
 
 /// Files and disks, as they are.
@@ -37,15 +44,20 @@ impl Opener for FileOpener {
         Ok(Arc::new(OpenOptions::new().write(write).open(path)?))
     }
 
-    fn open_for_job(&self, path: &Path, write: bool) -> Result<Arc<dyn BlockDevice>, String> {
-        match crate::privileged::open(path, OpenOptions::new().write(write)) {
+    fn open_for_job(&self, path: &Path, opts: OpenOptions) -> Result<Arc<dyn BlockDevice>, String> {
+        match crate::privileged::open(path, opts) {
             Ok(dev) => Ok(Arc::new(dev)),
             Err(e) => Err(e.to_string()),
         }
     }
 
-    fn create(&self, path: &Path, len: u64) -> Result<Arc<dyn BlockDevice>, Error> {
-        Ok(Arc::new(create_image(path, len)?))
+    fn create(
+        &self,
+        path: &Path,
+        len: u64,
+        opts: OpenOptions,
+    ) -> Result<Arc<dyn BlockDevice>, Error> {
+        Ok(Arc::new(opts.create(path, len)?))
     }
 }
 

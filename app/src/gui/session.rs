@@ -15,13 +15,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use eframe::egui;
-use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, Op};
+use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, Op, OpenOptions};
 use livemirror_core::job::{self, ErrorPolicy, JobEvent, JobHandle, MirrorOptions};
 use livemirror_core::live::LiveSource;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::engine::Opener;
 use super::share::ShareSettings;
+use crate::cli::Cache;
 use crate::demo::{DemoArgs, Scenario};
 use crate::share::Share;
 use crate::units::human;
@@ -81,8 +82,10 @@ pub fn start(
 ) -> Result<Session, String> {
     let endpoint = req.share.endpoint().map_err(|e| format!("NBD endpoint: {e}"))?;
     // Shared, the source is written by the share's clients.
-    let source =
-        opener.open_for_job(&req.source, endpoint.is_some()).map_err(|e| format!("source: {e}"))?;
+    let shared = endpoint.is_some();
+    let source = opener
+        .open_for_job(&req.source, OpenOptions::new().write(shared))
+        .map_err(|e| format!("source: {e}"))?;
     // Bound before the target is touched: a taken socket changes nothing.
     let bound = endpoint
         .map(|ep| {
@@ -91,11 +94,12 @@ pub fn start(
                 .map_err(|e| format!("cannot share the source at {ep}: {e}"))
         })
         .transpose()?;
+    let target_opts = Cache::default_target(shared, req.options.copy_mode).options().write(true);
     let created = !req.target.exists();
     let target = if created {
-        opener.create(&req.target, source.len()).map_err(|e| e.to_string())
+        opener.create(&req.target, source.len(), target_opts).map_err(|e| e.to_string())
     } else {
-        opener.open_for_job(&req.target, true)
+        opener.open_for_job(&req.target, target_opts)
     }
     .map_err(|e| format!("target: {e}"))?;
     let live = LiveSource::new(source.clone());

@@ -37,8 +37,13 @@ impl Opener for TestOpener {
         }
     }
 
-    fn create(&self, path: &Path, len: u64) -> Result<Arc<dyn BlockDevice>, Error> {
-        FileOpener.create(path, len)
+    fn create(
+        &self,
+        path: &Path,
+        len: u64,
+        opts: OpenOptions,
+    ) -> Result<Arc<dyn BlockDevice>, Error> {
+        FileOpener.create(path, len, opts)
     }
 }
 

@@ -140,6 +140,14 @@ fn direct_file_device_conforms() {
 }
 
 #[test]
+fn write_behind_file_device_conforms() {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().set_len(LEN).unwrap();
+    let dev = OpenOptions::new().write(true).write_behind(true).open(f.path()).unwrap();
+    conforms(&dev);
+}
+
+#[test]
 fn direct_and_buffered_io_see_each_other() {
     use crate::buffer::AlignedBuf;
     let f = tempfile::NamedTempFile::new().unwrap();

@@ -6,7 +6,10 @@
 //!
 //! With [`OpenOptions::direct`], I/O that meets the device's alignment
 //! bypasses the page cache (see [`direct`](super::direct)); the rest, and
-//! every device that refuses unbuffered I/O, stays buffered.
+//! every device that refuses unbuffered I/O, stays buffered. With
+//! [`OpenOptions::write_behind`] writes stay buffered but are written back
+//! and dropped from the cache right behind the writer (Linux; see
+//! [`writebehind`](super::writebehind)).
 
 use std::fs::File;
 use std::io;
@@ -14,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use super::direct::Direct;
 use super::sys;
+#[cfg(target_os = "linux")]
+use super::writebehind::WriteBehind;
 use super::{Allocation, BlockDevice, DeviceId, check_range, write_zeroes_by_writing};
 use crate::error::Error;
 
@@ -22,6 +27,7 @@ use crate::error::Error;
 pub struct OpenOptions {
     write: bool,
     direct: bool,
+    write_behind: bool,
 }
 
 impl OpenOptions {
@@ -47,6 +53,17 @@ impl OpenOptions {
     /// pays for page-cache memory, and the final flush has little to do.
     pub fn direct(mut self, direct: bool) -> Self {
         self.direct = direct;
+        self
+    }
+
+    /// Write through the page cache, but start writeback of each write at
+    /// once and drop it from the cache once it is on disk, a bounded window
+    /// behind (Linux; plain buffered elsewhere): the kernel still merges
+    /// writes into large requests, yet the cache never holds more than the
+    /// window and the final flush has little left to do. Ignored with
+    /// [`direct`](Self::direct).
+    pub fn write_behind(mut self, write_behind: bool) -> Self {
+        self.write_behind = write_behind;
         self
     }
 
@@ -80,6 +97,9 @@ pub struct FileDevice {
     id: DeviceId,
     /// A second, unbuffered handle, when asked for and allowed.
     direct: Option<Direct>,
+    /// Write-behind of buffered writes, when asked for.
+    #[cfg(target_os = "linux")]
+    write_behind: Option<WriteBehind>,
 }
 
 impl FileDevice {
@@ -92,6 +112,10 @@ impl FileDevice {
         let mut dev = Self::from_file(file, path)?;
         if opts.direct {
             dev.direct = Direct::open(path, opts.write, dev.logical_block_size);
+        }
+        #[cfg(target_os = "linux")]
+        if opts.write_behind && opts.write && dev.direct.is_none() {
+            dev.write_behind = Some(WriteBehind::new());
         }
         Ok(dev)
     }
@@ -106,7 +130,17 @@ impl FileDevice {
         let ctx = |source: io::Error| Error::Open { path: path.clone(), source };
         let sys::Probe { is_block, len, logical_block_size, id } =
             sys::probe(&file, &path).map_err(ctx)?;
-        Ok(FileDevice { file, path, len, is_block, logical_block_size, id, direct: None })
+        Ok(FileDevice {
+            file,
+            path,
+            len,
+            is_block,
+            logical_block_size,
+            id,
+            direct: None,
+            #[cfg(target_os = "linux")]
+            write_behind: None,
+        })
     }
 
     /// The path this device was opened from.
@@ -140,6 +174,10 @@ impl BlockDevice for FileDevice {
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         check_range(self.len, offset, buf.len() as u64)?;
+        #[cfg(target_os = "linux")]
+        if let Some(wb) = &self.write_behind {
+            return wb.write_all_at(&self.file, buf, offset);
+        }
         match &self.direct {
             Some(d) => d.write_all_at(&self.file, buf, offset),
             None => sys::write_all_at(&self.file, buf, offset),
@@ -147,7 +185,12 @@ impl BlockDevice for FileDevice {
     }
 
     fn flush(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.sync_data()?;
+        #[cfg(target_os = "linux")]
+        if let Some(wb) = &self.write_behind {
+            wb.check()?;
+        }
+        Ok(())
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, may_unmap: bool) -> io::Result<()> {

@@ -11,6 +11,8 @@ mod faulty;
 mod file;
 mod memory;
 mod sys;
+#[cfg(target_os = "linux")]
+mod writebehind;
 
 use std::io;
 
