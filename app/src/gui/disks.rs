@@ -224,7 +224,7 @@ mod sys {
         Some((model, desc.BusType, desc.RemovableMedia))
     }
 
-    pub(super) fn bus_name(bus: STORAGE_BUS_TYPE) -> &'static str {
+    fn bus_name(bus: STORAGE_BUS_TYPE) -> &'static str {
         match bus.0 {
             1 => "SCSI",
             3 => "ATA",

@@ -33,7 +33,9 @@ pub trait Opener: Send + Sync {
         path: &Path,
         len: u64,
         opts: OpenOptions,
-    ) -> Result<Arc<dyn BlockDevice>, Error>;
+    ) -> Result<Arc<dyn BlockDevice>, Error> {
+        Ok(Arc::new(opts.create(path, len)?))
+    }
 }
 
 /// Files and disks, as they are.
@@ -49,15 +51,6 @@ impl Opener for FileOpener {
             Ok(dev) => Ok(Arc::new(dev)),
             Err(e) => Err(e.to_string()),
         }
-    }
-
-    fn create(
-        &self,
-        path: &Path,
-        len: u64,
-        opts: OpenOptions,
-    ) -> Result<Arc<dyn BlockDevice>, Error> {
-        Ok(Arc::new(opts.create(path, len)?))
     }
 }
 

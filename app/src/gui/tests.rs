@@ -36,15 +36,6 @@ impl Opener for TestOpener {
             _ => FileOpener.open(path, write),
         }
     }
-
-    fn create(
-        &self,
-        path: &Path,
-        len: u64,
-        opts: OpenOptions,
-    ) -> Result<Arc<dyn BlockDevice>, Error> {
-        FileOpener.create(path, len, opts)
-    }
 }
 
 fn app(opener: TestOpener, list_disks: fn() -> Vec<Disk>) -> Harness<'static, LiveMirrorApp> {
