@@ -92,6 +92,43 @@ impl fmt::Display for IoFailure {
     }
 }
 
+/// Why a job failed: kept typed so a front end can tell "target full" from
+/// "bad sector" from "someone writes the source around us".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobFailure {
+    /// An I/O error under the `report` policy.
+    #[error("{0}")]
+    Io(IoFailure),
+    /// Someone chose Stop on a stop-policy error.
+    #[error("stopped after an error: {0}")]
+    Stopped(IoFailure),
+    /// The final comparison kept finding differences.
+    #[error(
+        "not identical: the source is being written by another program ({passes} comparisons in a row found differences, the first at byte {offset})"
+    )]
+    NotIdentical { passes: u32, offset: u64 },
+    /// The job's task ended without an outcome: a bug.
+    #[error("the job stopped unexpectedly")]
+    Vanished,
+}
+
+impl JobFailure {
+    /// The I/O error behind the failure, if there was one.
+    pub fn io(&self) -> Option<&IoFailure> {
+        match self {
+            JobFailure::Io(f) | JobFailure::Stopped(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// On the control socket and in `--json`, a failure is its sentence.
+impl Serialize for JobFailure {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

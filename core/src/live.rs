@@ -11,7 +11,7 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use crate::device::{Allocation, BlockDevice, DeviceId};
-use crate::error::Error;
+use crate::error::{Error, IoFailure, IoOperation, Side};
 use crate::job::{CopyMode, Tracker};
 
 /// A source device with write tracking and a switchable route.
@@ -34,6 +34,13 @@ enum Mutation<'a> {
 }
 
 impl Mutation<'_> {
+    fn operation(&self) -> IoOperation {
+        match self {
+            Mutation::Write(_) => IoOperation::Write,
+            Mutation::Zeroes { .. } | Mutation::Discard => IoOperation::WriteZeroes,
+        }
+    }
+
     fn apply(&self, dev: &dyn BlockDevice, offset: u64, len: u64) -> io::Result<()> {
         match self {
             Mutation::Write(buf) => dev.write_at(buf, offset),
@@ -85,14 +92,25 @@ impl LiveSource {
         self.set_route(|r| *r = Route { device: target, tracker: None });
     }
 
-    /// Blocks new writes and waits for those under way. Blocking: call it
-    /// from a blocking thread.
+    /// Holds new writes from now on. Returns at once: writes already under
+    /// way finish on their own ([`gate_idle`](Self::gate_idle) says when).
     pub(crate) fn close_gate(&self) {
         self.gate.close()
     }
 
     pub(crate) fn open_gate(&self) {
         self.gate.open()
+    }
+
+    /// True when no write is under way.
+    pub(crate) fn gate_idle(&self) -> bool {
+        self.gate.lock().writers == 0
+    }
+
+    /// Completes after the last write under way has left (at once if one
+    /// left since the last wait: the notification is kept).
+    pub(crate) async fn gate_idle_notified(&self) {
+        self.gate.idle.notified().await
     }
 
     fn mutate(&self, m: Mutation<'_>, offset: u64, len: u64) -> io::Result<()> {
@@ -117,7 +135,13 @@ impl LiveSource {
         }
         let claim = t.claim(chunks.clone());
         let r = m.apply(dev, offset, len);
-        if r.is_ok() && write_through && m.apply(&*t.target, offset, len).is_ok() {
+        let through = match (&r, write_through) {
+            (Ok(()), true) => m.apply(&*t.target, offset, len).map_err(|e| {
+                t.report_failure(IoFailure::new(Side::Target, m.operation(), offset, len, &e))
+            }),
+            _ => Err(()),
+        };
+        if through.is_ok() {
             claim.written_through(t.geometry.fully_covered(offset, len));
         } else {
             // The target could not take it (or must not, yet): the job
@@ -167,6 +191,18 @@ impl BlockDevice for LiveSource {
         self.device().block_status(offset, max_len)
     }
 
+    fn read_uncached(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.device().read_uncached(buf, offset)
+    }
+
+    fn has_backing(&self) -> bool {
+        self.device().has_backing()
+    }
+
+    fn top_allocation(&self, offset: u64, max_len: u64) -> io::Result<(bool, u64)> {
+        self.device().top_allocation(offset, max_len)
+    }
+
     fn cluster_size(&self) -> Option<u64> {
         self.device().cluster_size()
     }
@@ -189,6 +225,8 @@ impl BlockDevice for LiveSource {
 struct Gate {
     state: Mutex<GateState>,
     changed: Condvar,
+    /// Told when the last writer leaves a closed gate.
+    idle: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -222,11 +260,7 @@ impl Gate {
     }
 
     fn close(&self) {
-        let mut g = self.lock();
-        g.closed = true;
-        while g.writers > 0 {
-            g = self.wait(g);
-        }
+        self.lock().closed = true;
     }
 
     fn open(&self) {
@@ -239,7 +273,11 @@ impl Drop for Pass<'_> {
     fn drop(&mut self) {
         let mut g = self.0.lock();
         g.writers -= 1;
+        let idle = g.closed && g.writers == 0;
         drop(g);
         self.0.changed.notify_all();
+        if idle {
+            self.0.idle.notify_one();
+        }
     }
 }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use common::*;
 use livemirror_core::Side;
 use livemirror_core::device::{Fault, FaultyDevice, MemoryDevice, Op};
+use livemirror_core::error::JobFailure;
 use livemirror_core::job::{
     self, Command, Decision, ErrorAction, ErrorPolicy, IoStatus, JobEvent, JobHandle, JobState,
-    MirrorOptions, Outcome,
+    MirrorOptions, Outcome, Proof,
 };
 use livemirror_core::live::LiveSource;
 use tokio::sync::broadcast;
@@ -73,7 +74,7 @@ async fn error_event(
 async fn complete_identical(mut r: Rig) {
     until(&mut r.rx, is_ready).await;
     r.job.send(Command::Complete).await.unwrap();
-    assert_eq!(r.job.wait().await, Outcome::Completed);
+    assert_eq!(r.job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     assert_same(&r.target.contents(), &r.source.contents());
 }
 
@@ -84,10 +85,12 @@ async fn report_fails_the_job(side: Side) {
     assert!(failure.offset <= BAD.start && BAD.start < failure.offset + failure.len);
     let events = rest(&mut r.rx).await;
     match events.last() {
-        Some(JobEvent::Failed { error }) => {
+        Some(JobEvent::Failed { error: JobFailure::Io(f) }) => {
+            assert_eq!((f.side, f.errno), (side, libc::EIO), "the failure is kept typed");
+            let text = f.to_string();
             assert!(
-                error.contains(&side.to_string()) && error.contains("Input/output error"),
-                "{error}"
+                text.contains(&side.to_string()) && text.contains("Input/output error"),
+                "{text}"
             )
         }
         other => panic!("expected Failed, got {other:?}"),
@@ -177,7 +180,7 @@ async fn stop_then_stop_ends_the_job_with_an_incomplete_target() {
         r.job.send(Command::Decide(Decision::Stop)).await.unwrap();
         let events = rest(&mut r.rx).await;
         assert!(
-            matches!(events.last(), Some(JobEvent::Failed { error }) if error.contains("stopped"))
+            matches!(events.last(), Some(JobEvent::Failed { error: JobFailure::Stopped(f) }) if f.side == side)
         );
         assert_eq!(r.job.status().state, JobState::Failed);
         assert_ne!(r.target.contents(), r.source.contents());
@@ -248,7 +251,7 @@ async fn an_error_while_completing_asks_without_holding_writers() {
         .unwrap();
     target.clear();
     job.send(Command::Decide(Decision::Retry)).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     let mut copy = vec![0; LEN];
     target.read_at(&mut copy, 0).unwrap();
     assert_same(&copy, &source.contents());
@@ -343,6 +346,6 @@ async fn a_failure_from_before_the_decision_does_not_ask_again() {
     };
     assert!(!events.iter().any(|e| matches!(e, JobEvent::Error { .. })), "{events:?}");
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     assert_same(&memory.contents(), &source.contents());
 }

@@ -9,7 +9,7 @@ use common::*;
 use livemirror_core::Error;
 use livemirror_core::device::BlockDevice;
 use livemirror_core::job::{
-    Command, CopyMode, Decision, JobEvent, JobState, MirrorOptions, Outcome, SyncMode,
+    Command, CopyMode, Decision, JobEvent, JobState, MirrorOptions, Outcome, Proof, SyncMode,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,8 +20,8 @@ async fn complete_after_ready_pivots_to_an_identical_target() {
     assert!(job.status().ready);
     job.send(Command::Complete).await.unwrap();
     let events = rest(&mut rx).await;
-    assert_eq!(events.last(), Some(&JobEvent::Completed));
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert!(matches!(events.last(), Some(JobEvent::Completed { identical: true, .. })));
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     assert_same(&p.target.contents(), &p.source.contents());
     // The pivot: the live source now writes the target, not the source.
     let before = p.source.contents();
@@ -42,7 +42,7 @@ async fn states_follow_the_lifecycle_in_order() {
                 job.post(Command::Complete);
             }
         }
-        matches!(ev, JobEvent::Completed)
+        matches!(ev, JobEvent::Completed { .. })
     })
     .await;
     assert_eq!(
@@ -119,7 +119,7 @@ async fn pause_holds_the_offset_until_resume() {
     until(&mut rx, is_ready).await;
     assert!(job.status().progress.copied > held.progress.copied);
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     assert_same(&p.target.contents(), &p.source.contents());
 }
 
@@ -131,7 +131,7 @@ async fn pause_while_ready_is_standby() {
     job.send(Command::Pause).await.unwrap();
     assert_eq!(job.status().state, JobState::Standby);
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,7 +144,7 @@ async fn copy_mode_switches_only_towards_write_blocking() {
     assert!(err.to_string().contains("cannot go back"), "{err}");
     until(&mut rx, is_ready).await;
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +155,7 @@ async fn sync_none_copies_only_new_writes() {
     until(&mut rx, is_ready).await;
     p.live.write_at(&[5; 10_000], 300_000).unwrap();
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     let t = p.target.contents();
     assert_eq!(&t[300_000..310_000], &[5; 10_000][..]);
     assert!(t[..262_144].iter().all(|b| *b == 0), "old data is not copied");

@@ -16,7 +16,7 @@ use std::sync::mpsc;
 
 use common::*;
 use livemirror_core::device::{BlockDevice, MemoryDevice};
-use livemirror_core::job::{self, Command, CopyMode, MirrorOptions, Outcome, SyncMode};
+use livemirror_core::job::{self, Command, CopyMode, MirrorOptions, Outcome, Proof, SyncMode};
 use livemirror_core::live::LiveSource;
 use proptest::prelude::*;
 
@@ -101,7 +101,9 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 /// Source and target before the job: the source has data with holes; the
-/// target starts as whatever `sync` assumes it holds (for `full`, garbage).
+/// target starts as whatever `sync` assumes it holds: for `none`, the
+/// source's bytes; for `full` and `top`, old data (a source without a
+/// backing layer is all "top layer": its holes must become zeroes).
 fn devices(c: &Case) -> (MemoryDevice, MemoryDevice, MemoryDevice) {
     let n = c.size as usize;
     let make = || {
@@ -115,9 +117,7 @@ fn devices(c: &Case) -> (MemoryDevice, MemoryDevice, MemoryDevice) {
     let target = match c.sync {
         // The target must already match what is not copied.
         SyncMode::None => make(),
-        // Unallocated source ranges read as zeroes; so does a fresh target.
-        SyncMode::Top => MemoryDevice::new(c.size),
-        SyncMode::Full => MemoryDevice::from_bytes(pattern(n, 77)),
+        SyncMode::Top | SyncMode::Full => MemoryDevice::from_bytes(pattern(n, 77)),
     };
     (source, target, make())
 }
@@ -166,7 +166,7 @@ fn run_case(c: Case) {
         until(&mut rx, is_ready).await;
         ready_tx.send(()).unwrap();
         job.send(Command::Complete).await.unwrap();
-        assert_eq!(job.wait().await, Outcome::Completed);
+        assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
         let (during, after) = writer.join().unwrap();
         for w in during.iter().chain(&after) {
             w.apply(&model);

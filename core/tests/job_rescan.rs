@@ -1,53 +1,137 @@
-//! Compare passes: writes that bypass the live source are found and copied.
+//! Compare passes and the final comparison: writes that bypass the live
+//! source are found and copied, and the job claims only what they prove.
 
 mod common;
 
+use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::*;
-use livemirror_core::device::BlockDevice;
-use livemirror_core::job::{Command, MirrorOptions, Outcome};
+use livemirror_core::device::{Allocation, BlockDevice, DeviceId, MemoryDevice};
+use livemirror_core::error::JobFailure;
+use livemirror_core::job::{Command, JobEvent, MirrorOptions, Outcome, Proof, Tracking};
 
 const LEN: usize = 8 << 20;
 
+fn compare() -> MirrorOptions {
+    MirrorOptions { tracking: Tracking::Compare, granularity: Some(4096), ..Default::default() }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_around_the_live_source_are_found_by_compare_passes() {
+async fn writes_around_the_live_source_are_found_once_the_writer_stops() {
     let p = pair(LEN);
-    let opts = MirrorOptions { rescan: true, granularity: Some(4096), ..Default::default() };
-    let (job, mut rx) = start(&p, p.target.clone(), opts);
-    // An "OS" writing the source directly, never through livemirror.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (dev, flag) = (p.source.clone(), stop.clone());
+    let (job, mut rx) = start(&p, p.target.clone(), compare());
+    // An "OS" writing the source directly, never through livemirror, while
+    // the bulk copy and the first passes run.
+    let dev = p.source.clone();
     let writer = std::thread::spawn(move || {
-        let mut i = 0u64;
-        while !flag.load(Ordering::Relaxed) {
+        for i in 0..2000u64 {
             let off = (i * 7919 * 512) % (LEN as u64 - 4096);
             dev.write_at(&pattern(4096, i), off).unwrap();
-            i += 1;
         }
-        i
     });
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    stop.store(true, Ordering::Relaxed);
-    assert!(writer.join().unwrap() > 0);
+    writer.join().unwrap();
+    // Ready may have come from a pass the writer outran: nothing is
+    // asserted there. Complete runs a fresh pass, all of it after the
+    // writer stopped, and that one is what the claim rests on.
     until(&mut rx, is_ready).await;
-    // Ready means a whole pass found no difference.
-    assert_same(&p.target.contents(), &p.source.contents());
-    // One more write around the live source after Ready: Complete proves
-    // the copy again before it ends.
-    p.source.write_at(&[0xEE; 4096], 4096 * 100).unwrap();
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    let events = rest(&mut rx).await;
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::LastPass });
+    assert!(
+        matches!(events.last(), Some(JobEvent::Completed { identical: false, .. })),
+        "compare passes never claim identical: {:?}",
+        events.last()
+    );
     assert_same(&p.target.contents(), &p.source.contents());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untracked_write_after_ready_is_found_by_the_final_comparison() {
+    let p = pair(LEN);
+    let opts = MirrorOptions { tracking: Tracking::None, ..Default::default() };
+    let (job, mut rx) = start(&p, p.target.clone(), opts);
+    until(&mut rx, is_ready).await;
+    // Another program writes the image itself, as `qemu-io -f raw SRC` does.
+    p.source.write_at(&[0x77; 1 << 20], 3 << 20).unwrap();
+    job.send(Command::Complete).await.unwrap();
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Verified });
+    assert_same(&p.target.contents(), &p.source.contents());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_verification_an_untracked_job_does_not_claim_identical() {
+    let p = pair(1 << 20);
+    let opts =
+        MirrorOptions { tracking: Tracking::None, verify: Some(false), ..Default::default() };
+    let (job, mut rx) = start(&p, p.target.clone(), opts);
+    until(&mut rx, is_ready).await;
+    job.send(Command::Complete).await.unwrap();
+    let events = rest(&mut rx).await;
+    assert!(matches!(
+        events.last(),
+        Some(JobEvent::Completed { proof: Proof::Unverified, identical: false, .. })
+    ));
+}
+
+/// A source some other program rewrites all the time: every read of its
+/// first block sees new bytes.
+struct Rewritten {
+    inner: MemoryDevice,
+    writes: AtomicU64,
+}
+
+impl BlockDevice for Rewritten {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+    fn read_uncached(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let n = self.writes.fetch_add(1, Ordering::Relaxed);
+        self.inner.write_at(&pattern(512, n + 100), 0)?;
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_at(buf, offset)
+    }
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn block_status(&self, offset: u64, max_len: u64) -> io::Result<(Allocation, u64)> {
+        self.inner.block_status(offset, max_len)
+    }
+    fn id(&self) -> DeviceId {
+        self.inner.id()
+    }
+    fn describe(&self) -> String {
+        "rewritten".into()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_written_all_the_time_ends_not_identical() {
+    let source =
+        Rewritten { inner: MemoryDevice::from_bytes(pattern(1 << 20, 3)), writes: 0.into() };
+    let live = livemirror_core::live::LiveSource::new(Arc::new(source));
+    let target = Arc::new(MemoryDevice::new(1 << 20));
+    let opts = MirrorOptions { tracking: Tracking::None, ..Default::default() };
+    let (job, mut rx) = livemirror_core::job::start(live, target, opts).unwrap();
+    until(&mut rx, is_ready).await;
+    job.send(Command::Complete).await.unwrap();
+    match job.wait().await {
+        Outcome::Failed { error: JobFailure::NotIdentical { passes: 3, offset: 0 } } => {}
+        other => panic!("want not identical, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_is_answered_during_a_pass() {
     let p = pair(64 << 20);
-    let opts = MirrorOptions { rescan: true, ..Default::default() };
-    let (job, mut rx) = start(&p, p.target.clone(), opts);
+    let (job, mut rx) = start(&p, p.target.clone(), compare());
     job.send(Command::Cancel { force: false }).await.unwrap();
     let events = rest(&mut rx).await;
-    assert!(matches!(events.last(), Some(livemirror_core::job::JobEvent::Cancelled { .. })));
+    assert!(matches!(events.last(), Some(JobEvent::Cancelled { .. })));
 }

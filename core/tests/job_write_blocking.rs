@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
 use livemirror_core::device::{BlockDevice, MemoryDevice};
-use livemirror_core::job::{Command, CopyMode, MirrorOptions, Outcome};
+use livemirror_core::job::{Command, CopyMode, MirrorOptions, Outcome, Proof};
 use livemirror_core::live::LiveSource;
 
 const LEN: usize = 16 << 20;
@@ -83,7 +83,7 @@ async fn converges_under_load_and_writes_reach_the_target_before_they_return() {
     // Complete while the writers are still going: the drain holds them,
     // and what they write after the pivot lands on the target alone.
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     check_writers(&stop, writers, &p.target);
     assert_same(&p.target.contents()[LEN / 2..], &p.source.contents()[LEN / 2..]);
 }
@@ -100,6 +100,6 @@ async fn switching_to_write_blocking_mid_copy_loses_nothing() {
     job.send(Command::SetSpeed(0)).await.unwrap();
     until(&mut rx, is_ready).await;
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     check_writers(&stop, writers, &p.target);
 }

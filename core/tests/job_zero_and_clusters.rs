@@ -5,13 +5,13 @@ mod common;
 
 use common::*;
 use livemirror_core::device::{BlockDevice, MemoryDevice};
-use livemirror_core::job::{Command, MirrorOptions, Outcome, SyncMode};
+use livemirror_core::job::{Command, MirrorOptions, Outcome, Proof, SyncMode};
 
 async fn mirror(p: &Pair, opts: MirrorOptions) {
     let (job, mut rx) = start(p, p.target.clone(), opts);
     until(&mut rx, is_ready).await;
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
 }
 
 /// A 8 MiB source: data in every fourth 256 KiB extent, an allocated run of
@@ -67,7 +67,7 @@ async fn first_copy_into_a_backed_cluster_copies_the_whole_cluster() {
     until(&mut rx, is_ready).await;
     p.live.write_at(&[0x5A; 4096], 3 * CLUSTER + 8192).unwrap();
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     let (s, t) = (p.source.contents(), p.target.contents());
     let cluster = 3 * CLUSTER as usize..4 * CLUSTER as usize;
     assert_same(&t[cluster.clone()], &s[cluster]);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use livemirror_core::device::OpenOptions;
-use livemirror_core::job::{self, Command, JobHandle, MirrorOptions, Outcome};
+use livemirror_core::job::{self, Command, JobHandle, MirrorOptions, Outcome, Proof};
 use livemirror_core::live::LiveSource;
 use tokio::runtime::Runtime;
 
@@ -47,5 +47,5 @@ pub fn wait_ready(rt: &Runtime, job: &JobHandle) {
 pub fn complete(rt: &Runtime, job: &JobHandle) {
     send(rt, job, Command::Complete);
     let outcome = rt.block_on(async { tokio::time::timeout(GUARD, job.wait()).await });
-    assert_eq!(outcome, Ok(Outcome::Completed));
+    assert_eq!(outcome, Ok(Outcome::Completed { proof: Proof::Tracked }));
 }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use livemirror_core::Error;
 use livemirror_core::device::{BlockDevice, OpenOptions};
-use livemirror_core::job::{self, Command as JobCommand, MirrorOptions, Outcome, check_pair};
+use livemirror_core::job::{
+    self, Command as JobCommand, MirrorOptions, Outcome, Proof, check_pair,
+};
 use livemirror_core::live::LiveSource;
 use livemirror_tests::{pattern, qemu_img_identical};
 
@@ -78,7 +80,7 @@ async fn clone_onto_a_disk_is_identical() {
             .unwrap();
     job.watch().wait_for(|s| s.ready).await.unwrap();
     job.send(JobCommand::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     assert!(qemu_img_identical(&src, &lo.0));
 }
 

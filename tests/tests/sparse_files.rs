@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use livemirror_core::device::{OpenOptions, create_image};
-use livemirror_core::job::{self, Command, MirrorOptions, Outcome, SyncMode};
+use livemirror_core::job::{self, Command, MirrorOptions, Outcome, Proof, SyncMode};
 use livemirror_core::live::LiveSource;
 use livemirror_tests::{allocated_bytes, data_bytes, qemu_img_identical, sparse_image};
 
@@ -26,7 +26,7 @@ async fn clone(src: &std::path::Path, dst: &std::path::Path, sync: SyncMode) {
     let mut watch = job.watch();
     watch.wait_for(|s| s.ready).await.unwrap();
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

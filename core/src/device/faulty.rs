@@ -100,6 +100,19 @@ impl BlockDevice for FaultyDevice {
         self.inner.read_at(buf, offset)
     }
 
+    fn read_uncached(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.check(Op::Read, offset, buf.len() as u64)?;
+        self.inner.read_uncached(buf, offset)
+    }
+
+    fn has_backing(&self) -> bool {
+        self.inner.has_backing()
+    }
+
+    fn top_allocation(&self, offset: u64, max_len: u64) -> io::Result<(bool, u64)> {
+        self.inner.top_allocation(offset, max_len)
+    }
+
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.check(Op::Write, offset, buf.len() as u64)?;
         self.inner.write_at(buf, offset)

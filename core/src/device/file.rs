@@ -172,6 +172,14 @@ impl BlockDevice for FileDevice {
         }
     }
 
+    fn read_uncached(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        if self.direct.is_none() {
+            check_range(self.len, offset, buf.len() as u64)?;
+            sys::drop_cached(&self.file, offset, buf.len() as u64)?;
+        }
+        self.read_at(buf, offset)
+    }
+
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         check_range(self.len, offset, buf.len() as u64)?;
         #[cfg(target_os = "linux")]

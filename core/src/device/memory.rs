@@ -103,6 +103,22 @@ impl MemoryDevice {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether this device's own data holds `offset` (not a hole, not the
+    /// backing's), and how far from there the same holds, up to `max_len`.
+    fn allocation_run(&self, st: &State, offset: u64, max_len: u64) -> io::Result<(bool, u64)> {
+        let dev_len = st.data.len() as u64;
+        check_range(dev_len, offset, 1)?;
+        let limit = (offset + max_len.max(1)).min(dev_len);
+        let mut i = (offset / self.unit) as usize;
+        let state = st.allocated[i];
+        let mut end = ((i as u64 + 1) * self.unit).min(limit);
+        while end < limit && st.allocated[i + 1] == state {
+            i += 1;
+            end = ((i as u64 + 1) * self.unit).min(limit);
+        }
+        Ok((state, end - offset))
+    }
+
     fn unit_range(&self, i: usize, len: u64) -> std::ops::Range<usize> {
         let start = i as u64 * self.unit;
         start as usize..(start + self.unit).min(len) as usize
@@ -204,27 +220,26 @@ impl BlockDevice for MemoryDevice {
 
     fn block_status(&self, offset: u64, max_len: u64) -> io::Result<(Allocation, u64)> {
         let st = self.read_state();
-        let dev_len = st.data.len() as u64;
-        check_range(dev_len, offset, 1)?;
-        let limit = (offset + max_len.max(1)).min(dev_len);
-        let mut i = (offset / self.unit) as usize;
-        let state = st.allocated[i];
-        let mut end = ((i as u64 + 1) * self.unit).min(limit);
-        while end < limit {
-            i += 1;
-            if st.allocated[i] != state {
-                break;
-            }
-            end = ((i as u64 + 1) * self.unit).min(limit);
-        }
-        let alloc = if state { Allocation::Data } else { Allocation::Hole };
-        // Over a backing image a hole reads as the backing, not as zeroes.
-        let alloc = if !state && st.backing.is_some() { Allocation::Data } else { alloc };
-        Ok((alloc, end - offset))
+        let (allocated, run) = self.allocation_run(&st, offset, max_len)?;
+        let alloc = match (allocated, st.backing.is_some()) {
+            (true, _) => Allocation::Data,
+            // Over a backing image a hole reads as the backing, not as zeroes.
+            (false, true) => Allocation::Data,
+            (false, false) => Allocation::Hole,
+        };
+        Ok((alloc, run))
     }
 
     fn cluster_size(&self) -> Option<u64> {
         self.cluster_size
+    }
+
+    fn has_backing(&self) -> bool {
+        self.read_state().backing.is_some()
+    }
+
+    fn top_allocation(&self, offset: u64, max_len: u64) -> io::Result<(bool, u64)> {
+        self.allocation_run(&self.read_state(), offset, max_len)
     }
 
     fn partial_cluster_write_fills_from_backing(&self) -> bool {

@@ -87,6 +87,27 @@ pub trait BlockDevice: Send + Sync {
         Ok((Allocation::Data, max_len.min(self.len() - offset)))
     }
 
+    /// Fill `buf` from `offset` as the medium holds it now, past any cache
+    /// that writes by others (a mounted filesystem's) do not keep coherent.
+    /// Compare passes read the source this way. The default is `read_at`.
+    fn read_uncached(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.read_at(buf, offset)
+    }
+
+    /// True for an overlay over a backing layer (a qcow2 image with a
+    /// backing file): sync `top` then copies only what this layer holds.
+    fn has_backing(&self) -> bool {
+        false
+    }
+
+    /// Whether `offset` is allocated in this layer rather than read from
+    /// the backing one, and how many bytes from there share that. The
+    /// default treats everything but holes as this layer's.
+    fn top_allocation(&self, offset: u64, max_len: u64) -> io::Result<(bool, u64)> {
+        let (alloc, run) = self.block_status(offset, max_len)?;
+        Ok((alloc != Allocation::Hole, run))
+    }
+
     /// The allocation unit, if the format has one (qcow2 clusters, modelled
     /// clusters in tests). Raw files and disks have none.
     fn cluster_size(&self) -> Option<u64> {

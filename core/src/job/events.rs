@@ -5,8 +5,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::options::CopyMode;
-use crate::error::IoFailure;
+use super::options::{CopyMode, Tracking};
+use crate::error::{IoFailure, JobFailure};
 
 /// The job's lifecycle, as in QEMU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -126,13 +126,54 @@ pub enum JobEvent {
         failure: IoFailure,
         action: ErrorAction,
     },
-    Completed,
+    /// The pivot is done. `identical` is true only when `proof` proves it.
+    Completed {
+        tracking: Tracking,
+        proof: Proof,
+        identical: bool,
+    },
     Cancelled {
         consistent: bool,
     },
     Failed {
-        error: String,
+        error: JobFailure,
     },
+}
+
+impl JobEvent {
+    /// True for the job's last event.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            JobEvent::Completed { .. } | JobEvent::Cancelled { .. } | JobEvent::Failed { .. }
+        )
+    }
+}
+
+/// What backs a completed job's claim that the target equals the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Proof {
+    /// Every write to the source went through a tracker that saw it (the
+    /// live source's NBD export, kernel tracking): identical.
+    Tracked,
+    /// Not tracked, but a final comparison after the last copy, with
+    /// livemirror's own writers held, found no difference: identical as
+    /// compared.
+    Verified,
+    /// Compare passes: in sync as of the last pass; writes made around
+    /// livemirror during it may be missing.
+    LastPass,
+    /// Not tracked and not verified: in sync as far as livemirror saw;
+    /// writes by other programs are not seen.
+    Unverified,
+}
+
+impl Proof {
+    /// True when the target is proven identical.
+    pub fn identical(self) -> bool {
+        matches!(self, Proof::Tracked | Proof::Verified)
+    }
 }
 
 /// A snapshot of the job, kept current for queries and the GUI.
@@ -143,6 +184,10 @@ pub struct JobStatus {
     pub progress: Progress,
     pub speed: u64,
     pub copy_mode: CopyMode,
+    /// How writes to the source are seen.
+    pub tracking: Tracking,
+    /// The job compares source and target once more before it ends.
+    pub verify: bool,
     pub io_status: IoStatus,
     /// True once `Ready` has been emitted.
     pub ready: bool,
@@ -163,13 +208,16 @@ pub struct JobStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
-    /// The target was in sync and the source now serves it.
-    Completed,
+    /// The target was in sync and the source now serves it; `proof` says
+    /// what backs "in sync".
+    Completed {
+        proof: Proof,
+    },
     /// Cancelled; `consistent` says whether the target is a full copy.
     Cancelled {
         consistent: bool,
     },
     Failed {
-        error: String,
+        error: JobFailure,
     },
 }

@@ -8,7 +8,7 @@ use super::events::{Decision, JobEvent, JobStatus, Outcome};
 use super::options::CopyMode;
 use super::tracker::Geometry;
 use crate::chunkmap::ChunkMap;
-use crate::error::Error;
+use crate::error::{Error, JobFailure};
 
 /// What the job can be told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +114,7 @@ impl JobHandle {
             }
             if rx.changed().await.is_err() {
                 // The job task is gone without an outcome: only a panic does that.
-                return Outcome::Failed { error: "the job stopped unexpectedly".into() };
+                return Outcome::Failed { error: JobFailure::Vanished };
             }
         }
     }

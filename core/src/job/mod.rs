@@ -8,6 +8,7 @@
 mod copy;
 mod events;
 mod handle;
+mod machine;
 mod options;
 mod rescan;
 mod runner;
@@ -19,12 +20,12 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 pub use copy::is_zero;
 pub use events::{
-    Decision, ErrorAction, IoStatus, JobEvent, JobState, JobStatus, Outcome, Progress,
+    Decision, ErrorAction, IoStatus, JobEvent, JobState, JobStatus, Outcome, Progress, Proof,
 };
 pub use handle::{Command, JobHandle};
 pub use options::{
     CopyMode, DEFAULT_BUF_SIZE, ErrorPolicy, MAX_GRANULARITY, MAX_IN_FLIGHT, MIN_GRANULARITY,
-    MirrorOptions, Resolved, SyncMode, default_granularity, parse_size, resolve,
+    MirrorOptions, Resolved, SyncMode, Tracking, default_granularity, parse_size, resolve,
 };
 pub use tracker::{Geometry, Tracker};
 
@@ -66,6 +67,11 @@ pub fn start(
     let source = live.device();
     check_pair(&*source, &*target)?;
     let resolved = resolve(&opts, &*target)?;
+    if opts.tracking == Tracking::Kernel {
+        return Err(Error::InvalidOption(
+            "kernel tracking is not available in this build: use compare passes or serve the source".into(),
+        ));
+    }
     let geometry = Geometry { len: source.len(), granularity: resolved.granularity };
     let map = Arc::new(ChunkMap::new(geometry.chunks(), geometry.granularity));
     let tracker = Arc::new(Tracker::new(geometry, target.clone(), map.clone(), opts.copy_mode));

@@ -42,6 +42,26 @@ pub enum CopyMode {
     WriteBlocking,
 }
 
+/// How the job sees writes to its source. It decides what the job may
+/// claim at the end (see [`Proof`](super::Proof)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tracking {
+    /// Every write goes through livemirror's live source (its NBD export,
+    /// or in-process writers such as the demo's): all are seen.
+    #[default]
+    Nbd,
+    /// The kernel reports every completed write to the source disk.
+    Kernel,
+    /// Others write the source around livemirror (a mounted disk): compare
+    /// passes find their writes by re-reading, which cannot prove a copy
+    /// while they write.
+    Compare,
+    /// An image or disk livemirror opened that other programs may write:
+    /// their writes are not seen.
+    None,
+}
+
 /// What to do when an I/O on one side fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -71,10 +91,19 @@ pub struct MirrorOptions {
     pub on_source_error: ErrorPolicy,
     pub on_target_error: ErrorPolicy,
     pub copy_mode: CopyMode,
-    /// The source is also written by others, around the live source (a
-    /// mounted disk, an image a VM writes directly): prove the copy with
-    /// compare passes before Ready and before the job ends.
-    pub rescan: bool,
+    /// How writes to the source are seen.
+    pub tracking: Tracking,
+    /// Compare source and target once more during the last drain; `None`
+    /// does so exactly when tracking cannot prove the copy (`none`,
+    /// `compare`).
+    pub verify: Option<bool>,
+}
+
+impl MirrorOptions {
+    /// True when the job runs a final comparison before it ends.
+    pub fn verifies(&self) -> bool {
+        self.verify.unwrap_or(matches!(self.tracking, Tracking::None | Tracking::Compare))
+    }
 }
 
 impl Default for MirrorOptions {
@@ -87,7 +116,8 @@ impl Default for MirrorOptions {
             on_source_error: ErrorPolicy::Report,
             on_target_error: ErrorPolicy::Report,
             copy_mode: CopyMode::Background,
-            rescan: false,
+            tracking: Tracking::Nbd,
+            verify: None,
         }
     }
 }
@@ -153,6 +183,7 @@ macro_rules! names {
 
 names!(SyncMode { Full = "full", Top = "top", None = "none" });
 names!(CopyMode { Background = "background", WriteBlocking = "write-blocking" });
+names!(Tracking { Nbd = "nbd", Kernel = "kernel", Compare = "compare", None = "none" });
 names!(ErrorPolicy { Report = "report", Ignore = "ignore", Stop = "stop", Enospc = "enospc" });
 
 /// Parses a size with an optional K/M/G/T suffix (powers of 1024, like

@@ -1,11 +1,23 @@
-//! Compare passes, for sources whose writers do not go through the live
-//! source (a mounted disk written by its OS, an image a VM writes directly).
+//! Compare passes: read source and target, mark every chunk that differs
+//! dirty. Two uses:
 //!
-//! Such writes never mark chunks dirty, so "nothing dirty" proves nothing.
-//! Instead, before Ready and again before the job ends, the job compares
-//! source and target one step at a time and marks every chunk that differs
-//! dirty. It is only in sync after a whole pass finds no difference. Steps
-//! are short so commands (cancel, pause) are still answered during a pass.
+//! * `compare` tracking, for sources whose writers do not go through the
+//!   live source (a mounted disk written by its OS): such writes never mark
+//!   chunks dirty, so before Ready a whole pass must find no difference.
+//! * The final comparison of a job that verifies: during the last drain,
+//!   passes run until one finds nothing; if [`Rescan::demand`]'s limit of
+//!   passes in a row still find differences, someone keeps writing the
+//!   source around livemirror and the job says so instead of "identical".
+//!
+//! A pass compares one range at one instant: a write behind its cursor is
+//! not seen by that pass. That is why a pass proves the copy only while
+//! nobody writes around livemirror, and why the job words its claim by
+//! tracking kind. The source is read past the page cache
+//! ([`BlockDevice::read_uncached`]), which a mounted filesystem's writes do
+//! not keep coherent with the block device. Steps are short, so commands
+//! (cancel, pause) are still answered during a pass.
+//!
+//! [`BlockDevice::read_uncached`]: crate::device::BlockDevice::read_uncached
 
 use std::sync::Arc;
 
@@ -13,43 +25,65 @@ use super::copy::CopyContext;
 use super::tracker::Tracker;
 use crate::error::{IoFailure, IoOperation, Side};
 
-/// Where a pass is and what it has found.
+/// Where the passes are and what they have found.
 #[derive(Debug, Default)]
 pub struct Rescan {
+    /// A clean pass is still needed.
+    due: bool,
     /// Next byte to compare.
     pos: u64,
-    /// Chunks found different in this pass.
-    found: u64,
-    /// A whole pass found nothing since the last reset.
-    clean: bool,
+    /// First differing byte found in this pass.
+    first_difference: Option<u64>,
+    /// Passes in a row that found differences.
+    differing_passes: u32,
+    /// Give up after this many differing passes in a row (0: never).
+    max_passes: u32,
+}
+
+/// How a pass ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassEnd {
+    /// Nothing differed: in sync as of this pass.
+    Clean,
+    /// Differences were marked dirty; another pass follows their copy.
+    Differed,
+    /// The limit of differing passes was reached.
+    GaveUp { first_difference: u64 },
 }
 
 impl Rescan {
-    /// True when the job must not call itself in sync yet.
-    pub fn due(&self) -> bool {
-        !self.clean
+    /// `compare`: passes are needed before Ready, with no limit.
+    pub fn new(compare: bool) -> Self {
+        Rescan { due: compare, ..Default::default() }
     }
 
-    /// Demands a fresh clean pass (at Complete, with writes held).
-    pub fn reset(&mut self) {
-        *self = Rescan::default();
+    /// True while the job must not call itself in sync.
+    pub fn due(&self) -> bool {
+        self.due
+    }
+
+    /// Demands a fresh clean pass, giving up after `max_passes` passes in a
+    /// row that find differences.
+    pub fn demand(&mut self, max_passes: u32) {
+        *self = Rescan { due: true, max_passes, ..Default::default() };
     }
 
     /// Compares `step` bytes from the current position and marks differing
-    /// chunks dirty. Runs on a blocking thread.
+    /// chunks dirty; says how the pass ended when this step ended it. Runs
+    /// on a blocking thread.
     pub fn step(
         &mut self,
         ctx: &Arc<CopyContext>,
         tracker: &Arc<Tracker>,
         step: u64,
-    ) -> Result<(), IoFailure> {
+    ) -> Result<Option<PassEnd>, IoFailure> {
         let g = tracker.geometry;
         let start = self.pos;
         let len = step.min(g.len - start);
         let mut a = vec![0u8; len as usize];
         let mut b = vec![0u8; len as usize];
         ctx.source
-            .read_at(&mut a, start)
+            .read_uncached(&mut a, start)
             .map_err(|e| IoFailure::new(Side::Source, IoOperation::Read, start, len, &e))?;
         ctx.target
             .read_at(&mut b, start)
@@ -57,16 +91,33 @@ impl Rescan {
         let chunk = g.granularity as usize;
         for (i, (x, y)) in a.chunks(chunk).zip(b.chunks(chunk)).enumerate() {
             if x != y {
-                tracker.mark_dirty(g.covering(start + (i * chunk) as u64, 1));
-                self.found += 1;
+                let at = start + (i * chunk) as u64;
+                let offset = at + x.iter().zip(y).position(|(p, q)| p != q).unwrap_or(0) as u64;
+                tracker.mark_dirty(g.covering(at, 1));
+                self.first_difference.get_or_insert(offset);
             }
         }
         self.pos = start + len;
-        if self.pos >= g.len {
-            self.clean = self.found == 0;
-            self.pos = 0;
-            self.found = 0;
+        if self.pos < g.len {
+            return Ok(None);
         }
-        Ok(())
+        self.pos = 0;
+        let end = match self.first_difference.take() {
+            None => {
+                self.due = false;
+                self.differing_passes = 0;
+                PassEnd::Clean
+            }
+            Some(first_difference) => {
+                self.differing_passes += 1;
+                if self.max_passes > 0 && self.differing_passes >= self.max_passes {
+                    self.due = false;
+                    PassEnd::GaveUp { first_difference }
+                } else {
+                    PassEnd::Differed
+                }
+            }
+        };
+        Ok(Some(end))
     }
 }

@@ -1,6 +1,9 @@
 //! The job's loop: issue copies, collect results, obey commands, and walk
 //! the lifecycle running → ready → completing → completed (or cancelled,
 //! failed), as QEMU's mirror job does.
+//!
+//! What state the job is in lives in one [`Machine`]; this file does the
+//! I/O the machine's answers ask for and feeds it what the I/O found.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,15 +14,18 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 
 use super::copy::{CopyContext, CopyStats};
 use super::events::{
-    Decision, ErrorAction, IoStatus, JobEvent, JobState, JobStatus, Outcome, Progress,
+    Decision, ErrorAction, IoStatus, JobEvent, JobState, JobStatus, Outcome, Progress, Proof,
 };
 use super::handle::{Command, Request};
-use super::options::{CopyMode, ErrorPolicy, MAX_IN_FLIGHT, MirrorOptions, Resolved, SyncMode};
-use super::rescan::Rescan;
+use super::machine::{Effect, Ending, Hold, InSync, Machine, Phase};
+use super::options::{
+    CopyMode, ErrorPolicy, MAX_IN_FLIGHT, MirrorOptions, Resolved, SyncMode, Tracking,
+};
+use super::rescan::{PassEnd, Rescan};
 use super::tracker::{Pick, Tracker};
 use crate::buffer::BufferPool;
 use crate::device::BlockDevice;
-use crate::error::{Error, IoFailure, IoOperation, Side};
+use crate::error::{Error, IoFailure, IoOperation, JobFailure, Side};
 use crate::live::LiveSource;
 use crate::ratelimit::RateLimiter;
 
@@ -29,6 +35,11 @@ const TICK: Duration = Duration::from_millis(250);
 /// persistent fault does not spin the loop.
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// A final comparison that still finds differences this many passes in a
+/// row means someone keeps writing the source around livemirror.
+pub const MAX_VERIFY_PASSES: u32 = 3;
+
+type Reply = oneshot::Sender<Result<(), Error>>;
 
 /// Everything [`Runner::new`] needs, in one place.
 pub(super) struct Setup {
@@ -49,6 +60,8 @@ pub(super) fn initial_status(opts: &MirrorOptions) -> JobStatus {
         progress: Progress::default(),
         speed: opts.speed,
         copy_mode: opts.copy_mode,
+        tracking: opts.tracking,
+        verify: opts.verifies(),
         io_status: IoStatus::Ok,
         ready: false,
         pending_error: None,
@@ -58,16 +71,6 @@ pub(super) fn initial_status(opts: &MirrorOptions) -> JobStatus {
         skipped_bytes: 0,
         outcome: None,
     }
-}
-
-/// How the job is ending, once it is.
-enum Ending {
-    /// Complete: drain with writes held, flush, serve the target.
-    Pivot,
-    /// Cancel after ready: drain with writes held, flush, keep the source.
-    Consistent,
-    /// Stop as soon as in-flight copies are done.
-    Abort(Outcome),
 }
 
 struct OpDone {
@@ -91,16 +94,15 @@ pub(super) struct Runner {
     /// Where the next search for dirty chunks starts.
     cursor: u64,
     limiter: RateLimiter,
-    state: JobState,
-    /// The state to go back to after a pause or an error decision.
-    resume_to: JobState,
-    pause_requested: bool,
-    pause_waiters: Vec<oneshot::Sender<Result<(), Error>>>,
-    pending: Option<IoFailure>,
+    machine: Machine,
+    /// The state last announced.
+    shown: JobState,
+    pause_waiters: Vec<Reply>,
+    /// A switch to write-blocking mode waiting for writers under way.
+    mode_switch: Option<(CopyMode, Vec<Reply>)>,
     io_status: IoStatus,
-    ending: Option<Ending>,
+    /// Writers through the live source are held (the gate is closed).
     gate_closed: bool,
-    ready: bool,
     hold_until: Option<Instant>,
     backoff: Duration,
     /// Retry/Ignore decisions so far. A copy issued before the latest one
@@ -113,8 +115,9 @@ pub(super) struct Runner {
     errors: u64,
     last_tick: (Instant, u64),
     bytes_per_sec: u64,
-    /// Compare passes, when writers bypass the live source.
-    rescan: Option<Rescan>,
+    /// Compare passes: before Ready with `compare` tracking, and the final
+    /// comparison of the last drain when the job verifies.
+    rescan: Rescan,
 }
 
 impl Runner {
@@ -132,7 +135,7 @@ impl Runner {
             live: s.live,
             tracker: s.tracker,
             limiter: RateLimiter::new(s.opts.speed),
-            rescan: s.opts.rescan.then(Rescan::default),
+            rescan: Rescan::new(s.opts.tracking == Tracking::Compare),
             opts: s.opts,
             resolved: s.resolved,
             events: s.events,
@@ -141,15 +144,12 @@ impl Runner {
             ops: JoinSet::new(),
             in_flight_bytes: 0,
             cursor: 0,
-            state: JobState::Created,
-            resume_to: JobState::Running,
-            pause_requested: false,
+            machine: Machine::default(),
+            shown: JobState::Created,
             pause_waiters: Vec::new(),
-            pending: None,
+            mode_switch: None,
             io_status: IoStatus::Ok,
-            ending: None,
             gate_closed: false,
-            ready: false,
             hold_until: None,
             backoff: MIN_BACKOFF,
             decisions: 0,
@@ -162,14 +162,18 @@ impl Runner {
     }
 
     pub(super) async fn run(mut self) {
-        self.set_state(JobState::Running);
+        self.show_state();
         if let Err(f) = self.populate().await {
             self.emit(JobEvent::Error { failure: f.clone(), action: ErrorAction::Report });
-            return self.finish(Outcome::Failed { error: f.to_string() }).await;
+            return self.finish(Outcome::Failed { error: JobFailure::Io(f) }).await;
         }
         let mut tick = interval(TICK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            for failure in self.tracker.take_failures() {
+                self.on_error(failure);
+            }
+            self.sync_gate();
             self.issue();
             if let Some(outcome) = self.settle().await {
                 return self.finish(outcome).await;
@@ -177,21 +181,23 @@ impl Runner {
             let idle = self.ops.is_empty();
             let wait_until = self.issue_blocked_until();
             let scanning = self.scanning();
+            let writers_inside = self.gate_closed && !self.live.gate_idle();
             tokio::select! {
                 biased;
                 req = recv(&mut self.commands) => match req {
-                    Some((cmd, reply)) => self.command(cmd, reply).await,
+                    Some((cmd, reply)) => self.command(cmd, reply),
                     None => {
                         // Every handle is gone: nobody can complete this job.
                         self.commands = None;
-                        self.abort(Outcome::Cancelled { consistent: false });
+                        self.abort(Outcome::Cancelled { consistent: false }, false);
                     }
                 },
                 Some(done) = self.ops.join_next(), if !idle => match done {
                     Ok(done) => self.op_done(done),
-                    Err(e) => self.abort(Outcome::Failed { error: format!("copy task failed: {e}") }),
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
                 },
                 _ = self.tracker.wake.notified(), if idle => {}
+                _ = self.live.gate_idle_notified(), if writers_inside => {}
                 _ = sleep_until(wait_until.unwrap_or_else(Instant::now)), if wait_until.is_some() => {}
                 _ = tick.tick() => self.tick(),
                 _ = std::future::ready(()), if scanning => {}
@@ -203,43 +209,44 @@ impl Runner {
     async fn populate(&mut self) -> Result<(), IoFailure> {
         let chunks = self.tracker.geometry.chunks();
         match self.opts.sync {
+            // Without a backing layer "the top layer" is the whole device,
+            // so `top` is `full`, as in QEMU: a hole of the source must
+            // become zeroes on a target that may hold old data.
             SyncMode::Full => self.tracker.mark_dirty(0..chunks),
+            SyncMode::Top if !self.ctx.source.has_backing() => self.tracker.mark_dirty(0..chunks),
             SyncMode::None => {}
             SyncMode::Top => {
                 let (source, tracker) = (self.ctx.source.clone(), self.tracker.clone());
-                blocking(move || mark_allocated(&*source, &tracker)).await?;
+                blocking(move || mark_top_layer(&*source, &tracker)).await?;
             }
         }
         self.publish();
         Ok(())
     }
 
-    fn aborting(&self) -> bool {
-        matches!(self.ending, Some(Ending::Abort(_)))
-    }
-
-    fn may_issue(&self) -> bool {
-        !self.pause_requested && self.pending.is_none() && !self.aborting()
-    }
-
     /// When issuing is held back only by time (speed limit, error back-off),
     /// the instant it may go on.
     fn issue_blocked_until(&self) -> Option<Instant> {
-        if !self.may_issue() || self.ops.len() >= MAX_IN_FLIGHT {
+        if !self.machine.may_issue() || self.ops.len() >= MAX_IN_FLIGHT {
             return None;
         }
         let now = Instant::now();
         let at = self.limiter.ready_at(now).max(self.hold_until.unwrap_or(now));
-        (at > now && self.tracker.dirty_chunks() > 0).then_some(at)
+        let waiting = self.tracker.dirty_chunks() > 0 || self.rescan.due();
+        (at > now && waiting).then_some(at)
+    }
+
+    fn backing_off(&self) -> bool {
+        self.hold_until.is_some_and(|t| t > Instant::now())
     }
 
     /// Starts as many copies as the limits allow.
     fn issue(&mut self) {
         let g = self.tracker.geometry.granularity;
         let total_chunks = self.tracker.geometry.chunks();
-        while self.may_issue() && self.ops.len() < MAX_IN_FLIGHT {
+        while self.machine.may_issue() && self.ops.len() < MAX_IN_FLIGHT {
             let now = Instant::now();
-            if self.limiter.ready_at(now) > now || self.hold_until.is_some_and(|t| t > now) {
+            if self.limiter.ready_at(now) > now || self.backing_off() {
                 return;
             }
             let free = self.resolved.buf_size.saturating_sub(self.in_flight_bytes);
@@ -298,14 +305,18 @@ impl Runner {
             ErrorPolicy::Enospc if failure.is_nospace() => ErrorAction::Stop,
             ErrorPolicy::Enospc => ErrorAction::Report,
         };
-        if self.aborting() || (action == ErrorAction::Stop && self.pending.is_some()) {
+        if self.machine.aborting()
+            || (action == ErrorAction::Stop && self.machine.asking().is_some())
+        {
             // Already ending, or already asking about an earlier error: the
             // range stays dirty and nothing more needs saying.
             return;
         }
         self.emit(JobEvent::Error { failure: failure.clone(), action });
         match action {
-            ErrorAction::Report => self.abort(Outcome::Failed { error: failure.to_string() }),
+            ErrorAction::Report => {
+                self.abort(Outcome::Failed { error: JobFailure::Io(failure) }, false)
+            }
             ErrorAction::Ignore => {
                 self.hold_until = Some(Instant::now() + self.backoff);
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
@@ -313,44 +324,48 @@ impl Runner {
             ErrorAction::Stop => {
                 self.io_status =
                     if failure.is_nospace() { IoStatus::Nospace } else { IoStatus::Failed };
-                self.pending = Some(failure);
-                // Nobody's writes wait while a person decides; the drain
-                // closes the gate again after the decision.
-                self.open_gate();
-                if !matches!(self.state, JobState::Paused | JobState::Standby) {
-                    self.resume_to = self.state;
-                }
-                self.set_state(JobState::Paused);
+                self.machine.ask(failure);
+                self.show_state();
             }
         }
     }
 
     /// With nothing in flight: reach paused, ready, or the end.
     async fn settle(&mut self) -> Option<Outcome> {
+        if let Phase::Aborting { outcome, abandon, .. } = &self.machine.phase {
+            return (self.ops.is_empty() || *abandon).then(|| outcome.clone());
+        }
         if !self.ops.is_empty() {
             return None;
         }
-        if let Some(Ending::Abort(o)) = &self.ending {
-            return Some(o.clone());
-        }
-        if self.pause_requested {
-            if !matches!(self.state, JobState::Paused | JobState::Standby) {
-                self.resume_to = self.state;
-                let paused = if self.ready { JobState::Standby } else { JobState::Paused };
-                self.set_state(paused);
-            }
+        if self.machine.settled() {
+            // The new state is published before anyone hears "paused".
+            self.show_state();
             for w in self.pause_waiters.drain(..) {
                 let _ = w.send(Ok(()));
             }
+        }
+        if self.machine.hold != Hold::None
+            || self.tracker.dirty_chunks() > 0
+            || self.backing_off()
+            || self.machine.phase == Phase::Ready
+        {
             return None;
         }
-        if self.pending.is_some() || self.tracker.dirty_chunks() > 0 {
+        if let Phase::Completing { draining: false, .. } = self.machine.phase {
+            // Nothing dirty while writers flow: hold them for the last
+            // drain, and (when verifying) compare everything once more.
+            self.machine.in_sync();
+            if self.opts.verifies() {
+                self.rescan.demand(MAX_VERIFY_PASSES);
+            }
+            self.show_state();
             return None;
         }
-        if self.ready && self.ending.is_none() {
+        if self.gate_closed && !self.live.gate_idle() {
             return None;
         }
-        if self.scanning() {
+        if self.rescan.due() {
             self.scan_step().await;
             return None;
         }
@@ -365,167 +380,166 @@ impl Runner {
             self.on_error(f);
             return None;
         }
-        if !self.ready {
-            self.ready = true;
-            self.set_state(JobState::Ready);
-            self.emit(JobEvent::Ready);
-        }
-        match self.ending {
-            Some(Ending::Pivot) => {
-                self.live.pivot(self.ctx.target.clone());
-                Some(Outcome::Completed)
+        match self.machine.in_sync() {
+            InSync::BecameReady => {
+                self.show_state();
+                self.emit(JobEvent::Ready);
+                None
             }
-            Some(Ending::Consistent) => Some(Outcome::Cancelled { consistent: true }),
-            _ => None,
+            InSync::StayReady | InSync::HoldWriters => None,
+            InSync::End(Ending::Pivot) => {
+                self.live.pivot(self.ctx.target.clone());
+                Some(Outcome::Completed { proof: self.proof() })
+            }
+            InSync::End(Ending::Consistent) => Some(Outcome::Cancelled { consistent: true }),
         }
     }
 
-    async fn command(&mut self, cmd: Command, reply: oneshot::Sender<Result<(), Error>>) {
-        let wrong = |state| Err(Error::WrongState { verb: cmd.verb(), state });
-        let result = match cmd {
-            _ if self.aborting() && !matches!(cmd, Command::Cancel { .. }) => wrong(self.state),
-            Command::SetSpeed(speed) => {
-                self.limiter.set_speed(speed);
-                Ok(())
-            }
-            Command::Pause if self.ending.is_some() => wrong(self.state),
-            Command::Pause => {
-                self.pause_requested = true;
-                // Answered once in-flight copies are done (see `settle`).
-                self.pause_waiters.push(reply);
-                self.publish();
+    /// What the job can say about the target at the end.
+    fn proof(&self) -> Proof {
+        match self.opts.tracking {
+            Tracking::Nbd | Tracking::Kernel => Proof::Tracked,
+            Tracking::Compare => Proof::LastPass,
+            Tracking::None if self.opts.verifies() => Proof::Verified,
+            Tracking::None => Proof::Unverified,
+        }
+    }
+
+    fn command(&mut self, cmd: Command, reply: Reply) {
+        let effect = match self.machine.command(cmd, self.tracker.copy_mode()) {
+            Ok(effect) => effect,
+            Err(e) => {
+                let _ = reply.send(Err(e));
                 return;
             }
-            Command::Resume if self.pending.is_some() => self.decide(Decision::Retry),
-            Command::Resume if !self.pause_requested => wrong(self.state),
-            Command::Resume => {
-                self.pause_requested = false;
-                self.set_state(self.resume_to);
-                Ok(())
-            }
-            Command::Complete if !self.state.is_ready() || self.ending.is_some() => {
-                wrong(self.state)
-            }
-            Command::Complete => {
-                self.pause_requested = false;
-                self.set_state(JobState::Completing);
-                self.ending = Some(Ending::Pivot);
-                self.close_gate().await;
-                Ok(())
-            }
-            Command::Cancel { force } => {
-                if self.ready && !force && !self.aborting() {
-                    self.pause_requested = false;
-                    self.ending = Some(Ending::Consistent);
-                    self.close_gate().await;
-                } else {
-                    self.pending = None;
-                    self.abort(Outcome::Cancelled { consistent: false });
-                }
-                Ok(())
-            }
-            Command::SetCopyMode(mode) if mode == self.tracker.copy_mode() => Ok(()),
-            Command::SetCopyMode(CopyMode::Background) => Err(Error::InvalidOption(
-                "a job in write-blocking mode cannot go back to background mode".into(),
-            )),
-            Command::SetCopyMode(mode) => {
-                // No write may be half-way through under the old mode.
-                self.close_gate().await;
-                self.tracker.set_copy_mode(mode);
-                if self.ending.is_none() {
-                    self.open_gate();
-                }
-                self.publish();
-                Ok(())
-            }
-            Command::Decide(_) if self.pending.is_none() => wrong(self.state),
-            Command::Decide(d) => self.decide(d),
         };
-        if matches!(self.ending, Some(Ending::Pivot | Ending::Consistent)) {
-            self.close_gate().await;
-        }
-        let _ = reply.send(result);
-    }
-
-    fn decide(&mut self, decision: Decision) -> Result<(), Error> {
-        let Some(failure) = self.pending.take() else {
-            return Err(Error::WrongState { verb: "decide", state: self.state });
-        };
-        self.io_status = IoStatus::Ok;
-        self.decisions += 1;
-        let g = self.tracker.geometry;
-        match decision {
-            Decision::Retry => self.cursor = g.covering(failure.offset, 1).start,
-            Decision::Ignore => {
-                self.cursor = g.covering(failure.offset, failure.len.max(1)).end % g.chunks().max(1)
+        let mut reply = Some(reply);
+        match effect {
+            Effect::Done => {}
+            Effect::SetSpeed(speed) => self.limiter.set_speed(speed),
+            // Answered once in-flight copies are done (see `settle`).
+            Effect::AnswerWhenPaused => self.pause_waiters.extend(reply.take()),
+            Effect::AnswerPauseWaiters => {
+                for w in self.pause_waiters.drain(..) {
+                    let _ = w.send(Ok(()));
+                }
             }
-            Decision::Stop => {
-                self.abort(Outcome::Failed { error: format!("stopped after an error: {failure}") });
-                return Ok(());
+            Effect::SwitchCopyMode(mode) => {
+                let (_, waiting) = self.mode_switch.get_or_insert_with(|| (mode, Vec::new()));
+                waiting.extend(reply.take());
+            }
+            Effect::Decided { decision, failure } => {
+                self.io_status = IoStatus::Ok;
+                self.decisions += 1;
+                let g = self.tracker.geometry;
+                self.cursor = match decision {
+                    Decision::Ignore => {
+                        g.covering(failure.offset, failure.len.max(1)).end % g.chunks().max(1)
+                    }
+                    Decision::Retry | Decision::Stop => g.covering(failure.offset, 1).start,
+                };
             }
         }
-        self.set_state(self.resume_to);
-        Ok(())
+        if self.machine.aborting() {
+            self.stop_tracking();
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(Ok(()));
+        }
+        self.show_state();
     }
 
-    /// True when a compare pass must run before the job may call itself in
-    /// sync (and nothing else is going on).
+    /// True when a compare pass may take its next step now.
     fn scanning(&self) -> bool {
-        self.rescan.as_ref().is_some_and(Rescan::due)
+        self.rescan.due()
             && self.ops.is_empty()
-            && self.may_issue()
+            && self.machine.may_issue()
+            && self.machine.phase != Phase::Ready
             && self.tracker.dirty_chunks() == 0
-            && !(self.ready && self.ending.is_none())
+            && !self.backing_off()
+            && !(self.gate_closed && !self.live.gate_idle())
     }
 
     async fn scan_step(&mut self) {
-        let Some(mut scan) = self.rescan.take() else { return };
+        let scan = std::mem::take(&mut self.rescan);
         let (ctx, tracker, step) = (self.ctx.clone(), self.tracker.clone(), self.resolved.max_op);
         let (scan, result) = blocking(move || {
+            let mut scan = scan;
             let r = scan.step(&ctx, &tracker, step);
             (scan, r)
         })
         .await;
-        self.rescan = Some(scan);
-        if let Err(f) = result {
-            self.on_error(f);
+        self.rescan = scan;
+        match result {
+            Ok(Some(PassEnd::GaveUp { first_difference })) => self.abort(
+                Outcome::Failed {
+                    error: JobFailure::NotIdentical {
+                        passes: MAX_VERIFY_PASSES,
+                        offset: first_difference,
+                    },
+                },
+                false,
+            ),
+            Ok(_) => {}
+            Err(f) => self.on_error(f),
         }
     }
 
-    fn abort(&mut self, outcome: Outcome) {
-        if !self.aborting() {
-            self.ending = Some(Ending::Abort(outcome));
-        }
+    fn abort(&mut self, outcome: Outcome, abandon: bool) {
+        self.machine.abort(outcome, abandon);
+        self.stop_tracking();
     }
 
-    async fn close_gate(&mut self) {
-        if let Some(scan) = &mut self.rescan {
-            // Writes the live source saw are held now; others are not, so
-            // prove the copy again.
-            scan.reset();
-        }
-        if !self.gate_closed {
-            let live = self.live.clone();
-            // Waits for writes under way; they never wait on this loop.
-            let _ = tokio::task::spawn_blocking(move || live.close_gate()).await;
-            self.gate_closed = true;
-        }
+    /// An ending job no longer writes anything through to the target.
+    fn stop_tracking(&self) {
+        self.live.detach();
     }
 
-    fn open_gate(&mut self) {
-        if self.gate_closed {
-            self.live.open_gate();
-            self.gate_closed = false;
+    /// Holds or lets through writers as the machine says, and switches the
+    /// copy mode once no writer is half-way through under the old one.
+    fn sync_gate(&mut self) {
+        loop {
+            let want_closed = self.machine.holds_writers() || self.mode_switch.is_some();
+            if want_closed != self.gate_closed {
+                if want_closed {
+                    self.live.close_gate();
+                } else {
+                    self.live.open_gate();
+                }
+                self.gate_closed = want_closed;
+            }
+            if !(self.gate_closed && self.live.gate_idle()) {
+                return;
+            }
+            let Some((mode, waiting)) = self.mode_switch.take() else { return };
+            self.tracker.set_copy_mode(mode);
+            for w in waiting {
+                let _ = w.send(Ok(()));
+            }
+            self.publish();
         }
     }
 
     async fn finish(mut self, outcome: Outcome) {
+        if matches!(self.machine.phase, Phase::Aborting { abandon: true, .. }) {
+            // A forced cancel: copies stuck on a hung device are left to
+            // finish on their own; the target is incomplete either way.
+            self.ops.detach_all();
+        }
         while self.ops.join_next().await.is_some() {}
         self.live.detach();
-        self.open_gate();
+        self.live.open_gate();
+        self.gate_closed = false;
         self.tick();
         let (state, event) = match &outcome {
-            Outcome::Completed => (JobState::Completed, JobEvent::Completed),
+            Outcome::Completed { proof } => (
+                JobState::Completed,
+                JobEvent::Completed {
+                    tracking: self.opts.tracking,
+                    proof: *proof,
+                    identical: proof.identical(),
+                },
+            ),
             Outcome::Cancelled { consistent } => {
                 (JobState::Cancelled, JobEvent::Cancelled { consistent: *consistent })
             }
@@ -534,6 +548,9 @@ impl Runner {
             }
         };
         for w in self.pause_waiters.drain(..) {
+            let _ = w.send(Err(Error::JobEnded));
+        }
+        for w in self.mode_switch.take().into_iter().flat_map(|(_, w)| w) {
             let _ = w.send(Err(Error::JobEnded));
         }
         self.set_state(state);
@@ -570,11 +587,15 @@ impl Runner {
         }
     }
 
+    fn show_state(&mut self) {
+        self.set_state(self.machine.state());
+    }
+
     /// Publishes the status before announcing the change, so whoever reacts
     /// to the event already sees the new status (a pending error, say).
     fn set_state(&mut self, state: JobState) {
-        let changed = self.state != state;
-        self.state = state;
+        let changed = self.shown != state;
+        self.shown = state;
         self.publish();
         if changed {
             self.emit(JobEvent::StateChanged { state });
@@ -584,13 +605,13 @@ impl Runner {
     fn publish(&self) {
         let progress = self.progress();
         self.status.send_modify(|s| {
-            s.state = self.state;
+            s.state = self.shown;
             s.progress = progress;
             s.speed = self.limiter.speed();
             s.copy_mode = self.tracker.copy_mode();
             s.io_status = self.io_status;
-            s.ready = self.ready;
-            s.pending_error = self.pending.clone();
+            s.ready = self.machine.was_ready() || s.ready;
+            s.pending_error = self.machine.asking().cloned();
             s.errors = self.errors;
             s.data_bytes = self.totals.data;
             s.zero_bytes = self.totals.zeroed;
@@ -619,15 +640,16 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
-/// Sync mode `top`: dirty every chunk that holds allocated data.
-fn mark_allocated(source: &dyn BlockDevice, tracker: &Tracker) -> Result<(), IoFailure> {
+/// Sync mode `top` over a backing layer: dirty every chunk the top layer
+/// allocates; the rest reads from the backing, which the target has.
+fn mark_top_layer(source: &dyn BlockDevice, tracker: &Tracker) -> Result<(), IoFailure> {
     let len = source.len();
     let mut pos = 0;
     while pos < len {
-        let (alloc, run) = source.block_status(pos, len - pos).map_err(|e| {
+        let (allocated, run) = source.top_allocation(pos, len - pos).map_err(|e| {
             IoFailure::new(Side::Source, IoOperation::BlockStatus, pos, len - pos, &e)
         })?;
-        if alloc != crate::device::Allocation::Hole {
+        if allocated {
             tracker.mark_dirty(tracker.geometry.covering(pos, run));
         }
         pos += run;

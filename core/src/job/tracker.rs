@@ -22,6 +22,7 @@ use super::options::CopyMode;
 use crate::bitmap::DirtyBitmap;
 use crate::chunkmap::ChunkMap;
 use crate::device::BlockDevice;
+use crate::error::IoFailure;
 
 /// Converts between bytes and chunks of one device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +72,13 @@ pub struct Tracker {
     /// Wakes the job when chunks become dirty.
     pub wake: Notify,
     write_blocking: AtomicBool,
+    /// Write-through failures not yet seen by the job (at most
+    /// [`MAX_PENDING_FAILURES`]: more of them would say nothing new).
+    failures: Mutex<Vec<IoFailure>>,
 }
+
+/// Write-through failures kept for the job between two of its looks.
+const MAX_PENDING_FAILURES: usize = 16;
 
 struct State {
     dirty: DirtyBitmap,
@@ -122,6 +129,7 @@ impl Tracker {
             released: Condvar::new(),
             wake: Notify::new(),
             write_blocking: AtomicBool::new(mode == CopyMode::WriteBlocking),
+            failures: Mutex::new(Vec::new()),
         }
     }
 
@@ -141,6 +149,23 @@ impl Tracker {
     /// half-way through under the old mode.
     pub fn set_copy_mode(&self, mode: CopyMode) {
         self.write_blocking.store(mode == CopyMode::WriteBlocking, Ordering::Release);
+    }
+
+    /// A write-blocking write reached the source but not the target: its
+    /// chunks are dirty again, and the job applies the target's error
+    /// policy to the failure, as QEMU does for active mirroring.
+    pub fn report_failure(&self, failure: IoFailure) {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if f.len() < MAX_PENDING_FAILURES {
+            f.push(failure);
+        }
+        drop(f);
+        self.wake.notify_one();
+    }
+
+    /// The failures reported since the last call.
+    pub fn take_failures(&self) -> Vec<IoFailure> {
+        std::mem::take(&mut *self.failures.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub fn dirty_chunks(&self) -> u64 {

@@ -71,7 +71,7 @@ pub async fn rest(rx: &mut broadcast::Receiver<JobEvent>) -> Vec<JobEvent> {
     let mut seen = Vec::new();
     until(rx, |ev| {
         seen.push(ev.clone());
-        matches!(ev, JobEvent::Completed | JobEvent::Cancelled { .. } | JobEvent::Failed { .. })
+        ev.is_final()
     })
     .await;
     seen

@@ -47,6 +47,22 @@ pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()>
     file.read_exact_at(buf, offset)
 }
 
+/// Drops the clean cached pages of a range, so the next read comes from the
+/// medium: a mounted filesystem writes a disk without updating the block
+/// device's own cache. Dirty pages are written back first by the kernel.
+pub fn drop_cached(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    // SAFETY: plain syscall on an open descriptor; no pointers.
+    let r = unsafe {
+        libc::posix_fadvise(
+            file.as_raw_fd(),
+            offset as libc::off_t,
+            len as libc::off_t,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+    if r == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(r)) }
+}
+
 pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     file.write_all_at(buf, offset)
 }

@@ -22,8 +22,8 @@ use win32 as host;
 pub use host::ioctl;
 pub use host::mounts_on;
 pub(super) use host::{
-    allocation, discard_range, make_sparse, open_direct, probe, read_exact_at, write_all_at,
-    zero_range,
+    allocation, discard_range, drop_cached, make_sparse, open_direct, probe, read_exact_at,
+    write_all_at, zero_range,
 };
 
 /// What an open file turned out to be.

@@ -109,6 +109,12 @@ fn disk_range(file: &File, len: u64) -> io::Result<DeviceId> {
     })
 }
 
+/// Windows keeps a volume's cache coherent with its filesystem's writes:
+/// nothing to drop.
+pub fn drop_cached(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    Ok(())
+}
+
 pub fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
         match file.seek_read(buf, offset) {
