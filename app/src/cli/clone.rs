@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use clap::Args;
 use livemirror_core::device::{BlockDevice, FileDevice, OpenOptions};
-use livemirror_core::job::{self, Outcome};
+use livemirror_core::job::{self, Outcome, Tracking};
 use livemirror_core::live::LiveSource;
 
 use super::follow::{Follow, follow};
 use super::progress::Reporter;
 use super::{CacheArgs, EXIT_CANCELLED, MirrorArgs, fail};
 use crate::privileged::{self, OpenError};
+use crate::text;
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -43,7 +44,7 @@ pub struct CloneArgs {
     #[arg(long, value_parser = crate::control::parse_addr)]
     pub control: Option<PathBuf>,
     /// Stay in sync after ready until Ctrl-C (cancel after ready: the target
-    /// stays a consistent copy).
+    /// stays a consistent copy) or `complete` on the control socket.
     #[arg(long)]
     pub no_complete: bool,
 }
@@ -65,13 +66,23 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     };
     let mut options = args.mirror.options();
     let mounts = livemirror_core::device::mounts_on(&source.id());
-    if !mounts.is_empty() && !options.rescan {
-        eprintln!(
-            "source is mounted at {}: its writes bypass livemirror, so compare passes will prove the copy (--rescan)",
-            mounts.join(", ")
-        );
-        options.rescan = true;
-    }
+    options.tracking = match args.mirror.tracking {
+        Some(Tracking::Nbd) => {
+            return fail(
+                "clone does not serve the source, so its writes cannot go through livemirror: \
+                 use `livemirror serve SRC --mirror-to DST` for nbd tracking",
+            );
+        }
+        Some(t) => t,
+        None if !mounts.is_empty() => {
+            eprintln!(
+                "source is mounted at {}: its writes bypass livemirror, so compare passes look for them",
+                mounts.join(", ")
+            );
+            Tracking::Compare
+        }
+        None => Tracking::None,
+    };
     let live = LiveSource::new(Arc::new(source));
     let (job, events) = match job::start(live, Arc::new(target), options) {
         Ok(started) => started,
@@ -83,11 +94,13 @@ pub async fn run(args: CloneArgs) -> ExitCode {
             return fail(&e.to_string());
         }
     };
+    let tracking = job.status().tracking;
+    eprintln!("tracking: {tracking} — {}", text::tracking(tracking));
     let (stop_control, stopped) = tokio::sync::watch::channel(false);
     if let Some(listener) = control {
         tokio::spawn(crate::control::serve(listener, job.clone(), stopped));
     }
-    let reporter = Reporter::new(args.json);
+    let reporter = Reporter::new(args.json, job.status().tracking);
     let how = Follow {
         complete_when_ready: !args.no_complete,
         cancel_on_ctrl_c: true,
@@ -100,7 +113,8 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     }
     reporter.finish(&job.status(), &outcome);
     match outcome {
-        Outcome::Completed => ExitCode::SUCCESS,
+        Outcome::Completed { proof } if proof.identical() => ExitCode::SUCCESS,
+        Outcome::Completed { .. } => ExitCode::from(super::EXIT_UNPROVEN),
         Outcome::Cancelled { .. } => ExitCode::from(EXIT_CANCELLED),
         Outcome::Failed { .. } => ExitCode::from(super::EXIT_FAILED),
     }

@@ -29,6 +29,7 @@ pub async fn follow(
 ) -> Outcome {
     let mut redraw = tokio::time::interval(Duration::from_millis(200));
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut interrupts = 0;
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -41,7 +42,7 @@ pub async fn follow(
                                 job.post(Command::Decide(decision));
                             }
                         }
-                        JobEvent::Completed | JobEvent::Cancelled { .. } | JobEvent::Failed { .. } => break,
+                        ev if ev.is_final() => break,
                         _ => {}
                     }
                 }
@@ -49,14 +50,31 @@ pub async fn follow(
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             _ = &mut ctrl_c, if how.cancel_on_ctrl_c => {
-                eprintln!("\ninterrupted: cancelling");
-                job.post(Command::Cancel { force: false });
+                interrupts += 1;
+                interrupted(job, interrupts);
                 ctrl_c.set(tokio::signal::ctrl_c());
             }
             _ = redraw.tick() => reporter.progress(&job.status()),
         }
     }
     job.wait().await
+}
+
+/// Ctrl-C: the first cancels (consistently once in sync: outstanding copies
+/// finish), the second forces (at once, even past a hung target).
+pub fn interrupted(job: &JobHandle, count: u32) {
+    if count == 1 {
+        let how = if job.status().ready {
+            "finishing outstanding copies so the target stays a consistent copy"
+        } else {
+            "the target will be incomplete"
+        };
+        eprintln!("\ninterrupted: cancelling ({how}); press Ctrl-C again to force");
+        job.post(Command::Cancel { force: false });
+    } else {
+        eprintln!("\ninterrupted again: forcing the cancel; the target is incomplete");
+        job.post(Command::Cancel { force: true });
+    }
 }
 
 /// Asks on the terminal. Without one, a control socket may answer (`None`:

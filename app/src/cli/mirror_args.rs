@@ -1,7 +1,7 @@
 //! The mirror options shared by every subcommand that starts a job.
 
 use clap::Args;
-use livemirror_core::job::{CopyMode, ErrorPolicy, MirrorOptions, SyncMode, parse_size};
+use livemirror_core::job::{CopyMode, ErrorPolicy, MirrorOptions, SyncMode, Tracking, parse_size};
 
 #[derive(Args, Debug, Clone)]
 pub struct MirrorArgs {
@@ -26,10 +26,18 @@ pub struct MirrorArgs {
     /// background, or write-blocking (every write reaches the target before it is acknowledged).
     #[arg(long, default_value = "background", value_parser = parse_enum::<CopyMode>)]
     pub copy_mode: CopyMode,
-    /// The source is also written around livemirror (a mounted disk, a
-    /// running VM's image): prove the copy with compare passes.
+    /// How the source's writes are seen: compare (passes re-read the source:
+    /// for a source others write, e.g. a mounted disk) or none; default:
+    /// compare when the source is mounted, else none (`serve`: nbd).
+    #[arg(long, value_parser = parse_enum::<Tracking>)]
+    pub tracking: Option<Tracking>,
+    /// Compare source and target once more before the job ends (the default
+    /// unless every write is tracked).
+    #[arg(long, overrides_with = "no_verify")]
+    pub verify: bool,
+    /// Skip the final comparison: the end says "not verified".
     #[arg(long)]
-    pub rescan: bool,
+    pub no_verify: bool,
 }
 
 fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
@@ -46,7 +54,12 @@ impl MirrorArgs {
             on_source_error: self.on_source_error,
             on_target_error: self.on_target_error,
             copy_mode: self.copy_mode,
-            rescan: self.rescan,
+            tracking: self.tracking.unwrap_or(Tracking::None),
+            verify: match (self.verify, self.no_verify) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
         }
     }
 }

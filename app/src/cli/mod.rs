@@ -27,6 +27,9 @@ pub use mirror_args::MirrorArgs;
 /// failed or the request was refused, 2 bad usage (from clap), 3 cancelled.
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_CANCELLED: u8 = 3;
+/// Completed, but nothing proved the target identical (compare passes, or
+/// an untracked source without the final comparison).
+pub const EXIT_UNPROVEN: u8 = 4;
 
 #[derive(Parser)]
 #[command(
@@ -76,7 +79,13 @@ pub fn main() -> ExitCode {
 /// Runs a command-line subcommand on a multi-threaded runtime.
 fn with_runtime(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt.block_on(task),
+        Ok(rt) => {
+            let code = rt.block_on(task);
+            // A forced cancel leaves I/O stuck on a hung device behind; the
+            // process must still exit (dropping the runtime would wait).
+            rt.shutdown_timeout(std::time::Duration::from_millis(200));
+            code
+        }
         Err(e) => fail(&format!("cannot start the async runtime: {e}")),
     }
 }

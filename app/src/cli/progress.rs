@@ -5,20 +5,24 @@
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use livemirror_core::job::{JobEvent, JobStatus, Outcome};
+use livemirror_core::job::{JobEvent, JobStatus, Outcome, Tracking};
 
 use super::json::event_line;
+use crate::text;
 use crate::units::human;
 
 pub struct Reporter {
     json: bool,
+    /// Words Ready by what the job can know.
+    tracking: Tracking,
     bar: bool,
     started: Instant,
 }
 
 impl Reporter {
-    pub fn new(json: bool) -> Self {
-        Reporter { json, bar: !json && std::io::stderr().is_terminal(), started: Instant::now() }
+    pub fn new(json: bool, tracking: Tracking) -> Self {
+        let bar = !json && std::io::stderr().is_terminal();
+        Reporter { json, tracking, bar, started: Instant::now() }
     }
 
     pub fn event(&self, event: &JobEvent) {
@@ -29,12 +33,12 @@ impl Reporter {
         }
         let line = match event {
             JobEvent::StateChanged { state } => format!("state: {state}"),
-            JobEvent::Ready => "ready: target in sync (and flushed)".into(),
+            JobEvent::Ready => format!("ready: {}", text::ready(self.tracking)),
             JobEvent::Error { failure, action } => {
                 format!("error: {failure} (action: {})", action.name())
             }
             JobEvent::Progress(_)
-            | JobEvent::Completed
+            | JobEvent::Completed { .. }
             | JobEvent::Cancelled { .. }
             | JobEvent::Failed { .. } => {
                 return;
@@ -85,24 +89,18 @@ impl Reporter {
         }
         let secs = self.started.elapsed().as_secs_f64();
         let written = status.data_bytes + status.zero_bytes + status.skipped_bytes;
+        let (line, _) = text::outcome(outcome);
         match outcome {
-            Outcome::Completed => eprintln!(
-                "completed: the target is identical to the source ({} data, {} zeroed, {} already zero) in {:.1}s, {}/s",
+            Outcome::Completed { .. } => eprintln!(
+                "{line} ({} data, {} zeroed, {} already zero) in {:.1}s, {}/s",
                 human(status.data_bytes),
                 human(status.zero_bytes),
                 human(status.skipped_bytes),
                 secs,
                 human((written as f64 / secs.max(1e-9)) as u64),
             ),
-            Outcome::Cancelled { consistent: true } => eprintln!(
-                "cancelled after ready: the target is a consistent copy, but the source was not switched over"
-            ),
-            Outcome::Cancelled { consistent: false } => {
-                eprintln!("cancelled before the target was in sync: the target is incomplete")
-            }
-            Outcome::Failed { error } => {
-                eprintln!("livemirror: error: {error}; the target is incomplete")
-            }
+            Outcome::Failed { .. } => eprintln!("livemirror: error: {line}"),
+            Outcome::Cancelled { .. } => eprintln!("{line}"),
         }
     }
 }

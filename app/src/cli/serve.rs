@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use clap::Args;
 use livemirror_core::device::BlockDevice;
-use livemirror_core::job::{self, Command, JobEvent, JobHandle, Outcome};
+use livemirror_core::job::{self, JobEvent, JobHandle, Outcome, Tracking};
 use livemirror_core::live::LiveSource;
 use livemirror_core::nbd::Endpoint;
 use tokio::sync::broadcast;
 
 use super::clone::open_or_create_target;
-use super::follow::{Follow, follow};
+use super::follow::{Follow, follow, interrupted};
 use super::progress::Reporter;
 use super::{CacheArgs, MirrorArgs, fail};
 use crate::share::Share;
@@ -91,7 +91,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             cancel_on_ctrl_c: false,
             controlled: args.control.is_some(),
         };
-        let reporter = Reporter::new(args.json);
+        let reporter = Reporter::new(args.json, job.status().tracking);
         let handle = job.clone();
         let task = tokio::spawn(async move {
             let outcome = follow(&handle, events, &reporter, how).await;
@@ -102,13 +102,22 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     });
 
     stop_signal().await;
-    eprintln!("\ninterrupted: stopping");
     let mut code = ExitCode::SUCCESS;
-    if let Some((job, task)) = follower {
-        // Cancel is consistent after ready; refused once the job has ended.
-        let _ = job.send(Command::Cancel { force: false }).await;
-        if let Ok(Outcome::Failed { .. }) = task.await {
-            code = ExitCode::from(super::EXIT_FAILED);
+    match follower {
+        None => eprintln!("\ninterrupted: stopping"),
+        Some((job, mut task)) => {
+            // Cancel is consistent after ready; a second signal forces it.
+            interrupted(&job, 1);
+            let outcome = tokio::select! {
+                outcome = &mut task => outcome,
+                _ = stop_signal() => {
+                    interrupted(&job, 2);
+                    task.await
+                }
+            };
+            if let Ok(Outcome::Failed { .. }) = outcome {
+                code = ExitCode::from(super::EXIT_FAILED);
+            }
         }
     }
     let _ = stop_control.send(true);
@@ -164,7 +173,13 @@ fn start_job(
     let opts = args.cache.target(true, args.mirror.copy_mode);
     let (target, created) =
         open_or_create_target(dst, len, opts).map_err(|e| format!("target: {e}"))?;
-    job::start(live.clone(), Arc::new(target), args.mirror.options()).map_err(|e| {
+    let mut options = args.mirror.options();
+    // Served, every write goes through the export, unless the source is
+    // also mounted here and its OS writes it around livemirror.
+    let mounted = !livemirror_core::device::mounts_on(&live.device().id()).is_empty();
+    options.tracking =
+        args.mirror.tracking.unwrap_or(if mounted { Tracking::Compare } else { Tracking::Nbd });
+    job::start(live.clone(), Arc::new(target), options).map_err(|e| {
         if created {
             let _ = std::fs::remove_file(dst);
         }

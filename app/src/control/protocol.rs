@@ -64,6 +64,8 @@ fn query(job: &JobHandle) -> Value {
         "in-flight": s.progress.in_flight,
         "speed": s.speed,
         "copy-mode": s.copy_mode,
+        "tracking": s.tracking,
+        "verify": s.verify,
         "io-status": s.io_status,
         "ready": s.ready,
         "pending-error": s.pending_error,
@@ -109,6 +111,7 @@ mod tests {
         let q = ask(&j, r#"{"execute":"query"}"#).await;
         assert_eq!(q["return"]["state"], "running");
         assert_eq!(q["return"]["copy-mode"], "background");
+        assert_eq!(q["return"]["tracking"], "nbd");
         assert_eq!(q["return"]["io-status"], "ok");
         let e = ask(&j, r#"{"execute":"complete"}"#).await;
         assert_eq!(e["error"]["class"], "WrongState");

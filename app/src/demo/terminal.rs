@@ -48,7 +48,8 @@ pub async fn run(args: DemoArgs) -> ExitCode {
                         return fail(&e.to_string());
                     }
                 }
-                Ok(JobEvent::Completed | JobEvent::Cancelled { .. } | JobEvent::Failed { .. }) | Err(_) => break,
+                Ok(ev) if ev.is_final() => break,
+                Err(_) => break,
                 Ok(_) => {}
             },
             _ = redraw.tick() => {
@@ -58,7 +59,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         }
     }
     match job.wait().await {
-        Outcome::Completed => {}
+        Outcome::Completed { .. } => {}
         other => return fail(&format!("demo job ended: {other:?}")),
     }
     match scenario.images_identical() {

@@ -178,7 +178,7 @@ impl LiveMirrorApp {
         let demo = session.demo.is_some();
         if let (Screen::Running(_), Some(outcome)) = (&self.screen, outcome) {
             self.screen = Screen::Done(DoneScreen { verify: Verify::NotDone });
-            if demo && outcome == Outcome::Completed {
+            if demo && matches!(outcome, Outcome::Completed { .. }) {
                 // The demo's writer stopped before Complete: show the proof.
                 self.apply(Action::Verify, ctx);
             }

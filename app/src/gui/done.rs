@@ -27,26 +27,13 @@ pub struct DoneScreen {
     pub verify: Verify,
 }
 
-/// The headline for an outcome, and whether it is good news.
+/// The headline for an outcome, and whether it is good news: the shared
+/// wording as a sentence.
 pub fn headline(outcome: &Outcome) -> (String, bool) {
-    match outcome {
-        Outcome::Completed => (
-            "Completed: the target is identical to the source.".into(),
-            true,
-        ),
-        Outcome::Cancelled { consistent: true } => (
-            "Cancelled after it was in sync: the target is a consistent copy (the source was not switched over).".into(),
-            true,
-        ),
-        Outcome::Cancelled { consistent: false } => (
-            "Cancelled before it was in sync: the target is incomplete — do not use it.".into(),
-            false,
-        ),
-        Outcome::Failed { error } => (
-            format!("The job ended: {error}. The target is incomplete — do not use it."),
-            false,
-        ),
-    }
+    let (line, good) = crate::text::outcome(outcome);
+    let mut chars = line.chars();
+    let first = chars.next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
+    (format!("{first}{}.", chars.as_str()), good)
 }
 
 impl DoneScreen {

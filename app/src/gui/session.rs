@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use eframe::egui;
 use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, Op, OpenOptions};
-use livemirror_core::job::{self, ErrorPolicy, JobEvent, JobHandle, MirrorOptions};
+use livemirror_core::job::{
+    self, ErrorPolicy, JobEvent, JobHandle, MirrorOptions, Outcome, Tracking,
+};
 use livemirror_core::live::LiveSource;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -25,6 +27,7 @@ use super::share::ShareSettings;
 use crate::cli::Cache;
 use crate::demo::{DemoArgs, Scenario};
 use crate::share::Share;
+use crate::text;
 use crate::units::human;
 
 /// What Start asks for.
@@ -103,8 +106,17 @@ pub fn start(
     }
     .map_err(|e| format!("target: {e}"))?;
     let live = LiveSource::new(source.clone());
+    let mounted = !livemirror_core::device::mounts_on(&source.id()).is_empty();
+    // Shared, writes come through the share; otherwise other programs may
+    // write the source unseen, and the job must say so (and verify).
+    let tracking = match (shared, mounted) {
+        (_, true) => Tracking::Compare,
+        (true, false) => Tracking::Nbd,
+        (false, false) => Tracking::None,
+    };
+    let options = MirrorOptions { tracking, ..req.options };
     let mut session =
-        Session::launch(live.clone(), source, target, req.options, ctx).inspect_err(|_| {
+        Session::launch(live.clone(), source, target, options, ctx).inspect_err(|_| {
             if created {
                 // Made a moment ago for this job; a refused job leaves nothing behind.
                 let _ = std::fs::remove_file(&req.target);
@@ -155,12 +167,7 @@ impl Session {
             loop {
                 match events.recv().await {
                     Ok(ev) => {
-                        let last = matches!(
-                            ev,
-                            JobEvent::Completed
-                                | JobEvent::Cancelled { .. }
-                                | JobEvent::Failed { .. }
-                        );
+                        let last = ev.is_final();
                         if tx.send(ev).is_err() || last {
                             ctx.request_repaint();
                             break;
@@ -199,13 +206,10 @@ impl Session {
                 self.throughput.push([at, p.bytes_per_sec as f64 / f64::from(1 << 20)]);
                 continue;
             }
-            if matches!(
-                ev,
-                JobEvent::Completed | JobEvent::Cancelled { .. } | JobEvent::Failed { .. }
-            ) {
+            if ev.is_final() {
                 self.ended = Some(Instant::now());
             }
-            let (text, problem) = describe(&ev);
+            let (text, problem) = describe(&ev, self.job.status().tracking);
             self.log.push(LogLine { at, text, problem });
         }
     }
@@ -217,21 +221,24 @@ impl Session {
 }
 
 /// An event as one log line; `true` for errors and failures.
-fn describe(ev: &JobEvent) -> (String, bool) {
+fn describe(ev: &JobEvent, tracking: Tracking) -> (String, bool) {
     match ev {
         JobEvent::StateChanged { state } => (format!("state: {state}"), false),
         JobEvent::Progress(p) => (format!("progress: {} copied", human(p.copied)), false),
-        JobEvent::Ready => ("ready: target in sync and flushed".into(), false),
+        JobEvent::Ready => (format!("ready: {}", text::ready(tracking)), false),
         JobEvent::Error { failure, action } => {
             (format!("error: {failure} (action: {})", action.name()), true)
         }
-        JobEvent::Completed => ("completed: the target is identical to the source".into(), false),
-        JobEvent::Cancelled { consistent: true } => {
-            ("cancelled after ready: the target is a consistent copy".into(), false)
+        JobEvent::Completed { proof, .. } => {
+            let (line, good) = text::outcome(&Outcome::Completed { proof: *proof });
+            (line, !good)
         }
-        JobEvent::Cancelled { consistent: false } => {
-            ("cancelled: the target is incomplete".into(), true)
+        JobEvent::Cancelled { consistent } => {
+            let (line, good) = text::outcome(&Outcome::Cancelled { consistent: *consistent });
+            (line, !good)
         }
-        JobEvent::Failed { error } => (format!("failed: {error}; the target is incomplete"), true),
+        JobEvent::Failed { error } => {
+            (text::outcome(&Outcome::Failed { error: error.clone() }).0, true)
+        }
     }
 }

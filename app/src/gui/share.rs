@@ -110,7 +110,7 @@ pub fn status_ui(ui: &mut egui::Ui, share: &Share, status: &JobStatus) {
         if ui.small_button("Copy").on_hover_text("Copy the NBD URI").clicked() {
             ui.ctx().copy_text(uri.clone());
         }
-        if status.outcome == Some(Outcome::Completed) {
+        if matches!(status.outcome, Some(Outcome::Completed { .. })) {
             ui.label(RichText::new("— the share now serves the copy").strong());
         }
     });

@@ -443,10 +443,11 @@ impl Runner {
         if self.machine.aborting() {
             self.stop_tracking();
         }
+        // Whoever hears "accepted" already sees the new state.
+        self.show_state();
         if let Some(reply) = reply {
             let _ = reply.send(Ok(()));
         }
-        self.show_state();
     }
 
     /// True when a compare pass may take its next step now.

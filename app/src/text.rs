@@ -1,0 +1,80 @@
+//! How livemirror words what a job knows: its tracking, Ready, and how it
+//! ended. One place, so the terminal, the JSON consumers' humans and the
+//! window never drift apart, and "identical" is said only where a
+//! [`Proof`] backs it.
+
+use livemirror_core::job::{Outcome, Proof, Tracking};
+
+/// How the source's writes are seen, in words.
+pub fn tracking(t: Tracking) -> &'static str {
+    match t {
+        Tracking::Nbd => "every write goes through livemirror's share",
+        Tracking::Kernel => "kernel tracking: every write is seen",
+        Tracking::Compare => {
+            "compare passes: writes by other programs are found only by re-reading"
+        }
+        Tracking::None => {
+            "not tracked: writes made to the source by other programs are not seen — stop them, or share the source"
+        }
+    }
+}
+
+/// What Ready means under this tracking.
+pub fn ready(t: Tracking) -> &'static str {
+    match t {
+        Tracking::Nbd | Tracking::Kernel => "in sync and flushed — still mirroring new writes",
+        Tracking::Compare => {
+            "in sync as of the last pass; writes made around livemirror during it may be missing"
+        }
+        Tracking::None => "in sync as far as livemirror saw; writes by other programs are not seen",
+    }
+}
+
+/// What a completed job can say about its target.
+pub fn completed(proof: Proof) -> &'static str {
+    match proof {
+        Proof::Tracked => "the target is identical to the source (every write was tracked)",
+        Proof::Verified => {
+            "the target is identical to the source (verified: a final comparison found no difference)"
+        }
+        Proof::LastPass => {
+            "in sync as of the last compare pass; writes made around livemirror during it may be missing — not proven identical"
+        }
+        Proof::Unverified => {
+            "in sync as far as livemirror saw — not verified; writes by other programs are not seen"
+        }
+    }
+}
+
+/// The last word on a job, and whether it is good news for the target.
+pub fn outcome(outcome: &Outcome) -> (String, bool) {
+    match outcome {
+        Outcome::Completed { proof } => (format!("completed: {}", completed(*proof)), proof.identical()),
+        Outcome::Cancelled { consistent: true } => (
+            "cancelled after it was in sync: the target is a consistent copy (the source was not switched over)".into(),
+            true,
+        ),
+        Outcome::Cancelled { consistent: false } => {
+            ("cancelled before it was in sync: the target is incomplete — do not use it".into(), false)
+        }
+        Outcome::Failed { error } => {
+            (format!("failed: {error}; the target is incomplete — do not use it"), false)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_is_said_only_when_proven() {
+        for proof in [Proof::Tracked, Proof::Verified, Proof::LastPass, Proof::Unverified] {
+            let (text, good) = outcome(&Outcome::Completed { proof });
+            assert_eq!(text.contains("identical to the source"), proof.identical(), "{text}");
+            assert_eq!(good, proof.identical());
+        }
+        assert!(!ready(Tracking::None).contains("still mirroring"));
+        assert!(!ready(Tracking::Compare).contains("still mirroring"));
+    }
+}
