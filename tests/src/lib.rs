@@ -3,6 +3,7 @@
 //! (`qemu-img compare`, `stat`).
 //!
 //! * this file: patterns, `qemu-img compare`, allocation of image files.
+//! * [`control`]: a client for livemirror's control socket.
 //! * [`tools`]: run the external tools; a missing tool fails the test with
 //!   the package to install, never skips it.
 //! * [`image`]: raw image files with known content, by name in a directory.
@@ -11,6 +12,7 @@
 //! * [`raw`]: a minimal NBD client for what the tools cannot do (malformed
 //!   traffic, one connection kept open across a pivot).
 
+pub mod control;
 pub mod image;
 pub mod mirror;
 pub mod raw;
