@@ -458,7 +458,7 @@ impl Runner {
             && self.machine.phase != Phase::Ready
             && self.tracker.dirty_chunks() == 0
             && !self.backing_off()
-            && !(self.gate_closed && !self.live.gate_idle())
+            && (!self.gate_closed || self.live.gate_idle())
     }
 
     async fn scan_step(&mut self) {
