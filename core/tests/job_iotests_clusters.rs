@@ -22,13 +22,13 @@ async fn small_buffer_onto_a_target_cluster_larger_than_the_buffer_completes_ide
     // the whole 1 MiB image. With a backing image behind the target, the
     // first copy into the cluster must take all of it, sixteen times the
     // 64 KiB buffer.
-    let targets: [(&str, fn() -> MemoryDevice, u64); 3] = [
-        ("1 MiB clusters, 64 KiB buffer", || MemoryDevice::with_clusters(MIB, MIB), 64 << 10),
-        ("1 MiB backed cluster, 64 KiB buffer", || backed(MIB), 64 << 10),
-        ("1 MiB backed cluster, default buffer", || backed(MIB), job::DEFAULT_BUF_SIZE),
+    let targets = [
+        ("1 MiB clusters, 64 KiB buffer", MemoryDevice::with_clusters(MIB, MIB), 64 << 10),
+        ("1 MiB backed cluster, 64 KiB buffer", backed(MIB), 64 << 10),
+        ("1 MiB backed cluster, default buffer", backed(MIB), job::DEFAULT_BUF_SIZE),
     ];
     for (what, target, buf_size) in targets {
-        let p = pair_of(MemoryDevice::from_bytes(pattern(MIB as usize, 1)), target());
+        let p = pair_of(MemoryDevice::from_bytes(pattern(MIB as usize, 1)), target);
         let (job, mut rx) =
             start(&p, p.target.clone(), MirrorOptions { buf_size, ..Default::default() });
         until(&mut rx, is_ready).await;
