@@ -12,7 +12,7 @@ use livemirror_core::live::LiveSource;
 use tokio::sync::{broadcast, oneshot};
 
 #[allow(unused_imports)] // as above: not every test file holds writes
-pub use stall::{Catch, HoldId, Stall};
+pub use stall::{Catch, HoldId, ReleaseAtEnd, Stall};
 
 /// How long a test waits for something that must happen before calling it
 /// a hang.
