@@ -28,6 +28,13 @@ async fn stop_error(rx: &mut broadcast::Receiver<JobEvent>) {
     assert_eq!((failure.side, action), (Side::Target, ErrorAction::Stop), "{failure}");
 }
 
+/// Waits until the job is paused on an error, asking for a decision
+/// (paused while ready may be called standby, as QEMU does).
+async fn asking(job: &JobHandle) {
+    let st = status_until(job, |s| matches!(s.state, JobState::Paused | JobState::Standby)).await;
+    assert!(st.pending_error.is_some() && st.outcome.is_none(), "{st:?}");
+}
+
 /// A ready mirror (on-target-error stop) whose target then fails writes to
 /// the first chunk with `fault`, and a write to that chunk: the job is paused
 /// on the error, asking.
@@ -46,8 +53,7 @@ async fn paused_on_a_target_error_after_ready(
     target.inject(fault);
     p.live.write_at(&pattern(G as usize, 9), 0).unwrap();
     stop_error(&mut rx).await;
-    let st = status_until(&job, |s| s.state == JobState::Paused).await;
-    assert!(st.pending_error.is_some());
+    asking(&job).await;
     (p, target, job, rx)
 }
 
@@ -76,8 +82,7 @@ async fn cancel_after_ready_with_a_persistent_stop_error_asks_again_and_force_en
     job.send(Command::Cancel { force: false }).await.unwrap();
     // Resumed by the cancel, the retry fails again: the job stops and asks.
     stop_error(&mut rx).await;
-    let st = status_until(&job, |s| s.state == JobState::Paused).await;
-    assert!(st.pending_error.is_some() && st.outcome.is_none(), "{st:?}");
+    asking(&job).await;
     assert!(target.fired() > fired, "the range was tried again");
     // Nothing more will help: a forced cancel ends it at once.
     job.send(Command::Cancel { force: true }).await.unwrap();

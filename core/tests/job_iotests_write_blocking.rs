@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
 use livemirror_core::device::{BlockDevice, MemoryDevice};
-use livemirror_core::job::{Command, CopyMode, JobHandle, MirrorOptions, Outcome};
+use livemirror_core::job::{Command, CopyMode, JobHandle, JobState, MirrorOptions, Outcome};
 use livemirror_core::live::LiveSource;
 use tokio::sync::{broadcast, watch};
 
@@ -83,12 +83,13 @@ async fn unaligned_one_byte_write_into_a_dirty_area_of_a_throttled_job_returns()
     let p = pair(2 * MIB as usize);
     let opts = MirrorOptions { buf_size: MIB / 4, ..write_blocking(1) };
     let (job, mut rx) = start(&p, p.target.clone(), opts);
-    // 1M + 42 is dirty and stays so at 1 byte/s: the write must not wait
-    // for the bulk copy to get there.
+    // Once the job has marked everything dirty, 1M + 42 stays dirty: at
+    // 1 byte/s the bulk copy does not get past its first 256 KiB. The write
+    // must not wait for it to get there.
+    status_until(&job, |s| s.state == JobState::Running && s.progress.dirty > 0).await;
     spawn_write(p.live.clone(), vec![2], MIB + 42).returns("the 1-byte write").await;
     assert_eq!(p.source.contents()[(MIB + 42) as usize], 2);
     assert_eq!(p.target.contents()[(MIB + 42) as usize], 2, "acknowledged, so on the target");
-    assert!(job.status().progress.dirty > 0, "the area around it is still dirty");
     finish_identical(&p, &job, &mut rx).await;
 }
 
@@ -135,5 +136,38 @@ async fn background_copy_progresses_while_write_blocking_writes_saturate_the_sou
     writer.join().unwrap();
     job.send(Command::Complete).await.unwrap();
     assert_eq!(job.wait().await, Outcome::Completed);
+    assert_same(&p.target.contents(), &p.source.contents());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_switching_to_write_blocking_while_ready_a_write_is_on_the_target_when_it_returns() {
+    // mirror-change-copy-mode: background mode, Ready, writes pending, then
+    // the switch; from then on an acknowledged write is on the target.
+    const LEN: u64 = MIB;
+    const G: u64 = 64 << 10;
+    let p = pair_of(
+        MemoryDevice::from_bytes(pattern(LEN as usize, 1)),
+        MemoryDevice::from_bytes(pattern(LEN as usize, 2)),
+    );
+    let opts = MirrorOptions { granularity: Some(G), ..Default::default() };
+    let (job, mut rx) = start(&p, p.target.clone(), opts);
+    until(&mut rx, is_ready).await;
+    // At 1 byte/s the writes to the first half stay pending.
+    job.send(Command::SetSpeed(1)).await.unwrap();
+    for i in 0..8 {
+        p.live.write_at(&pattern(G as usize, 10 + i), i * G).unwrap();
+    }
+    let on_target =
+        |at: u64, data: &[u8]| p.target.contents()[at as usize..][..data.len()] == *data;
+    let before = pattern(4096, 20);
+    p.live.write_at(&before, 3 * LEN / 4).unwrap();
+    assert!(!on_target(3 * LEN / 4, &before), "background mode: not copied yet at 1 byte/s");
+    job.send(Command::SetCopyMode(CopyMode::WriteBlocking)).await.unwrap();
+    let after = pattern(4096, 21);
+    p.live.write_at(&after, 3 * LEN / 4 + 8192).unwrap();
+    assert!(on_target(3 * LEN / 4 + 8192, &after), "write-blocking: on the target on return");
+    job.send(Command::SetSpeed(0)).await.unwrap();
+    job.send(Command::Cancel { force: false }).await.unwrap();
+    assert_eq!(job.wait().await, Outcome::Cancelled { consistent: true });
     assert_same(&p.target.contents(), &p.source.contents());
 }
