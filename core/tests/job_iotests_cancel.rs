@@ -10,7 +10,8 @@ use common::*;
 use livemirror_core::Side;
 use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, Op};
 use livemirror_core::job::{
-    Command, ErrorAction, ErrorPolicy, JobEvent, JobHandle, JobState, MirrorOptions, Outcome,
+    Command, CopyMode, ErrorAction, ErrorPolicy, JobEvent, JobHandle, JobState, MirrorOptions,
+    Outcome,
 };
 use tokio::sync::broadcast;
 
@@ -99,7 +100,11 @@ async fn force_cancel_ends_the_job_while_a_target_write_is_stuck() {
     let stall = Stall::new(p.target.clone());
     let hold = stall.hold(3 * G..3 * G + 1, Catch::Every);
     let _release = stall.release_at_end();
-    let opts = MirrorOptions { granularity: Some(G), ..Default::default() };
+    let opts = MirrorOptions {
+        granularity: Some(G),
+        copy_mode: CopyMode::WriteBlocking,
+        ..Default::default()
+    };
     let (job, _rx) = start(&p, stall.clone(), opts);
     stall.caught(hold, 1).await;
     job.send(Command::Cancel { force: true }).await.unwrap();
@@ -107,9 +112,12 @@ async fn force_cancel_ends_the_job_while_a_target_write_is_stuck() {
     // the job must not wait for it.
     assert_eq!(outcome(&job).await, Outcome::Cancelled { consistent: false });
     assert_eq!(job.status().state, JobState::Cancelled);
-    // The source is no longer mirrored: a write goes to it alone.
-    p.live.write_at(&[7; 512], 8 * G).unwrap();
+    // The source is no longer mirrored: a write next to the stuck one, which
+    // write-blocking mode would queue behind it and send to the target too,
+    // goes to the source alone.
+    spawn_write(p.live.clone(), vec![7; 512], 8 * G).returns("a write after the cancel").await;
     assert_eq!(&p.source.contents()[8 * G as usize..][..512], &[7; 512][..]);
+    assert_eq!(&p.target.contents()[8 * G as usize..][..512], &[0; 512][..]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
