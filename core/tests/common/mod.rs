@@ -1,13 +1,22 @@
 //! Helpers shared by the engine's integration tests.
 #![allow(dead_code)] // each test file uses its own subset
 
+mod stall;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use livemirror_core::device::{BlockDevice, MemoryDevice};
-use livemirror_core::job::{self, JobEvent, JobHandle, MirrorOptions};
+use livemirror_core::job::{self, JobEvent, JobHandle, JobStatus, MirrorOptions};
 use livemirror_core::live::LiveSource;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
+
+#[allow(unused_imports)] // as above: not every test file holds writes
+pub use stall::{Catch, HoldId, ReleaseAtEnd, Stall};
+
+/// How long a test waits for something that must happen before calling it
+/// a hang.
+pub const GUARD: Duration = Duration::from_secs(120);
 
 /// Deterministic, non-repeating bytes: a lost or misplaced block shows.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -63,7 +72,42 @@ pub async fn until(
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(120), wait).await.expect("event did not arrive")
+    tokio::time::timeout(GUARD, wait).await.expect("event did not arrive")
+}
+
+/// Waits until the job's status satisfies `pred` and returns that status,
+/// failing the test after the guard time.
+pub async fn status_until(job: &JobHandle, pred: impl FnMut(&JobStatus) -> bool) -> JobStatus {
+    let mut rx = job.watch();
+    let wait = async { rx.wait_for(pred).await.expect("the job's status is kept").clone() };
+    tokio::time::timeout(GUARD, wait).await.expect("the status did not come")
+}
+
+/// A write running on its own thread (not tokio's blocking pool, which a
+/// runtime waits for when it shuts down: a write stuck by a bug must fail
+/// the test, not hang it).
+pub struct Write(oneshot::Receiver<std::io::Result<()>>);
+
+/// Starts writing `data` at `offset` through `dev` on a new thread.
+pub fn spawn_write(dev: Arc<dyn BlockDevice>, data: Vec<u8>, offset: u64) -> Write {
+    let (tx, rx) = oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(dev.write_at(&data, offset));
+    });
+    Write(rx)
+}
+
+impl Write {
+    /// Waits for the write to return and asserts it succeeded; `what` says
+    /// which write in the failure message.
+    pub async fn returns(self, what: &str) {
+        match tokio::time::timeout(GUARD, self.0).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => panic!("{what} failed: {e}"),
+            Ok(Err(_)) => panic!("{what}: the writing thread died"),
+            Err(_) => panic!("{what} did not return"),
+        }
+    }
 }
 
 /// Collects every event until the job's final one.
