@@ -59,7 +59,6 @@ async fn paused_on_a_target_error_after_ready(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails until the runner state machine lands: a consistent cancel leaves the pending error in place and never resumes"]
 async fn cancel_after_ready_with_a_transient_stop_error_pending_finishes_consistently() {
     let (p, target, job, _rx) =
         paused_on_a_target_error_after_ready(Fault::times(Op::Write, 0..G, libc::EIO, 1)).await;
@@ -75,7 +74,6 @@ async fn cancel_after_ready_with_a_transient_stop_error_pending_finishes_consist
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails until the runner state machine lands: a consistent cancel leaves the pending error in place and never resumes"]
 async fn cancel_after_ready_with_a_persistent_stop_error_asks_again_and_force_ends_it() {
     let (p, target, job, mut rx) =
         paused_on_a_target_error_after_ready(Fault::persistent(Op::Write, 0..G, libc::EIO)).await;
@@ -92,7 +90,6 @@ async fn cancel_after_ready_with_a_persistent_stop_error_asks_again_and_force_en
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails until the runner state machine lands: the abort waits for every in-flight copy, stuck ones included"]
 async fn force_cancel_ends_the_job_while_a_target_write_is_stuck() {
     let p = pair(4 * LEN);
     // Writes to chunk 3 never return until the test ends (a hung NBD
@@ -121,7 +118,6 @@ async fn force_cancel_ends_the_job_while_a_target_write_is_stuck() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails until the runner state machine lands: the abort waits for every in-flight copy, stuck ones included"]
 async fn force_cancel_ends_a_consistent_cancel_stuck_on_target_io() {
     let p = pair(LEN);
     let stall = Stall::new(p.target.clone());

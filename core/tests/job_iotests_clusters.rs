@@ -9,7 +9,8 @@ use std::sync::Arc;
 use common::*;
 use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, MemoryDevice, Op};
 use livemirror_core::job::{
-    self, Command, ErrorAction, ErrorPolicy, JobEvent, JobState, MirrorOptions, Outcome, SyncMode,
+    self, Command, ErrorAction, ErrorPolicy, JobEvent, JobState, MirrorOptions, Outcome, Proof,
+    SyncMode,
 };
 use livemirror_core::live::LiveSource;
 use livemirror_core::{IoOperation, Side};
@@ -35,7 +36,7 @@ async fn small_buffer_onto_a_target_cluster_larger_than_the_buffer_completes_ide
         // A write after Ready lands inside the copied cluster.
         p.live.write_at(&pattern(3000, 7), 300_000).unwrap();
         job.send(Command::Complete).await.unwrap();
-        assert_eq!(job.wait().await, Outcome::Completed, "{what}");
+        assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked }, "{what}");
         assert_same(&p.target.contents(), &p.source.contents());
     }
 }
@@ -75,6 +76,6 @@ async fn sync_top_whole_cluster_copy_survives_an_ignored_read_error() {
     until(&mut rx, is_ready).await;
     assert_eq!(faulty.fired(), 1);
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     assert_same(&target.contents(), &source.contents());
 }

@@ -6,13 +6,12 @@ mod common;
 
 use common::*;
 use livemirror_core::device::{BlockDevice, MemoryDevice};
-use livemirror_core::job::{Command, MirrorOptions, Outcome, SyncMode};
+use livemirror_core::job::{Command, MirrorOptions, Outcome, Proof, SyncMode};
 
 const LEN: u64 = 4 << 20;
 const G: u64 = 64 << 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails until the runner state machine lands: sync top marks only allocated data, so old target bytes under source holes stay"]
 async fn sync_top_from_a_source_without_backing_overwrites_old_target_data() {
     // A sparse source: data in a few extents, holes (reading zero) elsewhere.
     let source = MemoryDevice::new(LEN);
@@ -25,7 +24,7 @@ async fn sync_top_from_a_source_without_backing_overwrites_old_target_data() {
     let (job, mut rx) = start(&p, p.target.clone(), opts);
     until(&mut rx, is_ready).await;
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     assert_same(&p.target.contents(), &p.source.contents());
 }
 
@@ -42,7 +41,7 @@ async fn sync_none_onto_a_target_holding_the_source_copies_only_new_writes() {
         p.live.write_at(&pattern(G as usize, 10 + i as u64), chunk * G).unwrap();
     }
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     assert_same(&p.target.contents(), &p.source.contents());
     let st = job.status();
     assert_eq!(st.progress.copied, 3 * G, "only the written chunks were copied");

@@ -12,7 +12,7 @@ use common::*;
 use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, MemoryDevice, Op};
 use livemirror_core::job::{
     Command, CopyMode, ErrorAction, ErrorPolicy, JobEvent, JobHandle, JobState, MirrorOptions,
-    Outcome,
+    Outcome, Proof,
 };
 use livemirror_core::live::LiveSource;
 use livemirror_core::{IoOperation, Side};
@@ -33,7 +33,7 @@ async fn finish_identical(
     job.send(Command::SetSpeed(0)).await.unwrap();
     until(rx, is_ready).await;
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     assert_same(&p.target.contents(), &p.source.contents());
 }
 
@@ -139,7 +139,7 @@ async fn background_copy_progresses_while_write_blocking_writes_saturate_the_sou
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     assert_same(&p.target.contents(), &p.source.contents());
 }
 
@@ -177,7 +177,6 @@ async fn after_switching_to_write_blocking_while_ready_a_write_is_on_the_target_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails until the runner state machine lands: a failed write-through only re-dirties its chunks, nothing is reported"]
 async fn a_failed_write_through_is_reported_under_the_target_error_policy() {
     // QEMU applies on-target-error to the active write's target half; the
     // client's write itself succeeds (it reached the source).
@@ -204,6 +203,6 @@ async fn a_failed_write_through_is_reported_under_the_target_error_policy() {
     );
     assert!(failure.offset <= 2 * G && 2 * G < failure.offset + failure.len, "{failure}");
     job.send(Command::Complete).await.unwrap();
-    assert_eq!(job.wait().await, Outcome::Completed);
+    assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     assert_same(&p.target.contents(), &p.source.contents());
 }
