@@ -30,6 +30,13 @@ pub fn ready(t: Tracking) -> &'static str {
     }
 }
 
+/// A wording as a sentence: capital first letter, no full stop (a label).
+pub fn sentence(words: &str) -> String {
+    let mut chars = words.chars();
+    let first = chars.next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
+    format!("{first}{}", chars.as_str())
+}
+
 /// What a completed job can say about its target.
 pub fn completed(proof: Proof) -> &'static str {
     match proof {

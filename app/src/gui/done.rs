@@ -31,9 +31,7 @@ pub struct DoneScreen {
 /// wording as a sentence.
 pub fn headline(outcome: &Outcome) -> (String, bool) {
     let (line, good) = crate::text::outcome(outcome);
-    let mut chars = line.chars();
-    let first = chars.next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
-    (format!("{first}{}.", chars.as_str()), good)
+    (format!("{}.", crate::text::sentence(&line)), good)
 }
 
 impl DoneScreen {

@@ -13,6 +13,7 @@ use super::heatmap::Heatmap;
 use super::prompt::Prompt;
 use super::session::Session;
 use super::share;
+use crate::text;
 use crate::units::{duration, human};
 
 const GREEN: Color32 = Color32::from_rgb(0x2f, 0xa8, 0x62);
@@ -162,9 +163,15 @@ fn state_banner(ui: &mut egui::Ui, status: &JobStatus, actions: &mut Vec<Action>
             .inner_margin(8.0)
             .show(ui, |ui| {
                 ui.set_min_width(ui.available_width());
+                // Words above, the button on its own row: long wording
+                // wraps instead of pushing Complete out of a narrow window.
+                ui.label(RichText::new(text::sentence(text::ready(status.tracking))).strong().size(16.0).color(Color32::WHITE));
+                ui.label(if status.verify {
+                    "Press Complete to finish: the last writes are copied, the target is flushed, and source and target are compared once more before the job says they are identical."
+                } else {
+                    "Press Complete to finish: the last writes are copied, the target is flushed, and the job ends with an identical copy."
+                });
                 ui.horizontal(|ui| {
-                    ui.label(RichText::new("In sync — still mirroring new writes").strong().size(16.0).color(Color32::WHITE));
-                    ui.label("Press Complete to finish: the last writes are copied, the target is flushed, and the job ends with an identical copy.");
                     let completing = status.state == JobState::Completing;
                     if ui
                         .add_enabled(!completing, egui::Button::new(RichText::new("Complete").strong()).fill(GREEN))
