@@ -1,6 +1,9 @@
 //! Helpers shared by the engine's integration tests.
 #![allow(dead_code)] // each test file uses its own subset
 
+#[cfg(target_os = "linux")]
+pub mod system;
+
 use std::sync::Arc;
 use std::time::Duration;
 
