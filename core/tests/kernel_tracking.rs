@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::system::{Loop, Mount, Partition, device_id, run};
 use livemirror_core::buffer::AlignedBuf;
-use livemirror_core::kernel::tracker::Drained;
-use livemirror_core::kernel::{DEFAULT_FREEZE_LIMIT, KernelTracker, TrackError, freeze_all};
+use livemirror_core::kernel::{
+    DEFAULT_FREEZE_LIMIT, Drained, KernelTracker, TrackError, freeze_all,
+};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
