@@ -121,6 +121,18 @@ fn a_filesystem_mounted_twice_is_frozen_once() {
 }
 
 #[test]
+fn the_watchdog_keeps_none_of_the_callers_other_files() {
+    let (disk, _fs) = mounted_loop();
+    let (mut r, w) = std::io::pipe().expect("pipe");
+    let hold = freeze_all(&device_id(&disk.dev), GUARD).expect("freeze");
+    drop(w);
+    // EOF comes once every copy of the write end is closed: at once if the
+    // watchdog closed the one it inherited, only at its time limit if not.
+    std::io::Read::read_to_end(&mut r, &mut Vec::new()).expect("read to EOF");
+    hold.thaw().expect("thawed on release, not at the limit");
+}
+
+#[test]
 fn nothing_mounted_gives_an_empty_hold() {
     let disk = Loop::new(16 * MIB);
     let hold = freeze_all(&device_id(&disk.dev), DEFAULT_FREEZE_LIMIT).expect("freeze");

@@ -192,6 +192,9 @@ impl Watchdog {
         // SAFETY: pipe2 just created these fds and nothing else owns them.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let raw: Vec<RawFd> = dirs.iter().map(|d| d.as_raw_fd()).collect();
+        // What the child keeps open, sorted, so it can close the rest.
+        let mut keep: Vec<RawFd> = raw.iter().copied().chain([read.as_raw_fd()]).collect();
+        keep.sort_unstable();
         let limit_ms = limit.as_millis().min(i64::MAX as u128) as i64;
         // SAFETY: the child runs only async-signal-safe calls (see
         // `watch`), since this process may have other threads.
@@ -201,7 +204,7 @@ impl Watchdog {
         }
         if pid == 0 {
             // SAFETY: in the child, on fds the parent set up.
-            unsafe { watch(read.as_raw_fd(), write.as_raw_fd(), &raw, limit_ms) }
+            unsafe { watch(read.as_raw_fd(), &keep, &raw, limit_ms) }
         }
         drop(read);
         Ok(Watchdog { pid, release: Some(write), dirs })
@@ -212,10 +215,22 @@ impl Watchdog {
 /// `limit_ms` passes, thaws every directory's filesystem and exits. Only
 /// async-signal-safe calls, no allocation, no unwinding: the parent may
 /// have been multi-threaded when it forked.
-unsafe fn watch(read: RawFd, write: RawFd, dirs: &[RawFd], limit_ms: i64) -> ! {
+///
+/// It first closes every inherited fd but stdio and `keep` (sorted): the
+/// pipe's write end, and whatever else livemirror had open (sockets, other
+/// pipes), which must not outlive livemirror in this process.
+unsafe fn watch(read: RawFd, keep: &[RawFd], dirs: &[RawFd], limit_ms: i64) -> ! {
     // SAFETY (whole body): plain syscalls on inherited fds and stack memory.
     unsafe {
-        libc::close(write);
+        let mut from: libc::c_uint = 3;
+        for &fd in keep {
+            let fd = fd as libc::c_uint;
+            if fd > from {
+                libc::syscall(libc::SYS_close_range, from, fd - 1, 0);
+            }
+            from = fd + 1;
+        }
+        libc::syscall(libc::SYS_close_range, from, libc::c_uint::MAX, 0);
         libc::setpgid(0, 0);
         for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
             libc::signal(sig, libc::SIG_IGN);
