@@ -146,6 +146,65 @@ fn files_and_bad_granularities_are_refused() {
     }
 }
 
+#[test]
+fn a_bio_based_device_is_refused() {
+    // zram, like device-mapper and md, takes bios and makes no requests:
+    // the tracepoint never sees its writes.
+    let sys = std::path::Path::new("/sys/block/zram0/dev");
+    let majmin = std::fs::read_to_string(sys)
+        .unwrap_or_else(|e| panic!("this machine's kernel has zram0 ({}: {e})", sys.display()));
+    let (major, minor) = majmin.trim().split_once(':').expect("major:minor");
+    let disk = libc::makedev(major.parse().unwrap(), minor.parse().unwrap());
+    let id = livemirror_core::device::DeviceId::Block { disk, start: 0, len: MIB, backing: None };
+    match KernelTracker::attach(&id, 64 * KIB) {
+        Err(e @ TrackError::NotRequestBased { .. }) => {
+            assert!(e.to_string().contains("device-mapper"), "{e}")
+        }
+        other => panic!("zram0 must be refused as bio-based, got {:?}", other.err()),
+    }
+}
+
+/// Set in the unprivileged child the test below starts: the device id
+/// (dev_t:start:len) to attach to.
+const UNPRIVILEGED_ENV: &str = "LIVEMIRROR_TEST_ATTACH_AS_NOBODY";
+
+#[test]
+fn an_unprivileged_attach_says_it_needs_root() {
+    if let Ok(spec) = std::env::var(UNPRIVILEGED_ENV) {
+        let n: Vec<u64> = spec.split(':').map(|v| v.parse().unwrap()).collect();
+        let id = livemirror_core::device::DeviceId::Block {
+            disk: n[0],
+            start: n[1],
+            len: n[2],
+            backing: None,
+        };
+        match KernelTracker::attach(&id, 64 * KIB) {
+            Err(e @ TrackError::NotPrivileged(_)) => println!("refused: {e}"),
+            other => println!("unexpected: {:?}", other.err()),
+        }
+        return;
+    }
+    let disk = Loop::new(MIB);
+    let livemirror_core::device::DeviceId::Block { disk: dev, start, len, .. } =
+        device_id(&disk.dev)
+    else {
+        panic!("a loop device is a block device")
+    };
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "an_unprivileged_attach_says_it_needs_root", "--nocapture"])
+        .env(UNPRIVILEGED_ENV, format!("{dev}:{start}:{len}"))
+        .output()
+        .expect("setpriv (util-linux) must be installed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let said = stdout.lines().find(|l| l.starts_with("refused: ") || l.starts_with("unexpected: "));
+    let said = said.unwrap_or_else(|| {
+        panic!("the child said nothing: {stdout} {}", String::from_utf8_lossy(&out.stderr))
+    });
+    assert!(said.starts_with("refused: ") && said.contains("needs root"), "{said}");
+}
+
 /// Reads the whole device with `O_DIRECT`: what is on the disk, not what a
 /// page cache holds.
 fn read_device(disk: &Loop, len: u64) -> AlignedBuf {

@@ -43,7 +43,12 @@ pub fn tracefs() -> Result<PathBuf, TrackError> {
         )
     };
     if r != 0 {
-        return Err(TrackError::NoTracefs(io::Error::last_os_error()));
+        let e = io::Error::last_os_error();
+        return Err(if e.kind() == io::ErrorKind::PermissionDenied {
+            TrackError::NotPrivileged(e)
+        } else {
+            TrackError::NoTracefs(e)
+        });
     }
     Ok(dir.to_path_buf())
 }
@@ -51,8 +56,14 @@ pub fn tracefs() -> Result<PathBuf, TrackError> {
 /// Reads the layout of `block:block_rq_complete` from tracefs.
 pub fn block_rq_complete(tracefs: &Path) -> Result<Layout, TrackError> {
     let path = tracefs.join("events/block/block_rq_complete/format");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|source| TrackError::TracepointMissing { path: path.clone(), source })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| {
+        // tracefs is root's: reading it is the first thing that needs root.
+        if source.kind() == io::ErrorKind::PermissionDenied {
+            TrackError::NotPrivileged(source)
+        } else {
+            TrackError::TracepointMissing { path: path.clone(), source }
+        }
+    })?;
     parse(&text)
 }
 
