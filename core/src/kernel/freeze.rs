@@ -119,8 +119,8 @@ impl FreezeHold {
         &self.mounts
     }
 
-    /// When the watchdog thaws by itself: the freeze started at most this
-    /// long ago plus the limit.
+    /// When the watchdog thaws by itself if the hold is still held: the
+    /// limit, counted from just before the first FIFREEZE.
     pub fn deadline(&self) -> Instant {
         self.since + self.limit
     }

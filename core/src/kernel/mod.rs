@@ -53,6 +53,11 @@ pub enum TrackError {
          md RAID, zram and other bio-based stacks) never pass the tracepoint the tracker uses"
     )]
     NotRequestBased { device: String, reason: String },
+    #[error(
+        "{device} is a zoned disk: its zone appends land where only their completion says, \
+         which the tracepoint does not record"
+    )]
+    Zoned { device: String },
     #[error("the kernel refused the write tracker's BPF program: {0}")]
     Load(String),
     #[error("the marker read of {path} failed: {source}")]

@@ -18,7 +18,9 @@
 //! Bio-based stacks (device-mapper, md RAID, zram, brd) never make requests
 //! on their own device, so [`attach`](KernelTracker::attach) refuses them
 //! ([`TrackError::NotRequestBased`]); their writes reach the disks below,
-//! at other sectors. The job then uses compare passes.
+//! at other sectors. Zoned disks are refused too ([`TrackError::Zoned`]):
+//! a zone append's sector is known only from its bio's completion. The job
+//! then uses compare passes.
 //!
 //! The bitmap is a `BPF_F_MMAPABLE` array map of u64 words; the program
 //! sets bits with atomic OR, and [`drain`](KernelTracker::drain) takes them
@@ -141,6 +143,10 @@ impl KernelTracker {
                 reason: "it has no blk-mq queue".into(),
             });
         }
+        let zoned = std::fs::read_to_string(sys.join("queue/zoned")).unwrap_or_default();
+        if !matches!(zoned.trim(), "" | "none") {
+            return Err(TrackError::Zoned { device: node.display().to_string() });
+        }
         let layout = tracepoint::block_rq_complete(&tracepoint::tracefs()?)?;
 
         let chunks = len.div_ceil(granularity);
@@ -233,7 +239,9 @@ impl KernelTracker {
     /// range's first block with `O_DIRECT` (a request of its own on the
     /// disk, through the same path) and demands that the program counted
     /// it by the time the read returned. If it did not, the program is not
-    /// seeing this device and the tracking must not be trusted.
+    /// seeing this device and the tracking must not be trusted. (Another
+    /// process's read of that block counts too, which proves the same: the
+    /// program sees this disk's completions.)
     pub fn barrier(&self) -> Result<(), TrackError> {
         let markers = &self.stats.words()[STAT_MARKER];
         let before = markers.load(Ordering::Acquire);
