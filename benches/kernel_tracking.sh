@@ -9,6 +9,10 @@
 # it ran for and nanoseconds per run, which is the overhead a ratio on
 # these shared VMs can only blur.
 #
+# Last, one fio run of the same writer during which the tracker does a
+# Complete's hold once a second (freeze every filesystem of the device,
+# barrier, drain, thaw: no copy) and reports how long writers were held.
+#
 # The loop device's file is in --dir, /dev/shm by default: in memory, so
 # the disk below adds no noise and the tracker's cost per write is as large
 # a share as it can be (a worst case; on a real disk it is smaller still).
@@ -100,3 +104,12 @@ for rep in $(seq 1 "$REPS"); do
     echo "$rep  $off  $on  $ratio  $cost"
 done
 python3 -c "import statistics,sys; print('median kept', statistics.median(map(float, sys.argv[1:])))" "${ratios[@]}"
+
+coproc TRACK { "$HOLDER" "$LOOP" --freeze-every 1000; }
+read -r line <&"${TRACK[0]}"
+[[ $line == attached ]] || { echo "tracker: $line" >&2; exit 1; }
+frozen_iops=$(iops 0)
+exec {TRACK[1]}>&-
+read -r line <&"${TRACK[0]}"
+wait "$TRACK_PID"
+echo "with a freeze every second: $frozen_iops IOPS; $line"
