@@ -11,6 +11,7 @@ packages=(
     libnbd-bin             # nbdinfo, nbdcopy
     nbdkit
     e2fsprogs util-linux mount
+    clang libbpf-dev       # build the kernel write tracker's BPF program
 )
 
 missing=()
@@ -26,4 +27,6 @@ if ((${#missing[@]})); then
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The kernel tracker is part of what is tested: never build it away here.
+export LIVEMIRROR_REQUIRE_BPF=1
 exec cargo test --workspace "$@"

@@ -7,6 +7,8 @@
 //!   the source that pivots to the target on Complete.
 //! * [`job`]: the mirror job, its options, events and handle.
 //! * [`nbd`]: the NBD server that exports a live source to clients.
+//! * `kernel` (Linux): the BPF write tracker and filesystem freezing for
+//!   sources livemirror does not front.
 //! * [`bitmap`], [`chunkmap`], [`ratelimit`], [`buffer`]: the job's building
 //!   blocks.
 
@@ -16,6 +18,8 @@ pub mod chunkmap;
 pub mod device;
 pub mod error;
 pub mod job;
+#[cfg(target_os = "linux")]
+pub mod kernel;
 pub mod live;
 pub mod nbd;
 pub mod ratelimit;

@@ -226,10 +226,35 @@ pub fn mounts_on(id: &DeviceId) -> Vec<String> {
             continue;
         };
         if mounted.overlaps(id) {
-            found.push(mountpoint.to_string());
+            found.push(unescape_mountinfo(mountpoint));
         }
     }
     found
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`,
+/// `\134`), so the mount point can be opened.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        // Three octal digits, at most \377.
+        let octal = bytes.get(i + 1..i + 4).filter(|d| {
+            (b'0'..=b'3').contains(&d[0]) && d[1..].iter().all(|b| (b'0'..=b'7').contains(b))
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn id_of_dev(rdev: u64) -> io::Result<DeviceId> {
@@ -276,4 +301,15 @@ fn parse_dev(majmin: &str) -> io::Result<u64> {
     let major = major.parse().map_err(|_| bad())?;
     let minor = minor.parse().map_err(|_| bad())?;
     Ok(libc::makedev(major, minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo(r"/mnt/my\040disk\134x"), r"/mnt/my disk\x");
+        assert_eq!(unescape_mountinfo(r"/plain\09\777"), r"/plain\09\777");
+    }
 }

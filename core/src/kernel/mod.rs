@@ -1,0 +1,69 @@
+//! Tracking the writes of a disk that livemirror does not front (Linux): a
+//! mounted disk written by its own OS.
+//!
+//! * [`tracker`]: [`KernelTracker`], a BPF program on the block layer's
+//!   `block:block_rq_complete` tracepoint that sets a bit per written chunk
+//!   in an in-kernel bitmap, drained by userspace with atomic swaps; its
+//!   [`barrier`](KernelTracker::barrier) proves that every write completed
+//!   before it is in the next drain.
+//! * [`freeze`]: [`freeze_all`], FIFREEZE on every filesystem mounted from
+//!   the source for the final drain, with a watchdog process that thaws them
+//!   if livemirror dies and after a time limit.
+//! * [`tracepoint`]: where the tracepoint's record keeps its fields.
+//!
+//! Every reason the kernel cannot track a device is a [`TrackError`] the job
+//! can show when it falls back to compare passes.
+
+pub mod freeze;
+pub mod tracepoint;
+pub mod tracker;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use freeze::{DEFAULT_FREEZE_LIMIT, FreezeError, FreezeHold, freeze_all};
+pub use tracker::{Drained, KernelTracker};
+
+/// Why kernel write tracking cannot be used (the job then falls back to
+/// compare passes and says this).
+#[derive(Debug, thiserror::Error)]
+pub enum TrackError {
+    #[error(
+        "this livemirror was built without its kernel write tracker (clang was missing at build time)"
+    )]
+    NotBuilt,
+    #[error("kernel write tracking needs a block device; this source is a file or in memory")]
+    NotABlockDevice,
+    #[error("granularity {0} is not a power of two of at least 512 bytes")]
+    BadGranularity(u64),
+    #[error(
+        "loading the kernel write tracker needs root (CAP_BPF and CAP_PERFMON): {0}; \
+         run livemirror as root"
+    )]
+    NotPrivileged(io::Error),
+    #[error("this kernel has no BPF support (the bpf() system call failed: {0})")]
+    NoBpf(io::Error),
+    #[error(
+        "tracefs is not mounted at /sys/kernel/tracing and could not be mounted ({0}); \
+         mount it with `mount -t tracefs nodev /sys/kernel/tracing`"
+    )]
+    NoTracefs(io::Error),
+    #[error("this kernel has no tracepoint block:block_rq_complete ({path}: {source})")]
+    TracepointMissing { path: PathBuf, source: io::Error },
+    #[error("the tracepoint block:block_rq_complete has a layout this tracker cannot read: {0}")]
+    TracepointLayout(String),
+    #[error(
+        "{device} is not a request-based block device ({reason}): its writes (device-mapper, \
+         md RAID, zram and other bio-based stacks) never pass the tracepoint the tracker uses"
+    )]
+    NotRequestBased { device: String, reason: String },
+    #[error(
+        "{device} is a zoned disk: its zone appends land where only their completion says, \
+         which the tracepoint does not record"
+    )]
+    Zoned { device: String },
+    #[error("the kernel refused the write tracker's BPF program: {0}")]
+    Load(String),
+    #[error("the marker read of {path} failed: {source}")]
+    Marker { path: PathBuf, source: io::Error },
+}
