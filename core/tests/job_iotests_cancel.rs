@@ -83,6 +83,9 @@ async fn cancel_after_ready_with_a_persistent_stop_error_asks_again_and_force_en
     stop_error(&mut rx).await;
     asking(&job).await;
     assert!(target.fired() > fired, "the range was tried again");
+    // Nobody's writes wait while it asks (the cancel's drain must not have
+    // closed the gate for good).
+    spawn_write(p.live.clone(), vec![3; 512], 4 * G).returns("a write while asking").await;
     // Nothing more will help: a forced cancel ends it at once.
     job.send(Command::Cancel { force: true }).await.unwrap();
     assert_eq!(outcome(&job).await, Outcome::Cancelled { consistent: false });
