@@ -113,7 +113,7 @@ fn serve_refuses_bad_input_before_listening() {
     std::fs::write(&small, pattern(4096, 3)).unwrap();
     let nbd = dir.path().join("nbd.sock");
     for (extra, message) in [
-        (vec!["--mirror-to", small.to_str().unwrap()], "must be the same size"),
+        (vec!["--mirror-to", small.to_str().unwrap()], "cannot take over the NBD export"),
         (vec!["--mirror-to", src.to_str().unwrap()], "same device"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_livemirror"))

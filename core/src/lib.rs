@@ -7,6 +7,8 @@
 //!   the source that pivots to the target on Complete.
 //! * [`job`]: the mirror job, its options, events and handle.
 //! * [`nbd`]: the NBD server that exports a live source to clients.
+//! * [`partition`]: partition tables (GPT, MBR): whether a target of
+//!   another size can take the source, and the table fix-up afterwards.
 //! * [`bitmap`], [`chunkmap`], [`ratelimit`], [`buffer`]: the job's building
 //!   blocks.
 
@@ -18,6 +20,8 @@ pub mod error;
 pub mod job;
 pub mod live;
 pub mod nbd;
+pub mod partition;
 pub mod ratelimit;
+pub mod units;
 
 pub use error::{Error, IoFailure, IoOperation, Side};

@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use livemirror_core::job::{JobEvent, JobStatus, Outcome};
+use livemirror_core::partition::{Fit, Relation};
 
 use super::json::event_line;
 use crate::units::human;
@@ -78,16 +79,24 @@ impl Reporter {
     }
 
     /// The last word: how it ended and what was done.
-    pub fn finish(&self, status: &JobStatus, outcome: &Outcome) {
+    /// `fit` says which bytes the job mirrored (all of them, unless the
+    /// sizes differ).
+    pub fn finish(&self, status: &JobStatus, outcome: &Outcome, fit: &Fit) {
         self.clear_bar();
         if self.json {
             return;
         }
         let secs = self.started.elapsed().as_secs_f64();
         let written = status.data_bytes + status.zero_bytes + status.skipped_bytes;
+        let identical = match fit.relation() {
+            Relation::Same => "the target is identical to the source".to_string(),
+            _ => {
+                format!("the target's first {} are identical to the source's", human(fit.copy_len))
+            }
+        };
         match outcome {
             Outcome::Completed => eprintln!(
-                "completed: the target is identical to the source ({} data, {} zeroed, {} already zero) in {:.1}s, {}/s",
+                "completed: {identical} ({} data, {} zeroed, {} already zero) in {:.1}s, {}/s",
                 human(status.data_bytes),
                 human(status.zero_bytes),
                 human(status.skipped_bytes),

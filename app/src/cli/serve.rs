@@ -19,15 +19,24 @@ use super::follow::{Follow, follow};
 use super::progress::Reporter;
 use super::{CacheArgs, MirrorArgs, fail};
 use crate::share::Share;
+use crate::sizes;
+use crate::units::human;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// The disk or image to serve (opened read-write: clients write to it).
     pub source: PathBuf,
     /// Mirror the source onto this disk or image (a missing path becomes a
-    /// new sparse image of the source's size).
+    /// new sparse image of the source's size). A larger one is fine (the
+    /// export keeps the source's size; its GPT is rewritten for the target's
+    /// size once serving stops); a smaller one is refused.
     #[arg(long)]
     pub mirror_to: Option<PathBuf>,
+    /// Once serving stops after a completed mirror, move the last
+    /// partition's end to the end of the target (and grow its ext2/3/4
+    /// filesystem with resize2fs if installed).
+    #[arg(long, requires = "mirror_to")]
+    pub grow_last_partition: bool,
     /// Where to serve NBD: unix:PATH, or HOST:PORT on a loopback address.
     #[arg(long, value_parser = str::parse::<Endpoint>)]
     pub nbd: Endpoint,
@@ -75,7 +84,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         },
     };
     let (stop_control, stopped) = tokio::sync::watch::channel(false);
-    if let (Some(listener), Some((job, _))) = (control, &job) {
+    if let (Some(listener), Some((job, _, _))) = (control, &job) {
         tokio::spawn(crate::control::serve(listener, job.clone(), stopped));
     }
     let share = bound.serve(&live);
@@ -85,7 +94,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         args.nbd,
         share.endpoint().uri()
     );
-    let follower = job.map(|(job, events)| {
+    let follower = job.map(|(job, events, target)| {
         let how = Follow {
             complete_when_ready: false,
             cancel_on_ctrl_c: false,
@@ -95,26 +104,41 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         let handle = job.clone();
         let task = tokio::spawn(async move {
             let outcome = follow(&handle, events, &reporter, how).await;
-            reporter.finish(&handle.status(), &outcome);
+            reporter.finish(&handle.status(), &outcome, handle.fit());
             outcome
         });
-        (job, task)
+        (job, task, target)
     });
 
     stop_signal().await;
     eprintln!("\ninterrupted: stopping");
     let mut code = ExitCode::SUCCESS;
-    if let Some((job, task)) = follower {
+    let mut consistent = None;
+    if let Some((job, task, target)) = follower {
         // Cancel is consistent after ready; refused once the job has ended.
         let _ = job.send(Command::Cancel { force: false }).await;
-        if let Ok(Outcome::Failed { .. }) = task.await {
-            code = ExitCode::from(super::EXIT_FAILED);
+        match task.await {
+            Ok(Outcome::Failed { .. }) => code = ExitCode::from(super::EXIT_FAILED),
+            Ok(Outcome::Completed | Outcome::Cancelled { consistent: true }) => {
+                consistent = Some((job, target))
+            }
+            _ => {}
         }
     }
     let _ = stop_control.send(true);
     share.stop().await;
     if let Some(path) = &args.control {
         let _ = std::fs::remove_file(path);
+    }
+    // Only now that no client is served: while the export kept the source's
+    // size, a table for the target's size would have looked broken to them.
+    if let (Some((job, target)), Some(dst)) = (consistent, &args.mirror_to)
+        && sizes::needed(job.fit(), args.grow_last_partition)
+    {
+        match sizes::fix_up(&*target, dst, job.fit(), args.grow_last_partition) {
+            Ok(fixed) => fixed.lines.iter().for_each(|l| eprintln!("{l}")),
+            Err(e) => return fail(&e),
+        }
     }
     code
 }
@@ -155,19 +179,32 @@ async fn stop_signal() {
     }
 }
 
+/// A started job, its first event subscription, and its target.
+type Started = (JobHandle, broadcast::Receiver<JobEvent>, Arc<dyn BlockDevice>);
+
 fn start_job(
     live: &Arc<LiveSource>,
     dst: &std::path::Path,
     len: u64,
     args: &ServeArgs,
-) -> Result<(JobHandle, broadcast::Receiver<JobEvent>), String> {
+) -> Result<Started, String> {
     let opts = args.cache.target(true, args.mirror.copy_mode);
     let (target, created) =
         open_or_create_target(dst, len, opts).map_err(|e| format!("target: {e}"))?;
-    job::start(live.clone(), Arc::new(target), args.mirror.options()).map_err(|e| {
-        if created {
-            let _ = std::fs::remove_file(dst);
-        }
-        e.to_string()
-    })
+    if target.len() < len {
+        return Err(format!(
+            "the target ({}) is smaller than the source ({}): it cannot take over the NBD export, whose clients see the source's size (clone onto it with `livemirror clone` instead)",
+            human(target.len()),
+            human(len)
+        ));
+    }
+    let target: Arc<dyn BlockDevice> = Arc::new(target);
+    let (job, events) =
+        job::start(live.clone(), target.clone(), args.mirror.options()).map_err(|e| {
+            if created {
+                let _ = std::fs::remove_file(dst);
+            }
+            e.to_string()
+        })?;
+    Ok((job, events, target))
 }

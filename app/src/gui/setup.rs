@@ -3,8 +3,8 @@
 //! whether to share the source over NBD), Start.
 //!
 //! Nothing is ever chosen for the user as target. Every problem that would
-//! make the engine refuse the pair (same device, sizes differ, target
-//! read-only or mounted) is shown inline before Start, and Start stays
+//! make the engine refuse the pair (same device, a smaller target that
+//! cannot take the source, target read-only or mounted) is shown inline before Start, and Start stays
 //! disabled; overwriting a whole disk needs its name typed.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use eframe::egui::{self, Color32, RichText};
 use livemirror_core::Error;
 use livemirror_core::job::{self, CopyMode, ErrorPolicy, MirrorOptions, SyncMode};
+use livemirror_core::partition::Relation;
 
 use super::app::{Action, Role};
 use super::disks::Disk;
@@ -93,10 +94,17 @@ impl Check {
                 None
             }
         };
-        if let (Some(s), Some(d)) = (&src, &dst)
-            && let Err(e) = job::check_pair(&**s, &**d)
-        {
-            c.problems.push(pair_problem(&e, source));
+        if let (Some(s), Some(d)) = (&src, &dst) {
+            match job::check_pair(&**s, &**d) {
+                Err(e) => c.problems.push(pair_problem(&e, source)),
+                Ok(fit) if fit.relation() == Relation::Smaller && shared => c.problems.push(
+                    format!("The target is {fit}, but a smaller target cannot take over the NBD share (its clients see the source's size): turn sharing off or pick a target at least as large."),
+                ),
+                Ok(fit) if fit.relation() != Relation::Same => {
+                    c.notes.push(format!("The target is {fit}."))
+                }
+                Ok(_) => {}
+            }
         }
         let disk = disks.iter().find(|d| d.path == target_path);
         let is_device =
@@ -139,10 +147,10 @@ fn target_open_problem(e: &Error) -> String {
 
 fn pair_problem(e: &Error, source: &str) -> String {
     match e {
-        Error::SizeMismatch { source_len, target_len } => format!(
-            "Sizes differ: the source is {} ({source_len} bytes) but the target is {} ({target_len} bytes). The target must be exactly the source's size.",
-            human(*source_len),
-            human(*target_len)
+        Error::DoesNotFit { source_len, target_len, reason } => format!(
+            "The target ({}) is smaller than the source ({}) and cannot take it: {reason}.",
+            human(*target_len),
+            human(*source_len)
         ),
         Error::SameDevice { .. } => format!(
             "The source and the target are the same ({source}): a disk or image cannot be mirrored into itself."

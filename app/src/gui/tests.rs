@@ -247,7 +247,7 @@ fn start_is_disabled_for_the_same_file_twice() {
 }
 
 #[test]
-fn start_is_disabled_when_sizes_differ() {
+fn start_is_disabled_when_a_smaller_target_cannot_take_the_source() {
     let dir = tempfile::tempdir().unwrap();
     let src = image(dir.path(), "src.img", 2 * MIB, 5);
     let dst = image(dir.path(), "dst.img", MIB, 0);
@@ -256,7 +256,7 @@ fn start_is_disabled_when_sizes_differ() {
     type_into(&mut h, "Target path", &dst.display().to_string());
     assert!(start_disabled(&h));
     assert!(
-        h.query_by_label_contains("Sizes differ: the source is 2.0 MiB (2097152 bytes) but the target is 1.0 MiB (1048576 bytes)")
+        h.query_by_label_contains("The target (1.0 MiB) is smaller than the source (2.0 MiB) and cannot take it: the source has no partition table")
             .is_some()
     );
 }

@@ -330,6 +330,12 @@ impl Runner {
         if !self.ops.is_empty() {
             return None;
         }
+        if let Some(offset) = self.tracker.written_past_end() {
+            let copy_len = self.tracker.geometry.len;
+            self.abort(Outcome::Failed {
+                error: Error::WrittenPastTarget { offset, copy_len }.to_string(),
+            });
+        }
         if let Some(Ending::Abort(o)) = &self.ending {
             return Some(o.clone());
         }

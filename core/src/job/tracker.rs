@@ -13,7 +13,7 @@
 //!   dirty bits it fully covered.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -71,6 +71,10 @@ pub struct Tracker {
     /// Wakes the job when chunks become dirty.
     pub wake: Notify,
     write_blocking: AtomicBool,
+    /// One past the offset of the first live write past `geometry.len`
+    /// (0: none). Only a job onto a smaller target is shorter than its
+    /// source; such a write makes the target no copy of it.
+    past_end: AtomicU64,
 }
 
 struct State {
@@ -122,6 +126,7 @@ impl Tracker {
             released: Condvar::new(),
             wake: Notify::new(),
             write_blocking: AtomicBool::new(mode == CopyMode::WriteBlocking),
+            past_end: AtomicU64::new(0),
         }
     }
 
@@ -141,6 +146,18 @@ impl Tracker {
     /// half-way through under the old mode.
     pub fn set_copy_mode(&self, mode: CopyMode) {
         self.write_blocking.store(mode == CopyMode::WriteBlocking, Ordering::Release);
+    }
+
+    /// Records a live write at `offset`, past what the job mirrors, and
+    /// wakes the job so it fails.
+    pub fn note_written_past_end(&self, offset: u64) {
+        let _ = self.past_end.compare_exchange(0, offset + 1, Ordering::AcqRel, Ordering::Acquire);
+        self.wake.notify_one();
+    }
+
+    /// Where the first live write past the job's range landed, if one did.
+    pub fn written_past_end(&self) -> Option<u64> {
+        self.past_end.load(Ordering::Acquire).checked_sub(1)
     }
 
     pub fn dirty_chunks(&self) -> u64 {
