@@ -75,7 +75,7 @@ pub fn compare(
     if let Some(g) = grown {
         skip.push(g.start..g.end);
         left_out.push(format!(
-            "partition {} (grown, its filesystem resized: check it with fsck)",
+            "partition {} (grown, so not compared byte for byte: check its filesystem with fsck)",
             g.number
         ));
     }
