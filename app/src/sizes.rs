@@ -8,11 +8,12 @@ use std::path::Path;
 use std::process::Command;
 
 use livemirror_core::device::BlockDevice;
-use livemirror_core::partition::{self, Filesystem, Fit, FixUp, Grown, Relation};
+use livemirror_core::partition::{self, Comparison, Filesystem, Fit, FixUp, Grown, Relation};
 
 use crate::units::human;
 
 /// What [`fix_up`] did, in lines for a person.
+#[derive(Debug, Clone, Default)]
 pub struct Fixed {
     pub fix: FixUp,
     pub lines: Vec<String>,
@@ -43,20 +44,24 @@ pub fn fix_up(
     Ok(Fixed { fix, lines })
 }
 
-/// The last line of a clone onto a target of another size: what was
-/// compared and how it came out. `Ok(true)` when identical.
+/// Compares a target of another size with the source, after [`fix_up`]:
+/// the partitions and the bytes around them, the table by meaning.
 pub fn verify(
     source: &dyn BlockDevice,
     target: &dyn BlockDevice,
     fit: &Fit,
     fixed: &Fixed,
-) -> Result<(bool, String), String> {
-    let c = partition::compare(source, target, fit.copy_len, fixed.fix.grown.map(|g| g.partition))
-        .map_err(|e| format!("could not verify the target: {e}"))?;
-    Ok(match &c.difference {
-        None => (true, format!("verified: identical — compared {}", c.compared)),
-        Some(d) => (false, format!("verified: DIFFERENT ({d}) — compared {}", c.compared)),
-    })
+) -> Result<Comparison, String> {
+    partition::compare(source, target, fit.copy_len, fixed.fix.grown.map(|g| g.partition))
+        .map_err(|e| format!("could not verify the target: {e}"))
+}
+
+/// The comparison as the last line of `clone` says it.
+pub fn verdict(c: &Comparison) -> String {
+    match &c.difference {
+        None => format!("verified: identical — compared {}", c.compared),
+        Some(d) => format!("verified: DIFFERENT ({d}) — compared {}", c.compared),
+    }
 }
 
 /// Grows the filesystem of the grown partition, reached through a loop

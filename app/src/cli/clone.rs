@@ -128,11 +128,11 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         eprintln!("{line}");
     }
     match sizes::verify(&*source, &*target, fit, &fixed) {
-        Ok((true, line)) => {
-            eprintln!("{line}");
+        Ok(c) if c.identical() => {
+            eprintln!("{}", sizes::verdict(&c));
             code
         }
-        Ok((false, line)) => fail(&line),
+        Ok(c) => fail(&sizes::verdict(&c)),
         Err(e) => fail(&e),
     }
 }
