@@ -100,7 +100,10 @@ impl Check {
             }
         };
         if let (Some(s), Some(d)) = (&src, &dst) {
-            match job::check_pair(&**s, &**d) {
+            // Data past the partitions is looked for at Start: on a disk
+            // that can take minutes, too long for a screen that checks as
+            // the user types.
+            match job::preview_pair(&**s, &**d) {
                 Err(e) => c.problems.push(pair_problem(&e, source)),
                 Ok(fit) if fit.relation() == Relation::Smaller && shared => c.problems.push(
                     format!("The target is {fit}, but a smaller target cannot take over the NBD share (its clients see the source's size): turn sharing off or pick a target at least as large."),

@@ -43,6 +43,19 @@ const EVENT_BUFFER: usize = 4096;
 /// target that cannot take what the source uses) and decides how the sizes
 /// fit (see [`partition::decide`]). Only reads.
 pub fn check_pair(source: &dyn BlockDevice, target: &dyn BlockDevice) -> Result<Fit, Error> {
+    refuse_same_or_mounted(source, target)?;
+    partition::decide(source, target)
+}
+
+/// [`check_pair`] without reading the source past a smaller target's end
+/// for data (see [`partition::decide_by_table`]): for a screen that checks
+/// as the user types. [`start`] checks in full.
+pub fn preview_pair(source: &dyn BlockDevice, target: &dyn BlockDevice) -> Result<Fit, Error> {
+    refuse_same_or_mounted(source, target)?;
+    partition::decide_by_table(source, target)
+}
+
+fn refuse_same_or_mounted(source: &dyn BlockDevice, target: &dyn BlockDevice) -> Result<(), Error> {
     if source.id().overlaps(&target.id()) {
         return Err(Error::SameDevice { target: target.describe() });
     }
@@ -52,7 +65,7 @@ pub fn check_pair(source: &dyn BlockDevice, target: &dyn BlockDevice) -> Result<
             return Err(Error::TargetMounted { target: target.describe(), mounts });
         }
     }
-    partition::decide(source, target)
+    Ok(())
 }
 
 /// Starts mirroring `live`'s device onto `target`. Returns once the job is

@@ -109,6 +109,21 @@ impl fmt::Display for NoFit {
 /// Decides whether `target` can take `source`. Refusals of a smaller
 /// target come back as [`Error::DoesNotFit`]; nothing is written.
 pub fn decide(source: &dyn BlockDevice, target: &dyn BlockDevice) -> Result<Fit, Error> {
+    decide_with(source, target, true)
+}
+
+/// [`decide`] from the tables alone, without reading the source past the
+/// target's end for data (gigabytes, on a disk): a quick answer for a
+/// screen. The job decides in full when it starts.
+pub fn decide_by_table(source: &dyn BlockDevice, target: &dyn BlockDevice) -> Result<Fit, Error> {
+    decide_with(source, target, false)
+}
+
+fn decide_with(
+    source: &dyn BlockDevice,
+    target: &dyn BlockDevice,
+    scan: bool,
+) -> Result<Fit, Error> {
     let (source_len, target_len) = (source.len(), target.len());
     if source_len == target_len {
         return Ok(Fit::same(source_len));
@@ -135,7 +150,7 @@ pub fn decide(source: &dyn BlockDevice, target: &dyn BlockDevice) -> Result<Fit,
         super::Scheme::Gpt { .. } => table.usable_end(source_len),
         super::Scheme::Mbr => source_len,
     };
-    if let Some(at) = first_data(source, room, scan_end).map_err(Error::Io)? {
+    if scan && let Some(at) = first_data(source, room, scan_end).map_err(Error::Io)? {
         return Err(refuse(NoFit::DataPastEnd { at }));
     }
     Ok(Fit { source_len, target_len, copy_len: room, table: Some(table) })

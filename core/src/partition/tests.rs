@@ -169,6 +169,8 @@ fn a_smaller_target_is_refused_naming_the_partition_or_the_data_in_the_way() {
         matches!(e, Error::DoesNotFit { reason: NoFit::DataPastEnd { at }, .. } if at == 10 * MIB + 2)
     );
     assert!(e.to_string().ends_with("data at 10.0 MiB past the last partition"), "{e}");
+    // The quick answer for a screen reads no data: the job's start does.
+    assert_eq!(decide_by_table(&stray, &target).unwrap().relation(), Relation::Smaller);
     let raw = MemoryDevice::new(16 * MIB);
     assert!(matches!(decide(&raw, &target), Err(Error::DoesNotFit { reason: NoFit::NoTable, .. })));
 }
