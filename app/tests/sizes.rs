@@ -177,3 +177,43 @@ fn a_smaller_image_that_cannot_take_the_source_is_refused_untouched() {
         "the target (40.0 MiB) is smaller than the source (64.0 MiB) and cannot take it: data at 50.0 MiB past the last partition",
     );
 }
+
+#[test]
+fn mbr_with_logical_partitions_fits_a_smaller_image_but_its_extended_one_is_not_grown() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.img");
+    let parts =
+        mbr_image_with(&src, 64 * MIB, &["size=8M", "size=20M, type=5", "start=20480, size=10M"]);
+    assert_eq!(parts.iter().map(|p| p.number).collect::<Vec<_>>(), [1, 2, 5]);
+    let logical = parts[2];
+    let files = ext4_with_files(&src, logical, 2, 300_000);
+
+    // Everything ends at 29 MiB: a 40 MiB image takes it.
+    let small = dir.path().join("small.img");
+    std::fs::File::create(&small).unwrap().set_len(40 * MIB).unwrap();
+    let last = clone_ok(&src, &small, &[]);
+    assert!(
+        last.starts_with("verified: identical — compared MBR table by meaning, partitions 1, 2, 5"),
+        "{last}"
+    );
+    assert_sfdisk_valid(&small);
+    assert_eq!(partitions(&small), parts);
+    assert_same_bytes(&src, &small, logical);
+    assert_fsck_clean(&small, logical);
+    assert_files(&small, logical, &files);
+
+    // The copy completes, but growing a logical partition needs its
+    // extended partition and EBR chain rewritten: refused, table untouched.
+    let big = dir.path().join("big.img");
+    std::fs::File::create(&big).unwrap().set_len(96 * MIB).unwrap();
+    let out = clone(&src, &big, &["--grow-last-partition"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.trim().ends_with("livemirror: error: the copy is complete, but its partition table could not be fixed up: cannot grow partition 2: it is an extended partition (growing it and the logical partitions in it needs a partition tool)"),
+        "{err}"
+    );
+    assert_sfdisk_valid(&big);
+    assert_eq!(partitions(&big), parts);
+    assert_files(&big, logical, &files);
+}

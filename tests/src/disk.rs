@@ -43,9 +43,17 @@ pub fn gpt_image(path: &Path, size: u64, mib: &[u64]) -> Vec<Part> {
 /// A new sparse image of `size` bytes with an MBR (`sfdisk`) and primary
 /// partitions of `mib` MiB each.
 pub fn mbr_image(path: &Path, size: u64, mib: &[u64]) -> Vec<Part> {
+    let lines: Vec<String> = mib.iter().map(|m| format!("size={m}M")).collect();
+    mbr_image_with(path, size, &lines.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// A new sparse image of `size` bytes with an MBR made by `sfdisk` from
+/// these partition lines (`size=8M, type=5` for an extended partition, …).
+pub fn mbr_image_with(path: &Path, size: u64, lines: &[&str]) -> Vec<Part> {
     crate::sparse_image(path, size, &[]);
-    let script: String = std::iter::once("label: dos\n".to_string())
-        .chain(mib.iter().map(|m| format!("size={m}M\n")))
+    let script: String = std::iter::once("label: dos")
+        .chain(lines.iter().copied())
+        .map(|l| format!("{l}\n"))
         .collect();
     let script_file = path.with_extension("sfdisk");
     std::fs::write(&script_file, script).expect("write the sfdisk script");

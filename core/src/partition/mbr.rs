@@ -61,7 +61,9 @@ pub(super) fn grow_last(target: &dyn BlockDevice, table: &Table) -> Result<Grown
     let disk_sectors = (target.len() / SECTOR).min(u64::from(u32::MAX));
     let entry = mbr.get_mut(last.number as usize).ok_or_else(|| cannot("no such entry"))?;
     if entry.is_extended() {
-        return Err(cannot("it is an extended partition"));
+        return Err(cannot(
+            "it is an extended partition (growing it and the logical partitions in it needs a partition tool)",
+        ));
     }
     let end = super::aligned_end(last.end / SECTOR - 1, disk_sectors - 1, SECTOR);
     let sectors = end + 1 - u64::from(entry.starting_lba);
