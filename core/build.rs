@@ -44,7 +44,8 @@ fn main() {
     // program still builds and runs, without kernel tracking: attaching
     // says why. CI and the test command install clang, so there a failure
     // is an error, never a tracker silently missing.
-    if env::var("CI").is_ok_and(|v| v == "true") || env::var_os("LIVEMIRROR_REQUIRE_BPF").is_some() {
+    if env::var("CI").is_ok_and(|v| v == "true") || env::var_os("LIVEMIRROR_REQUIRE_BPF").is_some()
+    {
         panic!("{failed}: install clang and libbpf-dev to build the kernel write tracker");
     }
     println!(

@@ -2,9 +2,11 @@
 # Regenerates screenshots/*.png from the real release binary, in a virtual
 # X display (Xvfb): setup.png (Setup with a typed source and a new target),
 # running.png (the demo mid-copy), prompt.png (the demo's bad sector asking
-# Retry/Ignore/Stop), ready.png (in sync, still mirroring writes).
+# Retry/Ignore/Stop), ready.png (in sync, still mirroring writes),
+# setup-larger.png / setup-smaller.png (a GPT source and a target of
+# another size: how it compares, the grow option).
 #
-# Needs: xvfb, xdotool, imagemagick (`import`). Run from anywhere:
+# Needs: xvfb, xdotool, imagemagick (`import`), gdisk (`sgdisk`). Run from anywhere:
 #   scripts/screenshots.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +52,13 @@ shot() {
 
 truncate -s 512M "$WORK/vm-disk.img"
 shot setup 3 --source "$WORK/vm-disk.img" --target "$WORK/vm-disk-copy.img"
+# Targets of another size for a GPT source (sgdisk, package gdisk).
+truncate -s 256M "$WORK/parted.img"
+sgdisk -o --new=1:0:+64M --new=2:0:+128M "$WORK/parted.img" >/dev/null
+truncate -s 512M "$WORK/larger.img"
+truncate -s 224M "$WORK/smaller.img"
+shot setup-larger 3 --source "$WORK/parted.img" --target "$WORK/larger.img"
+shot setup-smaller 3 --source "$WORK/parted.img" --target "$WORK/smaller.img"
 shot running 6 demo --speed 48M
 shot prompt 8 demo --speed 48M --bad-sector
 shot ready 10 demo --speed 0

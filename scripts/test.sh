@@ -10,7 +10,8 @@ packages=(
     qemu-utils             # qemu-img, qemu-io, qemu-nbd, qemu-storage-daemon
     libnbd-bin             # nbdinfo, nbdcopy
     nbdkit
-    e2fsprogs util-linux mount
+    e2fsprogs util-linux mount   # fsck.ext4, debugfs, resize2fs, losetup
+    gdisk fdisk            # sgdisk -v, sfdisk --verify (partition tables)
     clang libbpf-dev       # build the kernel write tracker's BPF program
 )
 

@@ -7,6 +7,7 @@ mod demo;
 mod gui;
 mod privileged;
 mod share;
+mod sizes;
 mod text;
 mod units;
 

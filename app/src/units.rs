@@ -3,17 +3,7 @@
 
 use std::time::Duration;
 
-/// Bytes in binary units, one decimal: `1.5 GiB`.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[u]) }
-}
+pub use livemirror_core::units::human;
 
 /// A duration as `42 s`, `3 min 05 s` or `2 h 07 min`.
 pub fn duration(d: Duration) -> String {
@@ -28,14 +18,6 @@ pub fn duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human(0), "0 B");
-        assert_eq!(human(1023), "1023 B");
-        assert_eq!(human(1536), "1.5 KiB");
-        assert_eq!(human(2 << 30), "2.0 GiB");
-    }
 
     #[test]
     fn durations() {

@@ -69,7 +69,7 @@ fn serve_refuses_bad_input_before_listening() {
     std::fs::write(&small, pattern(4096, 3)).unwrap();
     let nbd = dir.path().join("nbd.sock");
     for (extra, message) in [
-        (vec!["--mirror-to", small.to_str().unwrap()], "must be the same size"),
+        (vec!["--mirror-to", small.to_str().unwrap()], "cannot take over the NBD export"),
         (vec!["--mirror-to", src.to_str().unwrap()], "same device"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_livemirror"))
@@ -89,4 +89,61 @@ fn serve_refuses_bad_input_before_listening() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+}
+
+#[test]
+fn serve_mirrors_onto_a_larger_image_and_gives_it_a_gpt_of_its_size_on_exit() {
+    use livemirror_tests::disk::*;
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src.img"), dir.path().join("dst.img"));
+    let parts = gpt_image(&src, 64 * MIB, &[8, 40]);
+    let files: Vec<Files> = parts.iter().map(|p| ext4_with_files(&src, *p, 2, 500_000)).collect();
+    std::fs::File::create(&dst).unwrap().set_len(128 * MIB).unwrap();
+    let (nbd, ctl) = (dir.path().join("nbd.sock"), dir.path().join("ctl.sock"));
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_livemirror"))
+        .args(["serve", src.to_str().unwrap(), "--mirror-to", dst.to_str().unwrap()])
+        .arg(format!("--nbd=unix:{}", nbd.display()))
+        .arg(format!("--control=unix:{}", ctl.display()))
+        .args(["--speed", "1M"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    appears(&ctl);
+    appears(&nbd);
+    let mut c = Control::connect(&ctl);
+    assert_eq!(c.ask(json!({"execute": "query"}))["return"]["state"], "running");
+    // Writes into the free space after the partitions, during the copy and
+    // once in sync; the export has the source's size.
+    qemu_io(&nbd, "write -P 0xab 55M 64k");
+    c.ask(json!({"execute": "set-speed", "arguments": {"speed": 0}}));
+    c.event("READY");
+    qemu_io(&nbd, "write -P 0xcd 60M 128k");
+    assert_eq!(c.ask(json!({"execute": "complete"}))["return"], json!({}));
+    c.event("COMPLETED");
+    let info = livemirror_tests::tools::run(
+        "nbdinfo",
+        &["--size", &format!("nbd+unix:///?socket={}", nbd.display())],
+    );
+    assert_eq!(info.trim(), (64 * MIB).to_string(), "the export keeps the source's size");
+    qemu_io(&nbd, "read -P 0xcd 60M 128k");
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(serve.id() as i32, libc::SIGINT) };
+    let status = serve.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("partition table: GPT rewritten for the target's size"), "{err}");
+    assert_sgdisk_valid(&dst);
+    assert_eq!(partitions(&dst), parts);
+    for (p, files) in parts.iter().zip(&files) {
+        assert_same_bytes(&src, &dst, *p);
+        assert_fsck_clean(&dst, *p);
+        assert_files(&dst, *p, files);
+    }
+    let written = livemirror_tests::image::read(&dst, 55 * MIB, 64 << 10);
+    assert!(written.iter().all(|b| *b == 0xab), "a live write is missing");
+    let written = livemirror_tests::image::read(&dst, 60 * MIB, 128 << 10);
+    assert!(written.iter().all(|b| *b == 0xcd), "a live write is missing");
 }

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::job::JobState;
+use crate::partition::NoFit;
+use crate::units::human;
 
 /// Which device an I/O error happened on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,6 +109,12 @@ pub enum JobFailure {
         "not identical: the source is being written by another program ({passes} comparisons in a row found differences, the first at byte {offset})"
     )]
     NotIdentical { passes: u32, offset: u64 },
+    /// A live write landed past the range a smaller target takes.
+    #[error(
+        "the source was written at byte {offset}, past the {} the smaller target takes: the target is no longer a copy",
+        human(*copy_len)
+    )]
+    WrittenPastTarget { offset: u64, copy_len: u64 },
     /// The job's task ended without an outcome: a bug.
     #[error("the job stopped unexpectedly")]
     Vanished,
@@ -136,9 +144,10 @@ pub enum Error {
     Open { path: PathBuf, source: io::Error },
 
     #[error(
-        "source is {source_len} bytes but target is {target_len} bytes: they must be the same size"
+        "the target ({}) is smaller than the source ({}) and cannot take it: {reason}",
+        human(*target_len), human(*source_len)
     )]
-    SizeMismatch { source_len: u64, target_len: u64 },
+    DoesNotFit { source_len: u64, target_len: u64, reason: NoFit },
 
     #[error(
         "source and target are the same device ({target}): refusing to mirror a device into itself"

@@ -9,6 +9,8 @@
 //! * [`nbd`]: the NBD server that exports a live source to clients.
 //! * `kernel` (Linux): the BPF write tracker and filesystem freezing for
 //!   sources livemirror does not front.
+//! * [`partition`]: partition tables (GPT, MBR): whether a target of
+//!   another size can take the source, and the table fix-up afterwards.
 //! * [`bitmap`], [`chunkmap`], [`ratelimit`], [`buffer`]: the job's building
 //!   blocks.
 
@@ -22,6 +24,8 @@ pub mod job;
 pub mod kernel;
 pub mod live;
 pub mod nbd;
+pub mod partition;
 pub mod ratelimit;
+pub mod units;
 
 pub use error::{Error, IoFailure, IoOperation, Side};

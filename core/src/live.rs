@@ -120,8 +120,17 @@ impl LiveSource {
         let Some(t) = route.tracker else {
             return m.apply(dev, offset, len);
         };
-        let chunks = t.geometry.covering(offset, len);
         crate::device::check_range(dev.len(), offset, len)?;
+        if offset + len > t.geometry.len {
+            // Past what a smaller target takes: the source takes the write
+            // (it is the disk its users write), the job fails.
+            let r = m.apply(dev, offset, len);
+            let inside = t.geometry.len.saturating_sub(offset).min(len);
+            t.mark_dirty(t.geometry.covering(offset, inside));
+            t.note_written_past_end(offset.max(t.geometry.len));
+            return r;
+        }
+        let chunks = t.geometry.covering(offset, len);
         let write_through = t.copy_mode() == CopyMode::WriteBlocking
             && !matches!(m, Mutation::Discard)
             && t.may_write_through(&chunks);

@@ -6,6 +6,8 @@
 //! * [`control`]: a client for livemirror's control socket.
 //! * [`tools`]: run the external tools; a missing tool fails the test with
 //!   the package to install, never skips it.
+//! * [`disk`]: partitioned images (sgdisk, sfdisk, ext4 with files) and
+//!   their judges (sgdisk -v, sfdisk --verify, fsck.ext4 -n, cmp).
 //! * [`image`]: raw image files with known content, by name in a directory.
 //! * [`mirror`]: a mirror job over image files, driven synchronously.
 //! * [`server`]: an NBD export on a unix socket, served from a runtime.
@@ -13,6 +15,7 @@
 //!   traffic, one connection kept open across a pivot).
 
 pub mod control;
+pub mod disk;
 pub mod image;
 pub mod mirror;
 pub mod raw;

@@ -28,6 +28,10 @@ pub fn require(tool: &str) {
     let package = match tool {
         "nbdinfo" | "nbdcopy" | "nbdsh" => "libnbd-bin",
         "nbdkit" => "nbdkit",
+        "sgdisk" => "gdisk",
+        "sfdisk" | "losetup" => "fdisk, util-linux",
+        "mkfs.ext4" | "fsck.ext4" | "debugfs" | "dumpe2fs" | "resize2fs" => "e2fsprogs",
+        "cmp" => "diffutils",
         _ => "qemu-utils",
     };
     let found = std::env::var_os("PATH")

@@ -14,6 +14,7 @@ use super::follow::{Follow, follow};
 use super::progress::Reporter;
 use super::{CacheArgs, EXIT_CANCELLED, MirrorArgs, fail};
 use crate::privileged::{self, OpenError};
+use crate::sizes;
 use crate::text;
 
 #[derive(Args, Debug)]
@@ -30,7 +31,9 @@ pub struct CloneArgs {
     /// The disk or image to copy (opened read-only).
     pub source: PathBuf,
     /// The disk or image to write; a path that does not exist becomes a new
-    /// sparse image of the source's size.
+    /// sparse image of the source's size. A larger one takes the source on
+    /// its first bytes; a smaller one only when the source's partitions and
+    /// data end in time. A GPT is rewritten for the target's size.
     pub target: PathBuf,
     #[command(flatten)]
     pub mirror: MirrorArgs,
@@ -47,6 +50,10 @@ pub struct CloneArgs {
     /// stays a consistent copy) or `complete` on the control socket.
     #[arg(long)]
     pub no_complete: bool,
+    /// After the copy, move the last partition's end to the end of the
+    /// target (and grow its ext2/3/4 filesystem with resize2fs if installed).
+    #[arg(long)]
+    pub grow_last_partition: bool,
 }
 
 pub async fn run(args: CloneArgs) -> ExitCode {
@@ -83,8 +90,10 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         }
         None => Tracking::None,
     };
-    let live = LiveSource::new(Arc::new(source));
-    let (job, events) = match job::start(live, Arc::new(target), options) {
+    let source: Arc<dyn BlockDevice> = Arc::new(source);
+    let target: Arc<dyn BlockDevice> = Arc::new(target);
+    let live = LiveSource::new(source.clone());
+    let (job, events) = match job::start(live, target.clone(), options) {
         Ok(started) => started,
         Err(e) => {
             if created {
@@ -111,12 +120,34 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     if let Some(path) = &args.control {
         let _ = std::fs::remove_file(path);
     }
-    reporter.finish(&job.status(), &outcome);
-    match outcome {
+    reporter.finish(&job.status(), &outcome, job.fit());
+    let code = match outcome {
         Outcome::Completed { proof } if proof.identical() => ExitCode::SUCCESS,
         Outcome::Completed { .. } => ExitCode::from(super::EXIT_UNPROVEN),
-        Outcome::Cancelled { .. } => ExitCode::from(EXIT_CANCELLED),
-        Outcome::Failed { .. } => ExitCode::from(super::EXIT_FAILED),
+        Outcome::Cancelled { consistent: true } => ExitCode::from(EXIT_CANCELLED),
+        Outcome::Cancelled { consistent: false } => return ExitCode::from(EXIT_CANCELLED),
+        Outcome::Failed { .. } => return ExitCode::from(super::EXIT_FAILED),
+    };
+    // A consistent copy (completed, or cancelled after ready): make its
+    // table right for the target, then say what the comparison covered.
+    let (fit, grow) = (job.fit(), args.grow_last_partition);
+    if !sizes::needed(fit, grow) {
+        return code;
+    }
+    let fixed = match sizes::fix_up(&*target, &args.target, fit, grow) {
+        Ok(f) => f,
+        Err(e) => return fail(&e),
+    };
+    for line in &fixed.lines {
+        eprintln!("{line}");
+    }
+    match sizes::verify(&*source, &*target, fit, &fixed) {
+        Ok(c) if c.identical() => {
+            eprintln!("{}", sizes::verdict(&c));
+            code
+        }
+        Ok(c) => fail(&sizes::verdict(&c)),
+        Err(e) => fail(&e),
     }
 }
 

@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use livemirror_core::job::{JobEvent, JobStatus, Outcome, Tracking};
+use livemirror_core::partition::{Fit, Relation};
 
 use super::json::event_line;
 use crate::text;
@@ -82,7 +83,9 @@ impl Reporter {
     }
 
     /// The last word: how it ended and what was done.
-    pub fn finish(&self, status: &JobStatus, outcome: &Outcome) {
+    /// `fit` says which bytes the job mirrored (all of them, unless the
+    /// sizes differ).
+    pub fn finish(&self, status: &JobStatus, outcome: &Outcome, fit: &Fit) {
         self.clear_bar();
         if self.json {
             return;
@@ -90,9 +93,14 @@ impl Reporter {
         let secs = self.started.elapsed().as_secs_f64();
         let written = status.data_bytes + status.zero_bytes + status.skipped_bytes;
         let (line, _) = text::outcome(outcome);
+        // Onto a target of another size, the copy is its first part.
+        let scope = match fit.relation() {
+            Relation::Same => String::new(),
+            _ => format!(" — in the target's first {}", human(fit.copy_len)),
+        };
         match outcome {
             Outcome::Completed { .. } => eprintln!(
-                "{line} ({} data, {} zeroed, {} already zero) in {:.1}s, {}/s",
+                "{line}{scope} ({} data, {} zeroed, {} already zero) in {:.1}s, {}/s",
                 human(status.data_bytes),
                 human(status.zero_bytes),
                 human(status.skipped_bytes),

@@ -19,15 +19,24 @@ use super::follow::{Follow, follow, interrupted};
 use super::progress::Reporter;
 use super::{CacheArgs, MirrorArgs, fail};
 use crate::share::Share;
+use crate::sizes;
+use crate::units::human;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// The disk or image to serve (opened read-write: clients write to it).
     pub source: PathBuf,
     /// Mirror the source onto this disk or image (a missing path becomes a
-    /// new sparse image of the source's size).
+    /// new sparse image of the source's size). A larger one is fine (the
+    /// export keeps the source's size; its GPT is rewritten for the target's
+    /// size once serving stops); a smaller one is refused.
     #[arg(long)]
     pub mirror_to: Option<PathBuf>,
+    /// Once serving stops after a completed mirror, move the last
+    /// partition's end to the end of the target (and grow its ext2/3/4
+    /// filesystem with resize2fs if installed).
+    #[arg(long, requires = "mirror_to")]
+    pub grow_last_partition: bool,
     /// Where to serve NBD: unix:PATH, or HOST:PORT on a loopback address.
     #[arg(long, value_parser = str::parse::<Endpoint>)]
     pub nbd: Endpoint,
@@ -75,7 +84,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         },
     };
     let (stop_control, stopped) = tokio::sync::watch::channel(false);
-    if let (Some(listener), Some((job, _))) = (control, &job) {
+    if let (Some(listener), Some((job, _, _))) = (control, &job) {
         tokio::spawn(crate::control::serve(listener, job.clone(), stopped));
     }
     let share = bound.serve(&live);
@@ -85,7 +94,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         args.nbd,
         share.endpoint().uri()
     );
-    let follower = job.map(|(job, events)| {
+    let follower = job.map(|(job, events, target)| {
         let how = Follow {
             complete_when_ready: false,
             cancel_on_ctrl_c: false,
@@ -95,17 +104,18 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         let handle = job.clone();
         let task = tokio::spawn(async move {
             let outcome = follow(&handle, events, &reporter, how).await;
-            reporter.finish(&handle.status(), &outcome);
+            reporter.finish(&handle.status(), &outcome, handle.fit());
             outcome
         });
-        (job, task)
+        (job, task, target)
     });
 
     stop_signal().await;
     let mut code = ExitCode::SUCCESS;
+    let mut consistent = None;
     match follower {
         None => eprintln!("\ninterrupted: stopping"),
-        Some((job, mut task)) => {
+        Some((job, mut task, target)) => {
             // Cancel is consistent after ready; a second signal forces it.
             interrupted(&job, 1);
             let outcome = tokio::select! {
@@ -115,8 +125,12 @@ pub async fn run(args: ServeArgs) -> ExitCode {
                     task.await
                 }
             };
-            if let Ok(Outcome::Failed { .. }) = outcome {
-                code = ExitCode::from(super::EXIT_FAILED);
+            match outcome {
+                Ok(Outcome::Failed { .. }) => code = ExitCode::from(super::EXIT_FAILED),
+                Ok(Outcome::Completed { .. } | Outcome::Cancelled { consistent: true }) => {
+                    consistent = Some((job, target))
+                }
+                _ => {}
             }
         }
     }
@@ -124,6 +138,16 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     share.stop().await;
     if let Some(path) = &args.control {
         let _ = std::fs::remove_file(path);
+    }
+    // Only now that no client is served: while the export kept the source's
+    // size, a table for the target's size would have looked broken to them.
+    if let (Some((job, target)), Some(dst)) = (consistent, &args.mirror_to)
+        && sizes::needed(job.fit(), args.grow_last_partition)
+    {
+        match sizes::fix_up(&*target, dst, job.fit(), args.grow_last_partition) {
+            Ok(fixed) => fixed.lines.iter().for_each(|l| eprintln!("{l}")),
+            Err(e) => return fail(&e),
+        }
     }
     code
 }
@@ -164,25 +188,37 @@ async fn stop_signal() {
     }
 }
 
+/// A started job, its first event subscription, and its target.
+type Started = (JobHandle, broadcast::Receiver<JobEvent>, Arc<dyn BlockDevice>);
+
 fn start_job(
     live: &Arc<LiveSource>,
     dst: &std::path::Path,
     len: u64,
     args: &ServeArgs,
-) -> Result<(JobHandle, broadcast::Receiver<JobEvent>), String> {
+) -> Result<Started, String> {
     let opts = args.cache.target(true, args.mirror.copy_mode);
     let (target, created) =
         open_or_create_target(dst, len, opts).map_err(|e| format!("target: {e}"))?;
+    if target.len() < len {
+        return Err(format!(
+            "the target ({}) is smaller than the source ({}): it cannot take over the NBD export, whose clients see the source's size (clone onto it with `livemirror clone` instead)",
+            human(target.len()),
+            human(len)
+        ));
+    }
     let mut options = args.mirror.options();
     // Served, every write goes through the export, unless the source is
     // also mounted here and its OS writes it around livemirror.
     let mounted = !livemirror_core::device::mounts_on(&live.device().id()).is_empty();
     options.tracking =
         args.mirror.tracking.unwrap_or(if mounted { Tracking::Compare } else { Tracking::Nbd });
-    job::start(live.clone(), Arc::new(target), options).map_err(|e| {
+    let target: Arc<dyn BlockDevice> = Arc::new(target);
+    let (job, events) = job::start(live.clone(), target.clone(), options).map_err(|e| {
         if created {
             let _ = std::fs::remove_file(dst);
         }
         e.to_string()
-    })
+    })?;
+    Ok((job, events, target))
 }

@@ -11,7 +11,7 @@ use eframe::egui;
 use livemirror_core::job::{Command, Outcome};
 
 use super::disks::Disk;
-use super::done::{DoneScreen, Verify};
+use super::done::{DoneScreen, Fix, Verify};
 use super::engine::{Engine, Opener, Pending};
 use super::frame_stats::FrameStats;
 use super::running::RunningScreen;
@@ -20,6 +20,7 @@ use super::settings::Settings;
 use super::setup::SetupScreen;
 use super::{Launch, log};
 use crate::demo::first_difference;
+use crate::sizes::{self, Fixed};
 
 /// Which side of the mirror a picker fills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +73,7 @@ pub struct LiveMirrorApp {
     unsharing: Option<Pending<()>>,
     picking: Option<(Role, Pending<Option<PathBuf>>)>,
     verifying: Option<Pending<Verify>>,
+    fixing: Option<Pending<Fix>>,
     stats: Option<FrameStats>,
 }
 
@@ -106,6 +108,7 @@ impl LiveMirrorApp {
             unsharing: None,
             picking: None,
             verifying: None,
+            fixing: None,
             stats: FrameStats::from_env(),
         })
     }
@@ -170,6 +173,12 @@ impl LiveMirrorApp {
                 d.verify = v;
             }
         }
+        if let Some(f) = self.fixing.as_ref().and_then(Pending::poll) {
+            self.fixing = None;
+            if let Screen::Done(d) = &mut self.screen {
+                d.fix = f;
+            }
+        }
         let Some(session) = &mut self.session else {
             return;
         };
@@ -177,12 +186,44 @@ impl LiveMirrorApp {
         let outcome = session.job.status().outcome;
         let demo = session.demo.is_some();
         if let (Screen::Running(_), Some(outcome)) = (&self.screen, outcome) {
-            self.screen = Screen::Done(DoneScreen { verify: Verify::NotDone });
+            let fix = self.fix_up(&outcome, ctx);
+            self.screen = Screen::Done(DoneScreen { verify: Verify::NotDone, fix });
             if demo && matches!(outcome, Outcome::Completed { .. }) {
                 // The demo's writer stopped before Complete: show the proof.
                 self.apply(Action::Verify, ctx);
             }
         }
+    }
+
+    /// Starts the partition-table fix-up a consistent copy onto a target of
+    /// another size needs (or the asked-for grow), on the engine.
+    fn fix_up(&mut self, outcome: &Outcome, ctx: &egui::Context) -> Fix {
+        let Some(s) = &self.session else { return Fix::NotNeeded };
+        let consistent =
+            matches!(outcome, Outcome::Completed { .. } | Outcome::Cancelled { consistent: true });
+        let fit = s.job.fit().clone();
+        let grow = s.grow_last_partition;
+        if !consistent || !sizes::needed(&fit, grow) {
+            return Fix::NotNeeded;
+        }
+        if s.share.is_some() {
+            // Its clients see the source's size: a table for the target's
+            // size would look broken to them.
+            return Fix::Skipped(
+                "left as copied, since the share still serves the copy at the source's size; \
+                 run `sgdisk -e` on the target once it is no longer shared"
+                    .into(),
+            );
+        }
+        let Some(path) = s.target_path.clone() else { return Fix::NotNeeded };
+        let target = s.target.clone();
+        self.fixing = Some(self.engine.blocking(ctx, move || {
+            match sizes::fix_up(&*target, &path, &fit, grow) {
+                Ok(f) => Fix::Done(f),
+                Err(e) => Fix::Failed(e),
+            }
+        }));
+        Fix::Running
     }
 
     fn apply(&mut self, action: Action, ctx: &egui::Context) {
@@ -240,21 +281,35 @@ impl LiveMirrorApp {
             Action::Verify => {
                 let Some(s) = &self.session else { return };
                 let (a, b) = (s.source.clone(), s.target.clone());
+                let fit = s.job.fit().clone();
+                let sized = sizes::needed(&fit, s.grow_last_partition);
+                let mut fixed = Fixed::default();
                 if let Screen::Done(d) = &mut self.screen {
                     d.verify = Verify::Running;
+                    if let Fix::Done(f) = &d.fix {
+                        fixed = f.clone();
+                    }
                 }
-                self.verifying =
-                    Some(self.engine.blocking(ctx, move || match first_difference(&*a, &*b) {
+                self.verifying = Some(self.engine.blocking(ctx, move || {
+                    if sized {
+                        return match sizes::verify(&*a, &*b, &fit, &fixed) {
+                            Ok(c) => Verify::Compared(c),
+                            Err(e) => Verify::Error(e),
+                        };
+                    }
+                    match first_difference(&*a, &*b) {
                         Ok(None) => Verify::Identical,
                         Ok(Some(at)) => Verify::DiffersAt(at),
                         Err(e) => Verify::Error(e.to_string()),
-                    }));
+                    }
+                }));
             }
             Action::StartAnother => {
                 if let Some(share) = self.session.take().and_then(|mut s| s.share.take()) {
                     self.unsharing = Some(self.engine.spawn(ctx, share.stop()));
                 }
                 self.verifying = None;
+                self.fixing = None;
                 self.disks = (self.env.list_disks)();
                 self.screen = Screen::Setup(Box::new(SetupScreen::new(&self.settings, None, None)));
             }

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use eframe::egui::{self, Color32, RichText};
 use livemirror_core::job::Outcome;
+use livemirror_core::partition::{Comparison, Fit, Relation};
 
 use super::app::Action;
 use super::session::Session;
 use super::share;
+use crate::sizes::Fixed;
 use crate::units::{duration, human};
 
 /// Where a verification stands.
@@ -20,18 +22,39 @@ pub enum Verify {
     Running,
     Identical,
     DiffersAt(u64),
+    /// A target of another size: what was compared, and the difference.
+    Compared(Comparison),
     Error(String),
+}
+
+/// Where the partition-table fix-up for a target of another size stands.
+#[derive(Debug, Clone, Default)]
+pub enum Fix {
+    #[default]
+    NotNeeded,
+    Running,
+    Done(Fixed),
+    Skipped(String),
+    Failed(String),
 }
 
 pub struct DoneScreen {
     pub verify: Verify,
+    pub fix: Fix,
 }
 
 /// The headline for an outcome, and whether it is good news: the shared
-/// wording as a sentence.
-pub fn headline(outcome: &Outcome) -> (String, bool) {
+/// wording as a sentence. `fit` says which bytes were mirrored (all,
+/// unless the sizes differ).
+pub fn headline(outcome: &Outcome, fit: &Fit) -> (String, bool) {
     let (line, good) = crate::text::outcome(outcome);
-    (format!("{}.", crate::text::sentence(&line)), good)
+    let scope = match outcome {
+        Outcome::Completed { .. } if fit.relation() != Relation::Same => {
+            format!(" — in the target's first {}", human(fit.copy_len))
+        }
+        _ => String::new(),
+    };
+    (format!("{}{scope}.", crate::text::sentence(&line)), good)
 }
 
 impl DoneScreen {
@@ -40,7 +63,7 @@ impl DoneScreen {
         let Some(outcome) = &status.outcome else {
             return;
         };
-        let (text, good) = headline(outcome);
+        let (text, good) = headline(outcome, session.job.fit());
         let color = if good {
             Color32::from_rgb(0x2f, 0xa8, 0x62)
         } else {
@@ -75,6 +98,13 @@ impl DoneScreen {
             row("Duration", duration(took));
             row("Average speed", format!("{}/s", human(average(copied, took))));
             row("Errors retried or ignored", status.errors.to_string());
+            match &self.fix {
+                Fix::NotNeeded => {}
+                Fix::Running => row("Partition table", "rewriting for the target's size…".into()),
+                Fix::Done(f) => row("Partition table", f.lines.join("\n")),
+                Fix::Skipped(why) => row("Partition table", why.clone()),
+                Fix::Failed(e) => row("Partition table", format!("FAILED: {e}")),
+            }
             row(
                 "Verification",
                 match &self.verify {
@@ -82,6 +112,10 @@ impl DoneScreen {
                     Verify::Running => "reading both sides…".into(),
                     Verify::Identical => "identical, byte for byte".into(),
                     Verify::DiffersAt(at) => format!("DIFFERENT from byte {at}"),
+                    Verify::Compared(c) => match &c.difference {
+                        None => format!("identical — compared {}", c.compared),
+                        Some(d) => format!("DIFFERENT ({d}) — compared {}", c.compared),
+                    },
                     Verify::Error(e) => format!("could not verify: {e}"),
                 },
             );
@@ -90,6 +124,7 @@ impl DoneScreen {
         ui.horizontal(|ui| {
             if good
                 && matches!(self.verify, Verify::NotDone | Verify::Error(_))
+                && !matches!(self.fix, Fix::Running)
                 && ui.button("Verify (reads both sides)").clicked()
             {
                 actions.push(Action::Verify);

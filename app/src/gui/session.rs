@@ -39,6 +39,8 @@ pub struct StartRequest {
     pub options: MirrorOptions,
     /// Whether and where to serve the source over NBD.
     pub share: ShareSettings,
+    /// Grow the target's last partition after the copy.
+    pub grow_last_partition: bool,
 }
 
 /// One line of the job's log.
@@ -73,6 +75,10 @@ pub struct Session {
     pub demo: Option<Arc<Scenario>>,
     /// The source served over NBD; `take` it to stop it.
     pub share: Option<Share>,
+    /// The target's path, for the partition-table fix-up's tools (`None`
+    /// for the demo, whose images are the same size).
+    pub target_path: Option<PathBuf>,
+    pub grow_last_partition: bool,
 }
 
 /// Opens (or creates) the devices, binds the share, and starts the job
@@ -123,6 +129,8 @@ pub fn start(
             }
         })?;
     session.share = bound.map(|b| b.serve(&live));
+    session.target_path = Some(req.target.clone());
+    session.grow_last_partition = req.grow_last_partition;
     Ok(session)
 }
 
@@ -192,6 +200,8 @@ impl Session {
             throughput: vec![],
             demo: None,
             share: None,
+            target_path: None,
+            grow_last_partition: false,
         })
     }
 

@@ -3,8 +3,8 @@
 //! whether to share the source over NBD), Start.
 //!
 //! Nothing is ever chosen for the user as target. Every problem that would
-//! make the engine refuse the pair (same device, sizes differ, target
-//! read-only or mounted) is shown inline before Start, and Start stays
+//! make the engine refuse the pair (same device, a smaller target that
+//! cannot take the source, target read-only or mounted) is shown inline before Start, and Start stays
 //! disabled; overwriting a whole disk needs its name typed.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use eframe::egui::{self, Color32, RichText};
 use livemirror_core::Error;
 use livemirror_core::job::{self, CopyMode, ErrorPolicy, MirrorOptions, SyncMode};
+use livemirror_core::partition::{Fit, Relation};
 
 use super::app::{Action, Role};
 use super::disks::Disk;
@@ -35,6 +36,10 @@ pub struct Check {
     pub chosen: bool,
     /// The name to type before a disk is overwritten.
     pub confirm_name: Option<String>,
+    /// The source's size, once it could be opened.
+    pub source_len: Option<u64>,
+    /// How the target's size fits the source's, when the pair is fine.
+    pub fit: Option<Fit>,
 }
 
 impl Check {
@@ -65,6 +70,7 @@ impl Check {
                 None
             }
         };
+        c.source_len = src.as_ref().map(|s| s.len());
         let target_path = Path::new(target);
         if !target_path.exists() {
             match target_path.parent() {
@@ -93,10 +99,22 @@ impl Check {
                 None
             }
         };
-        if let (Some(s), Some(d)) = (&src, &dst)
-            && let Err(e) = job::check_pair(&**s, &**d)
-        {
-            c.problems.push(pair_problem(&e, source));
+        if let (Some(s), Some(d)) = (&src, &dst) {
+            // Data past the partitions is looked for at Start: on a disk
+            // that can take minutes, too long for a screen that checks as
+            // the user types.
+            match job::preview_pair(&**s, &**d) {
+                Err(e) => c.problems.push(pair_problem(&e, source)),
+                Ok(fit) if fit.relation() == Relation::Smaller && shared => c.problems.push(
+                    format!("The target is {fit}, but a smaller target cannot take over the NBD share (its clients see the source's size): turn sharing off or pick a target at least as large."),
+                ),
+                Ok(fit) => {
+                    if fit.relation() != Relation::Same {
+                        c.notes.push(format!("The target is {fit}."));
+                    }
+                    c.fit = Some(fit);
+                }
+            }
         }
         let disk = disks.iter().find(|d| d.path == target_path);
         let is_device =
@@ -111,6 +129,16 @@ impl Check {
             c.confirm_name = Some(name);
         }
         c
+    }
+}
+
+/// How a disk in the target list compares with the source, by size alone
+/// (the chosen pair's partitions are checked below the lists).
+fn compared_size(target: u64, source: u64) -> String {
+    match target.cmp(&source) {
+        std::cmp::Ordering::Equal => "the source's size".into(),
+        std::cmp::Ordering::Greater => format!("larger by {}", human(target - source)),
+        std::cmp::Ordering::Less => format!("smaller by {}", human(source - target)),
     }
 }
 
@@ -139,10 +167,10 @@ fn target_open_problem(e: &Error) -> String {
 
 fn pair_problem(e: &Error, source: &str) -> String {
     match e {
-        Error::SizeMismatch { source_len, target_len } => format!(
-            "Sizes differ: the source is {} ({source_len} bytes) but the target is {} ({target_len} bytes). The target must be exactly the source's size.",
-            human(*source_len),
-            human(*target_len)
+        Error::DoesNotFit { source_len, target_len, reason } => format!(
+            "The target ({}) is smaller than the source ({}) and cannot take it: {reason}.",
+            human(*target_len),
+            human(*source_len)
         ),
         Error::SameDevice { .. } => format!(
             "The source and the target are the same ({source}): a disk or image cannot be mirrored into itself."
@@ -165,6 +193,8 @@ pub struct SetupScreen {
     checked: Option<(String, String, bool, Check)>,
     /// Why the last Start failed.
     pub start_error: Option<String>,
+    /// Grow the target's last partition after the copy (opt-in, each time).
+    pub grow_last_partition: bool,
 }
 
 impl SetupScreen {
@@ -179,6 +209,7 @@ impl SetupScreen {
             confirm: String::new(),
             checked: None,
             start_error: None,
+            grow_last_partition: false,
         }
     }
 
@@ -212,16 +243,16 @@ impl SetupScreen {
         actions: &mut Vec<Action>,
     ) {
         egui::ScrollArea::vertical().show(ui, |ui| {
+            let check = self.check(opener, disks);
             ui.columns(2, |cols| {
-                self.side_ui(&mut cols[0], Role::Source, disks, actions);
-                self.side_ui(&mut cols[1], Role::Target, disks, actions);
+                self.side_ui(&mut cols[0], Role::Source, disks, None, actions);
+                self.side_ui(&mut cols[1], Role::Target, disks, check.source_len, actions);
             });
             ui.separator();
             options_ui(ui, &mut self.options);
             ui.separator();
             self.share.ui(ui);
             ui.separator();
-            let check = self.check(opener, disks);
             self.verdict_ui(ui, &check, starting, actions);
         });
     }
@@ -231,6 +262,7 @@ impl SetupScreen {
         ui: &mut egui::Ui,
         role: Role,
         disks: &[Disk],
+        source_len: Option<u64>,
         actions: &mut Vec<Action>,
     ) {
         let (title, what) = match role {
@@ -254,7 +286,10 @@ impl SetupScreen {
             }
             for d in disks {
                 let selected = Path::new(&current) == d.path;
-                let mut text = RichText::new(d.summary());
+                let mut text = RichText::new(match source_len {
+                    Some(len) => format!("{}  — {}", d.summary(), compared_size(d.size, len)),
+                    None => d.summary(),
+                });
                 if d.system {
                     text = text.color(Color32::from_rgb(0xe0, 0xa4, 0x2e));
                 }
@@ -310,6 +345,17 @@ impl SetupScreen {
         for n in &check.notes {
             ui.label(n);
         }
+        let resizable = check.fit.as_ref().is_some_and(|f| f.relation() != Relation::Same);
+        if resizable && !self.share.enabled {
+            ui.checkbox(
+                &mut self.grow_last_partition,
+                "Grow the last partition to the end of the target",
+            )
+            .on_hover_text(
+                "After the copy. An ext2/3/4 filesystem in it is grown too (with resize2fs); \
+                 other filesystems must then be grown by the operating system.",
+            );
+        }
         let mut confirmed = true;
         if let Some(name) = &check.confirm_name {
             let label = ui.label(format!("Type {name} to confirm"));
@@ -342,6 +388,9 @@ impl SetupScreen {
                     target: PathBuf::from(self.target.trim()),
                     options: self.options.clone(),
                     share: self.share.clone(),
+                    grow_last_partition: self.grow_last_partition
+                        && !self.share.enabled
+                        && check.fit.as_ref().is_some_and(|f| f.relation() != Relation::Same),
                 }));
             }
             if starting {

@@ -251,7 +251,7 @@ fn start_is_disabled_for_the_same_file_twice() {
 }
 
 #[test]
-fn start_is_disabled_when_sizes_differ() {
+fn start_is_disabled_when_a_smaller_target_cannot_take_the_source() {
     let dir = tempfile::tempdir().unwrap();
     let src = image(dir.path(), "src.img", 2 * MIB, 5);
     let dst = image(dir.path(), "dst.img", MIB, 0);
@@ -260,7 +260,7 @@ fn start_is_disabled_when_sizes_differ() {
     type_into(&mut h, "Target path", &dst.display().to_string());
     assert!(start_disabled(&h));
     assert!(
-        h.query_by_label_contains("Sizes differ: the source is 2.0 MiB (2097152 bytes) but the target is 1.0 MiB (1048576 bytes)")
+        h.query_by_label_contains("The target (1.0 MiB) is smaller than the source (2.0 MiB) and cannot take it: the source has no partition table")
             .is_some()
     );
 }
@@ -393,4 +393,73 @@ fn a_share_that_cannot_bind_is_a_start_error_and_creates_nothing() {
     assert!(h.query_by_label_contains("already exists").is_some());
     assert!(!dst.exists(), "the target was created although the share could not bind");
     assert_eq!(std::fs::read(&taken).unwrap(), b"not a socket");
+}
+
+/// Steps the UI until a label containing `text` shows.
+fn wait_for_label(h: &mut Harness<'_, LiveMirrorApp>, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while h.query_by_label_contains(text).is_none() {
+        assert!(Instant::now() < deadline, "gave up waiting for {text:?}");
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_larger_target_says_how_it_compares_and_can_grow_the_last_partition() {
+    use livemirror_tests::disk::{assert_sgdisk_valid, gpt_image, partitions};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.img");
+    let parts = gpt_image(&src, 16 * MIB, &[4, 6]);
+    let dst = image(dir.path(), "dst.img", 32 * MIB, 0);
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &dst.display().to_string());
+    assert!(
+        h.query_by_label(
+            "The target is larger by 16.0 MiB: the copy uses the first 16.0 MiB (the rest is left as it is)."
+        )
+        .is_some()
+    );
+    h.get_by_label("Grow the last partition to the end of the target").click();
+    h.run();
+    assert!(!start_disabled(&h));
+    h.get_by_label("Start").click();
+    h.run_steps(2);
+    wait_for(&mut h, "Ready", ready);
+    complete_and_wait(&mut h);
+    assert!(
+        h.query_by_label_contains("Completed: the target's first 16.0 MiB are identical").is_some()
+    );
+    wait_for_label(&mut h, "GPT rewritten for the target's size");
+    h.get_by_label("Verify (reads both sides)").click();
+    wait_for_label(&mut h, "identical — compared GPT table by meaning, partition 1 ");
+    assert_sgdisk_valid(&dst);
+    let grown = partitions(&dst);
+    assert_eq!((grown[0], grown[1].start, grown[1].end()), (parts[0], parts[1].start, 31 * MIB));
+}
+
+#[test]
+fn a_smaller_target_that_fits_is_accepted_and_one_that_does_not_is_explained() {
+    use livemirror_tests::disk::gpt_image;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.img");
+    gpt_image(&src, 32 * MIB, &[4, 6]);
+    let fits = image(dir.path(), "fits.img", 16 * MIB, 0);
+    let short = image(dir.path(), "short.img", 8 * MIB, 0);
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &fits.display().to_string());
+    assert!(
+        h.query_by_label("The target is smaller: fits — partitions end at 11.0 MiB.").is_some()
+    );
+    assert!(!start_disabled(&h));
+    replace_text(&mut h, "Target path", &short.display().to_string());
+    assert!(start_disabled(&h));
+    assert!(
+        h.query_by_label_contains(
+            "The target (8.0 MiB) is smaller than the source (32.0 MiB) and cannot take it: partition 2 ends at 11.0 MiB; the target has 8.0 MiB"
+        )
+        .is_some()
+    );
 }

@@ -67,6 +67,19 @@ fn faulty_device_without_faults_conforms() {
 }
 
 #[test]
+fn prefix_of_a_larger_device_conforms() {
+    let inner: Arc<dyn BlockDevice> = Arc::new(MemoryDevice::new(LEN + 8192));
+    let view = super::Prefix::new(inner.clone(), LEN);
+    conforms(&view);
+    // Nothing past the view is reachable through it.
+    assert!(view.write_at(&[1], LEN).is_err());
+    assert!(view.block_status(LEN, 1).is_err());
+    let mut tail = vec![1u8; 8192];
+    inner.read_at(&mut tail, LEN).unwrap();
+    assert!(tail.iter().all(|b| *b == 0), "the bytes past the view were written");
+}
+
+#[test]
 fn file_device_conforms() {
     let f = tempfile::NamedTempFile::new().unwrap();
     f.as_file().set_len(LEN).unwrap();

@@ -10,6 +10,7 @@ mod direct;
 mod faulty;
 mod file;
 mod memory;
+mod prefix;
 mod sys;
 #[cfg(target_os = "linux")]
 mod writebehind;
@@ -19,6 +20,7 @@ use std::io;
 pub use faulty::{Fault, FaultyDevice, Op};
 pub use file::{FileDevice, OpenOptions, create_image};
 pub use memory::MemoryDevice;
+pub use prefix::Prefix;
 #[cfg(windows)]
 pub use sys::ioctl;
 pub use sys::{DeviceId, mounts_on};

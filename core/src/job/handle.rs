@@ -9,6 +9,7 @@ use super::options::CopyMode;
 use super::tracker::Geometry;
 use crate::chunkmap::ChunkMap;
 use crate::error::{Error, JobFailure};
+use crate::partition::Fit;
 
 /// What the job can be told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,7 @@ pub struct JobHandle {
     events: broadcast::Sender<JobEvent>,
     map: Arc<ChunkMap>,
     geometry: Geometry,
+    fit: Arc<Fit>,
 }
 
 impl JobHandle {
@@ -61,8 +63,9 @@ impl JobHandle {
         events: broadcast::Sender<JobEvent>,
         map: Arc<ChunkMap>,
         geometry: Geometry,
+        fit: Fit,
     ) -> Self {
-        JobHandle { commands, status, events, map, geometry }
+        JobHandle { commands, status, events, map, geometry, fit: Arc::new(fit) }
     }
 
     /// Sends a command and waits for the job to accept or refuse it. Refusals
@@ -103,6 +106,12 @@ impl JobHandle {
 
     pub fn geometry(&self) -> Geometry {
         self.geometry
+    }
+
+    /// How the target's size compares with the source's, and what the job
+    /// mirrors (`[0, fit.copy_len)`): what the table fix-up needs afterwards.
+    pub fn fit(&self) -> &Fit {
+        &self.fit
     }
 
     /// Waits until the job ends and says how.

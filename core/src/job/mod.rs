@@ -30,20 +30,33 @@ pub use options::{
 pub use tracker::{Geometry, Tracker};
 
 use crate::chunkmap::ChunkMap;
-use crate::device::{BlockDevice, DeviceId};
+use crate::device::{BlockDevice, DeviceId, Prefix};
 use crate::error::Error;
 use crate::live::LiveSource;
+use crate::partition::{self, Fit};
 
 /// Events are buffered this deep per subscriber; progress comes at 4 Hz, so
 /// a subscriber has minutes before it lags.
 const EVENT_BUFFER: usize = 4096;
 
-/// Refuses pairs that must not be mirrored: different sizes, or the same
-/// storage twice (same file, same disk, overlapping partitions).
-pub fn check_pair(source: &dyn BlockDevice, target: &dyn BlockDevice) -> Result<(), Error> {
-    if source.len() != target.len() {
-        return Err(Error::SizeMismatch { source_len: source.len(), target_len: target.len() });
-    }
+/// Refuses pairs that must not be mirrored (the same storage twice: same
+/// file, same disk, overlapping partitions; a mounted target; a smaller
+/// target that cannot take what the source uses) and decides how the sizes
+/// fit (see [`partition::decide`]). Only reads.
+pub fn check_pair(source: &dyn BlockDevice, target: &dyn BlockDevice) -> Result<Fit, Error> {
+    refuse_same_or_mounted(source, target)?;
+    partition::decide(source, target)
+}
+
+/// [`check_pair`] without reading the source past a smaller target's end
+/// for data (see [`partition::decide_by_table`]): for a screen that checks
+/// as the user types. [`start`] checks in full.
+pub fn preview_pair(source: &dyn BlockDevice, target: &dyn BlockDevice) -> Result<Fit, Error> {
+    refuse_same_or_mounted(source, target)?;
+    partition::decide_by_table(source, target)
+}
+
+fn refuse_same_or_mounted(source: &dyn BlockDevice, target: &dyn BlockDevice) -> Result<(), Error> {
     if source.id().overlaps(&target.id()) {
         return Err(Error::SameDevice { target: target.describe() });
     }
@@ -59,20 +72,29 @@ pub fn check_pair(source: &dyn BlockDevice, target: &dyn BlockDevice) -> Result<
 /// Starts mirroring `live`'s device onto `target`. Returns once the job is
 /// running, with a handle and the first subscription to its events (so no
 /// event is missed).
+///
+/// Devices of different sizes are mirrored over `[0, fit.copy_len)` only:
+/// the job sees both through a [`Prefix`] of that length, so nothing of its
+/// semantics changes, and a pivot onto a larger target keeps serving the
+/// source's size. A live write past a smaller target's range fails the job.
 pub fn start(
     live: Arc<LiveSource>,
     target: Arc<dyn BlockDevice>,
     opts: MirrorOptions,
 ) -> Result<(JobHandle, broadcast::Receiver<JobEvent>), Error> {
     let source = live.device();
-    check_pair(&*source, &*target)?;
+    let fit = check_pair(&*source, &*target)?;
+    let view = |dev: Arc<dyn BlockDevice>| -> Arc<dyn BlockDevice> {
+        if dev.len() == fit.copy_len { dev } else { Arc::new(Prefix::new(dev, fit.copy_len)) }
+    };
+    let (source, target) = (view(source), view(target));
     let resolved = resolve(&opts, &*target)?;
     if opts.tracking == Tracking::Kernel {
         return Err(Error::InvalidOption(
             "kernel tracking is not available in this build: use compare passes or serve the source".into(),
         ));
     }
-    let geometry = Geometry { len: source.len(), granularity: resolved.granularity };
+    let geometry = Geometry { len: fit.copy_len, granularity: resolved.granularity };
     let map = Arc::new(ChunkMap::new(geometry.chunks(), geometry.granularity));
     let tracker = Arc::new(Tracker::new(geometry, target.clone(), map.clone(), opts.copy_mode));
     live.attach(tracker.clone())?;
@@ -92,5 +114,5 @@ pub fn start(
         commands: command_rx,
     });
     tokio::spawn(runner.run());
-    Ok((JobHandle::new(commands, status, events, map, geometry), first))
+    Ok((JobHandle::new(commands, status, events, map, geometry, fit), first))
 }

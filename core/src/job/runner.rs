@@ -332,6 +332,11 @@ impl Runner {
 
     /// With nothing in flight: reach paused, ready, or the end.
     async fn settle(&mut self) -> Option<Outcome> {
+        if let Some(offset) = self.tracker.written_past_end() {
+            let copy_len = self.tracker.geometry.len;
+            let error = JobFailure::WrittenPastTarget { offset, copy_len };
+            self.abort(Outcome::Failed { error }, false);
+        }
         if let Phase::Aborting { outcome, abandon, .. } = &self.machine.phase {
             return (self.ops.is_empty() || *abandon).then(|| outcome.clone());
         }
@@ -514,10 +519,11 @@ impl Runner {
             }
             let Some((mode, waiting)) = self.mode_switch.take() else { return };
             self.tracker.set_copy_mode(mode);
+            // Published before anyone hears "switched".
+            self.publish();
             for w in waiting {
                 let _ = w.send(Ok(()));
             }
-            self.publish();
         }
     }
 

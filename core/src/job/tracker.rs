@@ -13,7 +13,7 @@
 //!   dirty bits it fully covered.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -75,6 +75,10 @@ pub struct Tracker {
     /// Write-through failures not yet seen by the job (at most
     /// [`MAX_PENDING_FAILURES`]: more of them would say nothing new).
     failures: Mutex<Vec<IoFailure>>,
+    /// One past the offset of the first live write past `geometry.len`
+    /// (0: none). Only a job onto a smaller target is shorter than its
+    /// source; such a write makes the target no copy of it.
+    past_end: AtomicU64,
 }
 
 /// Write-through failures kept for the job between two of its looks.
@@ -130,6 +134,7 @@ impl Tracker {
             wake: Notify::new(),
             write_blocking: AtomicBool::new(mode == CopyMode::WriteBlocking),
             failures: Mutex::new(Vec::new()),
+            past_end: AtomicU64::new(0),
         }
     }
 
@@ -166,6 +171,18 @@ impl Tracker {
     /// The failures reported since the last call.
     pub fn take_failures(&self) -> Vec<IoFailure> {
         std::mem::take(&mut *self.failures.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Records a live write at `offset`, past what the job mirrors, and
+    /// wakes the job so it fails.
+    pub fn note_written_past_end(&self, offset: u64) {
+        let _ = self.past_end.compare_exchange(0, offset + 1, Ordering::AcqRel, Ordering::Acquire);
+        self.wake.notify_one();
+    }
+
+    /// Where the first live write past the job's range landed, if one did.
+    pub fn written_past_end(&self) -> Option<u64> {
+        self.past_end.load(Ordering::Acquire).checked_sub(1)
     }
 
     pub fn dirty_chunks(&self) -> u64 {
