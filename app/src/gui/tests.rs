@@ -429,7 +429,10 @@ fn a_larger_target_says_how_it_compares_and_can_grow_the_last_partition() {
     wait_for(&mut h, "Ready", ready);
     complete_and_wait(&mut h);
     assert!(
-        h.query_by_label_contains("Completed: the target's first 16.0 MiB are identical").is_some()
+        h.query_by_label_contains(
+            "Completed: the target is identical to the source (verified: a final comparison found no difference) — in the target's first 16.0 MiB."
+        )
+        .is_some()
     );
     wait_for_label(&mut h, "GPT rewritten for the target's size");
     h.get_by_label("Verify (reads both sides)").click();
