@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use livemirror_core::device::BlockDevice;
 use livemirror_core::job::{self, Command, JobEvent, JobHandle, Outcome};
 use livemirror_core::live::LiveSource;
 use livemirror_core::nbd::Endpoint;
@@ -53,7 +52,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(&format!("source: {e}")),
     };
     let len = source.len();
-    let live = LiveSource::new(Arc::new(source));
+    let live = LiveSource::new(source);
     // Both sockets are bound before the target is touched or anything is
     // announced: once the message is out, clients can connect.
     let control = match args.control.as_deref().map(crate::control::bind).transpose() {
@@ -164,7 +163,7 @@ fn start_job(
     let opts = args.cache.target(true, args.mirror.copy_mode);
     let (target, created) =
         open_or_create_target(dst, len, opts).map_err(|e| format!("target: {e}"))?;
-    job::start(live.clone(), Arc::new(target), args.mirror.options()).map_err(|e| {
+    job::start(live.clone(), target, args.mirror.options()).map_err(|e| {
         if created {
             let _ = std::fs::remove_file(dst);
         }
