@@ -2,59 +2,17 @@
 //! export while the mirror runs, the control socket completes the job, and
 //! a client that stays connected writes to the target after the pivot.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
+use common::{Control, appears};
 use livemirror_tests::{pattern, qemu_img_identical};
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn qemu_io(socket: &Path, cmd: &str) {
     livemirror_tests::tools::qemu_io(&format!("nbd+unix:///?socket={}", socket.display()), &[cmd]);
-}
-
-/// Waits for a path to appear: the sockets exist once serve accepts.
-fn appears(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-struct Control {
-    out: UnixStream,
-    lines: std::io::Lines<BufReader<UnixStream>>,
-}
-
-impl Control {
-    fn connect(path: &Path) -> Control {
-        let out = UnixStream::connect(path).unwrap();
-        let lines = BufReader::new(out.try_clone().unwrap()).lines();
-        Control { out, lines }
-    }
-
-    /// Sends a request and returns its reply, passing over pushed events.
-    fn ask(&mut self, req: Value) -> Value {
-        writeln!(self.out, "{req}").unwrap();
-        self.until(|v| v.get("return").is_some() || v.get("error").is_some())
-    }
-
-    fn until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
-        for line in self.lines.by_ref() {
-            let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
-            if pred(&v) {
-                return v;
-            }
-        }
-        panic!("control socket closed");
-    }
-
-    fn event(&mut self, name: &str) -> Value {
-        self.until(|v| v["event"] == name)
-    }
 }
 
 #[test]

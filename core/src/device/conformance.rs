@@ -266,6 +266,29 @@ mod nbd {
         conforms(&NbdDevice::open_uri(&server.uri(), true).unwrap());
     }
 
+    /// QEMU's own NBD server, as a VM host exports a disk.
+    #[test]
+    fn nbd_client_on_qemu_storage_daemon_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.img");
+        std::fs::File::create(&image).unwrap().set_len(LEN).unwrap();
+        let blockdev = format!("driver=file,filename={},node-name=disk", image.display());
+        let server = Server::spawn(
+            "qemu-storage-daemon",
+            &[
+                "--blockdev",
+                &blockdev,
+                "--nbd-server",
+                "addr.type=unix,addr.path={sock}",
+                "--export",
+                "type=nbd,id=export,node-name=disk,name=disk,writable=on",
+            ],
+            dir,
+        );
+        let uri = format!("nbd+unix:///disk?socket={}", server.socket.display());
+        conforms(&NbdDevice::open_uri(&uri, true).unwrap());
+    }
+
     #[test]
     fn nbd_client_on_nbdkit_memory_conforms() {
         let server = nbdkit(&["memory", &LEN.to_string()]);

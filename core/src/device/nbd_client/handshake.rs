@@ -95,7 +95,13 @@ pub(super) fn negotiate(s: &mut Stream, export: &str) -> Result<Negotiated, Refu
         (kind, _) => return Err(Refusal::Broken(format!("unexpected reply {kind:#x}"))),
     };
     let meta_id = if structured { base_allocation(s, export)? } else { None };
-    let (size, flags, block) = go(s, export)?;
+    let (size, flags, block) = go(s, export).inspect_err(|e| {
+        if let Refusal::Refused(_) = e {
+            // Say goodbye rather than vanish mid-haggle (servers log that
+            // as a failure); the reply does not matter any more.
+            let _ = send_option(s, OPT_ABORT, &[]);
+        }
+    })?;
     Ok(Negotiated { size, flags, structured, meta_id, block })
 }
 

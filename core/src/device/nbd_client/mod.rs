@@ -331,7 +331,8 @@ impl NbdDevice {
     }
 
     fn aligned(&self, offset: u64, len: u64) -> bool {
-        offset.is_multiple_of(self.min()) && (len.is_multiple_of(self.min()) || offset + len == self.info.size)
+        offset.is_multiple_of(self.min())
+            && (len.is_multiple_of(self.min()) || offset + len == self.info.size)
     }
 
     fn read_aligned(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
