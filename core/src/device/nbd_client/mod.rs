@@ -25,7 +25,8 @@
 //! reconnects, once: the first attempt after a loss is immediate, later ones
 //! wait a back-off (50 ms doubling to 5 s) after the last failed attempt,
 //! so a target that stays away costs a bounded wait per request, never a
-//! hang. A reconnected export must have the same size (and stay writable).
+//! hang. A reconnected export must match the first handshake (size, flags,
+//! block sizes), or the request fails saying what changed.
 //!
 //! **Block sizes.** Requests honour the server's minimum (unaligned reads
 //! read the covering blocks; unaligned writes read-modify-write them under
@@ -163,7 +164,9 @@ impl NbdDevice {
         if info.flags & FLAG_CAN_MULTI_CONN != 0 {
             while slots.len() < CONNECTIONS {
                 match dial(uri, 0) {
-                    Ok((conn, again)) if again == info => slots.push(Mutex::new(Some(conn))),
+                    Ok((conn, again)) if same_export(&info, &again) => {
+                        slots.push(Mutex::new(Some(conn)))
+                    }
                     // A server that takes fewer connections gets fewer.
                     _ => break,
                 }
@@ -238,8 +241,8 @@ impl NbdDevice {
         let attempt = dial(&self.uri, epoch).and_then(|(conn, info)| {
             let why = if info.size != self.info.size {
                 format!("its size is now {} bytes, it was {}", info.size, self.info.size)
-            } else if self.write && info.flags & FLAG_READ_ONLY != 0 {
-                "it is read-only now".to_owned()
+            } else if !same_export(&self.info, &info) {
+                "the server now offers different features or block sizes".to_owned()
             } else {
                 return Ok(conn);
             };
@@ -362,6 +365,16 @@ impl NbdDevice {
             self.run(|c| c.request(command, flags, pos, n, &[], Want::Nothing))
         })
     }
+}
+
+/// True when two handshakes agree on everything requests are built from
+/// (context ids may differ: each connection has its own).
+fn same_export(a: &Negotiated, b: &Negotiated) -> bool {
+    a.size == b.size
+        && a.flags == b.flags
+        && a.structured == b.structured
+        && a.meta_id.is_some() == b.meta_id.is_some()
+        && a.block == b.block
 }
 
 impl Drop for NbdDevice {
