@@ -204,13 +204,12 @@ impl NbdDevice {
     fn run(&self, op: impl FnOnce(&mut Conn) -> Result<(), Failure>) -> io::Result<()> {
         let mut slot = self.free_slot();
         let epoch = self.epoch.load(Ordering::Acquire);
-        if slot.as_ref().is_some_and(|c| c.epoch < epoch) {
-            *slot = None;
-        }
-        if slot.is_none() {
-            *slot = Some(self.reconnect(epoch)?);
-        }
-        let Some(conn) = slot.as_mut() else { unreachable!("connected just above") };
+        let conn = match slot.take() {
+            Some(c) if c.epoch >= epoch => c,
+            // Gone, or of a generation a sibling's loss retired.
+            _ => self.reconnect(epoch)?,
+        };
+        let conn = slot.insert(conn);
         match op(conn) {
             Ok(()) => Ok(()),
             Err(Failure::Server { errno, message }) => Err(self.server_error(errno, &message)),
