@@ -198,7 +198,12 @@ impl Conn {
         // once the reply is complete, so the stream stays in step.
         let mut error = None;
         let mut covered = 0u64;
+        let mut first = true;
         loop {
+            // Every chunk has its own magic; the first one's was read above.
+            if !std::mem::take(&mut first) && self.u32()? != STRUCTURED_REPLY_MAGIC {
+                return Err(broken("bad structured reply chunk magic"));
+            }
             let flags = self.u16()?;
             let kind = self.u16()?;
             self.expect_handle(handle)?;
@@ -372,4 +377,111 @@ fn request_header(flags: u16, command: u16, handle: u64, offset: u64, len: u32) 
     head[16..24].copy_from_slice(&offset.to_be_bytes());
     head[24..28].copy_from_slice(&len.to_be_bytes());
     head
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// One chunk of a structured reply to handle 1.
+    fn chunk(flags: u16, kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut c = STRUCTURED_REPLY_MAGIC.to_be_bytes().to_vec();
+        c.extend_from_slice(&flags.to_be_bytes());
+        c.extend_from_slice(&kind.to_be_bytes());
+        c.extend_from_slice(&1u64.to_be_bytes());
+        c.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        c.extend_from_slice(payload);
+        c
+    }
+
+    /// Sends one request to a fake server that answers with `reply`.
+    fn exchange(command: u16, len: u32, reply: Vec<u8>, want: Want<'_>) -> Result<(), Failure> {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut head = [0; 28];
+            theirs.read_exact(&mut head).unwrap();
+            theirs.write_all(&reply).unwrap();
+            theirs
+        });
+        let mut conn = Conn::new(Stream::Unix(ours), true, Some(1), 0);
+        let result = conn.request(command, 0, 0, len, &[], want);
+        drop(server.join().unwrap());
+        result
+    }
+
+    #[test]
+    fn a_read_may_come_as_holes_and_data_in_any_order() {
+        let mut reply =
+            chunk(0, REPLY_TYPE_OFFSET_DATA, &[&4u64.to_be_bytes()[..], &[1, 2, 3, 4]].concat());
+        let hole = [&0u64.to_be_bytes()[..], &4u32.to_be_bytes()].concat();
+        reply.extend(chunk(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_HOLE, &hole));
+        let mut buf = [9; 8];
+        exchange(CMD_READ, 8, reply, Want::Data(&mut buf)).unwrap();
+        assert_eq!(buf, [0, 0, 0, 0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_read_not_fully_covered_or_outside_the_request_breaks_the_connection() {
+        let short = chunk(
+            REPLY_FLAG_DONE,
+            REPLY_TYPE_OFFSET_DATA,
+            &[&0u64.to_be_bytes()[..], &[1; 4]].concat(),
+        );
+        let outside = chunk(
+            REPLY_FLAG_DONE,
+            REPLY_TYPE_OFFSET_DATA,
+            &[&6u64.to_be_bytes()[..], &[1; 4]].concat(),
+        );
+        for reply in [short, outside] {
+            let r = exchange(CMD_READ, 8, reply, Want::Data(&mut [0; 8]));
+            assert!(matches!(r, Err(Failure::Lost(_))), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn an_error_chunk_is_the_servers_error_and_keeps_the_connection() {
+        let payload = [&28u32.to_be_bytes()[..], &4u16.to_be_bytes(), b"full"].concat();
+        let r = exchange(
+            CMD_WRITE,
+            0,
+            chunk(REPLY_FLAG_DONE, REPLY_TYPE_ERROR, &payload),
+            Want::Nothing,
+        );
+        match r {
+            Err(Failure::Server { errno: 28, message }) => assert_eq!(message, "full"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_reply_for_another_handle_breaks_the_connection() {
+        let mut reply = SIMPLE_REPLY_MAGIC.to_be_bytes().to_vec();
+        reply.extend_from_slice(&0u32.to_be_bytes());
+        reply.extend_from_slice(&7u64.to_be_bytes());
+        let r = exchange(CMD_FLUSH, 0, reply, Want::Nothing);
+        assert!(matches!(r, Err(Failure::Lost(_))), "{r:?}");
+    }
+
+    #[test]
+    fn block_status_merges_extents_of_one_kind_and_maps_flags() {
+        let extents = |list: &[(u32, u32)]| {
+            let mut p = 1u32.to_be_bytes().to_vec();
+            for (len, flags) in list {
+                p.extend_from_slice(&len.to_be_bytes());
+                p.extend_from_slice(&flags.to_be_bytes());
+            }
+            chunk(REPLY_FLAG_DONE, REPLY_TYPE_BLOCK_STATUS, &p)
+        };
+        let hole = STATE_HOLE | STATE_ZERO;
+        for (list, want) in [
+            (vec![(4096, hole), (4096, hole), (4096, 0)], (Allocation::Hole, 8192)),
+            (vec![(512, STATE_ZERO), (512, hole)], (Allocation::Zero, 512)),
+            // A hole that does not read as zero must be read: data.
+            (vec![(1024, STATE_HOLE)], (Allocation::Data, 1024)),
+        ] {
+            let mut status = None;
+            exchange(CMD_BLOCK_STATUS, 1 << 20, extents(&list), Want::Status(&mut status)).unwrap();
+            assert_eq!(status, Some(want), "{list:?}");
+        }
+    }
 }
