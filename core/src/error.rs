@@ -46,14 +46,7 @@ pub struct IoFailure {
 
 impl IoFailure {
     pub fn new(side: Side, operation: IoOperation, offset: u64, len: u64, e: &io::Error) -> Self {
-        IoFailure {
-            side,
-            operation,
-            offset,
-            len,
-            errno: e.raw_os_error().unwrap_or(0),
-            message: e.to_string(),
-        }
+        IoFailure { side, operation, offset, len, errno: errno_of(e), message: e.to_string() }
     }
 
     /// True for "no space left on device" (`ENOSPC`, or Windows'
@@ -61,6 +54,23 @@ impl IoFailure {
     pub fn is_nospace(&self) -> bool {
         io::Error::from_raw_os_error(self.errno).kind() == io::ErrorKind::StorageFull
     }
+}
+
+/// The OS error number of `e`, also when it wraps one under a message of
+/// its own (the NBD client's "connection lost: …" over ECONNRESET); 0 if
+/// there is none.
+fn errno_of(e: &io::Error) -> i32 {
+    if let Some(n) = e.raw_os_error() {
+        return n;
+    }
+    let mut cause = e.get_ref().and_then(|inner| inner.source());
+    while let Some(c) = cause {
+        if let Some(n) = c.downcast_ref::<io::Error>().and_then(io::Error::raw_os_error) {
+            return n;
+        }
+        cause = c.source();
+    }
+    0
 }
 
 impl fmt::Display for Side {

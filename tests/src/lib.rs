@@ -11,10 +11,13 @@
 //! * [`image`]: raw image files with known content, by name in a directory.
 //! * [`mirror`]: a mirror job over image files, driven synchronously.
 //! * [`server`]: an NBD export on a unix socket, served from a runtime.
+//! * [`daemon`]: other people's NBD servers (nbdkit, qemu-nbd) as child
+//!   processes on a unix socket, to be killed and restarted.
 //! * [`raw`]: a minimal NBD client for what the tools cannot do (malformed
 //!   traffic, one connection kept open across a pivot).
 
 pub mod control;
+pub mod daemon;
 pub mod disk;
 pub mod image;
 pub mod mirror;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use livemirror_core::device::OpenOptions;
+use livemirror_core::device::{BlockDevice, OpenOptions};
 use livemirror_core::job::{self, Command, JobHandle, MirrorOptions, Outcome, Proof};
 use livemirror_core::live::LiveSource;
 use tokio::runtime::Runtime;
@@ -23,8 +23,18 @@ pub fn live_file(path: &Path) -> Arc<LiveSource> {
 /// Starts mirroring `live` onto the raw image at `target`.
 pub fn start(rt: &Runtime, live: Arc<LiveSource>, target: &Path, opts: MirrorOptions) -> JobHandle {
     let dst = OpenOptions::new().write(true).open(target).expect("open target");
+    start_on(rt, live, Arc::new(dst), opts)
+}
+
+/// Starts mirroring `live` onto any device (an NBD export, say).
+pub fn start_on(
+    rt: &Runtime,
+    live: Arc<LiveSource>,
+    target: Arc<dyn BlockDevice>,
+    opts: MirrorOptions,
+) -> JobHandle {
     let _runtime = rt.enter();
-    job::start(live, Arc::new(dst), opts).expect("start mirror").0
+    job::start(live, target, opts).expect("start mirror").0
 }
 
 /// Sends a command and fails the test if the job refuses it.

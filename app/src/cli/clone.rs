@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use livemirror_core::device::{BlockDevice, FileDevice, OpenOptions};
+use livemirror_core::device::{BlockDevice, OpenOptions};
 use livemirror_core::job::{self, Outcome, Tracking};
 use livemirror_core::live::LiveSource;
 
@@ -23,17 +23,21 @@ Examples:
   livemirror clone disk.img copy.img
   livemirror clone --sync top --speed 100M sparse.img copy.img --json
   livemirror clone /dev/sdb /dev/sdc
+  livemirror clone disk.img nbd://backup-host/disk
+  livemirror clone disk.img 'nbd+unix:///?socket=/run/qemu-nbd.sock'
 
 Disks without root: a block device you may not open is opened through udisks2
 (polkit decides, and may ask for a password). Without udisks2, run as
 administrator: pkexec livemirror clone SRC DST")]
 pub struct CloneArgs {
-    /// The disk or image to copy (opened read-only).
+    /// The disk, image or NBD URI to copy (opened read-only).
     pub source: PathBuf,
-    /// The disk or image to write; a path that does not exist becomes a new
-    /// sparse image of the source's size. A larger one takes the source on
-    /// its first bytes; a smaller one only when the source's partitions and
-    /// data end in time. A GPT is rewritten for the target's size.
+    /// The disk, image or NBD URI (nbd://HOST[:PORT]/EXPORT,
+    /// nbd+unix:///EXPORT?socket=PATH) to write; a path that does not exist
+    /// becomes a new sparse image of the source's size. A larger target
+    /// takes the source on its first bytes; a smaller one only when the
+    /// source's partitions and data end in time. A GPT is rewritten for the
+    /// target's size.
     pub target: PathBuf,
     #[command(flatten)]
     pub mirror: MirrorArgs,
@@ -90,8 +94,6 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         }
         None => Tracking::None,
     };
-    let source: Arc<dyn BlockDevice> = Arc::new(source);
-    let target: Arc<dyn BlockDevice> = Arc::new(target);
     let live = LiveSource::new(source.clone());
     let (job, events) = match job::start(live, target.clone(), options) {
         Ok(started) => started,
@@ -155,10 +157,10 @@ pub(super) fn open_or_create_target(
     path: &Path,
     len: u64,
     opts: OpenOptions,
-) -> Result<(FileDevice, bool), OpenError> {
-    if path.exists() {
+) -> Result<(Arc<dyn BlockDevice>, bool), OpenError> {
+    if privileged::nbd_uri(path).is_some() || path.exists() {
         Ok((privileged::open(path, opts)?, false))
     } else {
-        Ok((opts.create(path, len).map_err(OpenError::Direct)?, true))
+        Ok((Arc::new(opts.create(path, len).map_err(OpenError::Direct)?), true))
     }
 }

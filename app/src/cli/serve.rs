@@ -62,7 +62,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(&format!("source: {e}")),
     };
     let len = source.len();
-    let live = LiveSource::new(Arc::new(source));
+    let live = LiveSource::new(source);
     // Both sockets are bound before the target is touched or anything is
     // announced: once the message is out, clients can connect.
     let control = match args.control.as_deref().map(crate::control::bind).transpose() {
@@ -213,7 +213,6 @@ fn start_job(
     let mounted = !livemirror_core::device::mounts_on(&live.device().id()).is_empty();
     options.tracking =
         args.mirror.tracking.unwrap_or(if mounted { Tracking::Compare } else { Tracking::Nbd });
-    let target: Arc<dyn BlockDevice> = Arc::new(target);
     let (job, events) = job::start(live.clone(), target.clone(), options).map_err(|e| {
         if created {
             let _ = std::fs::remove_file(dst);

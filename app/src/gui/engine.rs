@@ -47,10 +47,7 @@ impl Opener for FileOpener {
     }
 
     fn open_for_job(&self, path: &Path, opts: OpenOptions) -> Result<Arc<dyn BlockDevice>, String> {
-        match crate::privileged::open(path, opts) {
-            Ok(dev) => Ok(Arc::new(dev)),
-            Err(e) => Err(e.to_string()),
-        }
+        crate::privileged::open(path, opts).map_err(|e| e.to_string())
     }
 }
 

@@ -104,7 +104,7 @@ pub fn start(
         })
         .transpose()?;
     let target_opts = Cache::default_target(shared, req.options.copy_mode).options().write(true);
-    let created = !req.target.exists();
+    let created = crate::privileged::nbd_uri(&req.target).is_none() && !req.target.exists();
     let target = if created {
         opener.create(&req.target, source.len(), target_opts).map_err(|e| e.to_string())
     } else {

@@ -59,6 +59,20 @@ impl Check {
             return c;
         }
         c.chosen = true;
+        // Connecting to a server may take seconds: not on the UI thread.
+        // Start connects, and reports what is wrong there.
+        let remote: Vec<_> = [source, target]
+            .into_iter()
+            .filter(|p| crate::privileged::nbd_uri(Path::new(p)).is_some())
+            .collect();
+        if !remote.is_empty() {
+            for uri in remote {
+                c.notes.push(format!(
+                    "{uri} is an NBD export: it is connected to when you press Start."
+                ));
+            }
+            return c;
+        }
         let src = match opener.open(Path::new(source), shared) {
             Ok(d) => Some(d),
             Err(e) if crate::privileged::needs_helper(&e, Path::new(source)) => {

@@ -7,14 +7,19 @@
 //! Linux when a block device cannot be opened for lack of permission, and
 //! explains `pkexec livemirror …` where udisks2 is not running. Image files
 //! never need it: a file the user cannot open is reported as is.
+//!
+//! [`open`] is also where a path that is an NBD URI (`nbd://…`,
+//! `nbd+unix://…`) becomes an NBD client instead of a file: every caller
+//! (clone, serve, the window) opens through here.
 
 #[cfg(target_os = "linux")]
 mod udisks;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use livemirror_core::device::{FileDevice, OpenOptions};
+use livemirror_core::device::{BlockDevice, NbdDevice, NbdError, NbdUri, OpenOptions};
 
 /// Why a device could not be opened.
 #[derive(Debug)]
@@ -30,6 +35,8 @@ pub enum OpenError {
     NotAuthorized { path: PathBuf, dismissed: bool },
     /// udisks2 was asked and failed for another reason.
     Helper { path: PathBuf, message: String },
+    /// The path is an NBD URI, and the export could not be opened.
+    Nbd(NbdError),
 }
 
 impl fmt::Display for OpenError {
@@ -57,21 +64,31 @@ impl fmt::Display for OpenError {
             OpenError::Helper { path, message } => {
                 write!(f, "cannot open {} through udisks2: {message}", path.display())
             }
+            OpenError::Nbd(e) => write!(f, "{e}"),
         }
     }
 }
 
-/// Opens a disk or image with `opts`. A block device that the
-/// kernel refuses with "permission denied" is asked of udisks2 instead
+/// Opens a disk, an image or an NBD export with `opts`. A block device that
+/// the kernel refuses with "permission denied" is asked of udisks2 instead
 /// (Linux; this may show a polkit password prompt and blocks until it is
-/// answered).
-pub fn open(path: &Path, opts: OpenOptions) -> Result<FileDevice, OpenError> {
+/// answered). An NBD URI connects (only `opts.writes()` applies to it).
+pub fn open(path: &Path, opts: OpenOptions) -> Result<Arc<dyn BlockDevice>, OpenError> {
+    if let Some(uri) = nbd_uri(path) {
+        return Ok(Arc::new(NbdDevice::open_uri(uri, opts.writes()).map_err(OpenError::Nbd)?));
+    }
     match opts.open(path) {
-        Ok(dev) => Ok(dev),
+        Ok(dev) => Ok(Arc::new(dev)),
         #[cfg(target_os = "linux")]
-        Err(e) if needs_helper(&e, path) => udisks::open(path, opts.writes()),
+        Err(e) if needs_helper(&e, path) => Ok(Arc::new(udisks::open(path, opts.writes())?)),
         Err(e) => Err(OpenError::Direct(e)),
     }
+}
+
+/// The URI, when `path` is written as an NBD URI: such a target exists
+/// (or not) on its server, and is never created as a file.
+pub fn nbd_uri(path: &Path) -> Option<&str> {
+    path.to_str().filter(|s| NbdUri::looks_like(s))
 }
 
 /// True when the error is EACCES/EPERM on a block device: the case a

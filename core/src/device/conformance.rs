@@ -185,3 +185,213 @@ fn direct_and_buffered_io_see_each_other() {
     plain.read_at(&mut first, 0).unwrap();
     assert_eq!(first, vec![3; 4096]);
 }
+
+/// NBD client tests: the contract over livemirror's own server and over
+/// servers nobody here wrote (qemu-nbd, nbdkit), each serving `LEN` zero
+/// bytes on a unix socket.
+mod nbd {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::{LEN, conforms};
+    use crate::device::{BlockDevice, MemoryDevice, NbdDevice};
+    use crate::nbd::{self, Endpoint, Export, Listener};
+
+    /// A server process, killed when the test ends.
+    struct Server {
+        child: Child,
+        socket: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Server {
+        /// Runs `program args… ` where `{sock}` in an argument is the socket
+        /// path, and waits for the socket to appear.
+        fn spawn(program: &str, args: &[&str], dir: tempfile::TempDir) -> Server {
+            let socket = dir.path().join("nbd.sock");
+            let sock = socket.to_str().unwrap();
+            let child = Command::new(program)
+                .args(args.iter().map(|a| a.replace("{sock}", sock)))
+                .spawn()
+                .unwrap_or_else(|e| panic!("{program} must be installed for this test: {e}"));
+            let mut server = Server { child, socket, _dir: dir };
+            server.wait_for_socket();
+            server
+        }
+
+        fn wait_for_socket(&mut self) {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !self.socket.exists() {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    panic!("the server exited before listening: {status}");
+                }
+                assert!(Instant::now() < deadline, "the server never listened");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+
+        fn uri(&self) -> String {
+            uri(&self.socket)
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn uri(socket: &Path) -> String {
+        format!("nbd+unix:///?socket={}", socket.display())
+    }
+
+    fn nbdkit(plugin_and_filters: &[&str]) -> Server {
+        let mut args = vec!["-f", "--exit-with-parent", "-U", "{sock}"];
+        args.extend(plugin_and_filters);
+        Server::spawn("nbdkit", &args, tempfile::tempdir().unwrap())
+    }
+
+    #[test]
+    fn nbd_client_on_livemirrors_server_conforms() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("nbd.sock");
+        let listener = rt.block_on(Listener::bind(&Endpoint::Unix(socket.clone()), false)).unwrap();
+        let export = Export::new(Arc::new(MemoryDevice::new(LEN)));
+        rt.spawn(nbd::serve(listener, export, 16, std::future::pending()));
+        let dev = NbdDevice::open_uri(&uri(&socket), true).unwrap();
+        // We advertise CAN_MULTI_CONN, so the client spreads over several.
+        assert_eq!(dev.connections(), crate::device::nbd_client::CONNECTIONS);
+        conforms(&dev);
+    }
+
+    #[test]
+    fn nbd_client_on_qemu_nbd_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.img");
+        std::fs::File::create(&image).unwrap().set_len(LEN).unwrap();
+        let image = image.to_str().unwrap().to_owned();
+        let server =
+            Server::spawn("qemu-nbd", &["-f", "raw", "-k", "{sock}", "-e", "4", &image], dir);
+        conforms(&NbdDevice::open_uri(&server.uri(), true).unwrap());
+    }
+
+    /// QEMU's own NBD server, as a VM host exports a disk.
+    #[test]
+    fn nbd_client_on_qemu_storage_daemon_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.img");
+        std::fs::File::create(&image).unwrap().set_len(LEN).unwrap();
+        let blockdev = format!("driver=file,filename={},node-name=disk", image.display());
+        let server = Server::spawn(
+            "qemu-storage-daemon",
+            &[
+                "--blockdev",
+                &blockdev,
+                "--nbd-server",
+                "addr.type=unix,addr.path={sock}",
+                "--export",
+                "type=nbd,id=export,node-name=disk,name=disk,writable=on",
+            ],
+            dir,
+        );
+        let uri = format!("nbd+unix:///disk?socket={}", server.socket.display());
+        conforms(&NbdDevice::open_uri(&uri, true).unwrap());
+    }
+
+    #[test]
+    fn nbd_client_on_nbdkit_memory_conforms() {
+        let server = nbdkit(&["memory", &LEN.to_string()]);
+        conforms(&NbdDevice::open_uri(&server.uri(), true).unwrap());
+    }
+
+    /// A server that fails every request breaking its block size rules:
+    /// the contract still holds at odd offsets, because the client aligns.
+    #[test]
+    fn nbd_client_honours_block_size_constraints() {
+        let server = nbdkit(&[
+            "--filter=blocksize-policy",
+            "memory",
+            &LEN.to_string(),
+            "blocksize-minimum=4096",
+            "blocksize-preferred=16384",
+            "blocksize-maximum=65536",
+            "blocksize-error-policy=error",
+        ]);
+        let dev = NbdDevice::open_uri(&server.uri(), true).unwrap();
+        let sizes = dev.block_sizes();
+        assert_eq!((sizes.minimum, sizes.preferred, sizes.maximum), (4096, 16384, 65536));
+        assert_eq!(dev.logical_block_size(), 4096);
+        conforms(&dev);
+        // A transfer larger than the maximum is split, not refused.
+        let big = vec![0x5a; 300_000];
+        dev.write_at(&big, 4096).unwrap();
+        let mut back = vec![0; big.len()];
+        dev.read_at(&mut back, 4096).unwrap();
+        assert_eq!(back, big);
+    }
+
+    #[test]
+    fn a_read_only_export_is_refused_as_a_target_and_readable_as_a_source() {
+        let server = nbdkit(&["-r", "memory", &LEN.to_string()]);
+        let err = NbdDevice::open_uri(&server.uri(), true).err().unwrap();
+        assert!(err.to_string().contains("read-only export"), "{err}");
+        let dev = NbdDevice::open_uri(&server.uri(), false).unwrap();
+        let mut buf = [1; 512];
+        dev.read_at(&mut buf, 0).unwrap();
+        assert_eq!(buf, [0; 512]);
+        assert!(dev.write_at(&buf, 0).is_err());
+    }
+
+    #[test]
+    fn an_unknown_export_is_refused_with_the_servers_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.img");
+        std::fs::File::create(&image).unwrap().set_len(LEN).unwrap();
+        let image = image.to_str().unwrap().to_owned();
+        let server =
+            Server::spawn("qemu-nbd", &["-f", "raw", "-k", "{sock}", "-x", "disk", &image], dir);
+        let named = |name: &str| format!("nbd+unix:///{name}?socket={}", server.socket.display());
+        let err = NbdDevice::open_uri(&named("no-such-export"), false).err().unwrap();
+        assert!(err.to_string().contains("refused the export"), "{err}");
+        assert_eq!(NbdDevice::open_uri(&named("disk"), false).unwrap().len(), LEN);
+    }
+
+    /// The server killed: the request fails with "connection lost" and an
+    /// errno; nothing hangs. The server back: the next request reconnects
+    /// and sees the data written before the loss.
+    #[test]
+    fn a_lost_server_fails_requests_and_is_reconnected_when_back() {
+        use crate::{IoFailure, IoOperation, Side};
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.img");
+        std::fs::File::create(&image).unwrap().set_len(LEN).unwrap();
+        let file = format!("file={}", image.display());
+        let mut server = nbdkit(&["file", &file]);
+        let dev = NbdDevice::open_uri(&server.uri(), true).unwrap();
+        dev.write_at(&[7; 4096], 8192).unwrap();
+        dev.flush().unwrap();
+
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        std::fs::remove_file(&server.socket).unwrap();
+        let err = dev.read_at(&mut [0; 4096], 8192).unwrap_err();
+        assert!(err.to_string().contains("NBD connection lost"), "{err}");
+        let failure = IoFailure::new(Side::Target, IoOperation::Read, 8192, 4096, &err);
+        assert_ne!(failure.errno, 0, "{failure}");
+        // Still gone: the reconnect attempt fails, with a reason.
+        let err = dev.read_at(&mut [0; 4096], 8192).unwrap_err();
+        assert!(err.to_string().contains("reconnecting failed"), "{err}");
+
+        let socket = server.socket.to_str().unwrap().to_owned();
+        let args = ["-f", "--exit-with-parent", "-U", &socket, "file", &file];
+        server.child = Command::new("nbdkit").args(args).spawn().unwrap();
+        server.wait_for_socket();
+        let mut back = [0; 4096];
+        dev.read_at(&mut back, 8192).unwrap();
+        assert_eq!(back, [7; 4096]);
+    }
+}

@@ -1,7 +1,7 @@
 //! Block devices: the one interface the engine reads and writes through.
 //!
 //! Every backend (raw file or block device, in-memory, fault-injecting wrapper,
-//! and the live source itself) implements [`BlockDevice`]. The trait is
+//! an NBD client, and the live source itself) implements [`BlockDevice`]. The trait is
 //! synchronous and positional: the mirror job runs each copy on a blocking
 //! worker thread, so many copies are in flight at once without an async
 //! runtime inside the backends (the same shape as crosvm's `disk` crate).
@@ -10,6 +10,7 @@ mod direct;
 mod faulty;
 mod file;
 mod memory;
+pub mod nbd_client;
 mod prefix;
 mod sys;
 #[cfg(target_os = "linux")]
@@ -20,6 +21,7 @@ use std::io;
 pub use faulty::{Fault, FaultyDevice, Op};
 pub use file::{FileDevice, OpenOptions, create_image};
 pub use memory::MemoryDevice;
+pub use nbd_client::{NbdDevice, NbdError, NbdUri};
 pub use prefix::Prefix;
 #[cfg(windows)]
 pub use sys::ioctl;

@@ -46,8 +46,16 @@ pub const REP_SERVER: u32 = 2;
 pub const REP_INFO: u32 = 3;
 pub const REP_META_CONTEXT: u32 = 4;
 pub const REP_ERR_UNSUP: u32 = (1 << 31) + 1;
+pub const REP_ERR_POLICY: u32 = (1 << 31) + 2;
 pub const REP_ERR_INVALID: u32 = (1 << 31) + 3;
+pub const REP_ERR_PLATFORM: u32 = (1 << 31) + 4;
+pub const REP_ERR_TLS_REQD: u32 = (1 << 31) + 5;
 pub const REP_ERR_UNKNOWN: u32 = (1 << 31) + 6;
+pub const REP_ERR_SHUTDOWN: u32 = (1 << 31) + 7;
+pub const REP_ERR_BLOCK_SIZE_REQD: u32 = (1 << 31) + 8;
+pub const REP_ERR_TOO_BIG: u32 = (1 << 31) + 9;
+/// Bit 31 marks every option error reply.
+pub const REP_FLAG_ERROR: u32 = 1 << 31;
 
 // Information types in `NBD_REP_INFO`.
 pub const INFO_EXPORT: u16 = 0;
@@ -73,8 +81,10 @@ pub const CMD_FLAG_REQ_ONE: u16 = 1 << 3;
 pub const REPLY_FLAG_DONE: u16 = 1 << 0;
 pub const REPLY_TYPE_NONE: u16 = 0;
 pub const REPLY_TYPE_OFFSET_DATA: u16 = 1;
+pub const REPLY_TYPE_OFFSET_HOLE: u16 = 2;
 pub const REPLY_TYPE_BLOCK_STATUS: u16 = 5;
 pub const REPLY_TYPE_ERROR: u16 = (1 << 15) + 1;
+pub const REPLY_TYPE_ERROR_OFFSET: u16 = (1 << 15) + 2;
 
 // `base:allocation` status flags.
 pub const STATE_HOLE: u32 = 1 << 0;

@@ -47,6 +47,9 @@ pub enum DeviceId {
     Block { disk: u64, start: u64, len: u64, backing: Option<(u64, u64)> },
     /// An in-memory device, by a process-unique number.
     Memory(u64),
+    /// An NBD export, by a hash of its address and export name: two
+    /// connections to the same export are the same device.
+    Network(u64),
 }
 
 impl DeviceId {

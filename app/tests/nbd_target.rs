@@ -1,0 +1,136 @@
+//! NBD exports as targets of `livemirror clone` and `serve --mirror-to`,
+//! served by qemu-nbd and nbdkit in other processes, and a target server
+//! that is killed mid-job: the job stops with an error, the server comes
+//! back, `decide retry` finishes the copy, identical.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use livemirror_tests::control::{Control, appears};
+use livemirror_tests::daemon::Daemon;
+use livemirror_tests::{pattern, qemu_img_identical, tools};
+use serde_json::json;
+
+const SIZE: usize = 32 << 20;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A source of pattern bytes and a zero-filled target image of its size.
+fn images(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (src, dst) = (dir.join("src.img"), dir.join("dst.img"));
+    std::fs::write(&src, pattern(SIZE, 7)).unwrap();
+    std::fs::File::create(&dst).unwrap().set_len(SIZE as u64).unwrap();
+    (src, dst)
+}
+
+#[test]
+fn clone_onto_a_qemu_nbd_export_is_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = images(dir.path());
+    let server = Daemon::qemu_nbd(&dst);
+    let out = Command::new(env!("CARGO_BIN_EXE_livemirror"))
+        .args(["clone", s(&src), &server.uri()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("identical"), "{err}");
+    drop(server);
+    assert!(qemu_img_identical(&src, &dst));
+}
+
+#[test]
+fn a_size_mismatch_or_a_read_only_export_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, _) = images(dir.path());
+    for (args, message) in [
+        (vec!["memory", "1M"], "must be the same size"),
+        (vec!["-r", "memory", "32M"], "read-only export"),
+    ] {
+        let server = Daemon::nbdkit(&args);
+        let out = Command::new(env!("CARGO_BIN_EXE_livemirror"))
+            .args(["clone", s(&src), &server.uri()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn serve_mirrors_qemu_io_writes_onto_a_qemu_nbd_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = images(dir.path());
+    let target = Daemon::qemu_nbd(&dst);
+    let (nbd, ctl) = (dir.path().join("nbd.sock"), dir.path().join("ctl.sock"));
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_livemirror"))
+        .args(["serve", s(&src), "--mirror-to", &target.uri()])
+        .arg(format!("--nbd=unix:{}", nbd.display()))
+        .arg(format!("--control=unix:{}", ctl.display()))
+        .args(["--speed", "1M"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    appears(&ctl);
+    appears(&nbd);
+    let mut c = Control::connect(&ctl);
+    let source_uri = format!("nbd+unix:///?socket={}", nbd.display());
+    tools::qemu_io(&source_uri, &["write -P 0xab 1M 64k", "write -P 0xcd 30M 128k"]);
+    c.ask(json!({"execute": "set-speed", "arguments": {"speed": 0}}));
+    c.event("READY");
+    tools::qemu_io(&source_uri, &["write -P 0xef 20M 4k"]);
+    assert_eq!(c.ask(json!({"execute": "complete"}))["return"], json!({}));
+    c.event("COMPLETED");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(serve.id() as i32, libc::SIGINT) };
+    assert!(serve.wait().unwrap().success());
+    drop(target);
+    assert!(qemu_img_identical(&src, &dst));
+}
+
+#[test]
+fn a_killed_target_server_stops_the_job_and_retry_completes_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = images(dir.path());
+    // The file plugin keeps what was written across the restart.
+    let mut target = Daemon::nbdkit(&["file", s(&dst)]);
+    let ctl = dir.path().join("ctl.sock");
+    let mut clone = Command::new(env!("CARGO_BIN_EXE_livemirror"))
+        .args(["clone", s(&src), &target.uri(), "--on-target-error", "stop", "--speed", "2M"])
+        .arg(format!("--control=unix:{}", ctl.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    appears(&ctl);
+    let mut c = Control::connect(&ctl);
+    // 32 MiB at 2 MiB/s: copying has begun and is far from done.
+    c.until(|v| v["event"] == "PROGRESS" && v["data"]["copied"].as_u64() > Some(0));
+    target.kill();
+    let error = c.event("ERROR");
+    assert_eq!(error["data"]["side"], "target", "{error}");
+    assert_eq!(error["data"]["action"], "stop", "{error}");
+    assert!(error["data"]["message"].as_str().unwrap().contains("connection lost"), "{error}");
+    assert_ne!(error["data"]["errno"], 0, "{error}");
+    let q = c.ask(json!({"execute": "query"}));
+    assert_eq!(q["return"]["io-status"], "failed", "{q}");
+
+    target.start();
+    c.ask(json!({"execute": "set-speed", "arguments": {"speed": 0}}));
+    assert_eq!(
+        c.ask(json!({"execute": "decide", "arguments": {"action": "retry"}}))["return"],
+        json!({})
+    );
+    // `clone` exits 0 only with a completed, identical target. (Its last
+    // events may not reach the control socket: clone exits at once.)
+    let status = clone.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut clone.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success() && err.contains("identical"), "{err}");
+    drop(target);
+    assert!(qemu_img_identical(&src, &dst));
+}
