@@ -42,11 +42,11 @@ fn clone_onto_a_qemu_nbd_export_is_identical() {
 }
 
 #[test]
-fn a_size_mismatch_or_a_read_only_export_is_refused() {
+fn a_too_small_or_a_read_only_export_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (src, _) = images(dir.path());
     for (args, message) in [
-        (vec!["memory", "1M"], "must be the same size"),
+        (vec!["memory", "1M"], "is smaller than the source (32.0 MiB) and cannot take it"),
         (vec!["-r", "memory", "32M"], "read-only export"),
     ] {
         let server = Daemon::nbdkit(&args);

@@ -108,9 +108,8 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     let tracking = job.status().tracking;
     eprintln!("tracking: {tracking} — {}", text::tracking(tracking));
     let (stop_control, stopped) = tokio::sync::watch::channel(false);
-    if let Some(listener) = control {
-        tokio::spawn(crate::control::serve(listener, job.clone(), stopped));
-    }
+    let control_task =
+        control.map(|listener| tokio::spawn(crate::control::serve(listener, job.clone(), stopped)));
     let reporter = Reporter::new(args.json, job.status().tracking);
     let how = Follow {
         complete_when_ready: !args.no_complete,
@@ -119,6 +118,10 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     };
     let outcome = follow(&job, events, &reporter, how).await;
     let _ = stop_control.send(true);
+    if let Some(task) = control_task {
+        // Clients get the last events before the process exits.
+        let _ = task.await;
+    }
     if let Some(path) = &args.control {
         let _ = std::fs::remove_file(path);
     }

@@ -84,9 +84,12 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         },
     };
     let (stop_control, stopped) = tokio::sync::watch::channel(false);
-    if let (Some(listener), Some((job, _, _))) = (control, &job) {
-        tokio::spawn(crate::control::serve(listener, job.clone(), stopped));
-    }
+    let control_task = match (control, &job) {
+        (Some(listener), Some((job, _, _))) => {
+            Some(tokio::spawn(crate::control::serve(listener, job.clone(), stopped)))
+        }
+        _ => None,
+    };
     let share = bound.serve(&live);
     eprintln!(
         "serving {} over NBD at {} ({})",
@@ -117,7 +120,12 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         None => eprintln!("\ninterrupted: stopping"),
         Some((job, mut task, target)) => {
             // Cancel is consistent after ready; a second signal forces it.
-            interrupted(&job, 1);
+            // A job that already ended has nothing to cancel.
+            if job.status().outcome.is_some() {
+                eprintln!("\ninterrupted: stopping");
+            } else {
+                interrupted(&job, 1);
+            }
             let outcome = tokio::select! {
                 outcome = &mut task => outcome,
                 _ = stop_signal() => {
@@ -135,6 +143,10 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         }
     }
     let _ = stop_control.send(true);
+    if let Some(task) = control_task {
+        // Clients get the last events before the process exits.
+        let _ = task.await;
+    }
     share.stop().await;
     if let Some(path) = &args.control {
         let _ = std::fs::remove_file(path);

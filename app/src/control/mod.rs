@@ -21,9 +21,12 @@ const MAX_CLIENTS: usize = 16;
 /// Longest request line accepted; a longer one closes the connection.
 const MAX_LINE: usize = 64 << 10;
 
-/// Serves clients until `shutdown` turns true.
+/// Serves clients until `shutdown` turns true, then returns once every
+/// client has been sent the job's last events (so a process that exits
+/// right after does not cut off COMPLETED).
 pub async fn serve(mut listener: Listener, job: JobHandle, mut shutdown: watch::Receiver<bool>) {
     let clients = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -33,12 +36,17 @@ pub async fn serve(mut listener: Listener, job: JobHandle, mut shutdown: watch::
                     continue;
                 };
                 let (job, shutdown) = (job.clone(), shutdown.clone());
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     connection(stream, job, shutdown).await;
                     drop(permit);
                 });
             }
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                // A client that stopped reading must not hold the exit up.
+                let drained = async { while connections.join_next().await.is_some() {} };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drained).await;
+                return;
+            }
         }
     }
 }
