@@ -178,6 +178,11 @@ def wait_for(*paths, timeout=30):
         time.sleep(0.02)
 
 
+def spawn(cmd):
+    """Starts a tool with its output on stderr: stdout is this script's result."""
+    return subprocess.Popen(cmd, stdout=sys.stderr)
+
+
 def stop(proc):
     if proc.poll() is None:
         proc.terminate()
@@ -244,9 +249,9 @@ def start_mirror(qmp, args):
 
 def run_livemirror(args):
     nbd, ctl = f"{args.dir}/nbd.sock", f"{args.dir}/control.sock"
-    before = baseline(lambda: subprocess.Popen([args.livemirror, "serve", args.source, "--nbd", f"unix:{nbd}"]),
+    before = baseline(lambda: spawn([args.livemirror, "serve", args.source, "--nbd", f"unix:{nbd}"]),
                       nbd, b"", args)
-    proc = subprocess.Popen(serve_command(args, nbd, ctl))
+    proc = spawn(serve_command(args, nbd, ctl))
     try:
         start = time.monotonic()  # the job starts with the process
         wait_for(nbd, ctl)
@@ -270,7 +275,7 @@ def run_livemirror(args):
 
 def run_qsd(args):
     nbd, qmp_sock = f"{args.dir}/nbd.sock", f"{args.dir}/qmp.sock"
-    proc = subprocess.Popen(qsd_command(args, nbd, qmp_sock))
+    proc = spawn(qsd_command(args, nbd, qmp_sock))
     try:
         qmp = Qmp(qmp_sock, timeout=10)
         wait_for(nbd)
@@ -315,7 +320,7 @@ class LivemirrorJob:
 
     def __init__(self, args):
         self.nbd, ctl = f"{args.dir}/nbd.sock", f"{args.dir}/control.sock"
-        self.proc = subprocess.Popen(serve_command(args, self.nbd, ctl))
+        self.proc = spawn(serve_command(args, self.nbd, ctl))
         wait_for(self.nbd, ctl)
         self.control = Qmp(ctl, timeout=10, greeting=False)
 
@@ -363,7 +368,7 @@ class QsdJob:
 
     def __init__(self, args):
         self.nbd, self.qmp_sock = f"{args.dir}/nbd.sock", f"{args.dir}/qmp.sock"
-        self.proc = subprocess.Popen(qsd_command(args, self.nbd, self.qmp_sock, throttled=True))
+        self.proc = spawn(qsd_command(args, self.nbd, self.qmp_sock, throttled=True))
         self.qmp = Qmp(self.qmp_sock, timeout=10)
         wait_for(self.nbd)
         start_mirror(self.qmp, args)
@@ -453,11 +458,16 @@ def complete_latency_main(args):
     during = [(e - s, s) for s, e, *_ in w.log if e > sent and s < completed]
     lat = sorted(d for d, _ in during)
     longest, longest_at = max(during) if during else (float("nan"), sent)
+    ms = 1000
+    if args.log:
+        with open(args.log, "w") as f:
+            f.write("start_after_complete_s,latency_ms,offset\n")
+            for s, e, offset, _ in w.log:
+                f.write(f"{s - sent:.6f},{(e - s) * ms:.3f},{offset}\n")
     w.replay(reference)
     same = subprocess.run(["qemu-img", "compare", "-q", "-f", "raw", "-F", "raw",
                            reference, args.target]).returncode == 0
     os.unlink(reference)
-    ms = 1000
     print(f"dirty={remaining / (1 << 20):.1f} complete={completed - sent:.2f} writes={len(lat)} "
           f"max={longest * ms:.1f} max_at={longest_at - sent:.2f} p50={percentile(lat, 50) * ms:.1f} "
           f"p99={percentile(lat, 99) * ms:.1f} before_p99={percentile(before, 99) * ms:.1f} "
@@ -488,6 +498,7 @@ def main():
                    help="measure the writer's latency during Complete instead")
     p.add_argument("--speed", type=size, default="8M", help="the job's speed after Ready (bytes/s)")
     p.add_argument("--dirty", type=size, default="48M", help="fresh bytes written before Complete")
+    p.add_argument("--log", help="--complete-latency: write every write's start and latency here (CSV)")
     args = p.parse_args()
     if os.path.exists(args.target):
         os.unlink(args.target)
