@@ -425,10 +425,10 @@ def complete_latency_main(args):
     """Ready, then the speed limit; the writer's baseline; pause, a burst of
     fresh blocks so both tools start Complete with the same dirty amount;
     resume, Complete, and every write's latency until the job says it
-    completed. The target must then hold the original image plus every
-    write, in order: the writes before the pivot were mirrored, the ones
-    after it went to the target (both tools switch the export's data to
-    the target)."""
+    completed; the writer goes on for --after seconds. The target must then
+    hold the original image plus every write, in order: the writes before
+    the pivot were mirrored, the ones after it went to the target only
+    (both tools switch the export's data to the target)."""
     reference = args.target + ".expected"
     subprocess.run(["cp", "--sparse=always", args.source, reference], check=True)
     job = (LivemirrorJob if args.tool == "livemirror" else QsdJob)(args)
@@ -451,6 +451,7 @@ def complete_latency_main(args):
         job.complete()
         job.wait_completed()
         completed = time.monotonic()
+        time.sleep(args.after)  # these writes go to the target only
         w.finish()
     finally:
         job.close()
@@ -471,7 +472,8 @@ def complete_latency_main(args):
     print(f"dirty={remaining / (1 << 20):.1f} complete={completed - sent:.2f} writes={len(lat)} "
           f"max={longest * ms:.1f} max_at={longest_at - sent:.2f} p50={percentile(lat, 50) * ms:.1f} "
           f"p99={percentile(lat, 99) * ms:.1f} before_p99={percentile(before, 99) * ms:.1f} "
-          f"before_writes={len(before)} identical={'yes' if same else 'NO'}")
+          f"before_writes={len(before)} after_writes={sum(1 for s, *_ in w.log if s > completed)} "
+          f"identical={'yes' if same else 'NO'}")
     return 0 if same else 1
 
 

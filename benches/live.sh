@@ -29,9 +29,9 @@
 # `block-job-complete` is sent with each tool reporting what is left to copy
 # (livemirror: query dirty + in-flight; QEMU: query-block-jobs len - offset).
 # Every write from the command until COMPLETED / BLOCK_JOB_COMPLETED counts.
-# The writer stops after that, and the target must equal the original image
-# with every write replayed in order (writes after the pivot went to the
-# target, for both tools). --old-livemirror PATH adds a row for another
+# The writer goes on for --after seconds (its writes now go to the target
+# only, for both tools), stops, and the target must equal the original
+# image with every write replayed in order. --old-livemirror PATH adds a row for another
 # livemirror binary (e.g. one built before a change).
 #
 # livemirror rows need `livemirror serve SRC --mirror-to DST --nbd unix:PATH
