@@ -10,6 +10,11 @@ Phases, each timed by the writer's completions:
 Then the writer stops, the job is completed, and the target must be
 identical to the source (`qemu-img compare`).
 
+With --complete-latency it measures Complete instead (see
+complete_latency_main): how long the writer's requests take from the
+`complete` command until the job reports it completed, with --dirty bytes
+left to copy at --speed.
+
 Prints one line of `key=value` fields. python3 standard library only.
 """
 
@@ -88,17 +93,21 @@ class NbdClient:
 
 
 class Writer(threading.Thread):
-    """Random 64 KiB writes at a fixed rate, one at a time; records when each
-    completed. If it falls behind it does not burst to catch up."""
+    """Random 64 KiB writes at a fixed rate, one at a time. If it falls behind
+    it does not burst to catch up. Every write is logged as (start, end,
+    offset, pattern offset), in order, so its latency is known and its data
+    can be replayed onto a copy of the original image."""
 
     def __init__(self, path, name, rate):
         super().__init__(daemon=True)
         self.client = NbdClient(path, name)
         self.rate = rate
-        self.done = []
+        self.log = []
         self.stop = threading.Event()
         self.error = None
         self.pattern = os.urandom(1 << 20)
+        self._burst = None  # (first offset, count) asked by burst()
+        self._burst_done = threading.Event()
 
     def run(self):
         rng = random.Random(5)
@@ -107,17 +116,45 @@ class Writer(threading.Thread):
         next_at = time.monotonic()
         try:
             while not self.stop.is_set():
+                if self._burst:
+                    first, count = self._burst
+                    for i in range(count):
+                        self._write(first + i * WRITE_SIZE, rng.randrange(len(self.pattern) - WRITE_SIZE))
+                    self._burst = None
+                    self._burst_done.set()
+                    next_at = time.monotonic()
                 now = time.monotonic()
                 if next_at > now:
-                    time.sleep(next_at - now)
+                    time.sleep(min(next_at - now, 0.01))  # stays responsive to burst()
+                    continue
                 next_at = max(next_at + interval, time.monotonic() - interval)
                 at = rng.randrange(len(self.pattern) - WRITE_SIZE)
-                self.client.write(rng.randrange(slots) * WRITE_SIZE, self.pattern[at:at + WRITE_SIZE])
-                self.done.append(time.monotonic())
+                self._write(rng.randrange(slots) * WRITE_SIZE, at)
         except Exception as e:  # reported by the caller
             self.error = e
         finally:
             self.client.close()
+
+    def _write(self, offset, at):
+        start = time.monotonic()
+        self.client.write(offset, self.pattern[at:at + WRITE_SIZE])
+        self.log.append((start, time.monotonic(), offset, at))
+
+    def burst(self, first, count):
+        """Writes `count` consecutive blocks from `first` as fast as the export
+        takes them, in the writer's own order, and returns when they are done."""
+        self._burst_done.clear()
+        self._burst = (first, count)
+        while not self._burst_done.wait(0.1):
+            if self.error or not self.is_alive():
+                raise self.error or RuntimeError("the writer stopped")
+
+    def replay(self, path):
+        """Applies every write, in order, to the image at `path`."""
+        with open(path, "r+b") as f:
+            for _start, _end, offset, at in self.log:
+                f.seek(offset)
+                f.write(self.pattern[at:at + WRITE_SIZE])
 
     def finish(self):
         self.stop.set()
@@ -125,8 +162,11 @@ class Writer(threading.Thread):
         if self.error:
             raise self.error
 
+    def first_done(self):
+        return self.log[0][1] if self.log else 0
+
     def iops(self, start, end):
-        n = sum(1 for t in self.done if start <= t < end)
+        n = sum(1 for _s, t, *_ in self.log if start <= t < end)
         return n / (end - start) if end > start else float("nan")
 
 
@@ -136,6 +176,11 @@ def wait_for(*paths, timeout=30):
         if time.monotonic() > deadline:
             raise TimeoutError(f"{paths} did not appear")
         time.sleep(0.02)
+
+
+def spawn(cmd):
+    """Starts a tool with its output on stderr: stdout is this script's result."""
+    return subprocess.Popen(cmd, stdout=sys.stderr)
 
 
 def stop(proc):
@@ -156,7 +201,7 @@ def baseline(start_export, sock, name, args):
         w.start()
         time.sleep(args.before)
         w.finish()
-        return w.iops(w.done[0] if w.done else 0, time.monotonic())
+        return w.iops(w.first_done(), time.monotonic())
     finally:
         stop(proc)
         for p in (sock,):
@@ -164,14 +209,49 @@ def baseline(start_export, sock, name, args):
                 os.unlink(p)
 
 
+def serve_command(args, nbd, ctl):
+    """`livemirror serve` mirroring the source while exporting it."""
+    return ([args.livemirror, "serve", args.source, "--mirror-to", args.target,
+             "--nbd", f"unix:{nbd}", "--control", f"unix:{ctl}", "--copy-mode", args.copy_mode]
+            + (["--target-cache", args.target_cache] if args.target_cache else []))
+
+
+def qsd_command(args, nbd, qmp_sock, throttled=False):
+    """qemu-storage-daemon with the source exported over NBD (export name
+    `src`) and the target as node `tgt`; the mirror starts over QMP. The
+    target file is made (sparse, the source's size) first. `throttled` puts
+    a throttle filter (group `tg`, no limit until one is set) between the
+    mirror and the target file."""
+    subprocess.run(["truncate", "-s", str(os.path.getsize(args.source)), args.target], check=True)
+    direct = "on" if args.qsd_direct else "off"
+    aio = ",aio=native" if args.qsd_direct else ""
+    target = f"{args.target},cache.direct={direct}{aio},discard=unmap,detect-zeroes=unmap"
+    if throttled:
+        nodes = ["--object", "throttle-group,id=tg",
+                 "--blockdev", f"driver=file,node-name=tgt-file,filename={target}",
+                 "--blockdev", "driver=throttle,node-name=tgt,throttle-group=tg,file=tgt-file"]
+    else:
+        nodes = ["--blockdev", f"driver=file,node-name=tgt,filename={target}"]
+    return [
+        "qemu-storage-daemon",
+        "--blockdev", f"driver=file,node-name=src,filename={args.source},cache.direct={direct}{aio}",
+        *nodes,
+        "--nbd-server", f"addr.type=unix,addr.path={nbd}",
+        "--export", "type=nbd,id=exp,node-name=src,name=src,writable=on",
+        "--chardev", f"socket,id=qmp,path={qmp_sock},server=on,wait=off",
+        "--monitor", "chardev=qmp"]
+
+
+def start_mirror(qmp, args):
+    qmp.execute("blockdev-mirror", **{"job-id": "m", "device": "src", "target": "tgt",
+                                      "sync": "full", "copy-mode": args.copy_mode})
+
+
 def run_livemirror(args):
     nbd, ctl = f"{args.dir}/nbd.sock", f"{args.dir}/control.sock"
-    before = baseline(lambda: subprocess.Popen([args.livemirror, "serve", args.source, "--nbd", f"unix:{nbd}"]),
+    before = baseline(lambda: spawn([args.livemirror, "serve", args.source, "--nbd", f"unix:{nbd}"]),
                       nbd, b"", args)
-    proc = subprocess.Popen([args.livemirror, "serve", args.source, "--mirror-to", args.target,
-                             "--nbd", f"unix:{nbd}", "--control", f"unix:{ctl}",
-                             "--copy-mode", args.copy_mode]
-                            + (["--target-cache", args.target_cache] if args.target_cache else []))
+    proc = spawn(serve_command(args, nbd, ctl))
     try:
         start = time.monotonic()  # the job starts with the process
         wait_for(nbd, ctl)
@@ -195,28 +275,16 @@ def run_livemirror(args):
 
 def run_qsd(args):
     nbd, qmp_sock = f"{args.dir}/nbd.sock", f"{args.dir}/qmp.sock"
-    subprocess.run(["truncate", "-s", str(os.path.getsize(args.source)), args.target], check=True)
-    direct = "on" if args.qsd_direct else "off"
-    aio = ",aio=native" if args.qsd_direct else ""
-    proc = subprocess.Popen([
-        "qemu-storage-daemon",
-        "--blockdev", f"driver=file,node-name=src,filename={args.source},cache.direct={direct}{aio}",
-        "--blockdev", f"driver=file,node-name=tgt,filename={args.target},cache.direct={direct}{aio}"
-                      ",discard=unmap,detect-zeroes=unmap",
-        "--nbd-server", f"addr.type=unix,addr.path={nbd}",
-        "--export", "type=nbd,id=exp,node-name=src,name=src,writable=on",
-        "--chardev", f"socket,id=qmp,path={qmp_sock},server=on,wait=off",
-        "--monitor", "chardev=qmp"])
+    proc = spawn(qsd_command(args, nbd, qmp_sock))
     try:
         qmp = Qmp(qmp_sock, timeout=10)
         wait_for(nbd)
         w = Writer(nbd, b"src", args.rate)
         w.start()
         time.sleep(args.before)
-        before = w.iops(w.done[0] if w.done else 0, time.monotonic())
+        before = w.iops(w.first_done(), time.monotonic())
         start = time.monotonic()
-        qmp.execute("blockdev-mirror", **{"job-id": "m", "device": "src", "target": "tgt",
-                                          "sync": "full", "copy-mode": args.copy_mode})
+        start_mirror(qmp, args)
         qmp.wait_event("BLOCK_JOB_READY")
         ready = time.monotonic()
         time.sleep(args.after)
@@ -232,6 +300,189 @@ def run_qsd(args):
     return before, w, start, ready
 
 
+def live_main(args):
+    before, w, start, ready = (run_livemirror if args.tool == "livemirror" else run_qsd)(args)
+    during = w.iops(start, ready)
+    after = w.iops(ready, ready + args.after)
+    same = subprocess.run(["qemu-img", "compare", "-q", "-f", "raw", "-F", "raw",
+                           args.source, args.target]).returncode == 0
+    print(f"ready={ready - start:.2f} before={before:.0f} during={during:.0f} after={after:.0f} "
+          f"kept={during / before if before else float('nan'):.2f} identical={'yes' if same else 'NO'}")
+    return 0 if same else 1
+
+
+# --complete-latency: the same few verbs on either tool's job.
+
+class LivemirrorJob:
+    """`livemirror serve --mirror-to` driven over its control socket."""
+
+    export_name = b""
+
+    def __init__(self, args):
+        self.nbd, ctl = f"{args.dir}/nbd.sock", f"{args.dir}/control.sock"
+        self.proc = spawn(serve_command(args, self.nbd, ctl))
+        wait_for(self.nbd, ctl)
+        self.control = Qmp(ctl, timeout=10, greeting=False)
+
+    def wait_ready(self):
+        ev = self.control.wait_event("READY", "FAILED", "CANCELLED")
+        if ev["event"] != "READY":
+            raise RuntimeError(f"livemirror ended before ready: {ev}")
+
+    def set_speed(self, speed):
+        self.control.execute("set-speed", speed=speed)
+
+    def pause(self):
+        self.control.execute("pause")  # answers once paused
+
+    def resume(self):
+        self.control.execute("resume")
+
+    def remaining(self):
+        """Bytes still to copy: dirty plus in flight."""
+        q = self.control.execute("query")
+        return q["dirty"] + q["in-flight"]
+
+    def complete(self):
+        self.control.execute("complete")
+
+    def wait_completed(self):
+        ev = self.control.wait_event("COMPLETED", "FAILED", "CANCELLED")
+        if ev["event"] != "COMPLETED":
+            raise RuntimeError(f"livemirror did not complete: {ev}")
+
+    def close(self):
+        stop(self.proc)
+
+
+class QsdJob:
+    """QEMU's mirror in qemu-storage-daemon, driven over QMP.
+
+    QEMU's mirror does not apply its speed limit once the job is ready:
+    mirror_run() sleeps for the rate limit only when the job is not ready
+    (or is about to finish), and a ready job copies whatever is dirty at full
+    speed. So the speed is also set on a throttle filter in front of the
+    target, which limits the copy's writes the same way after Ready."""
+
+    export_name = b"src"
+
+    def __init__(self, args):
+        self.nbd, self.qmp_sock = f"{args.dir}/nbd.sock", f"{args.dir}/qmp.sock"
+        self.proc = spawn(qsd_command(args, self.nbd, self.qmp_sock, throttled=True))
+        self.qmp = Qmp(self.qmp_sock, timeout=10)
+        wait_for(self.nbd)
+        start_mirror(self.qmp, args)
+
+    def wait_ready(self):
+        ev = self.qmp.wait_event("BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED")
+        if ev["event"] != "BLOCK_JOB_READY":
+            raise RuntimeError(f"QEMU's mirror ended before ready: {ev}")
+
+    def set_speed(self, speed):
+        self.qmp.execute("block-job-set-speed", device="m", speed=speed)
+        self.qmp.execute("qom-set", path="tg", property="limits", value={"bps-write": speed})
+
+    def pause(self):
+        # Takes effect at the job's next pause point, announced by an event.
+        self.qmp.execute("block-job-pause", device="m")
+        while self.qmp.wait_event("JOB_STATUS_CHANGE")["data"]["status"] != "standby":
+            pass
+
+    def resume(self):
+        self.qmp.execute("block-job-resume", device="m")
+
+    def remaining(self):
+        """Bytes still to copy: len - offset (QEMU counts dirty plus in flight)."""
+        job = next(j for j in self.qmp.execute("query-block-jobs") if j["device"] == "m")
+        return job["len"] - job["offset"]
+
+    def complete(self):
+        self.qmp.execute("block-job-complete", device="m")
+
+    def wait_completed(self):
+        ev = self.qmp.wait_event("BLOCK_JOB_COMPLETED")
+        if "error" in ev.get("data", {}):
+            raise RuntimeError(f"QEMU's mirror failed: {ev['data']['error']}")
+
+    def close(self):
+        try:
+            self.qmp.execute("quit")
+        finally:
+            stop(self.proc)
+            for p in (self.nbd, self.qmp_sock):
+                if os.path.exists(p):
+                    os.unlink(p)
+
+
+def percentile(sorted_values, q):
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[max(0, -(-len(sorted_values) * q // 100) - 1)]
+
+
+def complete_latency_main(args):
+    """Ready, then the speed limit; the writer's baseline; pause, a burst of
+    fresh blocks so both tools start Complete with the same dirty amount;
+    resume, Complete, and every write's latency until the job says it
+    completed; the writer goes on for --after seconds. The target must then
+    hold the original image plus every write, in order: the writes before
+    the pivot were mirrored, the ones after it went to the target only
+    (both tools switch the export's data to the target)."""
+    reference = args.target + ".expected"
+    subprocess.run(["cp", "--sparse=always", args.source, reference], check=True)
+    job = (LivemirrorJob if args.tool == "livemirror" else QsdJob)(args)
+    try:
+        job.wait_ready()
+        job.set_speed(args.speed)
+        w = Writer(job.nbd, job.export_name, args.rate)
+        w.start()
+        time.sleep(args.before)
+        paused_at = time.monotonic()
+        job.pause()
+        # Consecutive blocks: both tools merge them into the same copies.
+        count = args.dirty // WRITE_SIZE
+        first = (w.client.size // 4) // WRITE_SIZE * WRITE_SIZE
+        w.burst(first, count)
+        job.resume()
+        time.sleep(0.1)  # each tool's progress counters are fresh again
+        remaining = job.remaining()
+        sent = time.monotonic()
+        job.complete()
+        job.wait_completed()
+        completed = time.monotonic()
+        time.sleep(args.after)  # these writes go to the target only
+        w.finish()
+    finally:
+        job.close()
+    before = sorted(e - s for s, e, *_ in w.log if s < paused_at)
+    during = [(e - s, s) for s, e, *_ in w.log if e > sent and s < completed]
+    lat = sorted(d for d, _ in during)
+    longest, longest_at = max(during) if during else (float("nan"), sent)
+    ms = 1000
+    if args.log:
+        with open(args.log, "w") as f:
+            f.write("start_after_complete_s,latency_ms,offset\n")
+            for s, e, offset, _ in w.log:
+                f.write(f"{s - sent:.6f},{(e - s) * ms:.3f},{offset}\n")
+    w.replay(reference)
+    same = subprocess.run(["qemu-img", "compare", "-q", "-f", "raw", "-F", "raw",
+                           reference, args.target]).returncode == 0
+    os.unlink(reference)
+    print(f"dirty={remaining / (1 << 20):.1f} complete={completed - sent:.2f} writes={len(lat)} "
+          f"max={longest * ms:.1f} max_at={longest_at - sent:.2f} p50={percentile(lat, 50) * ms:.1f} "
+          f"p99={percentile(lat, 99) * ms:.1f} before_p99={percentile(before, 99) * ms:.1f} "
+          f"before_writes={len(before)} after_writes={sum(1 for s, *_ in w.log if s > completed)} "
+          f"identical={'yes' if same else 'NO'}")
+    return 0 if same else 1
+
+
+def size(text):
+    """A byte count with an optional K/M/G suffix (powers of 1024)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(text[:-1]) * units[text[-1].upper()] if text[-1:].upper() in units else int(text)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("tool", choices=["livemirror", "qsd"])
@@ -245,17 +496,15 @@ def main():
     p.add_argument("--rate", type=float, default=1000, help="writes per second (64 KiB each)")
     p.add_argument("--before", type=float, default=5)
     p.add_argument("--after", type=float, default=5)
+    p.add_argument("--complete-latency", action="store_true",
+                   help="measure the writer's latency during Complete instead")
+    p.add_argument("--speed", type=size, default="8M", help="the job's speed after Ready (bytes/s)")
+    p.add_argument("--dirty", type=size, default="48M", help="fresh bytes written before Complete")
+    p.add_argument("--log", help="--complete-latency: write every write's start and latency here (CSV)")
     args = p.parse_args()
     if os.path.exists(args.target):
         os.unlink(args.target)
-    before, w, start, ready = (run_livemirror if args.tool == "livemirror" else run_qsd)(args)
-    during = w.iops(start, ready)
-    after = w.iops(ready, ready + args.after)
-    same = subprocess.run(["qemu-img", "compare", "-q", "-f", "raw", "-F", "raw",
-                           args.source, args.target]).returncode == 0
-    print(f"ready={ready - start:.2f} before={before:.0f} during={during:.0f} after={after:.0f} "
-          f"kept={during / before if before else float('nan'):.2f} identical={'yes' if same else 'NO'}")
-    return 0 if same else 1
+    return (complete_latency_main if args.complete_latency else live_main)(args)
 
 
 if __name__ == "__main__":
