@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use livemirror_tests::control::{Control, appears};
+use livemirror_tests::control::{Control, appears, serve_mirror};
 use livemirror_tests::daemon::Daemon;
 use livemirror_tests::{pattern, qemu_img_identical, tools};
 use serde_json::json;
@@ -65,19 +65,8 @@ fn serve_mirrors_qemu_io_writes_onto_a_qemu_nbd_target() {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = images(dir.path());
     let target = Daemon::qemu_nbd(&dst);
-    let (nbd, ctl) = (dir.path().join("nbd.sock"), dir.path().join("ctl.sock"));
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_livemirror"))
-        .args(["serve", s(&src), "--mirror-to", &target.uri()])
-        .arg(format!("--nbd=unix:{}", nbd.display()))
-        .arg(format!("--control=unix:{}", ctl.display()))
-        .args(["--speed", "1M"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    appears(&ctl);
-    appears(&nbd);
-    let mut c = Control::connect(&ctl);
+    let served = serve_mirror(env!("CARGO_BIN_EXE_livemirror"), dir.path(), s(&src), &target.uri());
+    let (mut serve, nbd, mut c) = (served.child, served.nbd, served.control);
     let source_uri = format!("nbd+unix:///?socket={}", nbd.display());
     tools::qemu_io(&source_uri, &["write -P 0xab 1M 64k", "write -P 0xcd 30M 128k"]);
     c.ask(json!({"execute": "set-speed", "arguments": {"speed": 0}}));

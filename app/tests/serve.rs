@@ -3,9 +3,9 @@
 //! a client that stays connected writes to the target after the pivot.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use livemirror_tests::control::{Control, appears};
+use livemirror_tests::control::serve_mirror;
 use livemirror_tests::{pattern, qemu_img_identical};
 use serde_json::json;
 
@@ -18,19 +18,13 @@ fn serve_mirrors_nbd_writes_completes_and_pivots() {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (dir.path().join("src.img"), dir.path().join("dst.img"));
     std::fs::write(&src, pattern(32 << 20, 1)).unwrap();
-    let (nbd, ctl) = (dir.path().join("nbd.sock"), dir.path().join("ctl.sock"));
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_livemirror"))
-        .args(["serve", src.to_str().unwrap(), "--mirror-to", dst.to_str().unwrap()])
-        .arg(format!("--nbd=unix:{}", nbd.display()))
-        .arg(format!("--control=unix:{}", ctl.display()))
-        .args(["--speed", "1M"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    appears(&ctl);
-    appears(&nbd);
-    let mut c = Control::connect(&ctl);
+    let served = serve_mirror(
+        env!("CARGO_BIN_EXE_livemirror"),
+        dir.path(),
+        src.to_str().unwrap(),
+        dst.to_str().unwrap(),
+    );
+    let (mut serve, nbd, ctl, mut c) = (served.child, served.nbd, served.ctl, served.control);
     // 32 MiB at 1 MiB/s: certainly still copying while we write.
     let q = c.ask(json!({"execute": "query"}));
     assert_eq!(q["return"]["state"], "running");
@@ -99,19 +93,13 @@ fn serve_mirrors_onto_a_larger_image_and_gives_it_a_gpt_of_its_size_on_exit() {
     let parts = gpt_image(&src, 64 * MIB, &[8, 40]);
     let files: Vec<Files> = parts.iter().map(|p| ext4_with_files(&src, *p, 2, 500_000)).collect();
     std::fs::File::create(&dst).unwrap().set_len(128 * MIB).unwrap();
-    let (nbd, ctl) = (dir.path().join("nbd.sock"), dir.path().join("ctl.sock"));
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_livemirror"))
-        .args(["serve", src.to_str().unwrap(), "--mirror-to", dst.to_str().unwrap()])
-        .arg(format!("--nbd=unix:{}", nbd.display()))
-        .arg(format!("--control=unix:{}", ctl.display()))
-        .args(["--speed", "1M"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    appears(&ctl);
-    appears(&nbd);
-    let mut c = Control::connect(&ctl);
+    let served = serve_mirror(
+        env!("CARGO_BIN_EXE_livemirror"),
+        dir.path(),
+        src.to_str().unwrap(),
+        dst.to_str().unwrap(),
+    );
+    let (mut serve, nbd, mut c) = (served.child, served.nbd, served.control);
     assert_eq!(c.ask(json!({"execute": "query"}))["return"]["state"], "running");
     // Writes into the free space after the partitions, during the copy and
     // once in sync; the export has the source's size.

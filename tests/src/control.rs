@@ -49,3 +49,30 @@ impl Control {
         self.until(|v| v["event"] == name)
     }
 }
+
+/// `livemirror serve SRC --mirror-to DST` (the binary at `bin`) on unix
+/// sockets in `dir`, at `--speed 1M` so it is certainly still copying when
+/// the test writes, with the control socket connected.
+pub struct Served {
+    pub child: std::process::Child,
+    pub nbd: std::path::PathBuf,
+    pub ctl: std::path::PathBuf,
+    pub control: Control,
+}
+
+pub fn serve_mirror(bin: &str, dir: &Path, src: &str, dst: &str) -> Served {
+    let (nbd, ctl) = (dir.join("nbd.sock"), dir.join("ctl.sock"));
+    let child = std::process::Command::new(bin)
+        .args(["serve", src, "--mirror-to", dst])
+        .arg(format!("--nbd=unix:{}", nbd.display()))
+        .arg(format!("--control=unix:{}", ctl.display()))
+        .args(["--speed", "1M"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run livemirror serve");
+    appears(&ctl);
+    appears(&nbd);
+    let control = Control::connect(&ctl);
+    Served { child, nbd, ctl, control }
+}
