@@ -133,7 +133,7 @@ pub fn verify(
     source: &dyn BlockDevice,
     target: &dyn BlockDevice,
     ranges: &[Range<u64>],
-    mut found: impl FnMut(Difference),
+    found: impl FnMut(Difference),
 ) -> Result<Summary, VerifyError> {
     if target.len() < source.len() {
         return Err(VerifyError::TargetSmaller {
@@ -141,6 +141,16 @@ pub fn verify(
             target_len: target.len(),
         });
     }
+    Ok(compare(source, target, ranges, found)?)
+}
+
+/// [`verify`] over `ranges` that lie within both devices.
+pub fn compare(
+    source: &dyn BlockDevice,
+    target: &dyn BlockDevice,
+    ranges: &[Range<u64>],
+    mut found: impl FnMut(Difference),
+) -> Result<Summary, IoFailure> {
     let mut a = AlignedBuf::new(STEP as usize);
     let mut b = AlignedBuf::new(STEP as usize);
     let mut summary = Summary::default();

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use super::copy::CopyContext;
 use super::tracker::Tracker;
 use crate::error::IoFailure;
-use crate::verify::{TargetRead, differing_chunks, read_both};
+use crate::verify::{self, TargetRead, differing_chunks, read_both};
 
 /// Where the passes are and what they have found.
 #[derive(Debug, Default)]
@@ -112,4 +112,15 @@ impl Rescan {
         };
         Ok(Some(end))
     }
+}
+
+/// Sync mode `differing`: one pass over the whole range marks dirty every
+/// chunk where source and target differ, so only those are copied.
+pub fn mark_differing(ctx: &CopyContext, tracker: &Tracker) -> Result<(), IoFailure> {
+    let g = tracker.geometry;
+    let (source, target) = (&*ctx.source, &*ctx.target);
+    verify::compare(source, target, std::slice::from_ref(&(0..g.len)), |d| {
+        tracker.mark_dirty(g.covering(d.offset, d.len));
+    })?;
+    Ok(())
 }
