@@ -11,6 +11,8 @@
 //!   sources livemirror does not front.
 //! * [`partition`]: partition tables (GPT, MBR): whether a target of
 //!   another size can take the source, and the table fix-up afterwards.
+//! * [`verify`]: compare a copy with its source, range by range, and
+//!   repair what differs.
 //! * [`bitmap`], [`chunkmap`], [`ratelimit`], [`buffer`]: the job's building
 //!   blocks.
 
@@ -27,5 +29,6 @@ pub mod nbd;
 pub mod partition;
 pub mod ratelimit;
 pub mod units;
+pub mod verify;
 
 pub use error::{Error, IoFailure, IoOperation, Side};

@@ -83,7 +83,12 @@ fn case() -> impl Strategy<Value = Case> {
                 Just(size),
                 Just(g),
                 (4096u64..(4 << 20)),
-                prop_oneof![Just(SyncMode::Full), Just(SyncMode::Top), Just(SyncMode::None)],
+                prop_oneof![
+                    Just(SyncMode::Full),
+                    Just(SyncMode::Top),
+                    Just(SyncMode::None),
+                    Just(SyncMode::Differing)
+                ],
                 prop_oneof![Just(CopyMode::Background), Just(CopyMode::WriteBlocking)],
                 [writes(), writes(), writes()],
                 prop::collection::vec((0..size.max(1), 1u64..300_000), 0..4),
@@ -117,7 +122,9 @@ fn devices(c: &Case) -> (MemoryDevice, MemoryDevice, MemoryDevice) {
     let target = match c.sync {
         // The target must already match what is not copied.
         SyncMode::None => make(),
-        SyncMode::Top | SyncMode::Full => MemoryDevice::from_bytes(pattern(n, 77)),
+        SyncMode::Top | SyncMode::Full | SyncMode::Differing => {
+            MemoryDevice::from_bytes(pattern(n, 77))
+        }
     };
     (source, target, make())
 }

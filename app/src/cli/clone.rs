@@ -58,6 +58,10 @@ pub struct CloneArgs {
     /// target (and grow its ext2/3/4 filesystem with resize2fs if installed).
     #[arg(long)]
     pub grow_last_partition: bool,
+    /// Bring an earlier copy up to date: compare first and copy only the
+    /// chunks that differ (the same as --sync differing).
+    #[arg(long)]
+    pub resync: bool,
 }
 
 pub async fn run(args: CloneArgs) -> ExitCode {
@@ -76,6 +80,9 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         Err(e) => return fail(&format!("target: {e}")),
     };
     let mut options = args.mirror.options();
+    if args.resync {
+        options.sync = job::SyncMode::Differing;
+    }
     let mounts = livemirror_core::device::mounts_on(&source.id());
     options.tracking = match args.mirror.tracking {
         Some(Tracking::Nbd) => {

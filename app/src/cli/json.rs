@@ -7,8 +7,17 @@ use livemirror_core::job::JobEvent;
 use serde_json::{Value, json};
 
 pub fn event_line(event: &JobEvent) -> String {
-    let mut v = serde_json::to_value(event)
+    let v = serde_json::to_value(event)
         .unwrap_or_else(|e| json!({ "event": "INVALID", "data": e.to_string() }));
+    stamped(v)
+}
+
+/// An event that is not a job's (`verify`'s, resume's), in the same shape.
+pub fn named_line(event: &str, data: Value) -> String {
+    stamped(json!({ "event": event, "data": data }))
+}
+
+fn stamped(mut v: Value) -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     if let Value::Object(map) = &mut v {
         map.insert(

@@ -11,6 +11,7 @@ pub mod json;
 mod mirror_args;
 mod progress;
 mod serve;
+mod verify;
 
 #[cfg(test)]
 mod man_page;
@@ -36,7 +37,7 @@ pub const EXIT_UNPROVEN: u8 = 4;
     name = "livemirror",
     version,
     about = "Clone a disk or disk image while it is in use, keep the copy in sync, switch over on Complete",
-    after_help = "With no subcommand, opens the window (and fails with a message when there is no display).\n\nExamples:\n  livemirror\n  livemirror demo\n  livemirror disks\n  livemirror clone disk.img copy.img\n  livemirror clone --sync top --speed 100M sparse.img copy.img --json\n  livemirror serve vm.img --mirror-to new.img --nbd unix:/run/vm.sock --control unix:/run/vm.ctl",
+    after_help = "With no subcommand, opens the window (and fails with a message when there is no display).\n\nExamples:\n  livemirror\n  livemirror demo\n  livemirror disks\n  livemirror verify disk.img copy.img\n  livemirror clone disk.img copy.img\n  livemirror clone --sync top --speed 100M sparse.img copy.img --json\n  livemirror serve vm.img --mirror-to new.img --nbd unix:/run/vm.sock --control unix:/run/vm.ctl",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -61,6 +62,9 @@ enum Cmd {
     /// Show the whole flow on a generated image with a synthetic write load
     /// (in the window; in the terminal when there is no display).
     Demo(crate::demo::DemoArgs),
+    /// Compare DST with SRC and print where they differ (exit 0 identical,
+    /// 1 different, 2 trouble); `--repair` copies what differs.
+    Verify(verify::VerifyArgs),
     /// List the whole disks that could be a source or a target.
     Disks,
 }
@@ -71,6 +75,7 @@ pub fn main() -> ExitCode {
         Some(Cmd::Clone(args)) => with_runtime(clone::run(args)),
         Some(Cmd::Serve(args)) => with_runtime(serve::run(args)),
         Some(Cmd::Demo(args)) => crate::demo::run(args),
+        Some(Cmd::Verify(args)) => verify::run(args),
         Some(Cmd::Disks) => disks::run(),
         None => window(cli.source, cli.target),
     }

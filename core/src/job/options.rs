@@ -28,6 +28,9 @@ pub enum SyncMode {
     Top,
     /// Only what is written after the job starts.
     None,
+    /// Only what differs: one compare pass marks the differing chunks (an
+    /// earlier copy brought up to date, `clone --resync`).
+    Differing,
 }
 
 /// What happens to writes while the job runs.
@@ -181,7 +184,7 @@ macro_rules! names {
     };
 }
 
-names!(SyncMode { Full = "full", Top = "top", None = "none" });
+names!(SyncMode { Full = "full", Top = "top", None = "none", Differing = "differing" });
 names!(CopyMode { Background = "background", WriteBlocking = "write-blocking" });
 names!(Tracking { Nbd = "nbd", Kernel = "kernel", Compare = "compare", None = "none" });
 names!(ErrorPolicy { Report = "report", Ignore = "ignore", Stop = "stop", Enospc = "enospc" });

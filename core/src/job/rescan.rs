@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 use super::copy::CopyContext;
 use super::tracker::Tracker;
-use crate::error::{IoFailure, IoOperation, Side};
+use crate::error::IoFailure;
+use crate::verify::{self, TargetRead, differing_chunks, read_both};
 
 /// Where the passes are and what they have found.
 #[derive(Debug, Default)]
@@ -82,20 +83,11 @@ impl Rescan {
         let len = step.min(g.len - start);
         let mut a = vec![0u8; len as usize];
         let mut b = vec![0u8; len as usize];
-        ctx.source
-            .read_uncached(&mut a, start)
-            .map_err(|e| IoFailure::new(Side::Source, IoOperation::Read, start, len, &e))?;
-        ctx.target
-            .read_at(&mut b, start)
-            .map_err(|e| IoFailure::new(Side::Target, IoOperation::Read, start, len, &e))?;
-        let chunk = g.granularity as usize;
-        for (i, (x, y)) in a.chunks(chunk).zip(b.chunks(chunk)).enumerate() {
-            if x != y {
-                let at = start + (i * chunk) as u64;
-                let offset = at + x.iter().zip(y).position(|(p, q)| p != q).unwrap_or(0) as u64;
-                tracker.mark_dirty(g.covering(at, 1));
-                self.first_difference.get_or_insert(offset);
-            }
+        let (source, target) = (&*ctx.source, &*ctx.target);
+        read_both(source, target, TargetRead::Cached, &mut a, &mut b, start)?;
+        for (at, offset) in differing_chunks(&a, &b, start, g.granularity as usize) {
+            tracker.mark_dirty(g.covering(at, 1));
+            self.first_difference.get_or_insert(offset);
         }
         self.pos = start + len;
         if self.pos < g.len {
@@ -120,4 +112,15 @@ impl Rescan {
         };
         Ok(Some(end))
     }
+}
+
+/// Sync mode `differing`: one pass over the whole range marks dirty every
+/// chunk where source and target differ, so only those are copied.
+pub fn mark_differing(ctx: &CopyContext, tracker: &Tracker) -> Result<(), IoFailure> {
+    let g = tracker.geometry;
+    let (source, target) = (&*ctx.source, &*ctx.target);
+    verify::compare(source, target, std::slice::from_ref(&(0..g.len)), |d| {
+        tracker.mark_dirty(g.covering(d.offset, d.len));
+    })?;
+    Ok(())
 }

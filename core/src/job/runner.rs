@@ -215,6 +215,10 @@ impl Runner {
             SyncMode::Full => self.tracker.mark_dirty(0..chunks),
             SyncMode::Top if !self.ctx.source.has_backing() => self.tracker.mark_dirty(0..chunks),
             SyncMode::None => {}
+            SyncMode::Differing => {
+                let (ctx, tracker) = (self.ctx.clone(), self.tracker.clone());
+                blocking(move || super::rescan::mark_differing(&ctx, &tracker)).await?;
+            }
             SyncMode::Top => {
                 let (source, tracker) = (self.ctx.source.clone(), self.tracker.clone());
                 blocking(move || mark_top_layer(&*source, &tracker)).await?;
