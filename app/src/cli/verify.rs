@@ -69,14 +69,14 @@ fn verify_and_repair(args: &VerifyArgs) -> Result<bool, String> {
         .map_err(|e| format!("target: {e}"))?;
     let out = Output { json: args.json };
     let whole = 0..source.len();
-    let (summary, diffs) = pass(&source, &target, std::slice::from_ref(&whole), &out)?;
+    let (summary, diffs) = pass(&*source, &*target, std::slice::from_ref(&whole), &out)?;
     if summary.identical() || !args.repair {
         return Ok(summary.identical());
     }
-    let copied = verify::repair(&source, &target, &diffs).map_err(|e| format!("repair: {e}"))?;
+    let copied = verify::repair(&*source, &*target, &diffs).map_err(|e| format!("repair: {e}"))?;
     out.repaired(copied, diffs.len());
     let ranges: Vec<Range<u64>> = diffs.iter().map(|d| d.offset..d.end()).collect();
-    let (again, _) = pass(&source, &target, &ranges, &out)?;
+    let (again, _) = pass(&*source, &*target, &ranges, &out)?;
     Ok(again.identical())
 }
 
