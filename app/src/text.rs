@@ -9,7 +9,9 @@ use livemirror_core::job::{Outcome, Proof, Tracking};
 pub fn tracking(t: Tracking) -> &'static str {
     match t {
         Tracking::Nbd => "every write goes through livemirror's share",
-        Tracking::Kernel => "kernel tracking: every write is seen",
+        Tracking::Kernel => {
+            "kernel tracking: every write to the disk is seen; Complete freezes its mounted filesystems for a moment"
+        }
         Tracking::Compare => {
             "compare passes: writes by other programs are found only by re-reading"
         }
@@ -37,10 +39,18 @@ pub fn sentence(words: &str) -> String {
     format!("{first}{}", chars.as_str())
 }
 
+/// A Complete that could not hold the source's writers for its last drain.
+pub fn complete_failed(reason: &str) -> String {
+    format!("complete failed, still ready and mirroring: {reason}")
+}
+
 /// What a completed job can say about its target.
 pub fn completed(proof: Proof) -> &'static str {
     match proof {
         Proof::Tracked => "the target is identical to the source (every write was tracked)",
+        Proof::TrackedUnheld => {
+            "every write completed before Complete is in the target (kernel tracking); nothing was mounted from the source to freeze, so the copy is consistent only if its writers had stopped — not proven identical"
+        }
         Proof::Verified => {
             "the target is identical to the source (verified: a final comparison found no difference)"
         }

@@ -183,3 +183,13 @@ fn no_complete_stays_in_sync_until_ctrl_c_then_leaves_a_consistent_copy() {
     assert!(!rest.iter().any(|l| l.contains("\"COMPLETED\"")));
     assert!(qemu_img_identical(&im.src, &im.dst));
 }
+
+#[test]
+fn kernel_tracking_of_an_image_file_is_refused_with_the_reason() {
+    let im = images(1 << 20);
+    refused(
+        &["clone", s(&im.src), s(&im.dst), "--tracking", "kernel"],
+        &im.dst,
+        "kernel write tracking cannot be used: kernel write tracking needs a block device",
+    );
+}

@@ -125,6 +125,10 @@ pub enum JobFailure {
         human(*copy_len)
     )]
     WrittenPastTarget { offset: u64, copy_len: u64 },
+    /// The kernel write tracker stopped proving that it sees the source's
+    /// writes: nothing it reported can be trusted any more.
+    #[error("kernel write tracking failed: {0}")]
+    TrackingLost(String),
     /// The job's task ended without an outcome: a bug.
     #[error("the job stopped unexpectedly")]
     Vanished,
@@ -169,6 +173,10 @@ pub enum Error {
 
     #[error("{0}")]
     InvalidOption(String),
+
+    /// `Tracking::Kernel` was asked for and cannot be had here.
+    #[error("kernel write tracking cannot be used: {0}")]
+    TrackingUnavailable(String),
 
     #[error("cannot {verb} while the job is {state}")]
     WrongState { verb: &'static str, state: JobState },

@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use clap::Args;
 use livemirror_core::device::{BlockDevice, OpenOptions};
-use livemirror_core::job::{self, Outcome, Tracking};
+use livemirror_core::error::Error;
+use livemirror_core::job::{self, JobEvent, JobHandle, MirrorOptions, Outcome, Tracking};
 use livemirror_core::live::LiveSource;
+use tokio::sync::broadcast::Receiver;
 
 use super::follow::{Follow, follow};
 use super::progress::Reporter;
@@ -65,7 +67,14 @@ pub struct CloneArgs {
 }
 
 pub async fn run(args: CloneArgs) -> ExitCode {
-    let source = match privileged::open(&args.source, args.cache.source()) {
+    // Kernel tracking sees the filesystem's writes on the disk, which go
+    // around the device's page cache: the source is then read the same way,
+    // or a cached block read earlier would hide a write.
+    let kernel_wanted = matches!(args.mirror.tracking, None | Some(Tracking::Kernel))
+        && is_block_device(&args.source);
+    let source_opts =
+        if kernel_wanted { args.cache.source().direct(true) } else { args.cache.source() };
+    let source = match privileged::open(&args.source, source_opts) {
         Ok(s) => s,
         Err(e) => return fail(&format!("source: {e}")),
     };
@@ -84,25 +93,18 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         options.sync = job::SyncMode::Differing;
     }
     let mounts = livemirror_core::device::mounts_on(&source.id());
-    options.tracking = match args.mirror.tracking {
-        Some(Tracking::Nbd) => {
-            return fail(
-                "clone does not serve the source, so its writes cannot go through livemirror: \
-                 use `livemirror serve SRC --mirror-to DST` for nbd tracking",
-            );
-        }
-        Some(t) => t,
-        None if !mounts.is_empty() => {
-            eprintln!(
-                "source is mounted at {}: its writes bypass livemirror, so compare passes look for them",
-                mounts.join(", ")
-            );
-            Tracking::Compare
-        }
-        None => Tracking::None,
-    };
+    if args.mirror.tracking == Some(Tracking::Nbd) {
+        return fail(
+            "clone does not serve the source, so its writes cannot go through livemirror: \
+             use `livemirror serve SRC --mirror-to DST` for nbd tracking",
+        );
+    }
     let live = LiveSource::new(source.clone());
-    let (job, events) = match job::start(live, target.clone(), options) {
+    let started = match args.mirror.tracking {
+        Some(t) => job::start(live, target.clone(), MirrorOptions { tracking: t, ..options }),
+        None => start_picking(live, target.clone(), &mut options, kernel_wanted, &mounts),
+    };
+    let (job, events) = match started {
         Ok(started) => started,
         Err(e) => {
             if created {
@@ -161,6 +163,56 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         Ok(c) => fail(&sizes::verdict(&c)),
         Err(e) => fail(&e),
     }
+}
+
+/// Kernel tracking exists for Linux block devices only.
+fn is_block_device(path: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        false
+    }
+}
+
+/// Starts the job with the best tracking this source allows, in order:
+/// kernel tracking (a block device, root, a kernel that can), compare
+/// passes for a mounted source, none; and says why when it falls back.
+fn start_picking(
+    live: Arc<LiveSource>,
+    target: Arc<dyn BlockDevice>,
+    options: &mut MirrorOptions,
+    kernel_wanted: bool,
+    mounts: &[String],
+) -> Result<(JobHandle, Receiver<JobEvent>), Error> {
+    if kernel_wanted {
+        let mut kernel = MirrorOptions { tracking: Tracking::Kernel, ..options.clone() };
+        if mounts.is_empty() {
+            // Nothing to freeze: only a final comparison can prove the copy
+            // (see `Proof::TrackedUnheld`).
+            kernel.verify.get_or_insert(true);
+        }
+        match job::start(live.clone(), target.clone(), kernel) {
+            Err(Error::TrackingUnavailable(reason)) => {
+                eprintln!("kernel tracking unavailable: {reason}");
+            }
+            started => return started,
+        }
+    }
+    options.tracking = if mounts.is_empty() {
+        Tracking::None
+    } else {
+        eprintln!(
+            "source is mounted at {}: its writes bypass livemirror, so compare passes look for them",
+            mounts.join(", ")
+        );
+        Tracking::Compare
+    };
+    job::start(live, target, options.clone())
 }
 
 pub(super) fn open_or_create_target(

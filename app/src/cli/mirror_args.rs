@@ -26,9 +26,11 @@ pub struct MirrorArgs {
     /// background, or write-blocking (every write reaches the target before it is acknowledged).
     #[arg(long, default_value = "background", value_parser = parse_enum::<CopyMode>)]
     pub copy_mode: CopyMode,
-    /// How the source's writes are seen: compare (passes re-read the source:
-    /// for a source others write, e.g. a mounted disk) or none; default:
-    /// compare when the source is mounted, else none (`serve`: nbd).
+    /// How the source's writes are seen: kernel (Linux, root, a disk: every
+    /// write is seen; Complete freezes its mounted filesystems for a moment),
+    /// compare (passes re-read the source: for a source others write, e.g. a
+    /// mounted disk) or none; default for `clone`: kernel for a disk when it
+    /// can, else compare when the source is mounted, else none (`serve`: nbd).
     #[arg(long, value_parser = parse_enum::<Tracking>)]
     pub tracking: Option<Tracking>,
     /// Compare source and target once more before the job ends (the default
@@ -60,6 +62,7 @@ impl MirrorArgs {
                 (_, true) => Some(false),
                 _ => None,
             },
+            ..MirrorOptions::default()
         }
     }
 }

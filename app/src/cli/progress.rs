@@ -35,6 +35,7 @@ impl Reporter {
         let line = match event {
             JobEvent::StateChanged { state } => format!("state: {state}"),
             JobEvent::Ready => format!("ready: {}", text::ready(self.tracking)),
+            JobEvent::CompleteFailed { reason } => text::complete_failed(reason),
             JobEvent::Error { failure, action } => {
                 format!("error: {failure} (action: {})", action.name())
             }
@@ -98,9 +99,11 @@ impl Reporter {
             Relation::Same => String::new(),
             _ => format!(" — in the target's first {}", human(fit.copy_len)),
         };
+        // How long the source's filesystems were frozen (kernel tracking).
+        let held = status.held_ms.map(|ms| format!(", writers held {ms} ms")).unwrap_or_default();
         match outcome {
             Outcome::Completed { .. } => eprintln!(
-                "{line}{scope} ({} data, {} zeroed, {} already zero) in {:.1}s, {}/s",
+                "{line}{scope} ({} data, {} zeroed, {} already zero) in {:.1}s, {}/s{held}",
                 human(status.data_bytes),
                 human(status.zero_bytes),
                 human(status.skipped_bytes),

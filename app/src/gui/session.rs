@@ -239,9 +239,11 @@ fn describe(ev: &JobEvent, tracking: Tracking) -> (String, bool) {
         JobEvent::Error { failure, action } => {
             (format!("error: {failure} (action: {})", action.name()), true)
         }
-        JobEvent::Completed { proof, .. } => {
+        JobEvent::CompleteFailed { reason } => (text::complete_failed(reason), true),
+        JobEvent::Completed { proof, held_ms, .. } => {
             let (line, good) = text::outcome(&Outcome::Completed { proof: *proof });
-            (line, !good)
+            let held = held_ms.map(|ms| format!(", writers held {ms} ms")).unwrap_or_default();
+            (format!("{line}{held}"), !good)
         }
         JobEvent::Cancelled { consistent } => {
             let (line, good) = text::outcome(&Outcome::Cancelled { consistent: *consistent });

@@ -127,10 +127,19 @@ pub enum JobEvent {
         action: ErrorAction,
     },
     /// The pivot is done. `identical` is true only when `proof` proves it.
+    /// `held_ms`: how long the source's filesystems were frozen for the
+    /// last drain (kernel tracking of a mounted source), else none.
     Completed {
         tracking: Tracking,
         proof: Proof,
         identical: bool,
+        held_ms: Option<u64>,
+    },
+    /// A Complete (or a Cancel after ready) could not hold the source's
+    /// writers for its last drain — the freeze failed or ran over its limit
+    /// and was thawed — so the job is ready again and may be asked again.
+    CompleteFailed {
+        reason: String,
     },
     Cancelled {
         consistent: bool,
@@ -155,8 +164,14 @@ impl JobEvent {
 #[serde(rename_all = "kebab-case")]
 pub enum Proof {
     /// Every write to the source went through a tracker that saw it (the
-    /// live source's NBD export, kernel tracking): identical.
+    /// live source's NBD export, kernel tracking with the source's
+    /// filesystems frozen for the last drain): identical.
     Tracked,
+    /// Kernel tracking of a source nothing was mounted from, so nothing
+    /// could be frozen: every write completed before the last drain is in
+    /// the target, which is consistent only if the source's writers had
+    /// stopped. Not proven identical.
+    TrackedUnheld,
     /// Not tracked, but a final comparison after the last copy, with
     /// livemirror's own writers held, found no difference: identical as
     /// compared.
@@ -191,6 +206,8 @@ pub struct JobStatus {
     pub io_status: IoStatus,
     /// True once `Ready` has been emitted.
     pub ready: bool,
+    /// How long the last drain froze the source's filesystems, once done.
+    pub held_ms: Option<u64>,
     /// The error waiting for a [`Decision`], if any.
     pub pending_error: Option<IoFailure>,
     /// Copies that failed and were retried (ignore policy or decisions).

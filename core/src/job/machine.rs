@@ -133,6 +133,15 @@ impl Machine {
         }
     }
 
+    /// The last drain could not hold the source's writers (kernel tracking:
+    /// a freeze that failed or ran over its limit): the Complete or Cancel
+    /// fails and the job is ready again, writers flowing, to be asked anew.
+    pub fn hold_failed(&mut self) {
+        if let Phase::Completing { .. } = self.phase {
+            self.phase = Phase::Ready;
+        }
+    }
+
     /// In-flight copies are done: a pause takes effect.
     pub fn settled(&mut self) -> bool {
         if self.hold == Hold::Pausing {
@@ -473,5 +482,21 @@ mod tests {
         assert_eq!(m.state(), JobState::Paused, "a persistent error asks again");
         m.command(Command::Cancel { force: true }, CopyMode::Background).unwrap();
         assert!(matches!(m.phase, Phase::Aborting { abandon: true, .. }));
+    }
+
+    #[test]
+    fn a_failed_hold_leaves_the_job_ready_to_be_asked_again() {
+        let mut m = Machine { phase: Phase::Ready, hold: Hold::None };
+        m.command(Command::Complete, CopyMode::Background).unwrap();
+        assert_eq!(m.in_sync(), InSync::HoldWriters);
+        m.hold_failed();
+        assert_eq!(m.state(), JobState::Ready);
+        assert!(!m.holds_writers(), "writers flow again");
+        assert!(m.command(Command::Complete, CopyMode::Background).is_ok());
+        // Never out of a phase other than completing.
+        let mut aborting = Machine::default();
+        aborting.abort(Outcome::Cancelled { consistent: false }, false);
+        aborting.hold_failed();
+        assert!(aborting.aborting());
     }
 }

@@ -8,6 +8,7 @@
 mod copy;
 mod events;
 mod handle;
+mod kernel_feed;
 mod machine;
 mod options;
 mod rescan;
@@ -24,8 +25,9 @@ pub use events::{
 };
 pub use handle::{Command, JobHandle};
 pub use options::{
-    CopyMode, DEFAULT_BUF_SIZE, ErrorPolicy, MAX_GRANULARITY, MAX_IN_FLIGHT, MIN_GRANULARITY,
-    MirrorOptions, Resolved, SyncMode, Tracking, default_granularity, parse_size, resolve,
+    CopyMode, DEFAULT_BUF_SIZE, DEFAULT_FREEZE_LIMIT_MS, ErrorPolicy, MAX_GRANULARITY,
+    MAX_IN_FLIGHT, MIN_GRANULARITY, MirrorOptions, Resolved, SyncMode, Tracking,
+    default_granularity, parse_size, resolve,
 };
 pub use tracker::{Geometry, Tracker};
 
@@ -83,17 +85,23 @@ pub fn start(
     opts: MirrorOptions,
 ) -> Result<(JobHandle, broadcast::Receiver<JobEvent>), Error> {
     let source = live.device();
+    // The whole source's identity: the kernel counts chunks from its start.
+    let source_id = source.id();
     let fit = check_pair(&*source, &*target)?;
     let view = |dev: Arc<dyn BlockDevice>| -> Arc<dyn BlockDevice> {
         if dev.len() == fit.copy_len { dev } else { Arc::new(Prefix::new(dev, fit.copy_len)) }
     };
     let (source, target) = (view(source), view(target));
     let resolved = resolve(&opts, &*target)?;
-    if opts.tracking == Tracking::Kernel {
-        return Err(Error::InvalidOption(
-            "kernel tracking is not available in this build: use compare passes or serve the source".into(),
-        ));
-    }
+    let kernel = match opts.tracking {
+        Tracking::Kernel => {
+            let limit = std::time::Duration::from_millis(opts.freeze_limit_ms);
+            let feed = kernel_feed::KernelFeed::attach(&source_id, resolved.granularity, limit)
+                .map_err(Error::TrackingUnavailable)?;
+            Some(Arc::new(feed))
+        }
+        _ => None,
+    };
     let geometry = Geometry { len: fit.copy_len, granularity: resolved.granularity };
     let map = Arc::new(ChunkMap::new(geometry.chunks(), geometry.granularity));
     let tracker = Arc::new(Tracker::new(geometry, target.clone(), map.clone(), opts.copy_mode));
@@ -107,6 +115,7 @@ pub fn start(
         source,
         target,
         tracker,
+        kernel,
         opts,
         resolved,
         events: events.clone(),

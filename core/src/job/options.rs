@@ -80,6 +80,9 @@ pub enum ErrorPolicy {
     Enospc,
 }
 
+/// How long kernel tracking may freeze the source's filesystems by default.
+pub const DEFAULT_FREEZE_LIMIT_MS: u64 = 10_000;
+
 /// All the knobs of a mirror job. `Default` gives QEMU's defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
@@ -100,6 +103,10 @@ pub struct MirrorOptions {
     /// does so exactly when tracking cannot prove the copy (`none`,
     /// `compare`).
     pub verify: Option<bool>,
+    /// With kernel tracking: the longest the source's filesystems stay
+    /// frozen for the last drain of a Complete, in milliseconds; past it
+    /// they are thawed and the Complete fails, the job still ready.
+    pub freeze_limit_ms: u64,
 }
 
 impl MirrorOptions {
@@ -121,6 +128,7 @@ impl Default for MirrorOptions {
             copy_mode: CopyMode::Background,
             tracking: Tracking::Nbd,
             verify: None,
+            freeze_limit_ms: DEFAULT_FREEZE_LIMIT_MS,
         }
     }
 }

@@ -17,6 +17,7 @@ use super::events::{
     Decision, ErrorAction, IoStatus, JobEvent, JobState, JobStatus, Outcome, Progress, Proof,
 };
 use super::handle::{Command, Request};
+use super::kernel_feed::{self, Held, KernelFeed};
 use super::machine::{Effect, Ending, Hold, InSync, Machine, Phase};
 use super::options::{
     CopyMode, ErrorPolicy, MAX_IN_FLIGHT, MirrorOptions, Resolved, SyncMode, Tracking,
@@ -47,6 +48,8 @@ pub(super) struct Setup {
     pub source: Arc<dyn BlockDevice>,
     pub target: Arc<dyn BlockDevice>,
     pub tracker: Arc<Tracker>,
+    /// With `Tracking::Kernel`: the source's writes as the kernel saw them.
+    pub kernel: Option<Arc<KernelFeed>>,
     pub opts: MirrorOptions,
     pub resolved: Resolved,
     pub events: broadcast::Sender<JobEvent>,
@@ -64,6 +67,7 @@ pub(super) fn initial_status(opts: &MirrorOptions) -> JobStatus {
         verify: opts.verifies(),
         io_status: IoStatus::Ok,
         ready: false,
+        held_ms: None,
         pending_error: None,
         errors: 0,
         data_bytes: 0,
@@ -118,6 +122,9 @@ pub(super) struct Runner {
     /// Compare passes: before Ready with `compare` tracking, and the final
     /// comparison of the last drain when the job verifies.
     rescan: Rescan,
+    kernel: Option<Arc<KernelFeed>>,
+    /// What the last drain of a Complete held, once it thawed.
+    held: Option<Held>,
 }
 
 impl Runner {
@@ -134,6 +141,8 @@ impl Runner {
             }),
             live: s.live,
             tracker: s.tracker,
+            kernel: s.kernel,
+            held: None,
             limiter: RateLimiter::new(s.opts.speed),
             rescan: Rescan::new(s.opts.tracking == Tracking::Compare),
             opts: s.opts,
@@ -169,7 +178,12 @@ impl Runner {
         }
         let mut tick = interval(TICK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut kernel_poll = interval(kernel_feed::POLL);
+        kernel_poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            if let Some(feed) = &self.kernel {
+                feed.drain(&self.tracker);
+            }
             for failure in self.tracker.take_failures() {
                 self.on_error(failure);
             }
@@ -200,6 +214,7 @@ impl Runner {
                 _ = self.live.gate_idle_notified(), if writers_inside => {}
                 _ = sleep_until(wait_until.unwrap_or_else(Instant::now)), if wait_until.is_some() => {}
                 _ = tick.tick() => self.tick(),
+                _ = kernel_poll.tick(), if self.kernel.is_some() => {}
                 _ = std::future::ready(()), if scanning => {}
             }
         }
@@ -344,6 +359,9 @@ impl Runner {
         if let Phase::Aborting { outcome, abandon, .. } = &self.machine.phase {
             return (self.ops.is_empty() || *abandon).then(|| outcome.clone());
         }
+        if self.kernel.as_ref().is_some_and(|k| k.over_limit()) {
+            self.hold_failed("the source's filesystems stayed frozen past the limit".into()).await;
+        }
         if !self.ops.is_empty() {
             return None;
         }
@@ -361,10 +379,21 @@ impl Runner {
         {
             return None;
         }
+        if !self.kernel_synced().await {
+            return None;
+        }
         if let Phase::Completing { draining: false, .. } = self.machine.phase {
             // Nothing dirty while writers flow: hold them for the last
             // drain, and (when verifying) compare everything once more.
             self.machine.in_sync();
+            if let Some(feed) = self.kernel.clone() {
+                // Writers outside livemirror are held by freezing their
+                // filesystems (which writes out what they hold first).
+                if let Err(reason) = blocking(move || feed.freeze()).await {
+                    self.hold_failed(reason).await;
+                    return None;
+                }
+            }
             if self.opts.verifies() {
                 self.rescan.demand(MAX_VERIFY_PASSES);
             }
@@ -389,6 +418,18 @@ impl Runner {
             self.on_error(f);
             return None;
         }
+        if let (Phase::Completing { draining: true, .. }, Some(feed)) =
+            (&self.machine.phase, self.kernel.clone())
+        {
+            // The target holds the frozen filesystems: let them go.
+            match blocking(move || feed.thaw()).await {
+                Ok(held) => self.held = Some(held),
+                Err(reason) => {
+                    self.hold_failed(reason).await;
+                    return None;
+                }
+            }
+        }
         match self.machine.in_sync() {
             InSync::BecameReady => {
                 self.show_state();
@@ -404,10 +445,42 @@ impl Runner {
         }
     }
 
+    /// Kernel tracking: proves that every write completed before now is in
+    /// the dirty map (a barrier, then a drain), so "nothing dirty" may be
+    /// decided. False when that found something to copy, or when the
+    /// tracker failed (the job then fails: nothing it says can be trusted).
+    async fn kernel_synced(&mut self) -> bool {
+        let Some(feed) = self.kernel.clone() else { return true };
+        let tracker = self.tracker.clone();
+        if let Err(reason) = blocking(move || feed.sync(&tracker)).await {
+            let error = JobFailure::TrackingLost(reason);
+            self.abort(Outcome::Failed { error }, false);
+            return false;
+        }
+        self.tracker.dirty_chunks() == 0
+    }
+
+    /// The last drain could not hold the source's writers: thaw whatever
+    /// is still frozen, and the job is ready again.
+    async fn hold_failed(&mut self, reason: String) {
+        if let Some(feed) = self.kernel.clone() {
+            // Already failing: a second reason would say nothing new.
+            let _ = blocking(move || feed.thaw()).await;
+        }
+        self.machine.hold_failed();
+        self.show_state();
+        self.emit(JobEvent::CompleteFailed { reason });
+    }
+
     /// What the job can say about the target at the end.
     fn proof(&self) -> Proof {
         match self.opts.tracking {
-            Tracking::Nbd | Tracking::Kernel => Proof::Tracked,
+            Tracking::Nbd => Proof::Tracked,
+            Tracking::Kernel => match self.held {
+                Some(Held::Frozen(_)) => Proof::Tracked,
+                _ if self.opts.verifies() => Proof::Verified,
+                _ => Proof::TrackedUnheld,
+            },
             Tracking::Compare => Proof::LastPass,
             Tracking::None if self.opts.verifies() => Proof::Verified,
             Tracking::None => Proof::Unverified,
@@ -500,9 +573,15 @@ impl Runner {
         self.stop_tracking();
     }
 
-    /// An ending job no longer writes anything through to the target.
+    /// An ending job no longer writes anything through to the target, nor
+    /// keeps the source's filesystems frozen.
     fn stop_tracking(&self) {
         self.live.detach();
+        if let Some(feed) = &self.kernel {
+            // Ending anyway; a thaw that fails has been retried by the
+            // watchdog, and the error has no one left to tell.
+            let _ = feed.thaw();
+        }
     }
 
     /// Holds or lets through writers as the machine says, and switches the
@@ -542,6 +621,11 @@ impl Runner {
         self.live.open_gate();
         self.gate_closed = false;
         self.tick();
+        let held_ms = match self.held {
+            Some(Held::Frozen(d)) => Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            _ => None,
+        };
+        self.status.send_modify(|s| s.held_ms = held_ms);
         let (state, event) = match &outcome {
             Outcome::Completed { proof } => (
                 JobState::Completed,
@@ -549,6 +633,7 @@ impl Runner {
                     tracking: self.opts.tracking,
                     proof: *proof,
                     identical: proof.identical(),
+                    held_ms,
                 },
             ),
             Outcome::Cancelled { consistent } => {

@@ -149,7 +149,15 @@ impl FreezeHold {
         let exit = (waited == w.pid && libc::WIFEXITED(status)).then(|| libc::WEXITSTATUS(status));
         match exit {
             Some(THAWED_ON_RELEASE) => Ok(()),
-            Some(THAWED_AT_LIMIT) => Err(FreezeError::TimeLimit { limit: self.limit }),
+            Some(THAWED_AT_LIMIT) => {
+                // A limit shorter than the freezing itself passes before
+                // the last FIFREEZE, whose filesystem the watchdog then found
+                // not yet frozen: thaw from here too (EINVAL when thawed).
+                for dir in &w.dirs {
+                    let _ = ioctl(dir.as_raw_fd(), FITHAW);
+                }
+                Err(FreezeError::TimeLimit { limit: self.limit })
+            }
             Some(THAW_FAILED) => Err(FreezeError::Thaw {
                 paths: self.mounts.clone(),
                 detail: "the watchdog's FITHAW failed".into(),

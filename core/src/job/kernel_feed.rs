@@ -1,0 +1,158 @@
+//! Kernel write tracking for the job (`Tracking::Kernel`): owns the
+//! [`KernelTracker`] on the source's disk and the freeze of its
+//! filesystems, and moves what the kernel saw written into the job's dirty
+//! map. The runner calls four things and nothing else: [`drain`] on a short
+//! timer, [`sync`] before it decides "nothing dirty", [`freeze`] when the
+//! last drain of a Complete starts and [`thaw`] when it ends.
+//!
+//! [`drain`]: KernelFeed::drain
+//! [`sync`]: KernelFeed::sync
+//! [`freeze`]: KernelFeed::freeze
+//! [`thaw`]: KernelFeed::thaw
+
+use std::time::Duration;
+
+pub(super) use imp::KernelFeed;
+
+/// How often the kernel's bitmap is drained while the job runs. Only how
+/// soon a write starts being recopied depends on it, never correctness:
+/// every decision that nothing is dirty drains after a barrier first
+/// ([`KernelFeed::sync`]). 50 ms keeps a busy disk's rewrites flowing while
+/// a drain (one pass over the bitmap, 2 MiB for 1 TiB at 64 KiB chunks)
+/// costs nothing noticeable.
+pub(super) const POLL: Duration = Duration::from_millis(50);
+
+/// What the final step of a Complete held, once it is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Held {
+    /// No filesystem is mounted from the source: nothing could be frozen.
+    Nothing,
+    /// Every filesystem mounted from the source was frozen this long.
+    Frozen(Duration),
+}
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use std::ops::Range;
+    use std::sync::{Mutex, MutexGuard};
+    use std::time::{Duration, Instant};
+
+    use super::Held;
+    use crate::device::DeviceId;
+    use crate::job::tracker::Tracker;
+    use crate::kernel::{FreezeHold, KernelTracker, freeze_all};
+
+    /// The kernel tracker on one source and its freeze, if one is under way.
+    pub(in crate::job) struct KernelFeed {
+        tracker: KernelTracker,
+        id: DeviceId,
+        hold: Mutex<Option<FreezeHold>>,
+        limit: Duration,
+    }
+
+    impl KernelFeed {
+        /// Starts tracking writes to `id` in chunks of `granularity` bytes
+        /// (the job's own, so the kernel's chunk numbers are the job's).
+        /// Fails with the reason kernel tracking cannot be used here.
+        /// A freeze lasts at most `limit`: then the watchdog thaws.
+        pub(in crate::job) fn attach(
+            id: &DeviceId,
+            granularity: u64,
+            limit: Duration,
+        ) -> Result<Self, String> {
+            let tracker = KernelTracker::attach(id, granularity).map_err(|e| e.to_string())?;
+            Ok(KernelFeed { tracker, id: *id, hold: Mutex::new(None), limit })
+        }
+
+        /// Moves every chunk written since the last drain into `tracker`
+        /// (every chunk when the kernel could not say which: the drain then
+        /// hands over the whole range).
+        pub(in crate::job) fn drain(&self, tracker: &Tracker) {
+            let chunks = tracker.geometry.chunks();
+            let mut mark = |r: Range<u64>| {
+                // Past a smaller target's range: the target is no longer
+                // a copy, as for a live write there.
+                if r.end > chunks {
+                    let g = tracker.geometry.granularity;
+                    tracker.note_written_past_end(r.start.max(chunks) * g);
+                }
+                if r.start < chunks {
+                    tracker.mark_dirty(r.start..r.end.min(chunks));
+                }
+            };
+            self.tracker.drain(&mut mark);
+        }
+
+        /// [`drain`](Self::drain) after a barrier: every write completed
+        /// before this call is in `tracker` when it returns. Blocks on one
+        /// small read.
+        pub(in crate::job) fn sync(&self, tracker: &Tracker) -> Result<(), String> {
+            self.tracker.barrier().map_err(|e| e.to_string())?;
+            self.drain(tracker);
+            Ok(())
+        }
+
+        /// Freezes every filesystem mounted from the source (each writes
+        /// out what it holds dirty first). False when none is mounted.
+        pub(in crate::job) fn freeze(&self) -> Result<bool, String> {
+            let hold = freeze_all(&self.id, self.limit).map_err(|e| e.to_string())?;
+            let frozen = !hold.mountpoints().is_empty();
+            *self.lock() = frozen.then_some(hold);
+            Ok(frozen)
+        }
+
+        /// True while frozen past the limit: the watchdog thaws then, so
+        /// the final copy can no longer be consistent.
+        pub(in crate::job) fn over_limit(&self) -> bool {
+            self.lock().as_ref().is_some_and(|h| Instant::now() >= h.deadline())
+        }
+
+        /// Ends the freeze, if any. Fails when the filesystems did not stay
+        /// frozen until now (the limit passed) or could not be thawed.
+        pub(in crate::job) fn thaw(&self) -> Result<Held, String> {
+            match self.lock().take() {
+                None => Ok(Held::Nothing),
+                Some(h) => h.thaw().map(Held::Frozen).map_err(|e| e.to_string()),
+            }
+        }
+
+        fn lock(&self) -> MutexGuard<'_, Option<FreezeHold>> {
+            // A panic while holding it cannot leave the Option half-written.
+            self.hold.lock().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+}
+
+/// Elsewhere there is no kernel tracker: [`KernelFeed::attach`] says so and
+/// no feed ever exists.
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    use std::time::Duration;
+
+    use super::Held;
+    use crate::device::DeviceId;
+    use crate::job::tracker::Tracker;
+
+    pub(in crate::job) enum KernelFeed {}
+
+    impl KernelFeed {
+        pub(in crate::job) fn attach(_: &DeviceId, _: u64, _: Duration) -> Result<Self, String> {
+            Err("kernel write tracking exists on Linux only".into())
+        }
+        pub(in crate::job) fn drain(&self, _: &Tracker) {
+            match *self {}
+        }
+        pub(in crate::job) fn sync(&self, _: &Tracker) -> Result<(), String> {
+            match *self {}
+        }
+        pub(in crate::job) fn freeze(&self) -> Result<bool, String> {
+            match *self {}
+        }
+        pub(in crate::job) fn over_limit(&self) -> bool {
+            match *self {}
+        }
+        pub(in crate::job) fn thaw(&self) -> Result<Held, String> {
+            match *self {}
+        }
+    }
+}

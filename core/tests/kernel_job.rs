@@ -1,0 +1,206 @@
+//! A mirror job with kernel tracking (Linux, as root) of a mounted ext4
+//! source that another program writes: Complete freezes the filesystem for
+//! the last drain, so the target is that filesystem as of one moment
+//! (`fsck.ext4 -n` clean, every file fsynced before Complete there with its
+//! bytes); with the writer stopped and the filesystem unmounted the target
+//! equals the source (`qemu-img compare`), on a whole disk and on a
+//! partition; a freeze over its limit is thawed and the job is ready again.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+
+use common::system::{Loop, Mount, Partition, run};
+use livemirror_core::device::{BlockDevice, OpenOptions};
+use livemirror_core::job::{
+    self, Command, JobEvent, JobHandle, JobState, MirrorOptions, Outcome, Proof, Tracking,
+};
+use livemirror_core::live::LiveSource;
+
+const MIB: u64 = 1024 * 1024;
+
+/// A kernel-tracked job from `dev` onto a new image in `dir`, ready.
+async fn ready_job(
+    dev: &Path,
+    dir: &Path,
+    opts: MirrorOptions,
+) -> (JobHandle, tokio::sync::broadcast::Receiver<JobEvent>, PathBuf) {
+    // O_DIRECT: ext4 writes file data around the device's page cache.
+    let source = OpenOptions::new().direct(true).open(dev).expect("open the source");
+    let image = dir.join("target.img");
+    let target = OpenOptions::new().write(true).create(&image, source.len()).expect("target");
+    let live = LiveSource::new(Arc::new(source));
+    let opts = MirrorOptions { tracking: Tracking::Kernel, ..opts };
+    let (job, mut events) = job::start(live, Arc::new(target), opts).expect("kernel tracking");
+    common::until(&mut events, |e| *e == JobEvent::Ready).await;
+    (job, events, image)
+}
+
+/// Files fsynced by a writer thread: names sent on `done` once durable.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    done: mpsc::Receiver<(String, u64)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(dir: &Path) -> Writer {
+        let (stop, dir) = (Arc::new(AtomicBool::new(false)), dir.to_path_buf());
+        // Seeds from 100: never the pattern of anything else on the disk.
+        let (tx, done) = mpsc::channel();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                let name = format!("w{n}");
+                let data = common::pattern((n % 7 + 1) as usize * 37_000, n + 100);
+                std::fs::write(dir.join(&name), &data).expect("write a file");
+                std::fs::File::open(dir.join(&name)).and_then(|f| f.sync_all()).expect("fsync");
+                if tx.send((name, n + 100)).is_err() {
+                    return;
+                }
+                n += 1;
+            }
+        });
+        Writer { stop, done, thread }
+    }
+
+    /// Waits until `n` more files are durable; returns them with every
+    /// other file reported durable by now.
+    fn durable(&self, n: usize) -> Vec<(String, u64)> {
+        let mut files: Vec<_> = (0..n)
+            .map(|_| self.done.recv_timeout(common::GUARD).expect("the writer goes on"))
+            .collect();
+        files.extend(self.done.try_iter());
+        files
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        drop(self.done);
+        self.thread.join().expect("the writer did not panic");
+    }
+}
+
+/// The bytes of `name` in the ext4 image `image`, read with debugfs.
+fn file_in_image(image: &Path, name: &str) -> Vec<u8> {
+    let out = std::process::Command::new("debugfs")
+        .args(["-R", &format!("cat /{name}")])
+        .arg(image)
+        .output()
+        .expect("debugfs (e2fsprogs) must be installed");
+    assert!(out.status.success(), "debugfs cat /{name} failed");
+    out.stdout
+}
+
+/// Completes and checks the proof and the hold the end reports.
+async fn completed(
+    job: &JobHandle,
+    events: &mut tokio::sync::broadcast::Receiver<JobEvent>,
+    frozen: bool,
+) {
+    job.send(Command::Complete).await.expect("complete accepted");
+    let ev = common::until(events, JobEvent::is_final).await;
+    let JobEvent::Completed { proof, held_ms, .. } = ev else { panic!("not completed: {ev:?}") };
+    let want = if frozen { Proof::Tracked } else { Proof::TrackedUnheld };
+    assert_eq!(proof, want, "frozen: {frozen}");
+    assert_eq!(held_ms.is_some(), frozen, "a hold is reported when there was one");
+    assert_eq!(job.wait().await, Outcome::Completed { proof: want });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn complete_with_a_writer_running_gives_a_clean_filesystem_with_every_fsynced_file() {
+    let disk = Loop::new(64 * MIB);
+    let fs = Mount::ext4(disk.path());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let writer = Writer::start(fs.path());
+    let mut durable = writer.durable(5);
+    let (job, mut events, image) = ready_job(&disk.dev, dir.path(), Default::default()).await;
+    // Files made while the job mirrors, then Complete with the writer on.
+    durable.extend(writer.durable(20));
+    completed(&job, &mut events, true).await;
+    writer.stop();
+    run("fsck.ext4", &["-n", "-f", image.to_str().expect("utf-8")], "e2fsprogs");
+    for (name, seed) in durable {
+        let want = common::pattern(((seed - 100) % 7 + 1) as usize * 37_000, seed);
+        assert_eq!(file_in_image(&image, &name), want, "{name} on the target");
+    }
+}
+
+/// Writes files and raw overwrites inside a big one, stops writing and
+/// unmounts (the thaw of a freeze would write the superblock after the
+/// last drain; unmounted, nothing writes), completes: the target is the
+/// source byte for byte, so no write made while it was mounted was lost.
+async fn identical_after_writes_stop(dev: &Path) {
+    let fs = Mount::ext4(dev.to_str().expect("utf-8"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (job, mut events, image) = ready_job(dev, dir.path(), Default::default()).await;
+    let writer = Writer::start(fs.path());
+    writer.durable(20);
+    writer.stop();
+    let big = fs.path().join("big");
+    std::fs::write(&big, common::pattern(4 * MIB as usize, 3)).expect("big file");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&big).expect("open big");
+        for i in 0..32u64 {
+            let at = (i * 7919 * 4096) % (4 * MIB - 4096);
+            f.write_all_at(&common::pattern(4096, i + 1000), at).expect("overwrite");
+        }
+        f.sync_all().expect("fsync big");
+    }
+    drop(fs);
+    completed(&job, &mut events, false).await;
+    run(
+        "qemu-img",
+        &[
+            "compare",
+            "-f",
+            "raw",
+            "-F",
+            "raw",
+            dev.to_str().expect("utf-8"),
+            image.to_str().expect("utf-8"),
+        ],
+        "qemu-utils",
+    );
+    run("fsck.ext4", &["-n", "-f", image.to_str().expect("utf-8")], "e2fsprogs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_writer_stopped_the_target_equals_the_disk() {
+    let disk = Loop::new(64 * MIB);
+    identical_after_writes_stop(&disk.dev).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_as_the_source_equals_the_partition() {
+    let disk = Loop::new(96 * MIB);
+    let part = Partition::new(&disk, 1, 16 * MIB / 512, 64 * MIB / 512);
+    identical_after_writes_stop(&part.dev).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_freeze_over_its_limit_is_thawed_and_the_job_stays_ready() {
+    let disk = Loop::new(64 * MIB);
+    let fs = Mount::ext4(disk.path());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts = MirrorOptions { freeze_limit_ms: 0, ..Default::default() };
+    let (job, mut events, _image) = ready_job(&disk.dev, dir.path(), opts).await;
+    job.send(Command::Complete).await.expect("complete accepted");
+    let ev = common::until(&mut events, |e| {
+        matches!(e, JobEvent::CompleteFailed { .. }) || e.is_final()
+    })
+    .await;
+    assert!(matches!(ev, JobEvent::CompleteFailed { .. }), "{ev:?}");
+    common::status_until(&job, |s| s.state == JobState::Ready).await;
+    // Thawed: a write and its fsync go through.
+    std::fs::write(fs.path().join("after"), b"thawed").expect("write after the thaw");
+    std::fs::File::open(fs.path().join("after")).and_then(|f| f.sync_all()).expect("fsync");
+    job.send(Command::Cancel { force: true }).await.expect("cancel");
+    assert!(matches!(job.wait().await, Outcome::Cancelled { .. }));
+}
