@@ -22,8 +22,10 @@ pub(super) use imp::KernelFeed;
 /// costs nothing noticeable.
 pub(super) const POLL: Duration = Duration::from_millis(50);
 
-/// What the final step of a Complete held, once it is over.
+/// What the final step of a Complete held, once it is over. Only Linux
+/// tracks and freezes; elsewhere no feed exists and nothing is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) enum Held {
     /// No filesystem is mounted from the source: nothing could be frozen.
     Nothing,
