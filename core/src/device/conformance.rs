@@ -188,7 +188,8 @@ fn direct_and_buffered_io_see_each_other() {
 
 /// NBD client tests: the contract over livemirror's own server and over
 /// servers nobody here wrote (qemu-nbd, nbdkit), each serving `LEN` zero
-/// bytes on a unix socket.
+/// bytes on a unix socket. Unix only: the servers are Linux programs.
+#[cfg(unix)]
 mod nbd {
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command};
