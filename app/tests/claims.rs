@@ -3,9 +3,9 @@
 //! `qemu-io` as the other program that writes the source.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use livemirror_tests::control::{Control, appears};
+use livemirror_tests::control::with_control;
 use livemirror_tests::tools::{assert_different, assert_identical, qemu_io};
 use livemirror_tests::{pattern, sparse_image};
 use serde_json::json;
@@ -36,17 +36,9 @@ fn write_around_then_complete(extra: &[&str]) -> (tempfile::TempDir, std::proces
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (dir.path().join("src.img"), dir.path().join("dst.img"));
     std::fs::write(&src, pattern(48 << 20, 1)).unwrap();
-    let ctl = dir.path().join("ctl.sock");
-    let child: Child = Command::new(env!("CARGO_BIN_EXE_livemirror"))
-        .args(["clone", s(&src), s(&dst), "--no-complete"])
-        .arg(format!("--control=unix:{}", ctl.display()))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    appears(&ctl);
-    let mut c = Control::connect(&ctl);
+    let mut args = vec!["clone", s(&src), s(&dst), "--no-complete"];
+    args.extend(extra);
+    let (child, mut c) = with_control(env!("CARGO_BIN_EXE_livemirror"), dir.path(), &args);
     let q = c.ask(json!({"execute": "query"}));
     assert_eq!(q["return"]["tracking"], "none", "{q}");
     if !q["return"]["ready"].as_bool().unwrap() {

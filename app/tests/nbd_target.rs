@@ -4,9 +4,9 @@
 //! back, `decide retry` finishes the copy, identical.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use livemirror_tests::control::{Control, appears, serve_mirror};
+use livemirror_tests::control::{serve_mirror, with_control};
 use livemirror_tests::daemon::Daemon;
 use livemirror_tests::{pattern, qemu_img_identical, tools};
 use serde_json::json;
@@ -87,16 +87,9 @@ fn a_killed_target_server_stops_the_job_and_retry_completes_after_restart() {
     let (src, dst) = images(dir.path());
     // The file plugin keeps what was written across the restart.
     let mut target = Daemon::nbdkit(&["file", s(&dst)]);
-    let ctl = dir.path().join("ctl.sock");
-    let mut clone = Command::new(env!("CARGO_BIN_EXE_livemirror"))
-        .args(["clone", s(&src), &target.uri(), "--on-target-error", "stop", "--speed", "2M"])
-        .arg(format!("--control=unix:{}", ctl.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    appears(&ctl);
-    let mut c = Control::connect(&ctl);
+    let uri = target.uri();
+    let args = ["clone", s(&src), &uri, "--on-target-error", "stop", "--speed", "2M"];
+    let (mut clone, mut c) = with_control(env!("CARGO_BIN_EXE_livemirror"), dir.path(), &args);
     // 32 MiB at 2 MiB/s: copying has begun and is far from done.
     c.until(|v| v["event"] == "PROGRESS" && v["data"]["copied"].as_u64() > Some(0));
     target.kill();

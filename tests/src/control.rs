@@ -50,6 +50,21 @@ impl Control {
     }
 }
 
+/// `bin ARGS… --control=unix:DIR/ctl.sock` (stdout discarded, stderr
+/// piped), returned once the control socket accepts, with it connected.
+pub fn with_control(bin: &str, dir: &Path, args: &[&str]) -> (std::process::Child, Control) {
+    let ctl = dir.join("ctl.sock");
+    let child = std::process::Command::new(bin)
+        .args(args)
+        .arg(format!("--control=unix:{}", ctl.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run livemirror");
+    appears(&ctl);
+    (child, Control::connect(&ctl))
+}
+
 /// `livemirror serve SRC --mirror-to DST` (the binary at `bin`) on unix
 /// sockets in `dir`, at `--speed 1M` so it is certainly still copying when
 /// the test writes, with the control socket connected.
@@ -61,18 +76,10 @@ pub struct Served {
 }
 
 pub fn serve_mirror(bin: &str, dir: &Path, src: &str, dst: &str) -> Served {
-    let (nbd, ctl) = (dir.join("nbd.sock"), dir.join("ctl.sock"));
-    let child = std::process::Command::new(bin)
-        .args(["serve", src, "--mirror-to", dst])
-        .arg(format!("--nbd=unix:{}", nbd.display()))
-        .arg(format!("--control=unix:{}", ctl.display()))
-        .args(["--speed", "1M"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run livemirror serve");
-    appears(&ctl);
+    let nbd = dir.join("nbd.sock");
+    let nbd_arg = format!("--nbd=unix:{}", nbd.display());
+    let args = ["serve", src, "--mirror-to", dst, &nbd_arg, "--speed", "1M"];
+    let (child, control) = with_control(bin, dir, &args);
     appears(&nbd);
-    let control = Control::connect(&ctl);
-    Served { child, nbd, ctl, control }
+    Served { child, nbd, ctl: dir.join("ctl.sock"), control }
 }
