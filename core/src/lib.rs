@@ -28,6 +28,8 @@ pub mod live;
 pub mod nbd;
 pub mod partition;
 pub mod ratelimit;
+#[cfg(test)]
+mod testing;
 pub mod units;
 pub mod verify;
 

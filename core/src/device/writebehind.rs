@@ -176,6 +176,7 @@ fn sync_file_range(file: &File, offset: u64, len: u64, flags: libc::c_uint) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::pattern;
 
     fn file_of(len: u64) -> (tempfile::NamedTempFile, File) {
         let f = tempfile::NamedTempFile::new().unwrap();
@@ -184,17 +185,13 @@ mod tests {
         (f, file)
     }
 
-    fn pattern(seed: u64, len: usize) -> Vec<u8> {
-        (0..len as u64).map(|i| (i.wrapping_mul(31) ^ seed.wrapping_mul(131)) as u8).collect()
-    }
-
     #[test]
     fn the_window_bounds_what_is_started_and_retires_oldest_first() {
         let (_f, file) = file_of(1 << 20);
         let wb = WriteBehind::with_window(64 << 10);
         for i in 0..10u64 {
             // Every other 16 KiB block: nothing merges on the way in.
-            wb.write_all_at(&file, &pattern(i, 16 << 10), i * (32 << 10)).unwrap();
+            wb.write_all_at(&file, &pattern(16 << 10, i), i * (32 << 10)).unwrap();
             let state = wb.lock();
             assert!(state.bytes <= 64 << 10, "{} bytes started", state.bytes);
             assert_eq!(state.bytes, state.started.iter().map(|r| r.1).sum::<u64>());
@@ -204,7 +201,7 @@ mod tests {
         let mut back = vec![0; 16 << 10];
         for i in 0..10u64 {
             file.read_exact_at(&mut back, i * (32 << 10)).unwrap();
-            assert_eq!(back, pattern(i, 16 << 10), "block {i}");
+            assert_eq!(back, pattern(16 << 10, i), "block {i}");
         }
     }
 
@@ -250,7 +247,7 @@ mod tests {
                 let (wb, file) = (&wb, &file);
                 s.spawn(move || {
                     for (pos, len) in pieces(t, LEN) {
-                        wb.write_all_at(file, &pattern(pos, len as usize), pos).unwrap();
+                        wb.write_all_at(file, &pattern(len as usize, pos), pos).unwrap();
                     }
                 });
             }
@@ -261,7 +258,7 @@ mod tests {
             for (pos, len) in pieces(t, LEN) {
                 let mut back = vec![0; len as usize];
                 file.read_exact_at(&mut back, pos).unwrap();
-                assert!(back == pattern(pos, len as usize), "writer {t} piece at {pos}");
+                assert!(back == pattern(len as usize, pos), "writer {t} piece at {pos}");
             }
         }
     }
