@@ -379,10 +379,10 @@ impl Runner {
         {
             return None;
         }
-        if !self.kernel_synced().await {
-            return None;
-        }
         if let Phase::Completing { draining: false, .. } = self.machine.phase {
+            if !self.kernel_synced().await {
+                return None;
+            }
             // Nothing dirty while writers flow: hold them for the last
             // drain, and (when verifying) compare everything once more.
             self.machine.in_sync();
@@ -405,6 +405,11 @@ impl Runner {
         }
         if self.rescan.due() {
             self.scan_step().await;
+            return None;
+        }
+        // The kernel's barrier proves "nothing dirty" only at the moment of
+        // deciding it: once per decision, not per compare step.
+        if !self.kernel_synced().await {
             return None;
         }
         // In sync: make it durable before saying so.
