@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Waits for a path to appear: the sockets exist once serve accepts.
+/// Waits until a unix socket accepts connections (its file appears at
+/// bind(), a moment before listen(), so existence alone would race).
 pub fn appears(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !path.exists() {
+    while UnixStream::connect(path).is_err() {
         assert!(Instant::now() < deadline, "{} never appeared", path.display());
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -70,7 +70,8 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.program));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.socket.exists() {
+        // Connect, not exists(): the file appears at bind(), before listen().
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
             let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
             assert!(exited.is_none(), "{} exited before listening: {exited:?}", self.program);
             assert!(Instant::now() < deadline, "{} never listened", self.program);

@@ -209,7 +209,7 @@ mod nbd {
 
     impl Server {
         /// Runs `program args… ` where `{sock}` in an argument is the socket
-        /// path, and waits for the socket to appear.
+        /// path, and waits until it accepts connections.
         fn spawn(program: &str, args: &[&str], dir: tempfile::TempDir) -> Server {
             let socket = dir.path().join("nbd.sock");
             let sock = socket.to_str().unwrap();
@@ -222,9 +222,12 @@ mod nbd {
             server
         }
 
+        /// Waits until the server accepts a connection: the socket file
+        /// appears at bind(), before listen(), so its existence alone
+        /// races with a connect that is then refused.
         fn wait_for_socket(&mut self) {
             let deadline = Instant::now() + Duration::from_secs(60);
-            while !self.socket.exists() {
+            while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
                 if let Some(status) = self.child.try_wait().unwrap() {
                     panic!("the server exited before listening: {status}");
                 }
