@@ -44,6 +44,11 @@ pub fn complete_failed(reason: &str) -> String {
     format!("complete failed, still ready and mirroring: {reason}")
 }
 
+/// Kernel tracking lost sight of some writes; the job compares once.
+pub fn rescanning(reason: &str) -> String {
+    format!("comparing the whole disk once, some writes may be unseen: {reason}")
+}
+
 /// What a completed job can say about its target.
 pub fn completed(proof: Proof) -> &'static str {
     match proof {

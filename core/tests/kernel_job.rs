@@ -204,3 +204,41 @@ async fn a_freeze_over_its_limit_is_thawed_and_the_job_stays_ready() {
     job.send(Command::Cancel { force: true }).await.expect("cancel");
     assert!(matches!(job.wait().await, Outcome::Cancelled { .. }));
 }
+
+/// A write the kernel program cannot mark (forced: it marks at most one
+/// bitmap word per request here, and the write spans 64) never reaches
+/// the dirty map; the job says why and compares the whole disk, which finds
+/// and copies it: the target equals the source.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_the_kernel_could_not_mark_is_found_by_a_compare_pass_that_says_why() {
+    use std::os::unix::fs::FileExt;
+    let disk = Loop::new(64 * MIB);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts =
+        MirrorOptions { granularity: Some(4096), kernel_span_limit: Some(1), ..Default::default() };
+    let (job, mut events, image) = ready_job(&disk.dev, dir.path(), opts).await;
+    let data = livemirror_core::buffer::AlignedBuf::copy_of(&common::pattern(16 * MIB as usize, 5));
+    disk.open_direct().write_all_at(&data, 8 * MIB).expect("O_DIRECT write");
+    // Whoever drains next (the poll, or Complete's barrier) learns of it.
+    job.send(Command::Complete).await.expect("complete accepted");
+    let ev =
+        common::until(&mut events, |e| matches!(e, JobEvent::Rescanning { .. }) || e.is_final())
+            .await;
+    let JobEvent::Rescanning { reason } = ev else { panic!("no compare pass: {ev:?}") };
+    assert!(reason.contains("too long to mark"), "{reason}");
+    let ev = common::until(&mut events, JobEvent::is_final).await;
+    assert!(matches!(ev, JobEvent::Completed { proof: Proof::TrackedUnheld, .. }), "{ev:?}");
+    run(
+        "qemu-img",
+        &[
+            "compare",
+            "-f",
+            "raw",
+            "-F",
+            "raw",
+            disk.dev.to_str().expect("utf-8"),
+            image.to_str().expect("utf-8"),
+        ],
+        "qemu-utils",
+    );
+}

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::system::{Loop, Mount, Partition, device_id, run};
 use livemirror_core::buffer::AlignedBuf;
 use livemirror_core::kernel::{
-    DEFAULT_FREEZE_LIMIT, Drained, KernelTracker, TrackError, freeze_all,
+    DEFAULT_FREEZE_LIMIT, Drained, KernelTracker, TrackError, Unseen, freeze_all,
 };
 
 const KIB: u64 = 1024;
@@ -34,8 +34,17 @@ fn drain_ranges(t: &KernelTracker) -> Vec<Range<u64>> {
     ranges
 }
 
-fn drain_into(t: &KernelTracker, set: &mut BTreeSet<u64>) {
-    t.drain(&mut |r| set.extend(r));
+/// Drains into `set`; false when the tracker said it could not name every
+/// chunk written (the kernel skipped it), which its contract allows: the
+/// job then compares everything.
+fn drain_into(t: &KernelTracker, set: &mut BTreeSet<u64>) -> bool {
+    match t.drain(&mut |r| set.extend(r)) {
+        Drained::Exact => true,
+        Drained::All(why) => {
+            eprintln!("the tracker said it saw not every write: {why}");
+            false
+        }
+    }
 }
 
 fn write_direct(file: &std::fs::File, offset: u64, len: u64, seed: u64) {
@@ -111,7 +120,7 @@ fn a_partition_sees_only_its_own_writes_relative_to_its_start() {
 }
 
 #[test]
-fn a_request_too_long_to_mark_marks_everything() {
+fn a_request_too_long_to_mark_is_reported_unmarkable() {
     let disk = Loop::new(16 * MIB);
     // One word per request at most: 64 chunks of 4 KiB.
     let t =
@@ -123,8 +132,10 @@ fn a_request_too_long_to_mark_marks_everything() {
     write_direct(&f, MIB, MIB, 11); // 4 words
     t.barrier().expect("barrier");
     let mut ranges = Vec::new();
-    assert_eq!(t.drain(&mut |r| ranges.push(r)), Drained::All);
-    assert_eq!(ranges, vec![0..t.chunks()]);
+    assert_eq!(t.drain(&mut |r| ranges.push(r)), Drained::All(Unseen::Unmarkable));
+    // The block layer may split the write; pieces within one word are
+    // marked, and nothing outside the write is.
+    assert!(ranges.iter().all(|r| r.start >= 256 && r.end <= 512), "{ranges:?}");
     assert_eq!(drain_ranges(&t), vec![], "the overflow was taken too");
 }
 
@@ -284,27 +295,30 @@ fn a_busy_ext4_loses_no_write() {
     // of them, which only makes the drained set larger than needed.
     let before = read_device(&disk, LEN);
     let mut drained = BTreeSet::new();
+    let mut exact = true;
 
     let (tx, rx) = std::sync::mpsc::channel();
     let w = writer(fs.path().to_path_buf(), Arc::new(AtomicBool::new(false)), Some(150), tx);
     // Drain while it writes: after each of its rounds.
     for _round in rx {
-        drain_into(&t, &mut drained);
+        exact &= drain_into(&t, &mut drained);
     }
     w.join().expect("writer");
     syncfs(fs.path());
     t.barrier().expect("barrier");
-    drain_into(&t, &mut drained);
+    exact &= drain_into(&t, &mut drained);
 
     let after = read_device(&disk, LEN);
     // Anything still landing during that read is drained after it.
     syncfs(fs.path());
     t.barrier().expect("barrier");
-    drain_into(&t, &mut drained);
+    exact &= drain_into(&t, &mut drained);
     let changed = differing(&before, &after, G);
     assert!(changed.len() > 20, "the writer changed only {} chunks", changed.len());
     let lost: Vec<_> = changed.difference(&drained).collect();
-    assert!(lost.is_empty(), "changed but never drained (lost writes): {lost:?}");
+    // A drain that said "not every write" is answered by a compare pass
+    // (the job tests force one); otherwise the map must hold every change.
+    assert!(!exact || lost.is_empty(), "changed but never drained (lost writes): {lost:?}");
 }
 
 #[test]
@@ -318,12 +332,13 @@ fn a_frozen_ext4_with_its_writer_running_is_consistent_and_fully_drained() {
     t.drain(&mut |_| {});
     let before = read_device(&disk, LEN);
     let mut drained = BTreeSet::new();
+    let mut exact = true;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::channel();
     let w = writer(fs.path().to_path_buf(), stop.clone(), None, tx);
     for round in rx.iter() {
-        drain_into(&t, &mut drained);
+        exact &= drain_into(&t, &mut drained);
         if round == 60 {
             break;
         }
@@ -333,7 +348,7 @@ fn a_frozen_ext4_with_its_writer_running_is_consistent_and_fully_drained() {
     let hold = freeze_all(&id, DEFAULT_FREEZE_LIMIT).expect("freeze");
     assert_eq!(hold.mountpoints(), [fs.path()]);
     t.barrier().expect("barrier");
-    drain_into(&t, &mut drained);
+    exact &= drain_into(&t, &mut drained);
     let frozen = read_device(&disk, LEN);
     let held = hold.thaw().expect("thaw");
     stop.store(true, Ordering::Relaxed);
@@ -343,7 +358,7 @@ fn a_frozen_ext4_with_its_writer_running_is_consistent_and_fully_drained() {
     let changed = differing(&before, &frozen, G);
     assert!(changed.len() > 20, "the writer changed only {} chunks", changed.len());
     let lost: Vec<_> = changed.difference(&drained).collect();
-    assert!(lost.is_empty(), "changed but never drained (lost writes): {lost:?}");
+    assert!(!exact || lost.is_empty(), "changed but never drained (lost writes): {lost:?}");
     // The frozen image is a clean filesystem.
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("frozen.img");

@@ -36,6 +36,7 @@ impl Reporter {
             JobEvent::StateChanged { state } => format!("state: {state}"),
             JobEvent::Ready => format!("ready: {}", text::ready(self.tracking)),
             JobEvent::CompleteFailed { reason } => text::complete_failed(reason),
+            JobEvent::Rescanning { reason } => text::rescanning(reason),
             JobEvent::Error { failure, action } => {
                 format!("error: {failure} (action: {})", action.name())
             }

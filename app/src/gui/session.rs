@@ -240,6 +240,7 @@ fn describe(ev: &JobEvent, tracking: Tracking) -> (String, bool) {
             (format!("error: {failure} (action: {})", action.name()), true)
         }
         JobEvent::CompleteFailed { reason } => (text::complete_failed(reason), true),
+        JobEvent::Rescanning { reason } => (text::rescanning(reason), false),
         JobEvent::Completed { proof, held_ms, .. } => {
             let (line, good) = text::outcome(&Outcome::Completed { proof: *proof });
             let held = held_ms.map(|ms| format!(", writers held {ms} ms")).unwrap_or_default();

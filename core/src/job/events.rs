@@ -135,6 +135,12 @@ pub enum JobEvent {
         identical: bool,
         held_ms: Option<u64>,
     },
+    /// Kernel tracking could not name every chunk written since its last
+    /// drain (`reason` says why): the job compares the whole source with
+    /// the target once, and recopies what differs, before it is in sync.
+    Rescanning {
+        reason: String,
+    },
     /// A Complete (or a Cancel after ready) could not hold the source's
     /// writers for its last drain — the freeze failed or ran over its limit
     /// and was thawed — so the job is ready again and may be asked again.

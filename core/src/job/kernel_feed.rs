@@ -42,7 +42,8 @@ mod imp {
     use super::Held;
     use crate::device::DeviceId;
     use crate::job::tracker::Tracker;
-    use crate::kernel::{FreezeHold, KernelTracker, freeze_all};
+    use crate::kernel::tracker::MAX_SPAN_WORDS;
+    use crate::kernel::{Drained, FreezeHold, KernelTracker, freeze_all};
 
     /// The kernel tracker on one source and its freeze, if one is under way.
     pub(in crate::job) struct KernelFeed {
@@ -57,19 +58,23 @@ mod imp {
         /// (the job's own, so the kernel's chunk numbers are the job's).
         /// Fails with the reason kernel tracking cannot be used here.
         /// A freeze lasts at most `limit`: then the watchdog thaws.
+        /// `span_limit`: a test's smaller limit of what the program marks.
         pub(in crate::job) fn attach(
             id: &DeviceId,
             granularity: u64,
             limit: Duration,
+            span_limit: Option<u64>,
         ) -> Result<Self, String> {
-            let tracker = KernelTracker::attach(id, granularity).map_err(|e| e.to_string())?;
+            let span_limit = span_limit.unwrap_or(MAX_SPAN_WORDS);
+            let tracker = KernelTracker::attach_with_span_limit(id, granularity, span_limit)
+                .map_err(|e| e.to_string())?;
             Ok(KernelFeed { tracker, id: *id, hold: Mutex::new(None), limit })
         }
 
-        /// Moves every chunk written since the last drain into `tracker`
-        /// (every chunk when the kernel could not say which: the drain then
-        /// hands over the whole range).
-        pub(in crate::job) fn drain(&self, tracker: &Tracker) {
+        /// Moves every chunk written since the last drain into `tracker`.
+        /// Some(why) when the kernel could not say every chunk written:
+        /// the whole range must then be compared once.
+        pub(in crate::job) fn drain(&self, tracker: &Tracker) -> Option<String> {
             let chunks = tracker.geometry.chunks();
             let mut mark = |r: Range<u64>| {
                 // Past a smaller target's range: the target is no longer
@@ -82,16 +87,18 @@ mod imp {
                     tracker.mark_dirty(r.start..r.end.min(chunks));
                 }
             };
-            self.tracker.drain(&mut mark);
+            match self.tracker.drain(&mut mark) {
+                Drained::Exact => None,
+                Drained::All(why) => Some(why.to_string()),
+            }
         }
 
         /// [`drain`](Self::drain) after a barrier: every write completed
-        /// before this call is in `tracker` when it returns. Blocks on one
-        /// small read.
-        pub(in crate::job) fn sync(&self, tracker: &Tracker) -> Result<(), String> {
+        /// before this call is in `tracker` when it returns, or said to be
+        /// unknown. Blocks on one small read.
+        pub(in crate::job) fn sync(&self, tracker: &Tracker) -> Result<Option<String>, String> {
             self.tracker.barrier().map_err(|e| e.to_string())?;
-            self.drain(tracker);
-            Ok(())
+            Ok(self.drain(tracker))
         }
 
         /// Freezes every filesystem mounted from the source (each writes
@@ -138,13 +145,18 @@ mod imp {
     pub(in crate::job) enum KernelFeed {}
 
     impl KernelFeed {
-        pub(in crate::job) fn attach(_: &DeviceId, _: u64, _: Duration) -> Result<Self, String> {
+        pub(in crate::job) fn attach(
+            _: &DeviceId,
+            _: u64,
+            _: Duration,
+            _: Option<u64>,
+        ) -> Result<Self, String> {
             Err("kernel write tracking exists on Linux only".into())
         }
-        pub(in crate::job) fn drain(&self, _: &Tracker) {
+        pub(in crate::job) fn drain(&self, _: &Tracker) -> Option<String> {
             match *self {}
         }
-        pub(in crate::job) fn sync(&self, _: &Tracker) -> Result<(), String> {
+        pub(in crate::job) fn sync(&self, _: &Tracker) -> Result<Option<String>, String> {
             match *self {}
         }
         pub(in crate::job) fn freeze(&self) -> Result<bool, String> {

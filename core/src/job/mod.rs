@@ -96,8 +96,10 @@ pub fn start(
     let kernel = match opts.tracking {
         Tracking::Kernel => {
             let limit = std::time::Duration::from_millis(opts.freeze_limit_ms);
-            let feed = kernel_feed::KernelFeed::attach(&source_id, resolved.granularity, limit)
-                .map_err(Error::TrackingUnavailable)?;
+            let span = opts.kernel_span_limit;
+            let feed =
+                kernel_feed::KernelFeed::attach(&source_id, resolved.granularity, limit, span)
+                    .map_err(Error::TrackingUnavailable)?;
             Some(Arc::new(feed))
         }
         _ => None,

@@ -107,6 +107,12 @@ pub struct MirrorOptions {
     /// frozen for the last drain of a Complete, in milliseconds; past it
     /// they are thawed and the Complete fails, the job still ready.
     pub freeze_limit_ms: u64,
+    /// Tests only: with kernel tracking, the longest request (in bitmap
+    /// words) the kernel program marks; a longer one goes unmarked and the
+    /// job must find it by comparing. `None`: the tracker's own limit.
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub kernel_span_limit: Option<u64>,
 }
 
 impl MirrorOptions {
@@ -129,6 +135,7 @@ impl Default for MirrorOptions {
             tracking: Tracking::Nbd,
             verify: None,
             freeze_limit_ms: DEFAULT_FREEZE_LIMIT_MS,
+            kernel_span_limit: None,
         }
     }
 }

@@ -8,6 +8,10 @@
 //!   passes run until one finds nothing; if [`Rescan::demand`]'s limit of
 //!   passes in a row still find differences, someone keeps writing the
 //!   source around livemirror and the job says so instead of "identical".
+//! * Kernel tracking that could not name every written chunk
+//!   ([`Rescan::recover`]): one whole pass marks what differs, and writes
+//!   behind its cursor are tracked again, so that one pass restores an
+//!   exact map whatever it finds.
 //!
 //! A pass compares one range at one instant: a write behind its cursor is
 //! not seen by that pass. That is why a pass proves the copy only while
@@ -39,6 +43,8 @@ pub struct Rescan {
     differing_passes: u32,
     /// Give up after this many differing passes in a row (0: never).
     max_passes: u32,
+    /// One pass ends the need, whatever it finds ([`Rescan::recover`]).
+    one_pass: bool,
 }
 
 /// How a pass ended.
@@ -69,6 +75,19 @@ impl Rescan {
         *self = Rescan { due: true, max_passes, ..Default::default() };
     }
 
+    /// Writes may have gone unseen by a tracker that sees every later one:
+    /// one whole pass from the start is needed. A pass already due starts
+    /// over (what it compared may predate the unseen writes) and keeps its
+    /// own rule for when it is done.
+    pub fn recover(&mut self) {
+        if self.due {
+            self.pos = 0;
+            self.first_difference = None;
+        } else {
+            *self = Rescan { due: true, one_pass: true, ..Default::default() };
+        }
+    }
+
     /// Compares `step` bytes from the current position and marks differing
     /// chunks dirty; says how the pass ended when this step ended it. Runs
     /// on a blocking thread.
@@ -95,6 +114,10 @@ impl Rescan {
         }
         self.pos = 0;
         let end = match self.first_difference.take() {
+            _ if self.one_pass => {
+                *self = Rescan::default();
+                PassEnd::Clean
+            }
             None => {
                 self.due = false;
                 self.differing_passes = 0;

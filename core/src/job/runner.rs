@@ -181,8 +181,8 @@ impl Runner {
         let mut kernel_poll = interval(kernel_feed::POLL);
         kernel_poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            if let Some(feed) = &self.kernel {
-                feed.drain(&self.tracker);
+            if let Some(why) = self.kernel.as_ref().and_then(|feed| feed.drain(&self.tracker)) {
+                self.lost_track(why);
             }
             for failure in self.tracker.take_failures() {
                 self.on_error(failure);
@@ -375,11 +375,13 @@ impl Runner {
         if self.machine.hold != Hold::None
             || self.tracker.dirty_chunks() > 0
             || self.backing_off()
-            || self.machine.phase == Phase::Ready
+            || (self.machine.phase == Phase::Ready && !self.rescan.due())
         {
             return None;
         }
-        if let Phase::Completing { draining: false, .. } = self.machine.phase {
+        if let (Phase::Completing { draining: false, .. }, false) =
+            (&self.machine.phase, self.rescan.due())
+        {
             if !self.kernel_synced().await {
                 return None;
             }
@@ -457,12 +459,25 @@ impl Runner {
     async fn kernel_synced(&mut self) -> bool {
         let Some(feed) = self.kernel.clone() else { return true };
         let tracker = self.tracker.clone();
-        if let Err(reason) = blocking(move || feed.sync(&tracker)).await {
-            let error = JobFailure::TrackingLost(reason);
-            self.abort(Outcome::Failed { error }, false);
-            return false;
+        match blocking(move || feed.sync(&tracker)).await {
+            Ok(None) => self.tracker.dirty_chunks() == 0,
+            Ok(Some(why)) => {
+                self.lost_track(why);
+                false
+            }
+            Err(reason) => {
+                let error = JobFailure::TrackingLost(reason);
+                self.abort(Outcome::Failed { error }, false);
+                false
+            }
         }
-        self.tracker.dirty_chunks() == 0
+    }
+
+    /// Kernel tracking may have missed writes: compare everything once
+    /// (ready or not: the pass runs while writers flow), and say why.
+    fn lost_track(&mut self, why: String) {
+        self.rescan.recover();
+        self.emit(JobEvent::Rescanning { reason: why });
     }
 
     /// The last drain could not hold the source's writers: thaw whatever
@@ -542,7 +557,6 @@ impl Runner {
         self.rescan.due()
             && self.ops.is_empty()
             && self.machine.may_issue()
-            && self.machine.phase != Phase::Ready
             && self.tracker.dirty_chunks() == 0
             && !self.backing_off()
             && (!self.gate_closed || self.live.gate_idle())

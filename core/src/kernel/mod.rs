@@ -22,7 +22,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use freeze::{DEFAULT_FREEZE_LIMIT, FreezeError, FreezeHold, freeze_all};
-pub use tracker::{Drained, KernelTracker};
+pub use tracker::{Drained, KernelTracker, Unseen};
 
 /// Why kernel write tracking cannot be used (the job then falls back to
 /// compare passes and says this).

@@ -26,10 +26,18 @@
 //! sets bits with atomic OR, and [`drain`](KernelTracker::drain) takes them
 //! with atomic swaps (a word read and zeroed in one step), so a bit set
 //! concurrently lands either in this drain or in the next one, never
-//! nowhere. No event stream, so nothing can overflow; a completion whose
-//! range the record does not give (a passthrough command that moved data)
-//! or that spans more words than the program sets in one go marks the whole
-//! device dirty instead ([`Drained::All`]).
+//! nowhere. No event stream, so nothing can overflow. Two things can still
+//! leave a written chunk unmarked, and each is detected and reported as
+//! [`Drained::All`] with its [`Unseen`] reason, so the job compares the
+//! whole disk once instead of trusting the map:
+//! * a completion whose range the record does not give (a passthrough
+//!   command that moved data) or that spans more words than the program
+//!   sets in one go;
+//! * a completion the kernel did not run the program for: a tracepoint's
+//!   BPF program does not nest on one CPU (`trace_call_bpf` skips it while
+//!   any tracing program runs there, e.g. this one, interrupted by an IPI
+//!   that completes another request), and counts each skip in the
+//!   program's `recursion_misses`, which every drain reads.
 
 use std::fs::File;
 use std::io;
@@ -90,11 +98,37 @@ unsafe impl aya::Pod for Config {}
 pub enum Drained {
     /// The chunks that were written, exactly.
     Exact,
-    /// Every chunk: since the last drain the disk completed a request whose
-    /// range the kernel did not give (a passthrough command such as SG_IO
-    /// or NVMe passthrough that moved data, a zone reset) or that was too
-    /// long to mark chunk by chunk.
-    All,
+    /// The chunks given may not be all: since the last drain a write
+    /// completed that the program could not mark. Any chunk may have been
+    /// written; only a comparison of the whole range can say which.
+    All(Unseen),
+}
+
+/// Why a drain could not name every written chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unseen {
+    /// The disk completed a request whose range the kernel did not give (a
+    /// passthrough command such as SG_IO or NVMe passthrough that moved
+    /// data, a zone reset) or that was too long to mark chunk by chunk.
+    Unmarkable,
+    /// The kernel skipped the program for this many completions (BPF
+    /// programs on tracepoints do not nest on one CPU).
+    Skipped(u64),
+    /// The kernel could not say how often it skipped the program.
+    Untold,
+}
+
+impl std::fmt::Display for Unseen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unseen::Unmarkable => f.write_str(
+                "the disk completed a request whose range the kernel did not say or too long to mark",
+            ),
+            Unseen::Skipped(1) => f.write_str("the kernel skipped the tracker for one completion"),
+            Unseen::Skipped(n) => write!(f, "the kernel skipped the tracker for {n} completions"),
+            Unseen::Untold => f.write_str("the kernel could not say whether it skipped the tracker"),
+        }
+    }
 }
 
 /// A running BPF write tracker on one disk range. Dropping it detaches the
@@ -105,8 +139,10 @@ pub struct KernelTracker {
     chunks: u64,
     granularity: u64,
     marker: Marker,
+    /// The program's `recursion_misses` as of the last drain.
+    misses: AtomicU64,
     /// Owns the program, its link to the tracepoint and the maps.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
 }
 
 impl KernelTracker {
@@ -179,7 +215,8 @@ impl KernelTracker {
         let dirty = Mapped::of(&ebpf, "DIRTY", words as usize)?;
         let stats = Mapped::of(&ebpf, "STATS", STAT_LEN)?;
         let marker = Marker::open(node, &sys, start)?;
-        let tracker = KernelTracker { dirty, stats, chunks, granularity, marker, _ebpf: ebpf };
+        let misses = AtomicU64::new(recursion_misses(program_fd(&ebpf)?)?);
+        let tracker = KernelTracker { dirty, stats, chunks, granularity, marker, misses, ebpf };
         tracker.barrier()?;
         Ok(tracker)
     }
@@ -196,9 +233,14 @@ impl KernelTracker {
 
     /// Takes every chunk marked since the last drain, in ascending runs of
     /// chunk indexes, clearing them; a chunk written while this runs is in
-    /// this drain or the next.
+    /// this drain or the next. [`Drained::All`] says that some written chunk
+    /// may be missing from what was given.
     pub fn drain(&self, f: &mut dyn FnMut(Range<u64>)) -> Drained {
-        let all = self.stats.words()[STAT_OVERFLOW].swap(0, Ordering::AcqRel) != 0;
+        // Both counters first: a write the program missed or could not mark
+        // was completed before it was counted, so a barrier before this
+        // drain shows it here.
+        let unmarkable = self.stats.words()[STAT_OVERFLOW].swap(0, Ordering::AcqRel) != 0;
+        let skipped = self.take_misses();
         let mut run: Option<Range<u64>> = None;
         for (i, word) in self.dirty.words().iter().enumerate() {
             // A plain load first: most words are zero, and a swap would
@@ -207,7 +249,7 @@ impl KernelTracker {
                 continue;
             }
             let mut bits = word.swap(0, Ordering::AcqRel);
-            while !all && bits != 0 {
+            while bits != 0 {
                 let low = u64::from(bits.trailing_zeros());
                 let len = u64::from((bits >> low).trailing_ones());
                 let chunk = i as u64 * 64 + low;
@@ -222,14 +264,23 @@ impl KernelTracker {
                 }
             }
         }
-        if all {
-            f(0..self.chunks);
-            return Drained::All;
-        }
         if let Some(done) = run {
             f(done);
         }
-        Drained::Exact
+        match (unmarkable, skipped) {
+            (true, _) => Drained::All(Unseen::Unmarkable),
+            (false, Some(0)) => Drained::Exact,
+            (false, Some(n)) => Drained::All(Unseen::Skipped(n)),
+            (false, None) => Drained::All(Unseen::Untold),
+        }
+    }
+
+    /// Completions the kernel skipped the program for since the last call,
+    /// or none when it cannot say (the program is gone: nothing after that
+    /// is seen either).
+    fn take_misses(&self) -> Option<u64> {
+        let now = program_fd(&self.ebpf).and_then(recursion_misses).ok()?;
+        Some(now.saturating_sub(self.misses.swap(now, Ordering::AcqRel)))
     }
 
     /// Proves that every write completed before this call is in the next
@@ -261,6 +312,51 @@ impl KernelTracker {
         }
         Ok(())
     }
+}
+
+fn program_fd(ebpf: &Ebpf) -> Result<BorrowedFd<'_>, TrackError> {
+    let program = ebpf
+        .program("on_rq_complete")
+        .ok_or_else(|| TrackError::Load("the object has no program on_rq_complete".into()))?;
+    let fd = program.fd().map_err(|e| TrackError::Load(format!("the program's fd: {e}")))?;
+    Ok(fd.as_fd())
+}
+
+/// The program's `recursion_misses` (Linux 5.12+): how many times the
+/// kernel did not run it because a tracing program was already running on
+/// that CPU. aya's `ProgramInfo` does not expose it, so this asks the
+/// kernel directly (`BPF_OBJ_GET_INFO_BY_FD`).
+fn recursion_misses(prog: BorrowedFd<'_>) -> Result<u64, TrackError> {
+    use aya_obj::generated::{bpf_cmd, bpf_prog_info};
+    /// The `info` member of `union bpf_attr`.
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    // SAFETY: bpf_prog_info is plain integers; all zero is its empty value.
+    let mut info: bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut attr = InfoAttr {
+        bpf_fd: prog.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<bpf_prog_info>() as u32,
+        info: &raw mut info as u64,
+    };
+    // SAFETY: the kernel writes at most info_len bytes to `info`, which
+    // outlives the call, and reads `attr`'s size of bytes.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
+            &raw mut attr,
+            std::mem::size_of::<InfoAttr>(),
+        )
+    };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        return Err(TrackError::Load(format!("BPF_OBJ_GET_INFO_BY_FD: {e}")));
+    }
+    Ok(info.recursion_misses)
 }
 
 fn mask(len: u64) -> u64 {
