@@ -8,73 +8,17 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::system::{Loop, Mount, device_id, run};
 use livemirror_core::kernel::{DEFAULT_FREEZE_LIMIT, FreezeError, freeze_all};
+use livemirror_tests::system::{BlockedWriter, Loop, Mount, device_id, run};
 
 const MIB: u64 = 1024 * 1024;
 
 /// Guard against a hang: a state that never comes is a failure, not a wait.
 const GUARD: Duration = Duration::from_secs(60);
-
-/// A thread that writes and fsyncs `dir/name`; reports its thread id first
-/// and then when the write is durable.
-struct BlockedWriter {
-    tid: libc::pid_t,
-    done: mpsc::Receiver<()>,
-    path: PathBuf,
-}
-
-impl BlockedWriter {
-    fn start(dir: &Path, name: &str) -> BlockedWriter {
-        let path = dir.join(name);
-        let (tid_tx, tid_rx) = mpsc::channel();
-        let (done_tx, done) = mpsc::channel();
-        let target = path.clone();
-        std::thread::spawn(move || {
-            // SAFETY: gettid has no preconditions.
-            let _ = tid_tx.send(unsafe { libc::gettid() });
-            std::fs::write(&target, common::pattern(64 * 1024, 7)).expect("write");
-            std::fs::File::open(&target).and_then(|f| f.sync_all()).expect("fsync");
-            let _ = done_tx.send(());
-        });
-        let tid = tid_rx.recv_timeout(GUARD).expect("writer started");
-        BlockedWriter { tid, done, path }
-    }
-
-    /// Waits until the writer sleeps in the freeze's wait: uninterruptibly
-    /// (state D) in `percpu_rwsem_wait`, the filesystem's write lock that
-    /// FIFREEZE holds.
-    fn wait_blocked(&self) {
-        let task = format!("/proc/self/task/{}", self.tid);
-        let deadline = Instant::now() + GUARD;
-        loop {
-            let stat = std::fs::read_to_string(format!("{task}/stat")).expect("writer alive");
-            // pid (comm) STATE ...: the state follows the last ')'.
-            let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next());
-            let wchan = std::fs::read_to_string(format!("{task}/wchan")).unwrap_or_default();
-            if state == Some("D") && wchan == "percpu_rwsem_wait" {
-                return;
-            }
-            assert!(self.done.try_recv().is_err(), "the write went through a frozen filesystem");
-            assert!(Instant::now() < deadline, "the writer never blocked");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    fn is_done(&self) -> bool {
-        self.done.try_recv().is_ok()
-    }
-
-    fn wait_done(&self) {
-        self.done.recv_timeout(GUARD).expect("the write never finished");
-        assert_eq!(std::fs::read(&self.path).expect("read back"), common::pattern(64 * 1024, 7));
-    }
-}
 
 fn mounted_loop() -> (Loop, Mount) {
     let disk = Loop::new(64 * MIB);

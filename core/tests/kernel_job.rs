@@ -11,15 +11,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 
-use common::system::{Loop, Mount, Partition, run};
 use livemirror_core::device::{BlockDevice, OpenOptions};
 use livemirror_core::job::{
     self, Command, JobEvent, JobHandle, JobState, MirrorOptions, Outcome, Proof, Tracking,
 };
 use livemirror_core::live::LiveSource;
+use livemirror_tests::system::{Loop, Mount, Partition, Writer, assert_durable_files, run};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -38,63 +36,6 @@ async fn ready_job(
     let (job, mut events) = job::start(live, Arc::new(target), opts).expect("kernel tracking");
     common::until(&mut events, |e| *e == JobEvent::Ready).await;
     (job, events, image)
-}
-
-/// Files fsynced by a writer thread: names sent on `done` once durable.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    done: mpsc::Receiver<(String, u64)>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Writer {
-    fn start(dir: &Path) -> Writer {
-        let (stop, dir) = (Arc::new(AtomicBool::new(false)), dir.to_path_buf());
-        // Seeds from 100: never the pattern of anything else on the disk.
-        let (tx, done) = mpsc::channel();
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut n = 0u64;
-            while !flag.load(Ordering::Relaxed) {
-                let name = format!("w{n}");
-                let data = common::pattern((n % 7 + 1) as usize * 37_000, n + 100);
-                std::fs::write(dir.join(&name), &data).expect("write a file");
-                std::fs::File::open(dir.join(&name)).and_then(|f| f.sync_all()).expect("fsync");
-                if tx.send((name, n + 100)).is_err() {
-                    return;
-                }
-                n += 1;
-            }
-        });
-        Writer { stop, done, thread }
-    }
-
-    /// Waits until `n` more files are durable; returns them with every
-    /// other file reported durable by now.
-    fn durable(&self, n: usize) -> Vec<(String, u64)> {
-        let mut files: Vec<_> = (0..n)
-            .map(|_| self.done.recv_timeout(common::GUARD).expect("the writer goes on"))
-            .collect();
-        files.extend(self.done.try_iter());
-        files
-    }
-
-    fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        drop(self.done);
-        self.thread.join().expect("the writer did not panic");
-    }
-}
-
-/// The bytes of `name` in the ext4 image `image`, read with debugfs.
-fn file_in_image(image: &Path, name: &str) -> Vec<u8> {
-    let out = std::process::Command::new("debugfs")
-        .args(["-R", &format!("cat /{name}")])
-        .arg(image)
-        .output()
-        .expect("debugfs (e2fsprogs) must be installed");
-    assert!(out.status.success(), "debugfs cat /{name} failed");
-    out.stdout
 }
 
 /// Completes and checks the proof and the hold the end reports.
@@ -125,10 +66,7 @@ async fn complete_with_a_writer_running_gives_a_clean_filesystem_with_every_fsyn
     completed(&job, &mut events, true).await;
     writer.stop();
     run("fsck.ext4", &["-n", "-f", image.to_str().expect("utf-8")], "e2fsprogs");
-    for (name, seed) in durable {
-        let want = common::pattern(((seed - 100) % 7 + 1) as usize * 37_000, seed);
-        assert_eq!(file_in_image(&image, &name), want, "{name} on the target");
-    }
+    assert_durable_files(&image, &durable);
 }
 
 /// Writes files and raw overwrites inside a big one, stops writing and

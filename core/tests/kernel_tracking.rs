@@ -13,11 +13,11 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::system::{Loop, Mount, Partition, device_id, run};
 use livemirror_core::buffer::AlignedBuf;
 use livemirror_core::kernel::{
     DEFAULT_FREEZE_LIMIT, Drained, KernelTracker, TrackError, Unseen, freeze_all,
 };
+use livemirror_tests::system::{Loop, Mount, Partition, device_id, run};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;

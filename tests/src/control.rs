@@ -54,9 +54,18 @@ impl Control {
 /// `bin ARGS… --control=unix:DIR/ctl.sock` (stdout discarded, stderr
 /// piped), returned once the control socket accepts, with it connected.
 pub fn with_control(bin: &str, dir: &Path, args: &[&str]) -> (std::process::Child, Control) {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(args);
+    command_with_control(cmd, dir)
+}
+
+/// [`with_control`] for a command already made (its environment set).
+pub fn command_with_control(
+    mut cmd: std::process::Command,
+    dir: &Path,
+) -> (std::process::Child, Control) {
     let ctl = dir.join("ctl.sock");
-    let child = std::process::Command::new(bin)
-        .args(args)
+    let child = cmd
         .arg(format!("--control=unix:{}", ctl.display()))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

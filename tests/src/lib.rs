@@ -13,6 +13,8 @@
 //! * [`server`]: an NBD export on a unix socket, served from a runtime.
 //! * [`daemon`]: other people's NBD servers (nbdkit, qemu-nbd) as child
 //!   processes on a unix socket, to be killed and restarted.
+//! * [`system`]: loop devices, partitions, mounted ext4 and a writer of
+//!   fsynced files on it, for the kernel tracking tests (Linux, root).
 //! * [`raw`]: a minimal NBD client for what the tools cannot do (malformed
 //!   traffic, one connection kept open across a pivot).
 
@@ -23,6 +25,8 @@ pub mod image;
 pub mod mirror;
 pub mod raw;
 pub mod server;
+#[cfg(target_os = "linux")]
+pub mod system;
 pub mod tools;
 
 use std::os::unix::fs::MetadataExt;

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-pub(super) use imp::KernelFeed;
+pub(super) use imp::{Attach, KernelFeed};
 
 /// How often the kernel's bitmap is drained while the job runs. Only how
 /// soon a write starts being recopied depends on it, never correctness:
@@ -42,33 +42,38 @@ mod imp {
     use super::Held;
     use crate::device::DeviceId;
     use crate::job::tracker::Tracker;
-    use crate::kernel::tracker::MAX_SPAN_WORDS;
-    use crate::kernel::{Drained, FreezeHold, KernelTracker, freeze_all};
+    use crate::kernel::{AttachKernel, Drained, Frozen, InProcess, KernelWrites, MAX_SPAN_WORDS};
+
+    /// How the job starts its tracker: [`InProcess`] unless told.
+    pub(in crate::job) type Attach = dyn AttachKernel;
 
     /// The kernel tracker on one source and its freeze, if one is under way.
     pub(in crate::job) struct KernelFeed {
-        tracker: KernelTracker,
-        id: DeviceId,
-        hold: Mutex<Option<FreezeHold>>,
+        writes: Box<dyn KernelWrites>,
+        hold: Mutex<Option<Box<dyn Frozen>>>,
         limit: Duration,
     }
 
     impl KernelFeed {
         /// Starts tracking writes to `id` in chunks of `granularity` bytes
-        /// (the job's own, so the kernel's chunk numbers are the job's).
-        /// Fails with the reason kernel tracking cannot be used here.
-        /// A freeze lasts at most `limit`: then the watchdog thaws.
+        /// (the job's own, so the kernel's chunk numbers are the job's),
+        /// through `how` (in this process when none). Fails with the
+        /// reason kernel tracking cannot be used here. A freeze lasts at
+        /// most `limit`: then it is thawed by force.
         /// `span_limit`: a test's smaller limit of what the program marks.
         pub(in crate::job) fn attach(
             id: &DeviceId,
             granularity: u64,
             limit: Duration,
             span_limit: Option<u64>,
+            how: Option<&Attach>,
         ) -> Result<Self, String> {
             let span_limit = span_limit.unwrap_or(MAX_SPAN_WORDS);
-            let tracker = KernelTracker::attach_with_span_limit(id, granularity, span_limit)
+            let writes = how
+                .unwrap_or(&InProcess)
+                .attach(id, granularity, span_limit)
                 .map_err(|e| e.to_string())?;
-            Ok(KernelFeed { tracker, id: *id, hold: Mutex::new(None), limit })
+            Ok(KernelFeed { writes, hold: Mutex::new(None), limit })
         }
 
         /// Moves every chunk written since the last drain into `tracker`.
@@ -87,7 +92,7 @@ mod imp {
                     tracker.mark_dirty(r.start..r.end.min(chunks));
                 }
             };
-            match self.tracker.drain(&mut mark) {
+            match self.writes.drain(&mut mark) {
                 Drained::Exact => None,
                 Drained::All(why) => Some(why.to_string()),
             }
@@ -97,21 +102,21 @@ mod imp {
         /// before this call is in `tracker` when it returns, or said to be
         /// unknown. Blocks on one small read.
         pub(in crate::job) fn sync(&self, tracker: &Tracker) -> Result<Option<String>, String> {
-            self.tracker.barrier().map_err(|e| e.to_string())?;
+            self.writes.barrier().map_err(|e| e.to_string())?;
             Ok(self.drain(tracker))
         }
 
         /// Freezes every filesystem mounted from the source (each writes
         /// out what it holds dirty first). False when none is mounted.
         pub(in crate::job) fn freeze(&self) -> Result<bool, String> {
-            let hold = freeze_all(&self.id, self.limit).map_err(|e| e.to_string())?;
-            let frozen = !hold.mountpoints().is_empty();
+            let hold = self.writes.freeze(self.limit).map_err(|e| e.to_string())?;
+            let frozen = !hold.froze_nothing();
             *self.lock() = frozen.then_some(hold);
             Ok(frozen)
         }
 
-        /// True while frozen past the limit: the watchdog thaws then, so
-        /// the final copy can no longer be consistent.
+        /// True while frozen past the limit: the filesystems are thawed by
+        /// force then, so the final copy can no longer be consistent.
         pub(in crate::job) fn over_limit(&self) -> bool {
             self.lock().as_ref().is_some_and(|h| Instant::now() >= h.deadline())
         }
@@ -125,7 +130,7 @@ mod imp {
             }
         }
 
-        fn lock(&self) -> MutexGuard<'_, Option<FreezeHold>> {
+        fn lock(&self) -> MutexGuard<'_, Option<Box<dyn Frozen>>> {
             // A panic while holding it cannot leave the Option half-written.
             self.hold.lock().unwrap_or_else(|e| e.into_inner())
         }
@@ -144,12 +149,16 @@ mod imp {
 
     pub(in crate::job) enum KernelFeed {}
 
+    /// No way to attach exists either.
+    pub(in crate::job) enum Attach {}
+
     impl KernelFeed {
         pub(in crate::job) fn attach(
             _: &DeviceId,
             _: u64,
             _: Duration,
             _: Option<u64>,
+            _: Option<&Attach>,
         ) -> Result<Self, String> {
             Err("kernel write tracking exists on Linux only".into())
         }

@@ -84,6 +84,27 @@ pub fn start(
     target: Arc<dyn BlockDevice>,
     opts: MirrorOptions,
 ) -> Result<(JobHandle, broadcast::Receiver<JobEvent>), Error> {
+    launch(live, target, opts, None)
+}
+
+/// [`start`], with `Tracking::Kernel` attached through `kernel` rather
+/// than in this process (which needs root): the window's privileged helper.
+#[cfg(target_os = "linux")]
+pub fn start_tracked_by(
+    live: Arc<LiveSource>,
+    target: Arc<dyn BlockDevice>,
+    opts: MirrorOptions,
+    kernel: &(dyn crate::kernel::AttachKernel + 'static),
+) -> Result<(JobHandle, broadcast::Receiver<JobEvent>), Error> {
+    launch(live, target, opts, Some(kernel))
+}
+
+fn launch(
+    live: Arc<LiveSource>,
+    target: Arc<dyn BlockDevice>,
+    opts: MirrorOptions,
+    kernel: Option<&kernel_feed::Attach>,
+) -> Result<(JobHandle, broadcast::Receiver<JobEvent>), Error> {
     let source = live.device();
     // The whole source's identity: the kernel counts chunks from its start.
     let source_id = source.id();
@@ -97,8 +118,9 @@ pub fn start(
         Tracking::Kernel => {
             let limit = std::time::Duration::from_millis(opts.freeze_limit_ms);
             let span = opts.kernel_span_limit;
+            let granularity = resolved.granularity;
             let feed =
-                kernel_feed::KernelFeed::attach(&source_id, resolved.granularity, limit, span)
+                kernel_feed::KernelFeed::attach(&source_id, granularity, limit, span, kernel)
                     .map_err(Error::TrackingUnavailable)?;
             Some(Arc::new(feed))
         }

@@ -180,9 +180,16 @@ impl Runner {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut kernel_poll = interval(kernel_feed::POLL);
         kernel_poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Drained by time, not per turn of the loop: a turn per finished
+        // copy would drain a whole bitmap (through a pipe, from a helper)
+        // thousands of times a second during the bulk copy.
+        let mut drained = Instant::now();
         loop {
-            if let Some(why) = self.kernel.as_ref().and_then(|feed| feed.drain(&self.tracker)) {
-                self.lost_track(why);
+            if drained.elapsed() >= kernel_feed::POLL {
+                drained = Instant::now();
+                if let Some(why) = self.kernel.as_ref().and_then(|feed| feed.drain(&self.tracker)) {
+                    self.lost_track(why);
+                }
             }
             for failure in self.tracker.take_failures() {
                 self.on_error(failure);

@@ -48,6 +48,10 @@ pub enum FreezeError {
     TimeLimit { limit: Duration },
     #[error("thawing {paths:?} failed: {detail}")]
     Thaw { paths: Vec<PathBuf>, detail: String },
+    /// The privileged helper holding the freeze failed or went away (it
+    /// thaws when it goes).
+    #[error("the privileged helper: {0}")]
+    Helper(String),
 }
 
 /// Filesystems frozen by [`freeze_all`]; thawed by [`thaw`](Self::thaw) or
@@ -181,6 +185,18 @@ impl FreezeHold {
                 }
             }
         }
+    }
+}
+
+impl super::Frozen for FreezeHold {
+    fn froze_nothing(&self) -> bool {
+        self.mounts.is_empty()
+    }
+    fn deadline(&self) -> Instant {
+        FreezeHold::deadline(self)
+    }
+    fn thaw(self: Box<Self>) -> Result<Duration, FreezeError> {
+        FreezeHold::thaw(*self)
     }
 }
 

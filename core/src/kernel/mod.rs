@@ -11,6 +11,11 @@
 //!   if livemirror dies and after a time limit.
 //! * [`tracepoint`]: where the tracepoint's record keeps its fields.
 //!
+//! The job uses all of this through [`KernelWrites`], so the tracker and
+//! the freeze may live in this process (root: [`InProcess`]) or in a
+//! privileged helper process that holds them for an unprivileged one (the
+//! window, which asks polkit for it).
+//!
 //! Every reason the kernel cannot track a device is a [`TrackError`] the job
 //! can show when it falls back to compare passes.
 
@@ -19,10 +24,64 @@ pub mod tracepoint;
 pub mod tracker;
 
 use std::io;
+use std::ops::Range;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 pub use freeze::{DEFAULT_FREEZE_LIMIT, FreezeError, FreezeHold, freeze_all};
-pub use tracker::{Drained, KernelTracker, Unseen};
+pub use tracker::{Drained, KernelTracker, MAX_SPAN_WORDS, Unseen};
+
+use crate::device::DeviceId;
+
+/// The kernel side of tracking one source's writes, wherever it runs.
+pub trait KernelWrites: Send + Sync {
+    /// Every chunk written since the last drain, in ascending runs of chunk
+    /// indexes ([`KernelTracker::drain`]).
+    fn drain(&self, mark: &mut dyn FnMut(Range<u64>)) -> Drained;
+    /// Proves that every write completed before this call is in the next
+    /// drain ([`KernelTracker::barrier`]).
+    fn barrier(&self) -> Result<(), TrackError>;
+    /// Freezes every filesystem mounted from the tracked device for at
+    /// most `limit` ([`freeze_all`]).
+    fn freeze(&self, limit: Duration) -> Result<Box<dyn Frozen>, FreezeError>;
+}
+
+/// Filesystems frozen by [`KernelWrites::freeze`]; thawed on drop too.
+pub trait Frozen: Send {
+    /// True when nothing was mounted from the device, so nothing is held.
+    fn froze_nothing(&self) -> bool;
+    /// When the filesystems are thawed by force if still held.
+    fn deadline(&self) -> Instant;
+    /// Thaws them and says how long writers were held; fails when they
+    /// did not stay frozen until now ([`FreezeError::TimeLimit`]).
+    fn thaw(self: Box<Self>) -> Result<Duration, FreezeError>;
+}
+
+/// Starts kernel tracking of the block device `id` in chunks of
+/// `granularity` bytes, marking a completion word by word up to
+/// `span_words` bitmap words ([`MAX_SPAN_WORDS`] but in tests).
+pub trait AttachKernel: Send + Sync {
+    fn attach(
+        &self,
+        id: &DeviceId,
+        granularity: u64,
+        span_words: u64,
+    ) -> Result<Box<dyn KernelWrites>, TrackError>;
+}
+
+/// Tracking and freezing in this process: it needs root.
+pub struct InProcess;
+
+impl AttachKernel for InProcess {
+    fn attach(
+        &self,
+        id: &DeviceId,
+        granularity: u64,
+        span_words: u64,
+    ) -> Result<Box<dyn KernelWrites>, TrackError> {
+        Ok(Box::new(KernelTracker::attach_with_span_limit(id, granularity, span_words)?))
+    }
+}
 
 /// Why kernel write tracking cannot be used (the job then falls back to
 /// compare passes and says this).
@@ -66,4 +125,8 @@ pub enum TrackError {
     Load(String),
     #[error("the marker read of {path} failed: {source}")]
     Marker { path: PathBuf, source: io::Error },
+    /// The privileged helper that holds the tracker for this process
+    /// could not be started, refused, or went away.
+    #[error("the privileged helper: {0}")]
+    Helper(String),
 }

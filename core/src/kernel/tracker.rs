@@ -47,13 +47,14 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::time::Duration;
 
 use aya::maps::Map;
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
 
-use super::TrackError;
 use super::tracepoint::{self, Layout};
+use super::{FreezeError, TrackError};
 use crate::buffer::AlignedBuf;
 use crate::device::DeviceId;
 
@@ -94,7 +95,8 @@ struct Config {
 unsafe impl aya::Pod for Config {}
 
 /// What a [`drain`](KernelTracker::drain) reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Drained {
     /// The chunks that were written, exactly.
     Exact,
@@ -105,7 +107,8 @@ pub enum Drained {
 }
 
 /// Why a drain could not name every written chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Unseen {
     /// The disk completed a request whose range the kernel did not give (a
     /// passthrough command such as SG_IO or NVMe passthrough that moved
@@ -116,6 +119,9 @@ pub enum Unseen {
     Skipped(u64),
     /// The kernel could not say how often it skipped the program.
     Untold,
+    /// The tracker is gone (the helper process holding it ended): nothing
+    /// written since is known.
+    Gone,
 }
 
 impl std::fmt::Display for Unseen {
@@ -127,6 +133,7 @@ impl std::fmt::Display for Unseen {
             Unseen::Skipped(1) => f.write_str("the kernel skipped the tracker for one completion"),
             Unseen::Skipped(n) => write!(f, "the kernel skipped the tracker for {n} completions"),
             Unseen::Untold => f.write_str("the kernel could not say whether it skipped the tracker"),
+            Unseen::Gone => f.write_str("the kernel write tracker stopped"),
         }
     }
 }
@@ -134,6 +141,8 @@ impl std::fmt::Display for Unseen {
 /// A running BPF write tracker on one disk range. Dropping it detaches the
 /// program.
 pub struct KernelTracker {
+    /// The tracked device, whose filesystems a freeze holds.
+    id: DeviceId,
     dirty: Mapped,
     stats: Mapped,
     chunks: u64,
@@ -216,7 +225,8 @@ impl KernelTracker {
         let stats = Mapped::of(&ebpf, "STATS", STAT_LEN)?;
         let marker = Marker::open(node, &sys, start)?;
         let misses = AtomicU64::new(recursion_misses(program_fd(&ebpf)?)?);
-        let tracker = KernelTracker { dirty, stats, chunks, granularity, marker, misses, ebpf };
+        let tracker =
+            KernelTracker { id: *id, dirty, stats, chunks, granularity, marker, misses, ebpf };
         tracker.barrier()?;
         Ok(tracker)
     }
@@ -311,6 +321,18 @@ impl KernelTracker {
             });
         }
         Ok(())
+    }
+}
+
+impl super::KernelWrites for KernelTracker {
+    fn drain(&self, mark: &mut dyn FnMut(Range<u64>)) -> Drained {
+        KernelTracker::drain(self, mark)
+    }
+    fn barrier(&self) -> Result<(), TrackError> {
+        KernelTracker::barrier(self)
+    }
+    fn freeze(&self, limit: Duration) -> Result<Box<dyn super::Frozen>, FreezeError> {
+        Ok(Box::new(super::freeze_all(&self.id, limit)?))
     }
 }
 

@@ -2,8 +2,6 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 mod stall;
-#[cfg(target_os = "linux")]
-pub mod system;
 
 use std::sync::Arc;
 use std::time::Duration;
