@@ -9,6 +9,7 @@ mod privileged;
 mod share;
 mod sizes;
 mod text;
+mod tracking;
 mod units;
 
 use std::process::ExitCode;

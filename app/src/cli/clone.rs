@@ -7,10 +7,8 @@ use std::sync::Arc;
 
 use clap::Args;
 use livemirror_core::device::{BlockDevice, OpenOptions};
-use livemirror_core::error::Error;
-use livemirror_core::job::{self, JobEvent, JobHandle, MirrorOptions, Outcome, Tracking};
+use livemirror_core::job::{self, MirrorOptions, Outcome, Tracking};
 use livemirror_core::live::LiveSource;
-use tokio::sync::broadcast::Receiver;
 
 use super::follow::{Follow, follow};
 use super::progress::Reporter;
@@ -18,6 +16,7 @@ use super::{CacheArgs, EXIT_CANCELLED, MirrorArgs, fail};
 use crate::privileged::{self, OpenError};
 use crate::sizes;
 use crate::text;
+use crate::tracking;
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -71,7 +70,7 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     // around the device's page cache: the source is then read the same way,
     // or a cached block read earlier would hide a write.
     let kernel_wanted = matches!(args.mirror.tracking, None | Some(Tracking::Kernel))
-        && is_block_device(&args.source);
+        && tracking::is_block_device(&args.source);
     let source_opts =
         if kernel_wanted { args.cache.source().direct(true) } else { args.cache.source() };
     let source = match privileged::open(&args.source, source_opts) {
@@ -101,11 +100,26 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     }
     let live = LiveSource::new(source.clone());
     let started = match args.mirror.tracking {
-        Some(t) => job::start(live, target.clone(), MirrorOptions { tracking: t, ..options }),
-        None => start_picking(live, target.clone(), &mut options, kernel_wanted, &mounts),
+        Some(t) => {
+            let options = MirrorOptions { tracking: t, ..options };
+            tracking::start_as_asked(live, target.clone(), options, &args.source)
+        }
+        None => tracking::start_picking(
+            live,
+            target.clone(),
+            options,
+            &args.source,
+            kernel_wanted,
+            &mounts,
+        ),
     };
     let (job, events) = match started {
-        Ok(started) => started,
+        Ok(started) => {
+            for note in &started.notes {
+                eprintln!("{note}");
+            }
+            (started.job, started.events)
+        }
         Err(e) => {
             if created {
                 // We made it a moment ago; refusing the job must leave nothing behind.
@@ -163,56 +177,6 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         Ok(c) => fail(&sizes::verdict(&c)),
         Err(e) => fail(&e),
     }
-}
-
-/// Kernel tracking exists for Linux block devices only.
-fn is_block_device(path: &Path) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = path;
-        false
-    }
-}
-
-/// Starts the job with the best tracking this source allows, in order:
-/// kernel tracking (a block device, root, a kernel that can), compare
-/// passes for a mounted source, none; and says why when it falls back.
-fn start_picking(
-    live: Arc<LiveSource>,
-    target: Arc<dyn BlockDevice>,
-    options: &mut MirrorOptions,
-    kernel_wanted: bool,
-    mounts: &[String],
-) -> Result<(JobHandle, Receiver<JobEvent>), Error> {
-    if kernel_wanted {
-        let mut kernel = MirrorOptions { tracking: Tracking::Kernel, ..options.clone() };
-        if mounts.is_empty() {
-            // Nothing to freeze: only a final comparison can prove the copy
-            // (see `Proof::TrackedUnheld`).
-            kernel.verify.get_or_insert(true);
-        }
-        match job::start(live.clone(), target.clone(), kernel) {
-            Err(Error::TrackingUnavailable(reason)) => {
-                eprintln!("kernel tracking unavailable: {reason}");
-            }
-            started => return started,
-        }
-    }
-    options.tracking = if mounts.is_empty() {
-        Tracking::None
-    } else {
-        eprintln!(
-            "source is mounted at {}: its writes bypass livemirror, so compare passes look for them",
-            mounts.join(", ")
-        );
-        Tracking::Compare
-    };
-    job::start(live, target, options.clone())
 }
 
 pub(super) fn open_or_create_target(

@@ -67,6 +67,12 @@ enum Cmd {
     Verify(verify::VerifyArgs),
     /// List the whole disks that could be a source or a target.
     Disks,
+    /// Internal: run as root (through pkexec) for a livemirror that is not,
+    /// to hold its kernel write tracker and freeze; speaks JSON lines on
+    /// stdin and stdout.
+    #[cfg(target_os = "linux")]
+    #[command(hide = true)]
+    KernelHelper,
 }
 
 pub fn main() -> ExitCode {
@@ -77,6 +83,8 @@ pub fn main() -> ExitCode {
         Some(Cmd::Demo(args)) => crate::demo::run(args),
         Some(Cmd::Verify(args)) => verify::run(args),
         Some(Cmd::Disks) => disks::run(),
+        #[cfg(target_os = "linux")]
+        Some(Cmd::KernelHelper) => crate::privileged::kernel_helper::run(),
         None => window(cli.source, cli.target),
     }
 }

@@ -13,6 +13,8 @@
 //! (clone, serve, the window) opens through here.
 
 #[cfg(target_os = "linux")]
+pub mod kernel_helper;
+#[cfg(target_os = "linux")]
 mod udisks;
 
 use std::fmt;
