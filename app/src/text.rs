@@ -5,12 +5,14 @@
 
 use livemirror_core::job::{Outcome, Proof, Tracking};
 
+use crate::units::human;
+
 /// How the source's writes are seen, in words.
 pub fn tracking(t: Tracking) -> &'static str {
     match t {
         Tracking::Nbd => "every write goes through livemirror's share",
         Tracking::Kernel => {
-            "kernel tracking: every write to the disk is seen; Complete freezes its mounted filesystems for a moment"
+            "kernel tracking: every write is seen; Complete freezes its filesystems for a moment"
         }
         Tracking::Compare => {
             "compare passes: writes by other programs are found only by re-reading"
@@ -19,6 +21,48 @@ pub fn tracking(t: Tracking) -> &'static str {
             "not tracked: writes made to the source by other programs are not seen — stop them, or share the source"
         }
     }
+}
+
+/// What Setup says of a disk chosen as the source (not shared): the kernel
+/// will see its writes, if it may and can.
+pub fn kernel_choice(mounted: bool) -> &'static str {
+    if mounted {
+        "Kernel tracking: every write is seen; Complete freezes its filesystems for a moment. \
+         If tracking is not authorized or this disk cannot be tracked, compare passes look \
+         for its writes instead, and say that they cannot prove the copy."
+    } else {
+        "Kernel tracking: every write is seen. Nothing is mounted from this disk, so nothing \
+         can be frozen at Complete: stop its writers first for a consistent copy."
+    }
+}
+
+/// How long Complete is expected to hold a kernel-tracked source's
+/// writers: its filesystems stay frozen while what is dirty then is
+/// copied, `dirty` bytes now at `rate` bytes per second.
+pub fn expected_hold(dirty: u64, rate: u64) -> String {
+    const FREEZE: &str = "plus what its filesystems write out when frozen";
+    match (dirty, rate) {
+        (0, _) => format!(
+            "Complete freezes its filesystems only for the last copy: nothing is dirty now, so a moment, {FREEZE}"
+        ),
+        (d, 0) => format!(
+            "Complete freezes its filesystems while it copies what is dirty then: {} now, {FREEZE}",
+            human(d)
+        ),
+        (d, r) => {
+            let ms = d.saturating_mul(1000) / r;
+            format!(
+                "Complete freezes its filesystems while it copies what is dirty then: {} now, about {ms} ms at {}/s, {FREEZE}",
+                human(d),
+                human(r)
+            )
+        }
+    }
+}
+
+/// The hold a Complete reported, for the Done screen's "Writers held".
+pub fn held(ms: u64) -> String {
+    format!("{ms} ms — the source's filesystems were frozen for the last copy")
 }
 
 /// What Ready means under this tracking.

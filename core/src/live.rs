@@ -204,6 +204,10 @@ impl BlockDevice for LiveSource {
         self.device().read_uncached(buf, offset)
     }
 
+    fn reads_direct(&self) -> bool {
+        self.device().reads_direct()
+    }
+
     fn has_backing(&self) -> bool {
         self.device().has_backing()
     }

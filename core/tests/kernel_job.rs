@@ -69,6 +69,24 @@ async fn complete_with_a_writer_running_gives_a_clean_filesystem_with_every_fsyn
     assert_durable_files(&image, &durable);
 }
 
+/// A source read through the page cache: a block the bulk copy cached
+/// and ext4 then rewrote on the disk around that cache could be copied
+/// stale, so kernel tracking refuses it, saying why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_read_through_the_page_cache_is_refused_with_the_reason() {
+    let disk = Loop::new(16 * MIB);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = OpenOptions::new().open(&disk.dev).expect("open the source");
+    let image = dir.path().join("target.img");
+    let target = OpenOptions::new().write(true).create(&image, source.len()).expect("target");
+    let opts = MirrorOptions { tracking: Tracking::Kernel, ..Default::default() };
+    let refused = job::start(LiveSource::new(Arc::new(source)), Arc::new(target), opts);
+    let Err(livemirror_core::Error::TrackingUnavailable(why)) = refused else {
+        panic!("a cached source was tracked");
+    };
+    assert!(why.contains("O_DIRECT"), "{why}");
+}
+
 /// Writes files and raw overwrites inside a big one, stops writing and
 /// unmounts (the thaw of a freeze would write the superblock after the
 /// last drain; unmounted, nothing writes), completes: the target is the

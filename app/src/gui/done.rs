@@ -98,6 +98,9 @@ impl DoneScreen {
             row("Duration", duration(took));
             row("Average speed", format!("{}/s", human(average(copied, took))));
             row("Errors retried or ignored", status.errors.to_string());
+            if let Some(ms) = status.held_ms {
+                row("Writers held", crate::text::held(ms));
+            }
             match &self.fix {
                 Fix::NotNeeded => {}
                 Fix::Running => row("Partition table", "rewriting for the target's size…".into()),

@@ -6,7 +6,7 @@
 
 use eframe::egui::{self, Color32, RichText};
 use egui_plot::{Line, Plot};
-use livemirror_core::job::{Command, JobState, JobStatus};
+use livemirror_core::job::{Command, JobState, JobStatus, Tracking};
 
 use super::app::Action;
 use super::heatmap::Heatmap;
@@ -40,6 +40,7 @@ impl RunningScreen {
                     .weak(),
             );
         });
+        ui.label(RichText::new(text::sentence(text::tracking(status.tracking))).weak());
         ui.add_space(4.0);
         state_banner(ui, &status, actions);
         if let Some(share) = &session.share {
@@ -166,6 +167,10 @@ fn state_banner(ui: &mut egui::Ui, status: &JobStatus, actions: &mut Vec<Action>
                 // Words above, the button on its own row: long wording
                 // wraps instead of pushing Complete out of a narrow window.
                 ui.label(RichText::new(text::sentence(text::ready(status.tracking))).strong().size(16.0).color(Color32::WHITE));
+                if status.tracking == Tracking::Kernel {
+                    let p = &status.progress;
+                    ui.label(text::expected_hold(p.dirty + p.in_flight, p.bytes_per_sec));
+                }
                 ui.label(if status.verify {
                     "Press Complete to finish: the last writes are copied, the target is flushed, and source and target are compared once more before the job says they are identical."
                 } else {

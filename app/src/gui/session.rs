@@ -28,6 +28,7 @@ use crate::cli::Cache;
 use crate::demo::{DemoArgs, Scenario};
 use crate::share::Share;
 use crate::text;
+use crate::tracking;
 use crate::units::human;
 
 /// What Start asks for.
@@ -92,8 +93,11 @@ pub fn start(
     let endpoint = req.share.endpoint().map_err(|e| format!("NBD endpoint: {e}"))?;
     // Shared, the source is written by the share's clients.
     let shared = endpoint.is_some();
+    // Not shared, a disk's writers are seen by kernel tracking, which reads
+    // the source around the page cache as the filesystems write it.
+    let kernel_wanted = !shared && tracking::is_block_device(&req.source);
     let source = opener
-        .open_for_job(&req.source, OpenOptions::new().write(shared))
+        .open_for_job(&req.source, OpenOptions::new().write(shared).direct(kernel_wanted))
         .map_err(|e| format!("source: {e}"))?;
     // Bound before the target is touched: a taken socket changes nothing.
     let bound = endpoint
@@ -112,22 +116,32 @@ pub fn start(
     }
     .map_err(|e| format!("target: {e}"))?;
     let live = LiveSource::new(source.clone());
-    let mounted = !livemirror_core::device::mounts_on(&source.id()).is_empty();
-    // Shared, writes come through the share; otherwise other programs may
-    // write the source unseen, and the job must say so (and verify).
-    let tracking = match (shared, mounted) {
-        (_, true) => Tracking::Compare,
-        (true, false) => Tracking::Nbd,
-        (false, false) => Tracking::None,
-    };
-    let options = MirrorOptions { tracking, ..req.options };
-    let mut session =
-        Session::launch(live.clone(), source, target, options, ctx).inspect_err(|_| {
-            if created {
-                // Made a moment ago for this job; a refused job leaves nothing behind.
-                let _ = std::fs::remove_file(&req.target);
-            }
-        })?;
+    let mounts = livemirror_core::device::mounts_on(&source.id());
+    // Shared, writes come through the share (a mounted source is written
+    // around it: compare passes); otherwise the kernel sees them if it
+    // can, or the job says what it cannot see (and verifies).
+    let started = if shared {
+        let tracking = if mounts.is_empty() { Tracking::Nbd } else { Tracking::Compare };
+        let options = MirrorOptions { tracking, ..req.options };
+        tracking::start_as_asked(live.clone(), target.clone(), options, &req.source)
+    } else {
+        let (source_path, options) = (&req.source, req.options);
+        tracking::start_picking(
+            live.clone(),
+            target.clone(),
+            options,
+            source_path,
+            kernel_wanted,
+            &mounts,
+        )
+    }
+    .map_err(|e| e.to_string());
+    let mut session = started.map(|s| Session::new(s, source, target, ctx)).inspect_err(|_| {
+        if created {
+            // Made a moment ago for this job; a refused job leaves nothing behind.
+            let _ = std::fs::remove_file(&req.target);
+        }
+    })?;
     session.share = bound.map(|b| b.serve(&live));
     session.target_path = Some(req.target.clone());
     session.grow_last_partition = req.grow_last_partition;
@@ -153,7 +167,10 @@ pub fn start_demo(args: &DemoArgs, ctx: egui::Context) -> Result<Session, String
     };
     scenario.start_writer(200);
     let source = scenario.live.device();
-    let mut session = Session::launch(scenario.live.clone(), source, target, options, ctx)?;
+    let (job, events) =
+        job::start(scenario.live.clone(), target.clone(), options).map_err(|e| e.to_string())?;
+    let started = tracking::Started { job, events, notes: vec![] };
+    let mut session = Session::new(started, source, target, ctx);
     session.source_name = format!("{} (demo, written to live)", scenario.source_path.display());
     session.target_name = format!("{} (demo)", scenario.target_path.display());
     session.demo = Some(Arc::new(scenario));
@@ -161,15 +178,15 @@ pub fn start_demo(args: &DemoArgs, ctx: egui::Context) -> Result<Session, String
 }
 
 impl Session {
-    fn launch(
-        live: Arc<LiveSource>,
+    /// Follows a started job: its events are forwarded to the UI, and what
+    /// was said while picking its tracking opens the log.
+    fn new(
+        started: tracking::Started,
         source: Arc<dyn BlockDevice>,
         target: Arc<dyn BlockDevice>,
-        options: MirrorOptions,
         ctx: egui::Context,
-    ) -> Result<Session, String> {
-        let (job, mut events) =
-            job::start(live, target.clone(), options).map_err(|e| e.to_string())?;
+    ) -> Session {
+        let tracking::Started { job, mut events, notes } = started;
         let (tx, rx) = mpsc::channel();
         tokio::spawn(async move {
             loop {
@@ -187,7 +204,8 @@ impl Session {
                 }
             }
         });
-        Ok(Session {
+        let log = notes.into_iter().map(|text| LogLine { at: 0.0, text, problem: false }).collect();
+        Session {
             job,
             events: rx,
             source_name: source.describe(),
@@ -196,13 +214,13 @@ impl Session {
             target,
             started: Instant::now(),
             ended: None,
-            log: vec![],
+            log,
             throughput: vec![],
             demo: None,
             share: None,
             target_path: None,
             grow_last_partition: false,
-        })
+        }
     }
 
     /// Takes in the events that arrived since the last frame.

@@ -85,6 +85,15 @@ impl Check {
             }
         };
         c.source_len = src.as_ref().map(|s| s.len());
+        if !shared && crate::tracking::is_block_device(Path::new(source)) {
+            // Opened, its own mounts; not yet (authorization at Start), the
+            // disk list's.
+            let mounted = match &src {
+                Some(s) => !livemirror_core::device::mounts_on(&s.id()).is_empty(),
+                None => disks.iter().any(|d| d.path == Path::new(source) && !d.mounts.is_empty()),
+            };
+            c.notes.push(crate::text::kernel_choice(mounted).into());
+        }
         let target_path = Path::new(target);
         if !target_path.exists() {
             match target_path.parent() {

@@ -36,6 +36,13 @@ impl Opener for TestOpener {
             _ => FileOpener.open(path, write),
         }
     }
+
+    fn open_for_job(&self, path: &Path, opts: OpenOptions) -> Result<Arc<dyn BlockDevice>, String> {
+        match &self.faulty {
+            Some((p, dev)) if p == path => Ok(dev.clone()),
+            _ => FileOpener.open_for_job(path, opts),
+        }
+    }
 }
 
 fn app(opener: TestOpener, list_disks: fn() -> Vec<Disk>) -> Harness<'static, LiveMirrorApp> {
@@ -465,4 +472,58 @@ fn a_smaller_target_that_fits_is_accepted_and_one_that_does_not_is_explained() {
         )
         .is_some()
     );
+}
+
+/// A mounted disk as the source, as the window run as root has it (one
+/// that is not root asks its helper through pkexec: the same job, tested
+/// through `clone` in tests/kernel_clone.rs): Setup says kernel tracking
+/// and the freeze, Running names the tracking, Ready the expected hold,
+/// Done how long writers were held; the copy, made with a writer running
+/// until Complete, is a clean filesystem holding every fsynced file.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_mounted_disk_as_source_is_kernel_tracked_and_done_says_how_long_writers_were_held() {
+    use livemirror_tests::system::{Loop, Mount, Writer, assert_durable_files, run};
+    let disk = Loop::new(64 * MIB);
+    let fs = Mount::ext4(disk.path());
+    let writer = Writer::start(fs.path());
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("copy.img");
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    type_into(&mut h, "Source path", disk.path());
+    type_into(&mut h, "Target path", &target.display().to_string());
+    let said =
+        "Kernel tracking: every write is seen; Complete freezes its filesystems for a moment";
+    assert!(h.query_by_label_contains(said).is_some(), "Setup names the tracking");
+    h.get_by_label("Start").click();
+    h.run_steps(2);
+    wait_for(&mut h, "Ready", ready);
+    assert_eq!(status(h.state()).unwrap().tracking, livemirror_core::job::Tracking::Kernel);
+    assert!(h.query_by_label_contains(said).is_some(), "Running names the tracking");
+    assert!(h.query_by_label_contains("In sync and flushed — still mirroring").is_some());
+    assert!(h.query_by_label_contains("plus what its filesystems write out when frozen").is_some());
+    let durable = writer.durable(10);
+    complete_and_wait(&mut h);
+    writer.stop();
+    assert!(h.query_by_label_contains("Completed: the target is identical").is_some());
+    let held = status(h.state()).unwrap().held_ms.expect("a hold was reported");
+    assert!(h.query_by_label("Writers held").is_some());
+    assert!(h.query_by_label_contains(&format!("{held} ms — the source's filesystems")).is_some());
+    drop(h);
+    run("fsck.ext4", &["-n", "-f", target.to_str().unwrap()], "e2fsprogs");
+    assert_durable_files(&target, &durable);
+}
+
+/// An unmounted disk as the source: the kernel sees its writes, but there
+/// is nothing to freeze, and Setup says to stop its writers.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unmounted_disk_as_source_says_nothing_can_be_frozen() {
+    let disk = livemirror_tests::system::Loop::new(16 * MIB);
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    type_into(&mut h, "Source path", disk.path());
+    type_into(&mut h, "Target path", &dir.path().join("copy.img").display().to_string());
+    assert!(h.query_by_label_contains("Nothing is mounted from this disk").is_some());
+    assert!(h.query_by_label_contains("Complete freezes").is_none());
 }

@@ -82,7 +82,9 @@ pub fn open(path: &Path, opts: OpenOptions) -> Result<Arc<dyn BlockDevice>, Open
     match opts.open(path) {
         Ok(dev) => Ok(Arc::new(dev)),
         #[cfg(target_os = "linux")]
-        Err(e) if needs_helper(&e, path) => Ok(Arc::new(udisks::open(path, opts.writes())?)),
+        Err(e) if needs_helper(&e, path) => {
+            Ok(Arc::new(udisks::open(path, opts.writes(), opts.is_direct())?))
+        }
         Err(e) => Err(OpenError::Direct(e)),
     }
 }

@@ -22,15 +22,34 @@ const MANAGER_PATH: &str = "/org/freedesktop/UDisks2/Manager";
 const MANAGER: &str = "org.freedesktop.UDisks2.Manager";
 const BLOCK: &str = "org.freedesktop.UDisks2.Block";
 
-/// Asks udisks2 to open the block device at `path`, read-only unless `write`.
-pub fn open(path: &Path, write: bool) -> Result<FileDevice, OpenError> {
+/// Asks udisks2 to open the block device at `path`, read-only unless
+/// `write`; with `direct`, a second descriptor opened `O_DIRECT` too (the
+/// `flags` option of OpenDevice), for what [`OpenOptions::direct`] gives a
+/// device opened directly.
+///
+/// [`OpenOptions::direct`]: livemirror_core::device::OpenOptions::direct
+pub fn open(path: &Path, write: bool, direct: bool) -> Result<FileDevice, OpenError> {
     let conn = Connection::system().map_err(|e| OpenError::NoHelper {
         path: path.to_owned(),
         cause: format!("no system D-Bus: {e}"),
     })?;
     let object = resolve(&conn, path)?;
     let block = proxy(&conn, object.as_str(), BLOCK).map_err(|e| classify(path, &e))?;
-    let options: HashMap<&str, Value> = HashMap::new();
+    let dev = FileDevice::from_file(open_device(&block, path, write, 0)?, path)
+        .map_err(OpenError::Direct)?;
+    if !direct {
+        return Ok(dev);
+    }
+    // Authorized once: the second call does not ask again.
+    Ok(dev.with_direct_handle(open_device(&block, path, write, libc::O_DIRECT)?))
+}
+
+/// One `Block.OpenDevice` call, with extra `open(2)` flags.
+fn open_device(block: &Proxy<'_>, path: &Path, write: bool, flags: i32) -> Result<File, OpenError> {
+    let mut options: HashMap<&str, Value> = HashMap::new();
+    if flags != 0 {
+        options.insert("flags", Value::from(flags));
+    }
     let mode = if write { "rw" } else { "r" };
     // AllowInteractiveAuth: we are prepared to wait while polkit asks the user.
     let fd: Option<OwnedFd> = block
@@ -40,8 +59,7 @@ pub fn open(path: &Path, write: bool) -> Result<FileDevice, OpenError> {
         path: path.to_owned(),
         message: "OpenDevice returned no descriptor".into(),
     })?;
-    let file = File::from(std::os::fd::OwnedFd::from(fd));
-    FileDevice::from_file(file, path).map_err(OpenError::Direct)
+    Ok(File::from(std::os::fd::OwnedFd::from(fd)))
 }
 
 /// udisks2's object for a device node (any path to it: /dev/sdb,

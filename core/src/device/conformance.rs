@@ -156,6 +156,23 @@ fn direct_file_device_conforms() {
     file_conforms(OpenOptions::new().direct(true));
 }
 
+/// A device handed over as descriptors (udisks2's), the buffered one and
+/// an `O_DIRECT` one: the direct one is used, and the contract holds.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_file_device_from_handed_over_descriptors_goes_direct_and_conforms() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().set_len(LEN).unwrap();
+    let open = |flags| {
+        std::fs::OpenOptions::new().read(true).write(true).custom_flags(flags).open(f.path())
+    };
+    let direct = open(libc::O_DIRECT).expect("the temp directory's filesystem takes O_DIRECT");
+    let dev = FileDevice::from_file(open(0).unwrap(), f.path()).unwrap().with_direct_handle(direct);
+    assert!(dev.is_direct());
+    conforms(&dev);
+}
+
 #[test]
 fn write_behind_file_device_conforms() {
     file_conforms(OpenOptions::new().write_behind(true));

@@ -33,6 +33,14 @@ impl Direct {
         Some(Direct { file, mem_align, offset_align })
     }
 
+    /// Takes `file`, already opened `O_DIRECT` (by a privileged helper), or
+    /// `None` when it cannot do direct I/O.
+    #[cfg(target_os = "linux")]
+    pub(super) fn of_file(file: File, logical_block_size: u32) -> Option<Direct> {
+        let (mem_align, offset_align) = sys::direct_alignment(&file, logical_block_size)?;
+        Some(Direct { file, mem_align, offset_align })
+    }
+
     /// Reads direct when the request is aligned, else through `buffered`.
     pub(super) fn read_exact_at(
         &self,

@@ -105,6 +105,10 @@ impl BlockDevice for FaultyDevice {
         self.inner.read_uncached(buf, offset)
     }
 
+    fn reads_direct(&self) -> bool {
+        self.inner.reads_direct()
+    }
+
     fn has_backing(&self) -> bool {
         self.inner.has_backing()
     }

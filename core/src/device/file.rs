@@ -47,6 +47,11 @@ impl OpenOptions {
         self.write
     }
 
+    /// True when these options ask for [`direct`](Self::direct) I/O.
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+
     /// Bypass the page cache (`O_DIRECT`) for aligned I/O when the device
     /// allows it; silently buffered where it does not (tmpfs, some network
     /// filesystems). A clone then neither evicts the host's useful cache nor
@@ -143,6 +148,17 @@ impl FileDevice {
         })
     }
 
+    /// Adds `file`, the same device opened again with `O_DIRECT` (by a
+    /// privileged helper, as [`from_file`](Self::from_file)'s), as its
+    /// unbuffered handle: what [`OpenOptions::direct`] gives a device this
+    /// process opens itself. Stays buffered when the device cannot do
+    /// direct I/O.
+    #[cfg(target_os = "linux")]
+    pub fn with_direct_handle(mut self, file: File) -> Self {
+        self.direct = Direct::of_file(file, self.logical_block_size);
+        self
+    }
+
     /// The path this device was opened from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -170,6 +186,10 @@ impl BlockDevice for FileDevice {
             Some(d) => d.read_exact_at(&self.file, buf, offset),
             None => sys::read_exact_at(&self.file, buf, offset),
         }
+    }
+
+    fn reads_direct(&self) -> bool {
+        self.direct.is_some()
     }
 
     fn read_uncached(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {

@@ -98,6 +98,14 @@ pub trait BlockDevice: Send + Sync {
         self.read_at(buf, offset)
     }
 
+    /// True when aligned reads bypass every host cache (`O_DIRECT`), so a
+    /// write made on the medium around this device (a mounted filesystem's)
+    /// is always read as it is: what kernel tracking's copies need, since
+    /// dropping a cached range before a read races the kernel's readahead.
+    fn reads_direct(&self) -> bool {
+        false
+    }
+
     /// True for an overlay over a backing layer (a qcow2 image with a
     /// backing file): sync `top` then copies only what this layer holds.
     fn has_backing(&self) -> bool {

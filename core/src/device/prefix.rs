@@ -33,6 +33,15 @@ impl BlockDevice for Prefix {
         self.inner.read_at(buf, offset)
     }
 
+    fn read_uncached(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        check_range(self.len, offset, buf.len() as u64)?;
+        self.inner.read_uncached(buf, offset)
+    }
+
+    fn reads_direct(&self) -> bool {
+        self.inner.reads_direct()
+    }
+
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         check_range(self.len, offset, buf.len() as u64)?;
         self.inner.write_at(buf, offset)

@@ -31,6 +31,11 @@ pub struct CopyContext {
     /// Page-aligned, reused buffers: `O_DIRECT` needs the alignment, and a
     /// fresh megabyte per operation costs more than copying it.
     pub buffers: Arc<BufferPool>,
+    /// The source is written around livemirror (kernel tracking, compare
+    /// passes): read it past any cache those writes do not keep coherent,
+    /// or a block cached before a filesystem rewrote it on the disk would
+    /// be copied stale. (An `O_DIRECT` source does this at no cost.)
+    pub read_uncached: bool,
 }
 
 impl CopyContext {
@@ -57,9 +62,12 @@ impl CopyContext {
             while pos < run_end {
                 let n = (run_end - pos).min(buf.len() as u64);
                 let piece = &mut buf[..n as usize];
-                self.source
-                    .read_at(piece, pos)
-                    .map_err(|e| IoFailure::new(Side::Source, IoOperation::Read, pos, n, &e))?;
+                let read = if self.read_uncached {
+                    self.source.read_uncached(piece, pos)
+                } else {
+                    self.source.read_at(piece, pos)
+                };
+                read.map_err(|e| IoFailure::new(Side::Source, IoOperation::Read, pos, n, &e))?;
                 self.write_data(piece, pos, &mut stats)?;
                 pos += n;
             }
@@ -174,6 +182,7 @@ mod tests {
             target: dst,
             geometry: Geometry { len, granularity: g },
             buffers: BufferPool::new(16 * 1024),
+            read_uncached: false,
         }
     }
 

@@ -116,6 +116,13 @@ fn launch(
     let resolved = resolve(&opts, &*target)?;
     let kernel = match opts.tracking {
         Tracking::Kernel => {
+            if !source.reads_direct() {
+                return Err(Error::TrackingUnavailable(
+                    "the source is read through the page cache, which a mounted filesystem's \
+                     writes go around: kernel tracking needs it opened with O_DIRECT"
+                        .into(),
+                ));
+            }
             let limit = std::time::Duration::from_millis(opts.freeze_limit_ms);
             let span = opts.kernel_span_limit;
             let granularity = resolved.granularity;

@@ -138,6 +138,7 @@ impl Runner {
                 // At most MAX_IN_FLIGHT operations of at most max_op bytes
                 // hold a buffer at once: the pool never grows past that.
                 buffers: BufferPool::new(s.resolved.max_op as usize),
+                read_uncached: matches!(s.opts.tracking, Tracking::Kernel | Tracking::Compare),
             }),
             live: s.live,
             tracker: s.tracker,

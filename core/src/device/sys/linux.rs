@@ -136,12 +136,19 @@ pub fn open_direct(
         .custom_flags(libc::O_DIRECT)
         .open(path)
         .ok()?;
-    match dio_align(&file) {
+    let (mem, offset) = direct_alignment(&file, logical_block_size)?;
+    Some((file, mem, offset))
+}
+
+/// The `(memory, offset)` alignment direct I/O on `file` (opened with
+/// `O_DIRECT`) needs, or `None` when it cannot do direct I/O.
+pub fn direct_alignment(file: &File, logical_block_size: u32) -> Option<(usize, u64)> {
+    match dio_align(file) {
         Some((0, _) | (_, 0)) => None, // the kernel says: no direct I/O here
-        Some((mem, offset)) => Some((file, mem as usize, u64::from(offset))),
+        Some((mem, offset)) => Some((mem as usize, u64::from(offset))),
         // An older kernel: the logical block size, but at least a page,
         // which every filesystem that takes O_DIRECT accepts.
-        None => Some((file, crate::buffer::ALIGN, u64::from(logical_block_size).max(4096))),
+        None => Some((crate::buffer::ALIGN, u64::from(logical_block_size).max(4096))),
     }
 }
 

@@ -18,6 +18,8 @@ mod win32;
 #[cfg(windows)]
 use win32 as host;
 
+#[cfg(target_os = "linux")]
+pub(super) use host::direct_alignment;
 #[cfg(windows)]
 pub use host::ioctl;
 pub use host::mounts_on;
