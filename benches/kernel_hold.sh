@@ -19,8 +19,9 @@
 # The loop device's file is in --dir, /dev/shm by default: in memory, so
 # the disk below adds no noise.
 #
-# Usage (as root): benches/kernel_hold.sh [--reps 5] [--iops-reps 3]
+# Usage (as root): benches/kernel_hold.sh [--reps 5] [--iops-reps 6]
 #            [--runtime 10] [--size 1G] [--dirty 64M] [--dir /dev/shm]
+#            [--granularity SIZE (the job's; default livemirror's)]
 #
 # Requirements (Debian package names): fio, util-linux, e2fsprogs, mount,
 # python3, clang + libbpf-dev (to build the tracker), cargo.
@@ -30,10 +31,11 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
 REPS=5
-IOPS_REPS=3
+IOPS_REPS=6
 RUNTIME=10
 SIZE=1G
 DIRTY=64M
+GRANULARITY=
 DIR=
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -42,6 +44,7 @@ while [[ $# -gt 0 ]]; do
         --runtime) RUNTIME=$2; shift 2 ;;
         --size) SIZE=$2; shift 2 ;;
         --dirty) DIRTY=$2; shift 2 ;;
+        --granularity) GRANULARITY=$2; shift 2 ;;
         --dir) DIR=$2; shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -106,9 +109,9 @@ for rep in $(seq 1 "$IOPS_REPS"); do
     ratios+=("$ratio")
     echo "$rep  $off  $on  $ratio"
 done
-python3 -c "import statistics,sys; print('median kept', statistics.median(map(float, sys.argv[1:])))" "${ratios[@]}"
+python3 -c "import statistics,sys; print(f'median kept {statistics.median(map(float, sys.argv[1:])):.3f}')" "${ratios[@]}"
 
 echo "== Complete's hold: livemirror clone of $LOOP ($SIZE) under that writer, $DIRTY written just before Complete"
 python3 "$HERE/kernel_hold.py" --livemirror "$LIVEMIRROR" --dev "$LOOP" --work "$WORK" \
     --fio-file "$WORK/mnt/data" --burst-file "$WORK/mnt/burst" --dirty "$DIRTY_BYTES" \
-    --reps "$REPS"
+    --reps "$REPS" ${GRANULARITY:+--granularity "$GRANULARITY"}
