@@ -116,7 +116,8 @@ fn launch(
     let resolved = resolve(&opts, &*target)?;
     let kernel = match opts.tracking {
         Tracking::Kernel => {
-            if !source.reads_direct() {
+            // (Not a disk: attaching says so, the better reason.)
+            if matches!(source_id, DeviceId::Block { .. }) && !source.reads_direct() {
                 return Err(Error::TrackingUnavailable(
                     "the source is read through the page cache, which a mounted filesystem's \
                      writes go around: kernel tracking needs it opened with O_DIRECT"
