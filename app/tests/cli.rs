@@ -57,6 +57,11 @@ fn clone_creates_a_missing_target_and_prints_json_events() {
     let order: Vec<&str> =
         events.iter().map(String::as_str).filter(|e| *e == "READY" || *e == "COMPLETED").collect();
     assert_eq!(order, ["READY", "COMPLETED"]);
+    // The stream says first how the source's writes are seen.
+    assert_eq!(events[0], "TRACKING");
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(first["data"]["tracking"], "none", "{first}");
     assert!(qemu_img_identical(&im.src, &im.dst));
 }
 

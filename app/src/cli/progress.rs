@@ -21,8 +21,17 @@ pub struct Reporter {
 }
 
 impl Reporter {
+    /// With `json`, the stream opens with how the source is tracked (the
+    /// COMPLETED event says it again): `{"event": "TRACKING", "data":
+    /// {"tracking": "kernel", "meaning": …}}`.
     pub fn new(json: bool, tracking: Tracking) -> Self {
         let bar = !json && std::io::stderr().is_terminal();
+        if json {
+            let data =
+                serde_json::json!({ "tracking": tracking, "meaning": text::tracking(tracking) });
+            let _ =
+                writeln!(std::io::stdout().lock(), "{}", super::json::named_line("TRACKING", data));
+        }
         Reporter { json, tracking, bar, started: Instant::now() }
     }
 
