@@ -125,15 +125,8 @@ pub fn start(
         let options = MirrorOptions { tracking, ..req.options };
         tracking::start_as_asked(live.clone(), target.clone(), options, &req.source)
     } else {
-        let (source_path, options) = (&req.source, req.options);
-        tracking::start_picking(
-            live.clone(),
-            target.clone(),
-            options,
-            source_path,
-            kernel_wanted,
-            &mounts,
-        )
+        let (live, target) = (live.clone(), target.clone());
+        tracking::start_picking(live, target, req.options, &req.source, kernel_wanted, &mounts)
     }
     .map_err(|e| e.to_string());
     let mut session = started.map(|s| Session::new(s, source, target, ctx)).inspect_err(|_| {

@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 use livemirror_core::device::{BlockDevice, DeviceId, OpenOptions};
 use livemirror_core::kernel::{
     AttachKernel, Drained, FreezeError, Frozen, KernelTracker, KernelWrites, TrackError, Unseen,
-    freeze_all,
 };
 use serde::{Deserialize, Serialize};
 
@@ -99,8 +98,7 @@ pub fn run() -> std::process::ExitCode {
 #[derive(Default)]
 struct Holding {
     tracker: Option<KernelTracker>,
-    freeze: Option<livemirror_core::kernel::FreezeHold>,
-    id: Option<DeviceId>,
+    freeze: Option<Box<dyn Frozen>>,
 }
 
 fn serve(input: impl BufRead, mut output: impl Write) -> io::Result<()> {
@@ -127,7 +125,6 @@ fn answer(request: Request, held: &mut Holding) -> Reply {
                         return Reply::failed(TrackError::NotABlockDevice);
                     };
                     held.tracker = Some(tracker);
-                    held.id = Some(id);
                     Reply::Attached { disk, start, len }
                 }
                 Err(e) => Reply::failed(e),
@@ -149,11 +146,10 @@ fn answer(request: Request, held: &mut Holding) -> Reply {
         (Request::Freeze { .. }, Some(_)) if held.freeze.is_some() => {
             Reply::failed("already frozen")
         }
-        (Request::Freeze { limit_ms }, Some(_)) => {
-            let id = held.id.expect("set with the tracker");
-            match freeze_all(&id, Duration::from_millis(limit_ms)) {
+        (Request::Freeze { limit_ms }, Some(t)) => {
+            match KernelWrites::freeze(t, Duration::from_millis(limit_ms)) {
                 Ok(hold) => {
-                    let filesystems = hold.mountpoints().len();
+                    let filesystems = hold.filesystems();
                     held.freeze = Some(hold);
                     Reply::Frozen { filesystems }
                 }
@@ -374,8 +370,8 @@ struct RemoteHold {
 }
 
 impl Frozen for RemoteHold {
-    fn froze_nothing(&self) -> bool {
-        self.filesystems == 0
+    fn filesystems(&self) -> usize {
+        self.filesystems
     }
 
     fn deadline(&self) -> Instant {

@@ -110,7 +110,7 @@ mod imp {
         /// out what it holds dirty first). False when none is mounted.
         pub(in crate::job) fn freeze(&self) -> Result<bool, String> {
             let hold = self.writes.freeze(self.limit).map_err(|e| e.to_string())?;
-            let frozen = !hold.froze_nothing();
+            let frozen = hold.filesystems() > 0;
             *self.lock() = frozen.then_some(hold);
             Ok(frozen)
         }

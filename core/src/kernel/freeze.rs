@@ -189,8 +189,8 @@ impl FreezeHold {
 }
 
 impl super::Frozen for FreezeHold {
-    fn froze_nothing(&self) -> bool {
-        self.mounts.is_empty()
+    fn filesystems(&self) -> usize {
+        self.mounts.len()
     }
     fn deadline(&self) -> Instant {
         FreezeHold::deadline(self)

@@ -48,8 +48,9 @@ pub trait KernelWrites: Send + Sync {
 
 /// Filesystems frozen by [`KernelWrites::freeze`]; thawed on drop too.
 pub trait Frozen: Send {
-    /// True when nothing was mounted from the device, so nothing is held.
-    fn froze_nothing(&self) -> bool;
+    /// How many filesystems are frozen: none when nothing was mounted from
+    /// the device, so nothing is held.
+    fn filesystems(&self) -> usize;
     /// When the filesystems are thawed by force if still held.
     fn deadline(&self) -> Instant;
     /// Thaws them and says how long writers were held; fails when they
