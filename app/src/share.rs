@@ -9,6 +9,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use livemirror_core::live::LiveSource;
 use livemirror_core::nbd::{self, Endpoint, Export, Listener};
@@ -27,6 +28,7 @@ pub struct Share {
     endpoint: Endpoint,
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
+    connected: Arc<AtomicUsize>,
 }
 
 impl Share {
@@ -41,6 +43,12 @@ impl Share {
     /// Where clients connect (the real port if port 0 was asked).
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// How many clients are connected now: each would lose its disk if
+    /// the share stopped.
+    pub fn clients(&self) -> usize {
+        self.connected.load(Ordering::Relaxed)
     }
 
     /// Stops accepting, lets every client finish the requests it started,
@@ -63,11 +71,12 @@ impl Bound {
     pub fn serve(self, live: &Arc<LiveSource>) -> Share {
         let (stop, stopped) = oneshot::channel::<()>();
         let export = Export::new(live.clone());
+        let connected = export.connected.clone();
         let server =
             tokio::spawn(nbd::serve(self.listener, export, nbd::DEFAULT_MAX_CONNECTIONS, async {
                 // A dropped sender stops the server as well.
                 let _ = stopped.await;
             }));
-        Share { endpoint: self.endpoint, stop, server }
+        Share { endpoint: self.endpoint, stop, server, connected }
     }
 }

@@ -32,6 +32,7 @@ mod shutdown;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -55,12 +56,21 @@ pub struct Export {
     pub device: Arc<dyn crate::device::BlockDevice>,
     /// Refuse every change with `EPERM` and say so in the flags.
     pub read_only: bool,
+    /// Clients connected now, counted by [`serve`]: whoever stops a share
+    /// can warn that its clients would lose their disk.
+    pub connected: Arc<AtomicUsize>,
 }
 
 impl Export {
     /// A writable export of `device` under the default (empty) name.
     pub fn new(device: Arc<dyn crate::device::BlockDevice>) -> Export {
-        Export { name: String::new(), description: device.describe(), device, read_only: false }
+        Export {
+            name: String::new(),
+            description: device.describe(),
+            device,
+            read_only: false,
+            connected: Arc::default(),
+        }
     }
 
     fn answers_to(&self, name: &str) -> bool {
@@ -126,10 +136,13 @@ async fn accept_loop(
         backoff = Duration::from_millis(10);
         let (export, shutdown, done) =
             (export.clone(), Shutdown::new(stop.subscribe()), done.clone());
+        export.connected.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
+            let connected = export.connected.clone();
             // An error is a client that broke the protocol: closing the
             // connection is the whole answer.
             let _ = connection::serve(stream, export, shutdown).await;
+            connected.fetch_sub(1, Ordering::Relaxed);
             drop(slot);
             drop(done);
         });
