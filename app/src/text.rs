@@ -129,6 +129,74 @@ pub fn outcome(outcome: &Outcome) -> (String, bool) {
     }
 }
 
+/// A consistent outcome that a verification after the job proved.
+pub fn verified_identical(outcome: &Outcome) -> String {
+    let how = match outcome {
+        Outcome::Cancelled { .. } => "cancelled after it was in sync: ",
+        _ => "completed: ",
+    };
+    format!(
+        "{how}the target is identical to the source (verified: compared byte for byte after the job ended)"
+    )
+}
+
+/// A verification after the job found the sides different; `at` says where.
+pub fn verified_different(outcome: &Outcome, at: Option<String>) -> String {
+    let how = match outcome {
+        Outcome::Completed { .. } => "completed, but ",
+        _ => "",
+    };
+    let from = at.map(|at| format!(" {at}")).unwrap_or_default();
+    format!(
+        "{how}the target DIFFERS from the source{from} (verified): the source was written after the copy was made, or where livemirror could not see it"
+    )
+}
+
+/// Why the Done screen does not verify on its own, if it does not: a
+/// share's clients or the source's own users may be writing while it
+/// would read, and their new writes would look like faults.
+pub fn no_auto_verify(shared: bool, tracking: Tracking) -> Option<&'static str> {
+    if shared {
+        return Some("not done: the share's clients may be writing while it would read");
+    }
+    match tracking {
+        Tracking::Kernel | Tracking::Compare => {
+            Some("not done: the source stays in use, so a comparison now would find its new writes")
+        }
+        Tracking::Nbd | Tracking::None => None,
+    }
+}
+
+/// How many clients a share has, in words.
+pub fn clients(n: usize) -> String {
+    match n {
+        0 => "no clients connected".into(),
+        1 => "1 client connected".into(),
+        n => format!("{n} clients connected"),
+    }
+}
+
+/// What quitting leaves of the target, while the job runs; `ready`: it
+/// has been in sync.
+pub fn quitting_leaves(ready: bool) -> &'static str {
+    if ready {
+        "The target is in sync now. \"Cancel the job and quit\" finishes the copies under way first, so the target is a consistent copy of the source as of now (the source is not switched over). \"Quit now\" leaves those copies unfinished: the target is then NOT a consistent copy."
+    } else {
+        "The target is not in sync yet: whether you cancel or quit now, it is left INCOMPLETE and is not a usable copy."
+    }
+}
+
+/// What stopping a share does to the clients connected to it.
+pub fn share_clients_lose_disk(clients: usize) -> String {
+    let who = match clients {
+        1 => "1 client is".to_string(),
+        n => format!("{n} clients are"),
+    };
+    format!(
+        "{who} connected to the share. Stopping it takes their disk away: their next read or write fails (for a VM, its disk vanishes)."
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::Args;
 use livemirror_core::job::parse_size;
 
-pub use scenario::{Scenario, first_difference};
+pub use scenario::Scenario;
 
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {

@@ -149,7 +149,7 @@ impl Scenario {
 
 /// The offset of the first 1 MiB block where `a` and `b` differ (`Some(len)`
 /// of the shorter one when their sizes differ), or `None` when identical.
-pub fn first_difference(a: &dyn BlockDevice, b: &dyn BlockDevice) -> io::Result<Option<u64>> {
+fn first_difference(a: &dyn BlockDevice, b: &dyn BlockDevice) -> io::Result<Option<u64>> {
     if a.len() != b.len() {
         return Ok(Some(a.len().min(b.len())));
     }

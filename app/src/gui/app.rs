@@ -14,13 +14,16 @@ use super::disks::Disk;
 use super::done::{DoneScreen, Fix, Verify};
 use super::engine::{Engine, Opener, Pending};
 use super::frame_stats::FrameStats;
+use super::running::BUTTON;
 use super::running::RunningScreen;
 use super::session::{self, Session, StartRequest};
 use super::settings::Settings;
 use super::setup::SetupScreen;
+use super::verify::{self, Found, VerifyMap};
 use super::{Launch, log};
-use crate::demo::first_difference;
+use crate::share::Share;
 use crate::sizes::{self, Fixed};
+use crate::text;
 
 /// Which side of the mirror a picker fills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +44,36 @@ pub enum Action {
     /// Complete (the demo stops its writer first, so the result can be compared).
     Complete,
     Verify,
+    /// "Skip verification": remembered, so it is not started next time.
+    SkipVerify,
+    /// Stop the session's share (after a confirmation if it has clients).
+    StopSharing,
+    /// Stop a share kept from an earlier session (by its place in the list).
+    StopKept(usize),
+    /// "Start another": asks first when the share has clients.
     StartAnother,
+    /// A fresh Setup screen; a share still serving is kept serving.
+    NewSetup,
+}
+
+/// A share that outlived its session ("Start another" kept it serving).
+struct Kept {
+    share: Share,
+    /// What it serves, in words.
+    serves: String,
+}
+
+/// What closing the window waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// Not closing.
+    No,
+    /// Asked to close: the question is showing.
+    Asking,
+    /// The job was cancelled; close once it has ended.
+    AfterCancel,
+    /// Closing for real: let the next close request through.
+    Now,
 }
 
 /// What the app is given from outside: how to open devices, how to list
@@ -74,6 +106,13 @@ pub struct LiveMirrorApp {
     picking: Option<(Role, Pending<Option<PathBuf>>)>,
     verifying: Option<Pending<Verify>>,
     fixing: Option<Pending<Fix>>,
+    /// Shares kept serving after their session ended, until stopped.
+    kept: Vec<Kept>,
+    /// A kept share whose stop waits for a confirmation (it has clients).
+    confirm_stop_kept: Option<usize>,
+    /// "Start another" waits for an answer: the share has clients.
+    confirm_start_another: bool,
+    closing: Closing,
     stats: Option<FrameStats>,
 }
 
@@ -109,6 +148,10 @@ impl LiveMirrorApp {
             picking: None,
             verifying: None,
             fixing: None,
+            kept: Vec::new(),
+            confirm_stop_kept: None,
+            confirm_start_another: false,
+            closing: Closing::No,
             stats: FrameStats::from_env(),
         })
     }
@@ -128,6 +171,12 @@ impl LiveMirrorApp {
     #[cfg(test)]
     pub fn starting(&self) -> bool {
         self.starting.is_some()
+    }
+
+    /// Whether a verification is under way, for tests.
+    #[cfg(test)]
+    pub fn verifying(&self) -> bool {
+        self.verifying.is_some()
     }
 
     /// The Setup screen's typed paths, for tests.
@@ -177,22 +226,139 @@ impl LiveMirrorApp {
             self.fixing = None;
             if let Screen::Done(d) = &mut self.screen {
                 d.fix = f;
+                if std::mem::take(&mut d.verify_after_fix) {
+                    self.apply(Action::Verify, ctx);
+                }
             }
         }
         let Some(session) = &mut self.session else {
             return;
         };
         session.poll();
+        if let Screen::Running(r) = &mut self.screen
+            && let Some(speed) = r.take_speed()
+        {
+            session.job.post(speed);
+        }
         let outcome = session.job.status().outcome;
-        let demo = session.demo.is_some();
+        // The demo's writer stopped before Complete: it always shows the proof.
+        let auto = self.settings.verify_when_done || session.demo.is_some();
+        let verifiable =
+            text::no_auto_verify(session.share.is_some(), session.job.status().tracking).is_none();
+        if self.closing == Closing::AfterCancel && outcome.is_some() {
+            self.close_now(ctx);
+        }
         if let (Screen::Running(_), Some(outcome)) = (&self.screen, outcome) {
             let fix = self.fix_up(&outcome, ctx);
-            self.screen = Screen::Done(DoneScreen { verify: Verify::NotDone, fix });
-            if demo && matches!(outcome, Outcome::Completed { .. }) {
-                // The demo's writer stopped before Complete: show the proof.
+            let fixing = matches!(fix, Fix::Running);
+            let mut done = DoneScreen::new(fix);
+            let consistent = matches!(
+                outcome,
+                Outcome::Completed { .. } | Outcome::Cancelled { consistent: true }
+            );
+            let verify = auto && verifiable && consistent;
+            done.verify_after_fix = verify && fixing;
+            self.screen = Screen::Done(done);
+            if verify && !fixing {
                 self.apply(Action::Verify, ctx);
             }
         }
+    }
+
+    /// Closes the window for real (the close request is let through).
+    fn close_now(&mut self, ctx: &egui::Context) {
+        self.closing = Closing::Now;
+        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+    }
+
+    /// Clients connected to any share this window serves.
+    pub(super) fn share_clients(&self) -> usize {
+        let session =
+            self.session.as_ref().and_then(|s| s.share.as_ref()).map_or(0, Share::clients);
+        session + self.kept.iter().map(|k| k.share.clients()).sum::<usize>()
+    }
+
+    fn job_running(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| s.ended.is_none())
+    }
+
+    /// A close request while a job runs or a share has clients is held
+    /// for a question.
+    fn hold_close(&mut self, ctx: &egui::Context) {
+        if !ctx.input(|i| i.viewport().close_requested()) || self.closing == Closing::Now {
+            return;
+        }
+        if self.job_running() || self.share_clients() > 0 {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            if self.closing == Closing::No {
+                self.closing = Closing::Asking;
+            }
+        }
+    }
+
+    /// The question a held close asks: what becomes of the target, and of
+    /// the share's clients.
+    fn closing_modal(&mut self, ctx: &egui::Context) {
+        if self.closing != Closing::Asking {
+            return;
+        }
+        let running = self.job_running();
+        let ready = self.session.as_ref().is_some_and(|s| s.job.status().ready);
+        let clients = self.share_clients();
+        egui::Modal::new(egui::Id::unique("confirm-close")).show(ctx, |ui| {
+            ui.set_max_width(480.0);
+            ui.heading(if running { "Quit while the job runs?" } else { "Quit and stop sharing?" });
+            if running {
+                ui.label(text::quitting_leaves(ready));
+            }
+            if clients > 0 {
+                ui.label(text::share_clients_lose_disk(clients));
+            }
+            ui.horizontal(|ui| {
+                if running && ui.button("Cancel the job and quit").clicked() {
+                    if let Some(s) = &self.session {
+                        s.job.post(Command::Cancel { force: false });
+                    }
+                    self.closing = Closing::AfterCancel;
+                }
+                if ui.button("Keep running").clicked() {
+                    self.closing = Closing::No;
+                }
+                if ui.button(if running { "Quit now" } else { "Quit" }).clicked() {
+                    self.close_now(ctx);
+                }
+            });
+        });
+    }
+
+    /// The question "Start another" asks when the share has clients.
+    fn start_another_modal(&mut self, ctx: &egui::Context, actions: &mut Vec<Action>) {
+        if !self.confirm_start_another {
+            return;
+        }
+        let clients = self.share_clients();
+        egui::Modal::new(egui::Id::unique("confirm-start-another")).show(ctx, |ui| {
+            ui.set_max_width(480.0);
+            ui.heading("Keep sharing?");
+            ui.label(format!(
+                "{} The share can keep serving while you set up the next job.",
+                text::share_clients_lose_disk(clients)
+            ));
+            ui.horizontal(|ui| {
+                if ui.button("Keep sharing and start another").clicked() {
+                    self.confirm_start_another = false;
+                    actions.push(Action::NewSetup);
+                }
+                if ui.button("Stop sharing and start another").clicked() {
+                    self.confirm_start_another = false;
+                    actions.push(Action::StopSharing);
+                    actions.push(Action::NewSetup);
+                }
+                if ui.button("Stay here").clicked() {
+                    self.confirm_start_another = false;
+                }
+            });
+        });
     }
 
     /// Starts the partition-table fix-up a consistent copy onto a target of
@@ -283,30 +449,65 @@ impl LiveMirrorApp {
                 let (a, b) = (s.source.clone(), s.target.clone());
                 let fit = s.job.fit().clone();
                 let sized = sizes::needed(&fit, s.grow_last_partition);
-                let mut fixed = Fixed::default();
-                if let Screen::Done(d) = &mut self.screen {
-                    d.verify = Verify::Running;
-                    if let Fix::Done(f) = &d.fix {
-                        fixed = f.clone();
-                    }
-                }
-                self.verifying = Some(self.engine.blocking(ctx, move || {
-                    if sized {
-                        return match sizes::verify(&*a, &*b, &fit, &fixed) {
+                let Screen::Done(d) = &mut self.screen else { return };
+                let fixed = match &d.fix {
+                    Fix::Done(f) => f.clone(),
+                    _ => Fixed::default(),
+                };
+                if sized {
+                    d.verify = Verify::Running(None);
+                    self.verifying = Some(self.engine.blocking(ctx, move || {
+                        match sizes::verify(&*a, &*b, &fit, &fixed) {
                             Ok(c) => Verify::Compared(c),
-                            Err(e) => Verify::Error(e),
-                        };
-                    }
-                    match first_difference(&*a, &*b) {
-                        Ok(None) => Verify::Identical,
-                        Ok(Some(at)) => Verify::DiffersAt(at),
-                        Err(e) => Verify::Error(e.to_string()),
-                    }
+                            Err(e) => Verify::Found(Found::Error(e), None),
+                        }
+                    }));
+                    return;
+                }
+                let map = VerifyMap::new(a.len());
+                d.verify = Verify::Running(Some(map.clone()));
+                self.verifying = Some(self.engine.blocking(ctx, move || {
+                    let found = verify::run(&*a, &*b, &map);
+                    Verify::Found(found, Some(map))
                 }));
             }
-            Action::StartAnother => {
-                if let Some(share) = self.session.take().and_then(|mut s| s.share.take()) {
+            Action::SkipVerify => {
+                self.settings.verify_when_done = false;
+                self.save_settings();
+            }
+            Action::StopSharing => {
+                if let Some(share) = self.session.as_mut().and_then(|s| s.share.take()) {
                     self.unsharing = Some(self.engine.spawn(ctx, share.stop()));
+                }
+            }
+            Action::StopKept(i) => {
+                if i < self.kept.len() {
+                    let kept = self.kept.remove(i);
+                    self.unsharing = Some(self.engine.spawn(ctx, kept.share.stop()));
+                }
+                self.confirm_stop_kept = None;
+            }
+            Action::StartAnother => {
+                if self
+                    .session
+                    .as_ref()
+                    .and_then(|s| s.share.as_ref())
+                    .is_some_and(|s| s.clients() > 0)
+                {
+                    self.confirm_start_another = true;
+                } else {
+                    self.apply(Action::NewSetup, ctx);
+                }
+            }
+            Action::NewSetup => {
+                if let Some(mut s) = self.session.take()
+                    && let Some(share) = s.share.take()
+                {
+                    let serves = match s.job.status().outcome {
+                        Some(Outcome::Completed { .. }) => format!("the copy {}", s.target_name),
+                        _ => format!("the source {}", s.source_name),
+                    };
+                    self.kept.push(Kept { share, serves });
                 }
                 self.verifying = None;
                 self.fixing = None;
@@ -334,22 +535,84 @@ impl LiveMirrorApp {
                 );
             });
         });
+        // The action bar at the very bottom, in every state, so its
+        // buttons never scroll away nor move when the log appears.
+        egui::Panel::bottom("actions").show(ui, |ui| {
+            ui.add_space(4.0);
+            ui.horizontal(|ui| match (&mut self.screen, &self.session) {
+                (Screen::Setup(s), _) => s.actions_ui(ui, self.starting.is_some(), actions),
+                (Screen::Running(r), Some(s)) => r.actions_ui(ui, s, actions),
+                (Screen::Done(d), Some(s)) => d.actions_ui(ui, s, actions),
+                _ => {}
+            });
+            ui.add_space(4.0);
+        });
         if let Some(s) = &self.session {
             egui::Panel::bottom("log").resizable(false).show(ui, |ui| log::ui(ui, &s.log));
         }
-        egui::CentralPanel::default().show(ui, |ui| match (&mut self.screen, &self.session) {
-            (Screen::Setup(s), _) => {
-                s.ui(ui, &*self.env.opener, &self.disks, self.starting.is_some(), actions)
+        egui::CentralPanel::default().show(ui, |ui| {
+            self.kept_ui(ui, actions);
+            match (&mut self.screen, &self.session) {
+                (Screen::Setup(s), _) => s.ui(ui, &*self.env.opener, &self.disks, actions),
+                (Screen::Preparing, _) => {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label("Generating the demo's source image…");
+                    });
+                }
+                (Screen::Running(r), Some(s)) => {
+                    let view = ui.available_height();
+                    egui::ScrollArea::vertical().show(ui, |ui| r.ui(ui, s, view));
+                }
+                (Screen::Done(d), Some(s)) => {
+                    let auto = self.settings.verify_when_done;
+                    egui::ScrollArea::vertical()
+                        .show(ui, |ui| d.ui(ui, s, &mut self.settings.verify_when_done));
+                    if auto != self.settings.verify_when_done {
+                        self.save_settings();
+                    }
+                }
+                (Screen::Running(_) | Screen::Done(_), None) => {}
             }
-            (Screen::Preparing, _) => {
-                ui.horizontal(|ui| {
-                    ui.spinner();
-                    ui.label("Generating the demo's source image…");
-                });
-            }
-            (Screen::Running(r), Some(s)) => r.ui(ui, s, actions),
-            (Screen::Done(d), Some(s)) => d.ui(ui, s, actions),
-            (Screen::Running(_) | Screen::Done(_), None) => {}
+        });
+        self.closing_modal(ui.ctx());
+        self.start_another_modal(ui.ctx(), actions);
+    }
+
+    /// Shares kept from earlier sessions: where, what they serve, how many
+    /// clients, and a way to stop each.
+    fn kept_ui(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+        for (i, k) in self.kept.iter().enumerate() {
+            ui.horizontal_wrapped(|ui| {
+                ui.label(format!(
+                    "Still sharing {} at {} — {}",
+                    k.serves,
+                    k.share.endpoint().uri(),
+                    text::clients(k.share.clients())
+                ));
+                if ui.add(egui::Button::new("Stop sharing").min_size(BUTTON)).clicked() {
+                    if k.share.clients() == 0 {
+                        actions.push(Action::StopKept(i));
+                    } else {
+                        self.confirm_stop_kept = Some(i);
+                    }
+                }
+            });
+        }
+        let Some(i) = self.confirm_stop_kept else { return };
+        let clients = self.kept.get(i).map_or(0, |k| k.share.clients());
+        egui::Modal::new(egui::Id::unique("confirm-stop-kept")).show(ui.ctx(), |ui| {
+            ui.set_max_width(440.0);
+            ui.heading("Stop sharing?");
+            ui.label(text::share_clients_lose_disk(clients));
+            ui.horizontal(|ui| {
+                if ui.button("Stop sharing").clicked() {
+                    actions.push(Action::StopKept(i));
+                }
+                if ui.button("Keep sharing").clicked() {
+                    self.confirm_stop_kept = None;
+                }
+            });
         });
     }
 }
@@ -358,6 +621,7 @@ impl eframe::App for LiveMirrorApp {
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         let began = std::time::Instant::now();
         let ctx = ui.ctx().clone();
+        self.hold_close(&ctx);
         self.poll(&ctx);
         let mut actions = Vec::new();
         self.draw(ui, &mut actions);
@@ -370,6 +634,10 @@ impl eframe::App for LiveMirrorApp {
         let running = self.session.as_ref().is_some_and(|s| s.ended.is_none());
         if running || self.starting.is_some() || self.verifying.is_some() {
             ctx.request_repaint_after(RUNNING_REPAINT);
+        } else if !self.kept.is_empty() || self.session.as_ref().is_some_and(|s| s.share.is_some())
+        {
+            // Client counts change without events.
+            ctx.request_repaint_after(Duration::from_secs(1));
         }
         if let Some(stats) = &mut self.stats {
             stats.record(began.elapsed(), frame.info().cpu_usage, running);

@@ -22,6 +22,7 @@ mod setup;
 mod share;
 #[cfg(test)]
 mod tests;
+mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,8 +1,10 @@
-//! The Running screen (and its Ready state): the heatmap, progress with
-//! throughput and ETA, the throughput graph, the speed limit, Pause/Resume,
-//! Cancel with a confirmation that says what becomes of the target, where
-//! the source is shared (if it is), and — once in sync — the Complete
-//! button. The error prompt opens on top when the job waits for a decision.
+//! The Running screen (and its Ready state): what the job is doing (or that
+//! it is paused), how the source is tracked, the heatmap, progress with
+//! throughput and ETA, the throughput graph, the speed limit, where the
+//! source is shared (if it is). Its buttons live in the window's action
+//! bar, in fixed places: Complete (usable once in sync), Pause/Resume, and
+//! Cancel with a confirmation that says what becomes of the target. The
+//! error prompt opens on top when the job waits for a decision.
 
 use eframe::egui::{self, Color32, RichText};
 use egui_plot::{Line, Plot};
@@ -22,18 +24,28 @@ const PLOT_HEIGHT: f32 = 120.0;
 pub struct RunningScreen {
     /// The speed slider's value, MiB/s; 0 = unlimited.
     speed_mib: f64,
+    speed_changed: bool,
     confirm_cancel: bool,
 }
 
+/// The action bar's buttons: one size, so they keep their places.
+pub const BUTTON: egui::Vec2 = egui::vec2(120.0, 30.0);
+
 impl RunningScreen {
     pub fn new(status: &JobStatus) -> Self {
-        RunningScreen { speed_mib: status.speed as f64 / f64::from(1 << 20), confirm_cancel: false }
+        RunningScreen {
+            speed_mib: status.speed as f64 / f64::from(1 << 20),
+            speed_changed: false,
+            confirm_cancel: false,
+        }
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, session: &Session, actions: &mut Vec<Action>) {
+    /// The screen above the action bar; `view_height` is the height the
+    /// window gives it (the heatmap takes what the rest leaves).
+    pub fn ui(&mut self, ui: &mut egui::Ui, session: &Session, view_height: f32) {
         let status = session.job.status();
         let p = status.progress;
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             ui.heading("Cloning");
             ui.label(
                 RichText::new(format!("{}  to  {}", session.source_name, session.target_name))
@@ -42,7 +54,7 @@ impl RunningScreen {
         });
         ui.label(RichText::new(text::sentence(text::tracking(status.tracking))).weak());
         ui.add_space(4.0);
-        state_banner(ui, &status, actions);
+        state_banner(ui, &status);
         if let Some(share) = &session.share {
             share::status_ui(ui, share, &status);
         }
@@ -63,16 +75,46 @@ impl RunningScreen {
             human(p.dirty),
         )));
         ui.add_space(4.0);
-        self.controls_ui(ui, &status, actions);
+        self.speed_ui(ui);
         ui.add_space(6.0);
 
-        let heat_height = ui.available_height() - PLOT_HEIGHT - 40.0;
+        let used = ui.min_rect().height();
+        let heat_height = view_height - used - PLOT_HEIGHT - 40.0;
         ui.allocate_ui(egui::vec2(ui.available_width(), heat_height.max(120.0)), |ui| {
             Heatmap { map: session.job.chunk_map(), device_len: session.source.len() }.ui(ui, 80.0);
         });
         ui.add_space(4.0);
         throughput_ui(ui, &session.throughput);
+    }
 
+    /// The action bar's buttons for this screen, always in the same places:
+    /// Complete (usable once in sync), Pause or Resume, Cancel…; and the
+    /// error prompt and the Cancel confirmation on top.
+    pub fn actions_ui(&mut self, ui: &mut egui::Ui, session: &Session, actions: &mut Vec<Action>) {
+        let status = session.job.status();
+        let ending = status.state.is_terminal() || status.state == JobState::Completing;
+        let can_complete = (status.state.is_ready()) && status.pending_error.is_none();
+        let complete = egui::Button::new(RichText::new("Complete").strong())
+            .fill(if can_complete { GREEN } else { Color32::TRANSPARENT })
+            .min_size(BUTTON);
+        if ui.add_enabled(can_complete, complete).clicked() {
+            actions.push(Action::Complete);
+        }
+        let paused = matches!(status.state, JobState::Paused | JobState::Standby)
+            && status.pending_error.is_none();
+        let (word, command) =
+            if paused { ("Resume", Command::Resume) } else { ("Pause", Command::Pause) };
+        let usable = !ending && status.pending_error.is_none();
+        if ui.add_enabled(usable, egui::Button::new(word).min_size(BUTTON)).clicked() {
+            actions.push(Action::Job(command));
+        }
+        if ui.add_enabled(!ending, egui::Button::new("Cancel…").min_size(BUTTON)).clicked() {
+            self.confirm_cancel = true;
+        }
+        if status.state == JobState::Completing {
+            ui.spinner();
+            ui.label("Completing…");
+        }
         if let Some(failure) = &status.pending_error
             && let Some(d) = (Prompt { failure }).ui(ui.ctx())
         {
@@ -83,7 +125,7 @@ impl RunningScreen {
         }
     }
 
-    fn controls_ui(&mut self, ui: &mut egui::Ui, status: &JobStatus, actions: &mut Vec<Action>) {
+    fn speed_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             let label = ui.label("Speed limit");
             let r = ui
@@ -100,37 +142,19 @@ impl RunningScreen {
                 )
                 .labelled_by(label.id);
             if r.changed() {
-                let speed = if self.speed_mib < 0.5 {
-                    0
-                } else {
-                    (self.speed_mib * f64::from(1 << 20)) as u64
-                };
-                actions.push(Action::Job(Command::SetSpeed(speed)));
-            }
-            ui.separator();
-            let ending = status.state.is_terminal() || status.state == JobState::Completing;
-            match status.state {
-                JobState::Paused | JobState::Standby if status.pending_error.is_none() => {
-                    if ui.button("Resume").clicked() {
-                        actions.push(Action::Job(Command::Resume));
-                    }
-                }
-                _ => {
-                    if ui
-                        .add_enabled(
-                            !ending && status.pending_error.is_none(),
-                            egui::Button::new("Pause"),
-                        )
-                        .clicked()
-                    {
-                        actions.push(Action::Job(Command::Pause));
-                    }
-                }
-            }
-            if ui.add_enabled(!ending, egui::Button::new("Cancel…")).clicked() {
-                self.confirm_cancel = true;
+                self.speed_changed = true;
             }
         });
+    }
+
+    /// A speed the user set since the last call.
+    pub fn take_speed(&mut self) -> Option<Command> {
+        if !std::mem::take(&mut self.speed_changed) {
+            return None;
+        }
+        let speed =
+            if self.speed_mib < 0.5 { 0 } else { (self.speed_mib * f64::from(1 << 20)) as u64 };
+        Some(Command::SetSpeed(speed))
     }
 
     fn cancel_modal(&mut self, ctx: &egui::Context, status: &JobStatus, actions: &mut Vec<Action>) {
@@ -155,7 +179,19 @@ impl RunningScreen {
     }
 }
 
-fn state_banner(ui: &mut egui::Ui, status: &JobStatus, actions: &mut Vec<Action>) {
+/// What the job is doing, in a sentence; once in sync, in a green frame
+/// that wraps its words (Complete is in the action bar, never pushed away).
+fn state_banner(ui: &mut egui::Ui, status: &JobStatus) {
+    let paused = matches!(status.state, JobState::Paused | JobState::Standby);
+    if paused && status.pending_error.is_none() {
+        let words = if status.ready {
+            "Paused: in sync when paused, but new writes are not copied until you resume"
+        } else {
+            "Paused: nothing is copied until you resume — the target is not usable yet"
+        };
+        ui.label(RichText::new(words).strong().size(16.0));
+        return;
+    }
     if status.state.is_ready() || (status.ready && status.state == JobState::Completing) {
         egui::Frame::new()
             .fill(GREEN.gamma_multiply(0.25))
@@ -164,8 +200,6 @@ fn state_banner(ui: &mut egui::Ui, status: &JobStatus, actions: &mut Vec<Action>
             .inner_margin(8.0)
             .show(ui, |ui| {
                 ui.set_min_width(ui.available_width());
-                // Words above, the button on its own row: long wording
-                // wraps instead of pushing Complete out of a narrow window.
                 ui.label(RichText::new(text::sentence(text::ready(status.tracking))).strong().size(16.0).color(Color32::WHITE));
                 if status.tracking == Tracking::Kernel {
                     let p = &status.progress;
@@ -176,18 +210,6 @@ fn state_banner(ui: &mut egui::Ui, status: &JobStatus, actions: &mut Vec<Action>
                 } else {
                     "Press Complete to finish: the last writes are copied, the target is flushed, and the job ends with an identical copy."
                 });
-                ui.horizontal(|ui| {
-                    let completing = status.state == JobState::Completing;
-                    if ui
-                        .add_enabled(!completing, egui::Button::new(RichText::new("Complete").strong()).fill(GREEN))
-                        .clicked()
-                    {
-                        actions.push(Action::Complete);
-                    }
-                    if completing {
-                        ui.spinner();
-                    }
-                });
             });
         return;
     }
@@ -195,10 +217,7 @@ fn state_banner(ui: &mut egui::Ui, status: &JobStatus, actions: &mut Vec<Action>
         JobState::Created | JobState::Running => {
             "Copying — the target is not usable yet".to_string()
         }
-        JobState::Paused if status.pending_error.is_some() => {
-            "Paused by an error: waiting for your decision".to_string()
-        }
-        JobState::Paused => "Paused".to_string(),
+        JobState::Paused => "Paused by an error: waiting for your decision".to_string(),
         other => format!("{other}"),
     };
     ui.label(RichText::new(text).strong().size(16.0));

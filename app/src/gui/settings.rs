@@ -1,5 +1,5 @@
 //! What the window remembers between runs: the last mirror options, the
-//! NBD share option and the window size. A JSON file in the platform's config directory
+//! NBD share option, the window size and whether to verify when done. A JSON file in the platform's config directory
 //! (`~/.config/livemirror/settings.json` on Linux); every field has a default
 //! so an old or partial file still loads. Paths are deliberately *not*
 //! remembered: a target must be chosen afresh every time.
@@ -19,6 +19,9 @@ pub struct Settings {
     pub share: ShareSettings,
     /// Inner size in points.
     pub window_size: [f32; 2],
+    /// Verify each finished copy byte for byte (as flashing tools do);
+    /// "Skip verification" turns it off.
+    pub verify_when_done: bool,
 }
 
 impl Default for Settings {
@@ -27,6 +30,7 @@ impl Default for Settings {
             options: MirrorOptions::default(),
             share: ShareSettings::default(),
             window_size: [1100.0, 760.0],
+            verify_when_done: true,
         }
     }
 }

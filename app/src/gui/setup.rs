@@ -262,7 +262,6 @@ impl SetupScreen {
         ui: &mut egui::Ui,
         opener: &dyn Opener,
         disks: &[Disk],
-        starting: bool,
         actions: &mut Vec<Action>,
     ) {
         egui::ScrollArea::vertical().show(ui, |ui| {
@@ -276,7 +275,7 @@ impl SetupScreen {
             ui.separator();
             self.share.ui(ui);
             ui.separator();
-            self.verdict_ui(ui, &check, starting, actions);
+            self.verdict_ui(ui, &check);
         });
     }
 
@@ -348,13 +347,7 @@ impl SetupScreen {
             .labelled_by(label.id);
     }
 
-    fn verdict_ui(
-        &mut self,
-        ui: &mut egui::Ui,
-        check: &Check,
-        starting: bool,
-        actions: &mut Vec<Action>,
-    ) {
+    fn verdict_ui(&mut self, ui: &mut egui::Ui, check: &Check) {
         if !check.chosen {
             ui.label(if self.source.trim().is_empty() {
                 "Choose a source."
@@ -379,12 +372,10 @@ impl SetupScreen {
                  other filesystems must then be grown by the operating system.",
             );
         }
-        let mut confirmed = true;
         if let Some(name) = &check.confirm_name {
             let label = ui.label(format!("Type {name} to confirm"));
             ui.add(egui::TextEdit::singleline(&mut self.confirm).hint_text(name.as_str()))
                 .labelled_by(label.id);
-            confirmed = self.confirm.trim() == name;
         }
         if let Some(e) = &self.start_error {
             ui.label(
@@ -392,35 +383,38 @@ impl SetupScreen {
                     .color(Color32::from_rgb(0xe5, 0x48, 0x4d)),
             );
         }
-        ui.add_space(6.0);
-        ui.horizontal(|ui| {
-            let ok = check.chosen
-                && check.problems.is_empty()
-                && confirmed
-                && self.share.endpoint().is_ok()
-                && !starting;
-            let start = ui.add_enabled(
-                ok,
-                egui::Button::new(RichText::new("Start").strong())
-                    .min_size(egui::vec2(120.0, 30.0)),
-            );
-            if start.clicked() {
-                self.start_error = None;
-                actions.push(Action::Start(StartRequest {
-                    source: PathBuf::from(self.source.trim()),
-                    target: PathBuf::from(self.target.trim()),
-                    options: self.options.clone(),
-                    share: self.share.clone(),
-                    grow_last_partition: self.grow_last_partition
-                        && !self.share.enabled
-                        && check.fit.as_ref().is_some_and(|f| f.relation() != Relation::Same),
-                }));
-            }
-            if starting {
-                ui.spinner();
-                ui.label("Starting…");
-            }
-        });
+    }
+
+    /// The action bar's Start, usable once the checked pair has no problem
+    /// and a disk's name is typed.
+    pub fn actions_ui(&mut self, ui: &mut egui::Ui, starting: bool, actions: &mut Vec<Action>) {
+        let check = self.checked.as_ref().map(|(_, _, _, c)| c.clone()).unwrap_or_default();
+        let confirmed = check.confirm_name.as_ref().is_none_or(|name| self.confirm.trim() == name);
+        let ok = check.chosen
+            && check.problems.is_empty()
+            && confirmed
+            && self.share.endpoint().is_ok()
+            && !starting;
+        let start = ui.add_enabled(
+            ok,
+            egui::Button::new(RichText::new("Start").strong()).min_size(super::running::BUTTON),
+        );
+        if start.clicked() {
+            self.start_error = None;
+            actions.push(Action::Start(StartRequest {
+                source: PathBuf::from(self.source.trim()),
+                target: PathBuf::from(self.target.trim()),
+                options: self.options.clone(),
+                share: self.share.clone(),
+                grow_last_partition: self.grow_last_partition
+                    && !self.share.enabled
+                    && check.fit.as_ref().is_some_and(|f| f.relation() != Relation::Same),
+            }));
+        }
+        if starting {
+            ui.spinner();
+            ui.label("Starting…");
+        }
     }
 }
 

@@ -46,8 +46,18 @@ impl Opener for TestOpener {
 }
 
 fn app(opener: TestOpener, list_disks: fn() -> Vec<Disk>) -> Harness<'static, LiveMirrorApp> {
-    Harness::builder().with_size([1100.0, 800.0]).build_eframe(move |cc| {
-        let env = Env { opener: Arc::new(opener), list_disks, settings_path: None };
+    app_with(opener, list_disks, [1100.0, 800.0], None)
+}
+
+/// The app at a window `size`, remembering its settings in `settings_path`.
+fn app_with(
+    opener: TestOpener,
+    list_disks: fn() -> Vec<Disk>,
+    size: [f32; 2],
+    settings_path: Option<PathBuf>,
+) -> Harness<'static, LiveMirrorApp> {
+    Harness::builder().with_size(size).build_eframe(move |cc| {
+        let env = Env { opener: Arc::new(opener), list_disks, settings_path };
         let launch = Launch::Setup { source: None, target: None };
         LiveMirrorApp::new(&cc.egui_ctx, env, launch).expect("engine starts")
     })
@@ -345,16 +355,6 @@ fn a_shared_source_takes_nbd_writes_that_reach_the_copy() {
     let copy = std::fs::read(&dst).unwrap();
     assert!(copy[..64 << 10].iter().all(|&b| b == 0xab), "the NBD write is not in the copy");
     assert!(same_bytes(&src, &dst), "target differs from source");
-
-    // Start another ends the session and its share.
-    h.get_by_label("Start another").click();
-    h.run();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while socket.exists() {
-        assert!(Instant::now() < deadline, "the share's socket outlived its session");
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]
@@ -442,7 +442,7 @@ fn a_larger_target_says_how_it_compares_and_can_grow_the_last_partition() {
         .is_some()
     );
     wait_for_label(&mut h, "GPT rewritten for the target's size");
-    h.get_by_label("Verify (reads both sides)").click();
+    // Verified once the table is rewritten, without being asked.
     wait_for_label(&mut h, "identical — compared GPT table by meaning, partition 1 ");
     assert_sgdisk_valid(&dst);
     let grown = partitions(&dst);
@@ -526,4 +526,230 @@ fn an_unmounted_disk_as_source_says_nothing_can_be_frozen() {
     type_into(&mut h, "Target path", &dir.path().join("copy.img").display().to_string());
     assert!(h.query_by_label_contains("Nothing is mounted from this disk").is_some());
     assert!(h.query_by_label_contains("Complete freezes").is_none());
+}
+
+/// Settings remembered in a file: the given mirror options, defaults else.
+fn settings_file(dir: &Path, options: livemirror_core::job::MirrorOptions) -> PathBuf {
+    let path = dir.join("settings.json");
+    let settings = super::settings::Settings { options, ..Default::default() };
+    settings.save(&path).unwrap();
+    path
+}
+
+/// The issue's first false claim: a file cloned without the share, written
+/// directly (qemu-io, as any other program would) once Ready. With the
+/// job's final comparison, that write is found and copied, and only then
+/// is the target called identical; without it, the Done screen's own
+/// verification finds the difference and the headline says so.
+#[test]
+fn a_direct_write_to_an_untracked_source_is_not_called_identical() {
+    use livemirror_core::job::MirrorOptions;
+    use livemirror_tests::tools::qemu_io;
+    for final_comparison in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = image(dir.path(), "src.img", 8 * MIB, 21);
+        let dst = image(dir.path(), "dst.img", 8 * MIB, 0);
+        let options = MirrorOptions { verify: Some(final_comparison), ..Default::default() };
+        let settings = settings_file(dir.path(), options);
+        let mut h =
+            app_with(TestOpener { faulty: None }, no_disks, [1100.0, 800.0], Some(settings));
+        set_up(&mut h, &src, &dst, false);
+        wait_for(&mut h, "Ready", ready);
+        assert!(h.query_by_label_contains("Not tracked: writes made to the source").is_some());
+        qemu_io(src.to_str().unwrap(), &["write -P 0x77 4M 64k"]);
+        complete_and_wait(&mut h);
+        wait_for(&mut h, "the verification", |app| !app.verifying());
+        let identical = same_bytes(&src, &dst);
+        assert_eq!(identical, final_comparison, "the final comparison copies the write");
+        let said = h.query_all_by_label_contains("identical to the source").count() > 0;
+        assert_eq!(said, identical, "called identical: {said}, bytes identical: {identical}");
+        if !identical {
+            assert!(
+                h.query_by_label_contains(
+                    "Completed, but the target DIFFERS from the source from byte 4194304 (verified)"
+                )
+                .is_some()
+            );
+            assert!(h.query_by_label("DIFFERENT from byte 4194304").is_some());
+        } else {
+            assert!(
+                h.query_by_label_contains("(verified: compared byte for byte after the job ended)")
+                    .is_some()
+            );
+        }
+    }
+}
+
+/// At 800×600 the Ready banner wraps and Complete stays in the action bar,
+/// visible and clickable.
+#[test]
+fn complete_is_clickable_at_800x600() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 6 * MIB, 9);
+    let dst = image(dir.path(), "dst.img", 6 * MIB, 0);
+    let mut h = app_with(TestOpener { faulty: None }, no_disks, [800.0, 600.0], None);
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &dst.display().to_string());
+    let screen = eframe::egui::Rect::from_min_size(
+        eframe::egui::Pos2::ZERO,
+        eframe::egui::vec2(800.0, 600.0),
+    );
+    let start = h.get_by_label("Start").rect();
+    assert!(screen.contains_rect(start), "Start at {start:?} is off the 800×600 window");
+    h.get_by_label("Start").click();
+    h.run_steps(2);
+    wait_for(&mut h, "Ready", ready);
+    let complete = h.get_by_label("Complete").rect();
+    assert!(screen.contains_rect(complete), "Complete at {complete:?} is off the window");
+    assert!(!h.get_by_label("Complete").accesskit_node().is_disabled());
+    h.get_by_label("Complete").click();
+    wait_for(&mut h, "the job to complete", ended);
+    assert!(matches!(
+        status(h.state()).unwrap().outcome,
+        Some(livemirror_core::job::Outcome::Completed { .. })
+    ));
+    assert!(same_bytes(&src, &dst));
+}
+
+/// Steps the UI until `path` no longer exists.
+fn wait_gone(h: &mut Harness<'_, LiveMirrorApp>, path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while path.exists() {
+        assert!(Instant::now() < deadline, "{} is still there", path.display());
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// After Complete the share serves the copy; Start another keeps it
+/// serving (asking first while a client is connected), and it stops only
+/// when the user says so — with a warning while clients are connected.
+#[test]
+fn the_share_keeps_serving_after_start_another_until_stopped() {
+    use livemirror_tests::raw::RawClient;
+    use livemirror_tests::tools::qemu_io;
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 6 * MIB, 17);
+    let dst = image(dir.path(), "dst.img", 6 * MIB, 0);
+    let socket = dir.path().join("share.sock");
+    let uri = format!("nbd+unix:///?socket={}", socket.display());
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &dst.display().to_string());
+    share_at(&mut h, &format!("unix:{}", socket.display()));
+    h.get_by_label("Start").click();
+    wait_for(&mut h, "Ready", ready);
+    complete_and_wait(&mut h);
+    assert!(h.query_by_label_contains("Completed: the target is identical").is_some());
+
+    // A connected client (a VM using the copy): Start another asks.
+    let (client, _) = RawClient::go(&socket, false).unwrap();
+    wait_for(&mut h, "the client to be counted", |app| app.share_clients() == 1);
+    h.get_by_label("Start another").click();
+    h.run();
+    assert!(h.query_by_label_contains("1 client is connected to the share").is_some());
+    h.get_by_label("Keep sharing and start another").click();
+    h.run();
+    assert!(h.state().setup_paths().is_some(), "back on Setup");
+    let still = format!("Still sharing the copy {} at {uri} — 1 client connected", dst.display());
+    assert!(h.query_by_label_contains(&still).is_some(), "Setup says the share still serves");
+
+    // It still serves the copy: a write through it lands in the target only.
+    qemu_io(&uri, &["write -P 0xcd 1M 64k"]);
+    assert!(std::fs::read(&dst).unwrap()[MIB as usize..][..64 << 10].iter().all(|&b| b == 0xcd));
+    assert!(!std::fs::read(&src).unwrap()[MIB as usize..][..64 << 10].iter().all(|&b| b == 0xcd));
+
+    // Stopping it warns while the client is connected; "Keep sharing" keeps it.
+    h.get_by_label("Stop sharing").click();
+    h.run();
+    assert!(h.query_by_label_contains("1 client is connected to the share").is_some());
+    h.get_by_label("Keep sharing").click();
+    h.run();
+    assert!(socket.exists());
+    drop(client);
+    wait_for(&mut h, "the client to leave", |app| app.share_clients() == 0);
+    h.get_by_label("Stop sharing").click();
+    h.run();
+    wait_gone(&mut h, &socket);
+    assert!(h.query_by_label_contains("Still sharing").is_none());
+}
+
+/// Closing the window while a copy runs is held for a question that says
+/// what the target will be; "Keep running" goes on, "Cancel the job and
+/// quit" cancels, then closes.
+#[test]
+fn closing_during_a_copy_asks() {
+    use eframe::egui::{ViewportCommand, ViewportEvent, ViewportId};
+    use livemirror_core::job::{MirrorOptions, Outcome};
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 64 * MIB, 5);
+    let dst = image(dir.path(), "dst.img", 64 * MIB, 0);
+    // 1 MiB/s: the copy is still running when the window is closed.
+    let settings = settings_file(dir.path(), MirrorOptions { speed: MIB, ..Default::default() });
+    let mut h = app_with(TestOpener { faulty: None }, no_disks, [1100.0, 800.0], Some(settings));
+    set_up(&mut h, &src, &dst, false);
+    wait_for(&mut h, "the copy to start", |app| status(app).is_some());
+    let close = |h: &mut Harness<'_, LiveMirrorApp>| {
+        h.input_mut()
+            .viewports
+            .entry(ViewportId::ROOT)
+            .or_default()
+            .events
+            .push(ViewportEvent::Close);
+        h.step();
+    };
+    let commands = |h: &Harness<'_, LiveMirrorApp>| {
+        h.output()
+            .viewport_output
+            .get(&ViewportId::ROOT)
+            .map(|v| v.commands.clone())
+            .unwrap_or_default()
+    };
+    close(&mut h);
+    assert!(commands(&h).contains(&ViewportCommand::CancelClose), "the close went through");
+    h.step();
+    assert!(h.query_by_label("Quit while the job runs?").is_some());
+    assert!(h.query_by_label_contains("it is left INCOMPLETE and is not a usable copy").is_some());
+    h.get_by_label("Keep running").click();
+    h.run_steps(2);
+    assert!(h.query_by_label("Quit while the job runs?").is_none());
+    assert!(!ended(h.state()), "Keep running keeps it running");
+
+    close(&mut h);
+    h.step();
+    h.get_by_label("Cancel the job and quit").click();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !commands(&h).contains(&ViewportCommand::Close) {
+        assert!(Instant::now() < deadline, "the window never closed after the cancel");
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(status(h.state()).unwrap().outcome, Some(Outcome::Cancelled { consistent: false }));
+}
+
+/// Pausing a job that is in sync says "Paused", not "in sync": new writes
+/// wait until Resume.
+#[test]
+fn a_paused_job_says_paused_not_in_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 4 * MIB, 3);
+    let dst = image(dir.path(), "dst.img", 4 * MIB, 0);
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    set_up(&mut h, &src, &dst, false);
+    wait_for(&mut h, "Ready", ready);
+    let pause = h.get_by_label("Pause").rect();
+    h.get_by_label("Pause").click();
+    wait_for(&mut h, "standby", |app| {
+        status(app).is_some_and(|s| s.state == livemirror_core::job::JobState::Standby)
+    });
+    assert!(
+        h.query_by_label_contains("Paused: in sync when paused, but new writes are not copied")
+            .is_some()
+    );
+    assert!(h.query_by_label_contains("In sync as far as livemirror saw").is_none());
+    assert_eq!(h.get_by_label("Resume").rect(), pause, "Resume takes Pause's place");
+    h.get_by_label("Resume").click();
+    wait_for(&mut h, "Ready again", ready);
+    complete_and_wait(&mut h);
+    assert!(same_bytes(&src, &dst));
 }
