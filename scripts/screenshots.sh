@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates screenshots/*.png from the real release binary, in a virtual
-# X display (Xvfb): setup.png (Setup with a typed source and a new target),
+# X display (Xvfb), at 1280x800 and (suffix -800x600) at 800x600: setup.png
+# (Setup with a typed source and a new target),
 # running.png (the demo mid-copy), prompt.png (the demo's bad sector asking
-# Retry/Ignore/Stop), ready.png (in sync, still mirroring writes),
+# Retry/Ignore/Stop), ready.png (in sync, still mirroring writes), done.png
+# (Complete pressed: the verification and its map),
 # setup-larger.png / setup-smaller.png (a GPT source and a target of
 # another size: how it compares, the grow option).
 #
@@ -31,10 +33,17 @@ export DISPLAY=$DISPLAY_NUM
 # A fresh home: default settings, a known window size, nothing of the user's.
 export HOME=$WORK/home XDG_CONFIG_HOME=$WORK/home/.config
 mkdir -p "$XDG_CONFIG_HOME/livemirror"
-echo '{"window_size": [1200, 780]}' >"$XDG_CONFIG_HOME/livemirror/settings.json"
 sleep 1
 
+# size W H: the window size the next shots open with.
+size() {
+    W=$1 H=$2
+    echo "{\"window_size\": [$W, $H]}" >"$XDG_CONFIG_HOME/livemirror/settings.json"
+}
+
 # shot NAME SECONDS ARGS...: runs the binary, waits, captures its window.
+# With CLICK_COMPLETE set, presses Complete (the action bar's first
+# button, bottom left) after the wait, and captures DONE_WAIT seconds later.
 shot() {
     local name=$1 wait=$2
     shift 2
@@ -43,6 +52,10 @@ shot() {
     sleep "$wait"
     local win
     win=$(xdotool search --name '^livemirror$' | head -1 || true)
+    if [ -n "${CLICK_COMPLETE:-}" ]; then
+        xdotool mousemove --window "$win" 70 $((H - 27)) click 1
+        sleep "$DONE_WAIT"
+    fi
     import -window "${win:-root}" "$OUT/$name.png"
     kill "$APP" 2>/dev/null || true
     wait "$APP" 2>/dev/null || true
@@ -51,14 +64,22 @@ shot() {
 }
 
 truncate -s 512M "$WORK/vm-disk.img"
-shot setup 3 --source "$WORK/vm-disk.img" --target "$WORK/vm-disk-copy.img"
 # Targets of another size for a GPT source (sgdisk, package gdisk).
 truncate -s 256M "$WORK/parted.img"
 sgdisk -o --new=1:0:+64M --new=2:0:+128M "$WORK/parted.img" >/dev/null
 truncate -s 512M "$WORK/larger.img"
 truncate -s 224M "$WORK/smaller.img"
+
+# At 1280x800 (the whole virtual screen) and at 800x600 (suffix -800x600).
+for geometry in "1280 800 " "800 600 -800x600"; do
+    read -r w h suffix <<<"$geometry"
+    size "$w" "$h"
+    shot "setup$suffix" 3 --source "$WORK/vm-disk.img" --target "$WORK/vm-disk-copy.img"
+    shot "running$suffix" 6 demo --speed 48M
+    shot "ready$suffix" 10 demo --speed 0
+    CLICK_COMPLETE=1 DONE_WAIT=6 shot "done$suffix" 10 demo --speed 0
+done
+size 1280 800
 shot setup-larger 3 --source "$WORK/parted.img" --target "$WORK/larger.img"
 shot setup-smaller 3 --source "$WORK/parted.img" --target "$WORK/smaller.img"
-shot running 6 demo --speed 48M
 shot prompt 8 demo --speed 48M --bad-sector
-shot ready 10 demo --speed 0

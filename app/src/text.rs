@@ -3,7 +3,7 @@
 //! window never drift apart, and "identical" is said only where a
 //! [`Proof`] backs it.
 
-use livemirror_core::job::{Outcome, Proof, Tracking};
+use livemirror_core::job::{JobState, Outcome, Proof, Tracking};
 
 use crate::units::human;
 
@@ -63,6 +63,21 @@ pub fn expected_hold(dirty: u64, rate: u64) -> String {
 /// The hold a Complete reported, for the Done screen's "Writers held".
 pub fn held(ms: u64) -> String {
     format!("{ms} ms — the source's filesystems were frozen for the last copy")
+}
+
+/// A job state in plain words (the CLI's JSON keeps QEMU's names).
+pub fn state(s: JobState) -> &'static str {
+    match s {
+        JobState::Created => "starting",
+        JobState::Running => "copying",
+        JobState::Paused => "paused",
+        JobState::Ready => "in sync",
+        JobState::Standby => "paused while in sync",
+        JobState::Completing => "completing: copying the last writes",
+        JobState::Completed => "completed",
+        JobState::Cancelled => "cancelled",
+        JobState::Failed => "failed",
+    }
 }
 
 /// What Ready means under this tracking.

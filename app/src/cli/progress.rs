@@ -42,7 +42,7 @@ impl Reporter {
             return;
         }
         let line = match event {
-            JobEvent::StateChanged { state } => format!("state: {state}"),
+            JobEvent::StateChanged { state } => format!("state: {}", text::state(*state)),
             JobEvent::Ready => format!("ready: {}", text::ready(self.tracking)),
             JobEvent::CompleteFailed { reason } => text::complete_failed(reason),
             JobEvent::Rescanning { reason } => text::rescanning(reason),

@@ -218,7 +218,7 @@ fn state_banner(ui: &mut egui::Ui, status: &JobStatus) {
             "Copying — the target is not usable yet".to_string()
         }
         JobState::Paused => "Paused by an error: waiting for your decision".to_string(),
-        other => format!("{other}"),
+        other => text::sentence(text::state(other)),
     };
     ui.label(RichText::new(text).strong().size(16.0));
 }

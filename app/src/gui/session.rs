@@ -244,7 +244,7 @@ impl Session {
 /// An event as one log line; `true` for errors and failures.
 fn describe(ev: &JobEvent, tracking: Tracking) -> (String, bool) {
     match ev {
-        JobEvent::StateChanged { state } => (format!("state: {state}"), false),
+        JobEvent::StateChanged { state } => (format!("state: {}", text::state(*state)), false),
         JobEvent::Progress(p) => (format!("progress: {} copied", human(p.copied)), false),
         JobEvent::Ready => (format!("ready: {}", text::ready(tracking)), false),
         JobEvent::Error { failure, action } => {
