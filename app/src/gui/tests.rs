@@ -753,3 +753,32 @@ fn a_paused_job_says_paused_not_in_sync() {
     complete_and_wait(&mut h);
     assert!(same_bytes(&src, &dst));
 }
+
+/// The second false claim: "allocated data only" onto a target
+/// holding old data. Whatever the headline says about "identical", the
+/// bytes agree with it, and the verification has the last word.
+#[test]
+fn allocated_data_only_onto_old_data_is_called_identical_only_when_it_is() {
+    use livemirror_tests::tools::qemu_io;
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 8 * MIB, 0);
+    qemu_io(src.to_str().unwrap(), &["write -P 0x5a 1M 256k", "write -P 0x33 6M 64k"]);
+    let dst = image(dir.path(), "dst.img", 8 * MIB, 29);
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &dst.display().to_string());
+    h.get_by_role_and_label(Role::ComboBox, "Copy").click();
+    h.run();
+    h.get_by_label("allocated data only").click();
+    h.run();
+    h.get_by_label("Start").click();
+    wait_for(&mut h, "Ready", ready);
+    complete_and_wait(&mut h);
+    wait_for(&mut h, "the verification", |app| !app.verifying());
+    let identical = same_bytes(&src, &dst);
+    let said = h.query_all_by_label_contains("identical to the source").count() > 0;
+    assert_eq!(said, identical, "called identical: {said}, bytes identical: {identical}");
+    assert!(h.query_by_label_contains("Verification").is_some());
+    let verified = h.query_by_label("identical, byte for byte").is_some();
+    assert_eq!(verified, identical, "the verification row agrees with the bytes");
+}
