@@ -137,19 +137,25 @@ impl Heatmap<'_> {
                     egui::StrokeKind::Outside,
                 );
                 let bytes = bucket_bytes(self.map, i, buckets, self.device_len);
-                response.on_hover_ui_at_pointer(|ui| tooltip(ui, c, &bytes));
+                let granularity = self.map.granularity();
+                response.on_hover_ui_at_pointer(|ui| tooltip(ui, c, &bytes, granularity));
             }
         }
         legend(ui);
     }
 }
 
-fn tooltip(ui: &mut egui::Ui, c: &CellCounts, bytes: &Range<u64>) {
+/// A cell's tooltip, in bytes (the job's chunks of `granularity` bytes
+/// are its unit, not the user's).
+fn tooltip(ui: &mut egui::Ui, c: &CellCounts, bytes: &Range<u64>, granularity: u64) {
+    let size = |chunks: u64| human(chunks.saturating_mul(granularity).min(bytes.end - bytes.start));
     ui.strong(state_name(c.state()));
     ui.label(format!("bytes {} – {} ({})", bytes.start, bytes.end, human(bytes.end - bytes.start)));
     ui.label(format!(
-        "{} chunks: {} waiting, {} copying, {} failed",
-        c.total, c.dirty, c.in_flight, c.failed
+        "{} waiting to be copied, {} being copied, {} failed",
+        size(c.dirty),
+        size(c.in_flight),
+        size(c.failed)
     ));
     ui.label(format!("{} copies done here", c.copies));
     ui.label(if c.heat > 0 {
