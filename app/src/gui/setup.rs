@@ -93,6 +93,10 @@ impl Check {
                 None => disks.iter().any(|d| d.path == Path::new(source) && !d.mounts.is_empty()),
             };
             c.notes.push(crate::text::kernel_choice(mounted).into());
+        } else if !shared {
+            // A file: nothing sees who else writes it.
+            let untracked = crate::text::tracking(livemirror_core::job::Tracking::None);
+            c.notes.push(crate::text::sentence(untracked));
         }
         let target_path = Path::new(target);
         if !target_path.exists() {

@@ -782,3 +782,18 @@ fn allocated_data_only_onto_old_data_is_called_identical_only_when_it_is() {
     let verified = h.query_by_label("identical, byte for byte").is_some();
     assert_eq!(verified, identical, "the verification row agrees with the bytes");
 }
+
+/// An image file as the source, not shared: Setup says before Start that
+/// other programs' writes to it are not seen; shared, it does not.
+#[test]
+fn an_untracked_source_says_so_before_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", MIB, 5);
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &dir.path().join("new.img").display().to_string());
+    let said = "Not tracked: writes made to the source by other programs are not seen";
+    assert!(h.query_by_label_contains(said).is_some());
+    share_at(&mut h, &format!("unix:{}", dir.path().join("s.sock").display()));
+    assert!(h.query_by_label_contains(said).is_none());
+}
