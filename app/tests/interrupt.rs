@@ -28,6 +28,9 @@ fn a_second_ctrl_c_forces_the_cancel_past_a_hung_target() {
         .unwrap();
     // The job runs (its first event is out) and its copies are stuck on the target.
     let mut events = BufReader::new(child.stdout.take().unwrap()).lines();
+    // `--json` opens with how the source is tracked, then the job's events.
+    let tracking = events.next().expect("an event").unwrap();
+    assert!(tracking.contains("TRACKING"), "{tracking}");
     let first = events.next().expect("an event").unwrap();
     assert!(first.contains("STATE_CHANGED"), "{first}");
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
