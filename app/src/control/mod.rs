@@ -125,6 +125,10 @@ mod tests {
         // it does once subscribed.
         let opts = MirrorOptions { speed: 1, ..Default::default() };
         let (handle, _rx) = job::start(live, target, opts).unwrap();
+        // Until the job has marked what it will copy, `len` is still 0 (as
+        // in QEMU): ask once it has.
+        let mut status = handle.watch();
+        status.wait_for(|s| s.progress.total > 0).await.unwrap();
         let (stop_tx, stop_rx) = watch::channel(false);
         let server = tokio::spawn(serve(bind(&path).unwrap(), handle.clone(), stop_rx));
 
