@@ -65,6 +65,21 @@ pub fn held(ms: u64) -> String {
     format!("{ms} ms — the source's filesystems were frozen for the last copy")
 }
 
+/// What the copy wrote, by kind: "X data, Y zeroed, Z already zero", and
+/// what a reflink shared with the source instead, when it did.
+pub fn written(status: &livemirror_core::job::JobStatus) -> String {
+    let mut words = format!(
+        "{} data, {} zeroed, {} already zero",
+        human(status.data_bytes),
+        human(status.zero_bytes),
+        human(status.skipped_bytes)
+    );
+    if status.cloned_bytes > 0 {
+        words += &format!(", {} shared with the source (reflink)", human(status.cloned_bytes));
+    }
+    words
+}
+
 /// A job state in plain words (the CLI's JSON keeps QEMU's names).
 pub fn state(s: JobState) -> &'static str {
     match s {

@@ -102,7 +102,8 @@ impl Reporter {
             return;
         }
         let secs = self.started.elapsed().as_secs_f64();
-        let written = status.data_bytes + status.zero_bytes + status.skipped_bytes;
+        let written =
+            status.data_bytes + status.zero_bytes + status.skipped_bytes + status.cloned_bytes;
         let (line, _) = text::outcome(outcome);
         // Onto a target of another size, the copy is its first part.
         let scope = match fit.relation() {
@@ -113,10 +114,8 @@ impl Reporter {
         let held = status.held_ms.map(|ms| format!(", writers held {ms} ms")).unwrap_or_default();
         match outcome {
             Outcome::Completed { .. } => eprintln!(
-                "{line}{scope} ({} data, {} zeroed, {} already zero) in {:.1}s, {}/s{held}",
-                human(status.data_bytes),
-                human(status.zero_bytes),
-                human(status.skipped_bytes),
+                "{line}{scope} ({}) in {:.1}s, {}/s{held}",
+                text::written(status),
                 secs,
                 human((written as f64 / secs.max(1e-9)) as u64),
             ),

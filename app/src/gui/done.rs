@@ -128,7 +128,8 @@ impl DoneScreen {
         }
         ui.add_space(8.0);
         let took = session.duration();
-        let copied = status.data_bytes + status.zero_bytes + status.skipped_bytes;
+        let copied =
+            status.data_bytes + status.zero_bytes + status.skipped_bytes + status.cloned_bytes;
         egui::Grid::new("summary").num_columns(2).spacing([16.0, 6.0]).show(ui, |ui| {
             let mut row = |k: &str, v: String| {
                 ui.label(k);
@@ -137,16 +138,7 @@ impl DoneScreen {
             };
             row("Source", session.source_name.clone());
             row("Target", session.target_name.clone());
-            row(
-                "Bytes copied",
-                format!(
-                    "{} ({} data, {} zeroed, {} already zero)",
-                    human(copied),
-                    human(status.data_bytes),
-                    human(status.zero_bytes),
-                    human(status.skipped_bytes)
-                ),
-            );
+            row("Bytes copied", format!("{} ({})", human(copied), text::written(&status)));
             row("Duration", duration(took));
             row("Average speed", format!("{}/s", human(average(copied, took))));
             row("Errors retried or ignored", status.errors.to_string());

@@ -192,6 +192,10 @@ impl BlockDevice for FileDevice {
         self.direct.is_some()
     }
 
+    fn regular_file(&self) -> Option<&std::fs::File> {
+        (!self.is_block).then_some(&self.file)
+    }
+
     fn read_uncached(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         if self.direct.is_none() {
             check_range(self.len, offset, buf.len() as u64)?;

@@ -27,6 +27,32 @@ pub use prefix::Prefix;
 pub use sys::ioctl;
 pub use sys::{DeviceId, mounts_on};
 
+/// Makes `len` bytes at `offset` of `target` share the extents of the same
+/// bytes of `source` (a reflink: `FICLONERANGE` on Linux): no reads, no
+/// writes, no space, and a later write to either side copies only what it
+/// changes, on that side. `Ok(false)` when the pair are not two regular
+/// files, or on a platform without it; an error when the filesystem
+/// refuses (another filesystem, no reflink support, a misaligned range).
+pub fn clone_range(
+    source: &dyn BlockDevice,
+    target: &dyn BlockDevice,
+    offset: u64,
+    len: u64,
+) -> io::Result<bool> {
+    let (Some(src), Some(dst)) = (source.regular_file(), target.regular_file()) else {
+        return Ok(false);
+    };
+    #[cfg(target_os = "linux")]
+    {
+        sys::clone_range(src, dst, offset, len).map(|()| true)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (src, dst, offset, len);
+        Ok(false)
+    }
+}
+
 /// What a range of a device holds, as reported by [`BlockDevice::block_status`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Allocation {
@@ -104,6 +130,14 @@ pub trait BlockDevice: Send + Sync {
     /// dropping a cached range before a read races the kernel's readahead.
     fn reads_direct(&self) -> bool {
         false
+    }
+
+    /// The regular file this device reads and writes at the same offsets,
+    /// if it is one: two files of a filesystem that shares extents (XFS,
+    /// btrfs) are then copied by reflink ([`clone_range`]). `None` for
+    /// disks and for layered, remote or fault-injecting devices.
+    fn regular_file(&self) -> Option<&std::fs::File> {
+        None
     }
 
     /// True for an overlay over a backing layer (a qcow2 image with a

@@ -42,6 +42,11 @@ impl BlockDevice for Prefix {
         self.inner.reads_direct()
     }
 
+    /// The same offsets: a prefix of a file is that file's first bytes.
+    fn regular_file(&self) -> Option<&std::fs::File> {
+        self.inner.regular_file()
+    }
+
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         check_range(self.len, offset, buf.len() as u64)?;
         self.inner.write_at(buf, offset)

@@ -8,6 +8,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use crate::buffer::BufferPool;
 use crate::device::BlockDevice;
@@ -21,7 +22,13 @@ pub struct CopyStats {
     pub data: u64,
     pub zeroed: u64,
     pub skipped: u64,
+    /// Shared with the source by reflink instead of copied.
+    pub cloned: u64,
 }
+
+/// The alignment a reflinked range needs on every filesystem that does
+/// them (their block size; 4 KiB on XFS and btrfs as made by default).
+const REFLINK_ALIGN: u64 = 4096;
 
 /// The devices a copy works on, and the buffers it reads into.
 pub struct CopyContext {
@@ -36,6 +43,10 @@ pub struct CopyContext {
     /// or a block cached before a filesystem rewrote it on the disk would
     /// be copied stale. (An `O_DIRECT` source does this at no cost.)
     pub read_uncached: bool,
+    /// Still worth trying a reflink: both sides are regular files, and no
+    /// clone has been refused yet (another filesystem, or one without
+    /// shared extents, refuses every one of them).
+    pub reflink: AtomicBool,
 }
 
 impl CopyContext {
@@ -45,6 +56,10 @@ impl CopyContext {
         let (offset, len) = self.geometry.bytes(chunks);
         let end = offset + len;
         let mut stats = CopyStats::default();
+        if self.cloned(offset, len) {
+            stats.cloned = len;
+            return Ok(stats);
+        }
         let mut buf = self.buffers.take();
         let mut pos = offset;
         while pos < end {
@@ -73,6 +88,29 @@ impl CopyContext {
             }
         }
         Ok(stats)
+    }
+
+    /// Shares `len` bytes at `offset` with the source by reflink, if the
+    /// pair can. A refusal falls back to copying, and no clone is tried
+    /// again (a filesystem that cannot refuses them all); a real I/O error
+    /// shows itself, with its range, in the copy that follows.
+    ///
+    /// Writes racing the clone are safe as they are for a copy: the clone
+    /// runs with both files locked, before or after a write, and the write
+    /// marks its chunks dirty again either way.
+    fn cloned(&self, offset: u64, len: u64) -> bool {
+        let aligned = offset.is_multiple_of(REFLINK_ALIGN)
+            && (len.is_multiple_of(REFLINK_ALIGN) || offset + len == self.source.len());
+        if !aligned || !self.reflink.load(Relaxed) {
+            return false;
+        }
+        match crate::device::clone_range(&*self.source, &*self.target, offset, len) {
+            Ok(true) => true,
+            Ok(false) | Err(_) => {
+                self.reflink.store(false, Relaxed);
+                false
+            }
+        }
     }
 
     /// Writes `buf` (read from `offset`): each chunk is checked for zeroes
@@ -183,6 +221,7 @@ mod tests {
             geometry: Geometry { len, granularity: g },
             buffers: BufferPool::new(16 * 1024),
             read_uncached: false,
+            reflink: AtomicBool::new(true),
         }
     }
 
@@ -194,7 +233,7 @@ mod tests {
         let dst = Arc::new(MemoryDevice::new(64 * 1024));
         let c = ctx(src, dst.clone(), 4096);
         let stats = c.copy(&(0..16)).unwrap();
-        assert_eq!(stats, CopyStats { data: 4096, zeroed: 0, skipped: 60 * 1024 });
+        assert_eq!(stats, CopyStats { data: 4096, zeroed: 0, skipped: 60 * 1024, cloned: 0 });
         assert_eq!(dst.contents(), data);
         assert_eq!(dst.allocated_bytes(), 4096);
     }

@@ -223,6 +223,9 @@ pub struct JobStatus {
     pub data_bytes: u64,
     pub zero_bytes: u64,
     pub skipped_bytes: u64,
+    /// Bytes shared with the source by reflink (two files of one
+    /// filesystem that shares extents) instead of written.
+    pub cloned_bytes: u64,
     /// How the job ended, once it has.
     pub outcome: Option<Outcome>,
 }

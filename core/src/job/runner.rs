@@ -6,6 +6,7 @@
 //! I/O the machine's answers ask for and feeds it what the I/O found.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -73,6 +74,7 @@ pub(super) fn initial_status(opts: &MirrorOptions) -> JobStatus {
         data_bytes: 0,
         zero_bytes: 0,
         skipped_bytes: 0,
+        cloned_bytes: 0,
         outcome: None,
     }
 }
@@ -139,6 +141,7 @@ impl Runner {
                 // hold a buffer at once: the pool never grows past that.
                 buffers: BufferPool::new(s.resolved.max_op as usize),
                 read_uncached: matches!(s.opts.tracking, Tracking::Kernel | Tracking::Compare),
+                reflink: AtomicBool::new(true),
             }),
             live: s.live,
             tracker: s.tracker,
@@ -307,7 +310,10 @@ impl Runner {
                 self.totals.data += stats.data;
                 self.totals.zeroed += stats.zeroed;
                 self.totals.skipped += stats.skipped;
-                // Zeroes cost almost nothing: only data counts against the speed.
+                self.totals.cloned += stats.cloned;
+                // Zeroes cost almost nothing: they do not count against the
+                // speed. Reflinks do, though they cost little too: the limit
+                // then says how fast the copy advances, whatever the files.
                 self.limiter.refund(Instant::now(), stats.zeroed + stats.skipped);
                 self.backoff = MIN_BACKOFF;
             }
@@ -739,6 +745,7 @@ impl Runner {
             s.data_bytes = self.totals.data;
             s.zero_bytes = self.totals.zeroed;
             s.skipped_bytes = self.totals.skipped;
+            s.cloned_bytes = self.totals.cloned;
         });
     }
 

@@ -171,6 +171,19 @@ fn dio_align(file: &File) -> Option<(u32, u32)> {
         .then_some((stx.stx_dio_mem_align, stx.stx_dio_offset_align))
 }
 
+/// `FICLONERANGE`: `len` bytes at `offset` of `dst` share `src`'s extents.
+pub fn clone_range(src: &File, dst: &File, offset: u64, len: u64) -> io::Result<()> {
+    let range = libc::file_clone_range {
+        src_fd: src.as_raw_fd() as i64,
+        src_offset: offset,
+        src_length: len,
+        dest_offset: offset,
+    };
+    // SAFETY: FICLONERANGE reads one file_clone_range through the pointer;
+    // both descriptors are open for the call's duration.
+    ioctl_result(unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONERANGE, &range) })
+}
+
 fn fallocate(file: &File, mode: libc::c_int, offset: u64, len: u64) -> io::Result<()> {
     // SAFETY: plain syscall on an fd we own.
     let r = unsafe {

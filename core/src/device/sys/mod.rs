@@ -18,8 +18,6 @@ mod win32;
 #[cfg(windows)]
 use win32 as host;
 
-#[cfg(target_os = "linux")]
-pub(super) use host::direct_alignment;
 #[cfg(windows)]
 pub use host::ioctl;
 pub use host::mounts_on;
@@ -27,6 +25,8 @@ pub(super) use host::{
     allocation, discard_range, drop_cached, make_sparse, open_direct, probe, read_exact_at,
     write_all_at, zero_range,
 };
+#[cfg(target_os = "linux")]
+pub(super) use host::{clone_range, direct_alignment};
 
 /// What an open file turned out to be.
 pub(super) struct Probe {
