@@ -80,15 +80,16 @@ impl RunningScreen {
                 human(session.data_rate()),
                 eta_words(eta, &status)
             ));
-            if shown.recopied > 0 || shown.again > 0 {
-                ui.label(
-                    RichText::new(format!(
-                        "· written after its copy: {} copied again, {} waiting to be copied again",
-                        human(shown.recopied),
-                        human(shown.again)
-                    ))
-                    .weak(),
-                );
+            let mut after = Vec::new();
+            if shown.recopied > 0 {
+                after.push(format!("{} copied again", human(shown.recopied)));
+            }
+            if shown.again > 0 {
+                after.push(format!("{} waiting to be copied again", human(shown.again)));
+            }
+            if !after.is_empty() {
+                let words = format!("· written after its copy: {}", after.join(", "));
+                ui.label(RichText::new(words).weak());
             }
         });
         ui.add_space(4.0);
@@ -250,7 +251,7 @@ fn throughput_ui(ui: &mut egui::Ui, samples: &[[f64; 2]]) {
         .allow_drag(false)
         .allow_scroll(false)
         .include_y(0.0)
-        .y_axis_label("MiB/s")
+        .y_axis_label("data, MiB/s")
         .x_axis_label("seconds")
         .show(ui, |plot| {
             plot.line(

@@ -60,10 +60,11 @@ const EIO: i32 = 5;
 /// Throughput samples kept for the graph: an hour at the job's 4 Hz.
 const MAX_SAMPLES: usize = 4 * 3600;
 
-/// The span the shown data rate is measured over: long enough that the
-/// copies finishing in a burst do not read as more than the speed limit
-/// lets through on average.
-const RATE_WINDOW: f64 = 2.0;
+/// The span the shown data rate is measured over. The limit paces when
+/// copies start; they are counted when they end, and those under way (at
+/// most the job's buffer, 16 MiB by default) may end together: over 3 s
+/// such a burst moves the rate little.
+const RATE_WINDOW: f64 = 3.0;
 
 /// A job's I/O errors by what became of them: the job's policy decided
 /// (report: it failed; ignore: copied again later), or the user did when
@@ -330,9 +331,13 @@ impl Session {
     pub fn data_rate(&self) -> u64 {
         let now = self.duration().as_secs_f64();
         let since = (now - RATE_WINDOW).max(0.0);
-        let base = self.data.iter().rev().find(|(t, _)| *t <= since).map_or(0, |(_, d)| *d);
+        // From the last sample at or before the window's start, over the
+        // time since that sample: dividing by the window alone would count
+        // the bytes between that sample and the window's start twice over.
+        let (t0, base) =
+            self.data.iter().rev().find(|(t, _)| *t <= since).copied().unwrap_or((0.0, 0));
         let data = self.job.status().data_bytes;
-        if now <= since { 0 } else { (data.saturating_sub(base) as f64 / (now - since)) as u64 }
+        if now <= t0 { 0 } else { (data.saturating_sub(base) as f64 / (now - t0)) as u64 }
     }
 
     /// How long the job ran (so far).
