@@ -10,11 +10,21 @@
 #
 # Needs: xvfb, xdotool, imagemagick (`import`), gdisk (`sgdisk`). Run from anywhere:
 #   scripts/screenshots.sh
+# PROFILE=debug uses the debug build instead (no release build on a busy
+# machine; the screens are the same, only slower to draw).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release -p livemirror
-BIN=$PWD/target/release/livemirror
+PROFILE=${PROFILE:-release}
+if [ "$PROFILE" = release ]; then
+    cargo build --release -p livemirror
+    DEMO_LEAD=0
+else
+    cargo build -p livemirror
+    # The debug build takes seconds to generate the demo's image.
+    DEMO_LEAD=8
+fi
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/$PROFILE/livemirror
 OUT=$PWD/screenshots
 mkdir -p "$OUT"
 
@@ -47,6 +57,9 @@ size() {
 shot() {
     local name=$1 wait=$2
     shift 2
+    if [ "$1" = demo ]; then
+        wait=$((wait + DEMO_LEAD))
+    fi
     "$BIN" "$@" >"$WORK/$name.log" 2>&1 &
     APP=$!
     sleep "$wait"

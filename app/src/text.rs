@@ -227,6 +227,29 @@ pub fn share_clients_lose_disk(clients: usize) -> String {
     )
 }
 
+/// An OS error's message with its number said once: Rust's io errors end
+/// in "(os error N)", which is dropped for the plain "(errno N)".
+pub fn os_error(message: &str, errno: i32) -> String {
+    if errno == 0 {
+        return message.to_string();
+    }
+    let plain = message.strip_suffix(&format!(" (os error {errno})")).unwrap_or(message);
+    format!("{plain} (errno {errno})")
+}
+
+/// A window-system error without the source paths winit writes into it
+/// ("os error at /home/…/.cargo/registry/…/winit…/x11/mod.rs:123: …"):
+/// the user gets the reason, not where in a dependency it was found.
+pub fn window_error(e: &dyn std::fmt::Display) -> String {
+    const AT: &str = "os error at ";
+    let mut s = e.to_string();
+    while let Some(i) = s.find(AT) {
+        let Some(j) = s[i + AT.len()..].find(": ") else { break };
+        s.replace_range(i..i + AT.len() + j + 2, "");
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +263,20 @@ mod tests {
         }
         assert!(!ready(Tracking::None).contains("still mirroring"));
         assert!(!ready(Tracking::Compare).contains("still mirroring"));
+    }
+
+    #[test]
+    fn a_window_error_names_no_build_path() {
+        let e = "failed to create window: os error at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/winit-0.30.12/src/platform_impl/linux/x11/mod.rs:805: XOpenDisplay failed";
+        assert_eq!(window_error(&e), "failed to create window: XOpenDisplay failed");
+        assert_eq!(window_error(&"no display"), "no display");
+    }
+
+    #[test]
+    fn an_os_error_says_its_number_once() {
+        let io = std::io::Error::from_raw_os_error(5).to_string();
+        assert_eq!(os_error(&io, 5), "Input/output error (errno 5)");
+        assert_eq!(os_error("short read", 0), "short read");
+        assert_eq!(os_error("NBD server said EIO", 5), "NBD server said EIO (errno 5)");
     }
 }

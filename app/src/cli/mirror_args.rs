@@ -17,10 +17,10 @@ pub struct MirrorArgs {
     /// Speed limit in bytes per second (K/M/G suffixes); 0 is unlimited.
     #[arg(long, default_value = "0", value_parser = parse_size, allow_hyphen_values = true)]
     pub speed: u64,
-    /// On a source error: report (fail), ignore (retry later), stop (ask), enospc.
+    /// On a source error: report (fail), ignore (retry later), stop (ask), enospc (ask when full).
     #[arg(long, default_value = "report", value_parser = parse_enum::<ErrorPolicy>)]
     pub on_source_error: ErrorPolicy,
-    /// On a target error: report (fail), ignore (retry later), stop (ask), enospc.
+    /// On a target error: report (fail), ignore (retry later), stop (ask), enospc (ask when full).
     #[arg(long, default_value = "report", value_parser = parse_enum::<ErrorPolicy>)]
     pub on_target_error: ErrorPolicy,
     /// background, or write-blocking (every write reaches the target before it is acknowledged).

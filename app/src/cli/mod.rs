@@ -118,7 +118,8 @@ fn window(source: Option<PathBuf>, target: Option<PathBuf>) -> ExitCode {
     match crate::gui::run(crate::gui::Launch::Setup { source, target }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!(
-            "the window could not open: {e}; `livemirror clone SRC DST` works without one"
+            "the window could not open: {}; `livemirror clone SRC DST` works without one",
+            crate::text::window_error(&e)
         )),
     }
 }

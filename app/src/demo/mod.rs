@@ -4,6 +4,7 @@
 //! [`scenario`] builds the images and the writer; the window (`gui`) shows
 //! it by default, [`terminal`] as text when there is no display.
 
+mod cleanup;
 mod scenario;
 mod terminal;
 
@@ -43,7 +44,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
     let why = if crate::gui::display_available() {
         match crate::gui::run(crate::gui::Launch::Demo(args.clone())) {
             Ok(()) => return ExitCode::SUCCESS,
-            Err(e) => format!("the window could not open ({e})"),
+            Err(e) => format!("the window could not open ({})", crate::text::window_error(&e)),
         }
     } else {
         "no display (DISPLAY and WAYLAND_DISPLAY are unset)".to_string()

@@ -18,7 +18,7 @@ const EXTENT: u64 = 1 << 20;
 
 pub struct Scenario {
     /// Holds the images; removed on drop.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub source_path: PathBuf,
     pub target_path: PathBuf,
     pub live: Arc<LiveSource>,
@@ -52,6 +52,7 @@ impl Scenario {
     /// data and the rest are holes, and an empty sparse target.
     pub fn create(size: u64) -> io::Result<Self> {
         let dir = tempfile::Builder::new().prefix("livemirror-demo").tempdir()?;
+        super::cleanup::on_signal(dir.path());
         let source_path = dir.path().join("source.img");
         let target_path = dir.path().join("target.img");
         let source = create_image(&source_path, size).map_err(io::Error::other)?;
@@ -70,7 +71,7 @@ impl Scenario {
         let source = OpenOptions::new().write(true).open(&source_path).map_err(io::Error::other)?;
         let target = create_image(&target_path, size).map_err(io::Error::other)?;
         Ok(Scenario {
-            _dir: dir,
+            dir,
             source_path,
             target_path,
             live: LiveSource::new(Arc::new(source)),
@@ -170,5 +171,7 @@ fn first_difference(a: &dyn BlockDevice, b: &dyn BlockDevice) -> io::Result<Opti
 impl Drop for Scenario {
     fn drop(&mut self) {
         self.stop_writer();
+        // The folder goes with `dir`, right after this.
+        super::cleanup::forget(self.dir.path());
     }
 }

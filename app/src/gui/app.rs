@@ -10,6 +10,7 @@ use std::time::Duration;
 use eframe::egui;
 use livemirror_core::job::{Command, Outcome};
 
+use super::browse::{Browser, Picked};
 use super::disks::Disk;
 use super::done::{DoneScreen, Fix, Verify};
 use super::engine::{Engine, Opener, Pending};
@@ -20,7 +21,7 @@ use super::session::{self, Session, StartRequest};
 use super::settings::Settings;
 use super::setup::SetupScreen;
 use super::verify::{self, Found, VerifyMap};
-use super::{Launch, log};
+use super::{Launch, log, paths};
 use crate::share::Share;
 use crate::sizes::{self, Fixed};
 use crate::text;
@@ -35,7 +36,14 @@ pub enum Role {
 /// What a screen asks for; applied after the frame.
 pub enum Action {
     Choose(Role, PathBuf),
+    /// "Image file…" / "New image file…": the system's dialog where there
+    /// is one, else the window's own browser.
     PickFile {
+        role: Role,
+        new_file: bool,
+    },
+    /// The window's own browser, asked for after a system dialog gave nothing.
+    Browse {
         role: Role,
         new_file: bool,
     },
@@ -54,6 +62,8 @@ pub enum Action {
     StartAnother,
     /// A fresh Setup screen; a share still serving is kept serving.
     NewSetup,
+    /// "Reset to defaults": the remembered settings forgotten (not the window size).
+    ResetSettings,
 }
 
 /// A share that outlived its session ("Start another" kept it serving).
@@ -82,6 +92,8 @@ pub struct Env {
     pub opener: Arc<dyn Opener>,
     pub list_disks: fn() -> Vec<Disk>,
     pub settings_path: Option<PathBuf>,
+    /// Whether the desktop has a file dialog to show ([`browse::system_dialog`]).
+    pub system_dialog: fn() -> bool,
 }
 
 enum Screen {
@@ -103,7 +115,10 @@ pub struct LiveMirrorApp {
     /// The last session's share closing: the next Start waits for it, so
     /// it can bind the same endpoint.
     unsharing: Option<Pending<()>>,
-    picking: Option<(Role, Pending<Option<PathBuf>>)>,
+    /// A system file dialog open: for which side, and whether for a new file.
+    picking: Option<(Role, bool, Pending<Option<PathBuf>>)>,
+    /// The window's own file browser, when it is open.
+    browser: Option<Browser>,
     verifying: Option<Pending<Verify>>,
     fixing: Option<Pending<Fix>>,
     /// Shares kept serving after their session ended, until stopped.
@@ -146,6 +161,7 @@ impl LiveMirrorApp {
             starting,
             unsharing: None,
             picking: None,
+            browser: None,
             verifying: None,
             fixing: None,
             kept: Vec::new(),
@@ -208,11 +224,16 @@ impl LiveMirrorApp {
                 }
             }
         }
-        if let Some((role, pending)) = &self.picking
+        if let Some((role, new_file, pending)) = &self.picking
             && let Some(picked) = pending.poll()
         {
-            if let (Some(path), Screen::Setup(s)) = (picked, &mut self.screen) {
-                s.set(*role, &path);
+            if let Screen::Setup(s) = &mut self.screen {
+                match picked {
+                    Some(path) => s.set(*role, &path),
+                    // Cancelled, or no dialog could be shown: rfd cannot
+                    // tell which, so Setup offers the window's browser.
+                    None => s.nothing_picked = Some((*role, *new_file)),
+                }
             }
             self.picking = None;
         }
@@ -399,6 +420,21 @@ impl LiveMirrorApp {
                     s.set(role, &path);
                 }
             }
+            Action::PickFile { role, new_file } if !(self.env.system_dialog)() => {
+                self.apply(Action::Browse { role, new_file }, ctx);
+            }
+            Action::Browse { role, new_file } => {
+                if let Screen::Setup(s) = &mut self.screen {
+                    s.nothing_picked = None;
+                    let (mine, other) = match role {
+                        Role::Source => (&s.source, &s.target),
+                        Role::Target => (&s.target, &s.source),
+                    };
+                    let near = [paths::resolve(mine), paths::resolve(other)];
+                    let near: Vec<&Path> = near.iter().map(PathBuf::as_path).collect();
+                    self.browser = Some(Browser::new(role, new_file, &near));
+                }
+            }
             Action::PickFile { role, new_file } => {
                 let dialog = rfd::AsyncFileDialog::new().set_title(match (role, new_file) {
                     (Role::Source, _) => "Source image",
@@ -413,7 +449,7 @@ impl LiveMirrorApp {
                     };
                     file.map(|f| f.path().to_path_buf())
                 });
-                self.picking = Some((role, pending));
+                self.picking = Some((role, new_file, pending));
             }
             Action::Start(req) => {
                 self.settings.options = req.options.clone();
@@ -429,7 +465,10 @@ impl LiveMirrorApp {
                 }));
             }
             Action::Job(cmd) => {
-                if let Some(s) = &self.session {
+                if let Some(s) = &mut self.session {
+                    if let Command::Decide(d) = &cmd {
+                        s.errors.decided(*d);
+                    }
                     s.job.post(cmd);
                 }
             }
@@ -497,6 +536,14 @@ impl LiveMirrorApp {
                     self.confirm_start_another = true;
                 } else {
                     self.apply(Action::NewSetup, ctx);
+                }
+            }
+            Action::ResetSettings => {
+                let window_size = self.settings.window_size;
+                self.settings = Settings { window_size, ..Settings::default() };
+                self.save_settings();
+                if let Screen::Setup(s) = &mut self.screen {
+                    s.reset(&self.settings);
                 }
             }
             Action::NewSetup => {
@@ -577,6 +624,14 @@ impl LiveMirrorApp {
         });
         self.closing_modal(ui.ctx());
         self.start_another_modal(ui.ctx(), actions);
+        if let Some(b) = &mut self.browser
+            && let Some(picked) = b.ui(ui.ctx())
+        {
+            if let Picked::Path(p) = picked {
+                actions.push(Action::Choose(b.role, p));
+            }
+            self.browser = None;
+        }
     }
 
     /// Shares kept from earlier sessions: where, what they serve, how many

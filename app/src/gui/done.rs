@@ -140,8 +140,15 @@ impl DoneScreen {
             row("Target", session.target_name.clone());
             row("Bytes copied", format!("{} ({})", human(copied), text::written(&status)));
             row("Duration", duration(took));
-            row("Average speed", format!("{}/s", human(average(copied, took))));
-            row("Errors retried or ignored", status.errors.to_string());
+            row(
+                "Average speed",
+                format!(
+                    "{}/s over the {} spent copying",
+                    human(average(copied, session.copying)),
+                    duration(session.copying)
+                ),
+            );
+            row("Errors", session.errors.words());
             if let Some(ms) = status.held_ms {
                 row("Writers held", text::held(ms));
             }

@@ -15,10 +15,14 @@ pub fn ui(ui: &mut egui::Ui, log: &[LogLine]) {
         |ui| {
             let row = ui.text_style_height(&egui::TextStyle::Monospace);
             let height = ROWS as f32 * (row + ui.spacing().item_spacing.y);
+            // Always that tall, from the first event on: the panel takes
+            // its height from what it held, so a log that grew in it would
+            // be cut to the height it had when it was short.
             egui::ScrollArea::vertical()
+                .min_scrolled_height(height)
                 .max_height(height)
                 .stick_to_bottom(true)
-                .auto_shrink([false, true])
+                .auto_shrink([false, false])
                 .show_rows(ui, row, log.len(), |ui, rows| {
                     for l in &log[rows] {
                         let text = RichText::new(format!("{:8.2}s  {}", l.at, l.text)).monospace();

@@ -8,18 +8,22 @@
 //! * [`disks`]: the whole-disk list (also `livemirror disks`).
 
 mod app;
+mod browse;
 pub mod disks;
 mod done;
 mod engine;
 mod frame_stats;
 mod heatmap;
 mod log;
+mod paths;
+mod progress;
 mod prompt;
 mod running;
 mod session;
 mod settings;
 mod setup;
 mod share;
+mod speed;
 #[cfg(test)]
 mod tests;
 mod verify;
@@ -70,7 +74,12 @@ pub fn run(launch: Launch) -> Result<(), eframe::Error> {
         "livemirror",
         options,
         Box::new(move |cc| {
-            let env = Env { opener: Arc::new(FileOpener), list_disks: disks::list, settings_path };
+            let env = Env {
+                opener: Arc::new(FileOpener),
+                list_disks: disks::list,
+                settings_path,
+                system_dialog: browse::system_dialog,
+            };
             Ok(Box::new(LiveMirrorApp::new(&cc.egui_ctx, env, launch)?))
         }),
     )

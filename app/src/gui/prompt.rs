@@ -40,11 +40,7 @@ impl Prompt<'_> {
                 ui.strong(byte_range(f));
                 ui.end_row();
                 ui.label("Error");
-                ui.strong(if f.errno != 0 {
-                    format!("{} (errno {})", f.message, f.errno)
-                } else {
-                    f.message.clone()
-                });
+                ui.strong(crate::text::os_error(&f.message, f.errno));
                 ui.end_row();
             });
             ui.add_space(6.0);

@@ -12,9 +12,11 @@ use livemirror_core::job::{Command, JobState, JobStatus, Tracking};
 
 use super::app::Action;
 use super::heatmap::Heatmap;
+use super::progress::{self, Eta};
 use super::prompt::Prompt;
 use super::session::Session;
 use super::share;
+use super::speed::{self, SpeedControl};
 use crate::text;
 use crate::units::{duration, human};
 
@@ -22,10 +24,12 @@ const GREEN: Color32 = Color32::from_rgb(0x2f, 0xa8, 0x62);
 const PLOT_HEIGHT: f32 = 120.0;
 
 pub struct RunningScreen {
-    /// The speed slider's value, MiB/s; 0 = unlimited.
-    speed_mib: f64,
+    /// The speed limit as set here (bytes/s; 0 = unlimited).
+    speed: u64,
+    speed_control: SpeedControl,
     speed_changed: bool,
     confirm_cancel: bool,
+    progress: progress::Tracker,
 }
 
 /// The action bar's buttons: one size, so they keep their places.
@@ -34,9 +38,11 @@ pub const BUTTON: egui::Vec2 = egui::vec2(120.0, 30.0);
 impl RunningScreen {
     pub fn new(status: &JobStatus) -> Self {
         RunningScreen {
-            speed_mib: status.speed as f64 / f64::from(1 << 20),
+            speed: status.speed,
+            speed_control: SpeedControl::new(status.speed),
             speed_changed: false,
             confirm_cancel: false,
+            progress: progress::Tracker::default(),
         }
     }
 
@@ -60,20 +66,32 @@ impl RunningScreen {
         }
         ui.add_space(4.0);
 
-        let frac = if p.total == 0 { 1.0 } else { p.copied as f64 / p.total as f64 };
-        let eta = match p.bytes_per_sec {
-            0 => "—".to_string(),
-            r => duration(std::time::Duration::from_secs((p.total - p.copied.min(p.total)) / r)),
-        };
-        ui.add(egui::ProgressBar::new(frac as f32).text(format!(
-            "{} of {} ({:.1} %) · {}/s · ETA {} · {} dirty",
-            human(p.copied),
-            human(p.total),
-            frac * 100.0,
-            human(p.bytes_per_sec),
-            eta,
-            human(p.dirty),
+        let shown = self.progress.shown(&p, session.job.chunk_map(), session.job.fit().copy_len);
+        ui.add(egui::ProgressBar::new(shown.fraction() as f32).text(format!(
+            "{} of {} copied ({:.1} %)",
+            human(shown.done),
+            human(shown.len),
+            shown.fraction() * 100.0,
         )));
+        let eta = self.progress.eta(std::time::Instant::now(), p.dirty + p.in_flight);
+        ui.horizontal_wrapped(|ui| {
+            ui.label(format!(
+                "{}/s of data · {}",
+                human(session.data_rate()),
+                eta_words(eta, &status)
+            ));
+            let mut after = Vec::new();
+            if shown.recopied > 0 {
+                after.push(format!("{} copied again", human(shown.recopied)));
+            }
+            if shown.again > 0 {
+                after.push(format!("{} waiting to be copied again", human(shown.again)));
+            }
+            if !after.is_empty() {
+                let words = format!("· written after its copy: {}", after.join(", "));
+                ui.label(RichText::new(words).weak());
+            }
+        });
         ui.add_space(4.0);
         self.speed_ui(ui);
         ui.add_space(6.0);
@@ -126,22 +144,10 @@ impl RunningScreen {
     }
 
     fn speed_ui(&mut self, ui: &mut egui::Ui) {
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             let label = ui.label("Speed limit");
-            let r = ui
-                .add(
-                    egui::Slider::new(&mut self.speed_mib, 0.0..=2048.0)
-                        .logarithmic(true)
-                        .custom_formatter(|v, _| {
-                            if v < 0.5 { "unlimited".into() } else { format!("{v:.0} MiB/s") }
-                        })
-                        .custom_parser(|s| {
-                            let s = s.trim().trim_end_matches("MiB/s").trim();
-                            if s == "unlimited" { Some(0.0) } else { s.parse().ok() }
-                        }),
-                )
-                .labelled_by(label.id);
-            if r.changed() {
+            let hint = "counts the data copied (holes and zeroes cost nothing)";
+            if self.speed_control.ui(ui, label.id, &mut self.speed, hint) {
                 self.speed_changed = true;
             }
         });
@@ -149,12 +155,7 @@ impl RunningScreen {
 
     /// A speed the user set since the last call.
     pub fn take_speed(&mut self) -> Option<Command> {
-        if !std::mem::take(&mut self.speed_changed) {
-            return None;
-        }
-        let speed =
-            if self.speed_mib < 0.5 { 0 } else { (self.speed_mib * f64::from(1 << 20)) as u64 };
-        Some(Command::SetSpeed(speed))
+        std::mem::take(&mut self.speed_changed).then_some(Command::SetSpeed(self.speed))
     }
 
     fn cancel_modal(&mut self, ctx: &egui::Context, status: &JobStatus, actions: &mut Vec<Action>) {
@@ -176,6 +177,26 @@ impl RunningScreen {
                 }
             });
         });
+    }
+}
+
+/// When the job will be in sync, in words: "—" with the reason when the
+/// source is written faster than it is copied.
+fn eta_words(eta: Eta, status: &JobStatus) -> String {
+    if status.ready {
+        return "in sync".into();
+    }
+    if matches!(status.state, JobState::Paused | JobState::Standby) {
+        return "ETA —: paused".into();
+    }
+    match eta {
+        Eta::Unknown => "ETA —".into(),
+        Eta::In(d) => format!("ETA {}", duration(d)),
+        Eta::NotConverging if status.speed != 0 => format!(
+            "ETA —: the source is written faster than the speed limit ({}) lets it be copied",
+            speed::words(status.speed)
+        ),
+        Eta::NotConverging => "ETA —: the source is written faster than it can be copied".into(),
     }
 }
 
@@ -230,7 +251,7 @@ fn throughput_ui(ui: &mut egui::Ui, samples: &[[f64; 2]]) {
         .allow_drag(false)
         .allow_scroll(false)
         .include_y(0.0)
-        .y_axis_label("MiB/s")
+        .y_axis_label("data, MiB/s")
         .x_axis_label("seconds")
         .show(ui, |plot| {
             plot.line(

@@ -9,6 +9,7 @@
 //! they arrive. The share lives as long as the session: through Done (it
 //! then serves the copy) until "Start another" or the window closes.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use eframe::egui;
 use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, Op, OpenOptions};
 use livemirror_core::job::{
-    self, ErrorPolicy, JobEvent, JobHandle, MirrorOptions, Outcome, Tracking,
+    self, Decision, ErrorAction, ErrorPolicy, JobEvent, JobHandle, MirrorOptions, Outcome, Tracking,
 };
 use livemirror_core::live::LiveSource;
 use tokio::sync::broadcast::error::RecvError;
@@ -59,6 +60,57 @@ const EIO: i32 = 5;
 /// Throughput samples kept for the graph: an hour at the job's 4 Hz.
 const MAX_SAMPLES: usize = 4 * 3600;
 
+/// The span the shown data rate is measured over. The limit paces when
+/// copies start; they are counted when they end, and those under way (at
+/// most the job's buffer, 16 MiB by default) may end together: over 3 s
+/// such a burst moves the rate little.
+const RATE_WINDOW: f64 = 3.0;
+
+/// A job's I/O errors by what became of them: the job's policy decided
+/// (report: it failed; ignore: copied again later), or the user did when
+/// asked (stop policy).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ErrorTally {
+    /// Ended the job (report policy).
+    pub failed_job: u64,
+    /// Left to be copied again later (ignore policy).
+    pub retried_later: u64,
+    /// Asked about (stop policy): answered below, or never.
+    pub asked: u64,
+    pub retried: u64,
+    pub ignored: u64,
+    pub stopped: u64,
+}
+
+impl ErrorTally {
+    /// An answer to the error prompt.
+    pub fn decided(&mut self, d: Decision) {
+        match d {
+            Decision::Retry => self.retried += 1,
+            Decision::Ignore => self.ignored += 1,
+            Decision::Stop => self.stopped += 1,
+        }
+    }
+
+    /// In words: "none", or each fate with its count.
+    pub fn words(&self) -> String {
+        let unanswered = self.asked.saturating_sub(self.retried + self.ignored + self.stopped);
+        let parts: Vec<String> = [
+            (self.failed_job, "ended the job (policy report)"),
+            (self.retried_later, "copied again later (policy ignore)"),
+            (self.retried, "retried as you chose"),
+            (self.ignored, "left to be copied again later, as you chose"),
+            (self.stopped, "stopped the job, as you chose"),
+            (unanswered, "unanswered when the job ended"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        if parts.is_empty() { "none".into() } else { parts.join("; ") }
+    }
+}
+
 pub struct Session {
     pub job: JobHandle,
     events: mpsc::Receiver<JobEvent>,
@@ -71,8 +123,18 @@ pub struct Session {
     pub started: Instant,
     pub ended: Option<Instant>,
     pub log: Vec<LogLine>,
-    /// `[seconds since start, MiB/s]`.
+    /// `[seconds since start, MiB/s of data]`: what the speed limit counts.
     pub throughput: Vec<[f64; 2]>,
+    /// `(seconds since start, data bytes copied)` over the last
+    /// [`RATE_WINDOW`]: the rate shown.
+    data: VecDeque<(f64, u64)>,
+    /// Time spent copying: the progress intervals in which bytes were
+    /// copied (not the time in sync, waiting for Complete).
+    pub copying: Duration,
+    /// `(seconds since start, bytes copied)` at the last progress event.
+    last_progress: (f64, u64),
+    /// The job's errors, by what became of them.
+    pub errors: ErrorTally,
     pub demo: Option<Arc<Scenario>>,
     /// The source served over NBD; `take` it to stop it.
     pub share: Option<Share>,
@@ -209,6 +271,10 @@ impl Session {
             ended: None,
             log,
             throughput: vec![],
+            data: VecDeque::new(),
+            copying: Duration::ZERO,
+            last_progress: (0.0, 0),
+            errors: ErrorTally::default(),
             demo: None,
             share: None,
             target_path: None,
@@ -221,18 +287,57 @@ impl Session {
         while let Ok(ev) = self.events.try_recv() {
             let at = self.started.elapsed().as_secs_f64();
             if let JobEvent::Progress(p) = ev {
-                if self.throughput.len() >= MAX_SAMPLES {
-                    self.throughput.drain(..MAX_SAMPLES / 2);
-                }
-                self.throughput.push([at, p.bytes_per_sec as f64 / f64::from(1 << 20)]);
+                self.progressed(at, p.copied);
                 continue;
             }
+            if let JobEvent::Error { action, .. } = &ev {
+                match action {
+                    ErrorAction::Report => self.errors.failed_job += 1,
+                    ErrorAction::Ignore => self.errors.retried_later += 1,
+                    ErrorAction::Stop => self.errors.asked += 1,
+                }
+            }
             if ev.is_final() {
+                self.progressed(at, self.job.status().progress.copied);
                 self.ended = Some(Instant::now());
             }
             let (text, problem) = describe(&ev, self.job.status().tracking);
             self.log.push(LogLine { at, text, problem });
         }
+    }
+
+    /// A progress report at `at` seconds: the copying time, the data rate
+    /// and its graph.
+    fn progressed(&mut self, at: f64, copied: u64) {
+        let (then, copied_then) = std::mem::replace(&mut self.last_progress, (at, copied));
+        if copied > copied_then {
+            self.copying += Duration::from_secs_f64(at - then);
+        }
+        let data = self.job.status().data_bytes;
+        // Keep the last sample older than the window: the rate's base.
+        while self.data.get(1).is_some_and(|(t, _)| at - t >= RATE_WINDOW) {
+            self.data.pop_front();
+        }
+        self.data.push_back((at, data));
+        if self.throughput.len() >= MAX_SAMPLES {
+            self.throughput.drain(..MAX_SAMPLES / 2);
+        }
+        self.throughput.push([at, self.data_rate() as f64 / f64::from(1 << 20)]);
+    }
+
+    /// Data bytes per second over the last [`RATE_WINDOW`] (or since the
+    /// start, when younger): what the speed limit counts, as holes and
+    /// zeroes cost nothing.
+    pub fn data_rate(&self) -> u64 {
+        let now = self.duration().as_secs_f64();
+        let since = (now - RATE_WINDOW).max(0.0);
+        // From the last sample at or before the window's start, over the
+        // time since that sample: dividing by the window alone would count
+        // the bytes between that sample and the window's start twice over.
+        let (t0, base) =
+            self.data.iter().rev().find(|(t, _)| *t <= since).copied().unwrap_or((0.0, 0));
+        let data = self.job.status().data_bytes;
+        if now <= t0 { 0 } else { (data.saturating_sub(base) as f64 / (now - t0)) as u64 }
     }
 
     /// How long the job ran (so far).

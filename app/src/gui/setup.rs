@@ -11,15 +11,18 @@ use std::path::{Path, PathBuf};
 
 use eframe::egui::{self, Color32, RichText};
 use livemirror_core::Error;
+use livemirror_core::device::{BlockDevice, DeviceId};
 use livemirror_core::job::{self, CopyMode, ErrorPolicy, MirrorOptions, SyncMode};
-use livemirror_core::partition::{Fit, Relation};
+use livemirror_core::partition::{self, Fit, Relation};
 
 use super::app::{Action, Role};
 use super::disks::Disk;
 use super::engine::Opener;
+use super::paths;
 use super::session::StartRequest;
 use super::settings::Settings;
 use super::share::ShareSettings;
+use super::speed::{self, SpeedControl};
 use crate::units::human;
 
 /// EROFS: the target lives on a read-only filesystem or device.
@@ -54,14 +57,16 @@ impl Check {
         disks: &[Disk],
     ) -> Check {
         let mut c = Check::default();
-        let (source, target) = (source.trim(), target.trim());
-        if source.is_empty() || target.is_empty() {
+        if source.trim().is_empty() || target.trim().is_empty() {
             return c;
         }
         c.chosen = true;
+        let (source_path, target_path) = (paths::resolve(source), paths::resolve(target));
+        let (source, target) =
+            (source_path.display().to_string(), target_path.display().to_string());
         // Connecting to a server may take seconds: not on the UI thread.
         // Start connects, and reports what is wrong there.
-        let remote: Vec<_> = [source, target]
+        let remote: Vec<_> = [&source, &target]
             .into_iter()
             .filter(|p| crate::privileged::nbd_uri(Path::new(p)).is_some())
             .collect();
@@ -73,10 +78,11 @@ impl Check {
             }
             return c;
         }
-        let src = match opener.open(Path::new(source), shared) {
+        let listed = |p: &Path| disks.iter().find(|d| d.path == p);
+        let src = match opener.open(&source_path, shared) {
             Ok(d) => Some(d),
-            Err(e) if crate::privileged::needs_helper(&e, Path::new(source)) => {
-                c.notes.push(authorization_note(source));
+            Err(e) if crate::privileged::needs_helper(&e, &source_path) => {
+                c.notes.push(authorization_note(&source));
                 None
             }
             Err(e) => {
@@ -84,13 +90,13 @@ impl Check {
                 None
             }
         };
-        c.source_len = src.as_ref().map(|s| s.len());
-        if !shared && crate::tracking::is_block_device(Path::new(source)) {
+        c.source_len = src.as_ref().map(|s| s.len()).or(listed(&source_path).map(|d| d.size));
+        if !shared && crate::tracking::is_block_device(&source_path) {
             // Opened, its own mounts; not yet (authorization at Start), the
             // disk list's.
             let mounted = match &src {
                 Some(s) => !livemirror_core::device::mounts_on(&s.id()).is_empty(),
-                None => disks.iter().any(|d| d.path == Path::new(source) && !d.mounts.is_empty()),
+                None => listed(&source_path).is_some_and(|d| !d.mounts.is_empty()),
             };
             c.notes.push(crate::text::kernel_choice(mounted).into());
         } else if !shared {
@@ -98,7 +104,6 @@ impl Check {
             let untracked = crate::text::tracking(livemirror_core::job::Tracking::None);
             c.notes.push(crate::text::sentence(untracked));
         }
-        let target_path = Path::new(target);
         if !target_path.exists() {
             match target_path.parent() {
                 Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
@@ -115,10 +120,10 @@ impl Check {
             }
             return c;
         }
-        let dst = match opener.open(target_path, true) {
+        let dst = match opener.open(&target_path, true) {
             Ok(d) => Some(d),
-            Err(e) if crate::privileged::needs_helper(&e, target_path) => {
-                c.notes.push(authorization_note(target));
+            Err(e) if crate::privileged::needs_helper(&e, &target_path) => {
+                c.notes.push(authorization_note(&target));
                 None
             }
             Err(e) => {
@@ -126,28 +131,22 @@ impl Check {
                 None
             }
         };
-        if let (Some(s), Some(d)) = (&src, &dst) {
+        let disk = listed(&target_path);
+        match (&src, &dst, disk) {
             // Data past the partitions is looked for at Start: on a disk
             // that can take minutes, too long for a screen that checks as
             // the user types.
-            match job::preview_pair(&**s, &**d) {
-                Err(e) => c.problems.push(pair_problem(&e, source)),
-                Ok(fit) if fit.relation() == Relation::Smaller && shared => c.problems.push(
-                    format!("The target is {fit}, but a smaller target cannot take over the NBD share (its clients see the source's size): turn sharing off or pick a target at least as large."),
-                ),
-                Ok(fit) => {
-                    if fit.relation() != Relation::Same {
-                        c.notes.push(format!("The target is {fit}."));
-                    }
-                    c.fit = Some(fit);
-                }
-            }
+            (Some(s), Some(d), _) => c.judge(job::preview_pair(&**s, &**d), shared, &source),
+            // A disk this user may not open: what the disk list knows of it
+            // (read without privileges) is checked now, before its name is
+            // asked for, not after the authorization at Start.
+            (_, None, Some(disk)) => c.judge_listed(disk, src.as_deref(), &source_path, shared),
+            _ => {}
         }
-        let disk = disks.iter().find(|d| d.path == target_path);
         let is_device =
             disk.is_some() || target.starts_with("/dev/") || target.starts_with(r"\\.\");
         if is_device && c.problems.is_empty() {
-            let name = disk.map_or_else(|| file_name(target_path), |d| d.name.clone());
+            let name = disk.map_or_else(|| file_name(&target_path), |d| d.name.clone());
             let mut note = format!("Everything on {name} will be overwritten.");
             if disk.is_some_and(|d| d.system) {
                 note = format!("{name} is the SYSTEM DISK of this computer. {note}");
@@ -156,6 +155,102 @@ impl Check {
             c.confirm_name = Some(name);
         }
         c
+    }
+
+    /// How the target's size fits the source's: a problem, or a note and the fit.
+    fn judge(&mut self, fit: Result<Fit, Error>, shared: bool, source: &str) {
+        match fit {
+            Err(e) => self.problems.push(pair_problem(&e, source)),
+            Ok(fit) if fit.relation() == Relation::Smaller && shared => self.problems.push(
+                format!("The target is {fit}, but a smaller target cannot take over the NBD share (its clients see the source's size): turn sharing off or pick a target at least as large."),
+            ),
+            Ok(fit) => {
+                if fit.relation() != Relation::Same {
+                    self.notes.push(format!("The target is {fit}."));
+                }
+                self.fit = Some(fit);
+            }
+        }
+    }
+
+    /// The checks of a listed disk that could not be opened: read-only,
+    /// mounted (the system disk is), and its size against the source's
+    /// partitions (or, when the source cannot be read either, its size).
+    fn judge_listed(
+        &mut self,
+        disk: &Disk,
+        src: Option<&dyn BlockDevice>,
+        source_path: &Path,
+        shared: bool,
+    ) {
+        let source = source_path.display().to_string();
+        if disk.path == source_path {
+            self.problems
+                .push(pair_problem(&Error::SameDevice { target: source.clone() }, &source));
+            return;
+        }
+        if disk.read_only {
+            self.problems.push(format!(
+                "The target {} is read-only: livemirror must be able to write it.",
+                disk.path.display()
+            ));
+        }
+        if !disk.mounts.is_empty() {
+            let target = disk.path.display().to_string();
+            let mounted = pair_problem(
+                &Error::TargetMounted { target, mounts: disk.mounts.clone() },
+                &source,
+            );
+            self.problems.push(if disk.system {
+                format!("{} is the SYSTEM DISK of this computer. {mounted}", disk.name)
+            } else {
+                mounted
+            });
+        }
+        match src {
+            Some(s) => {
+                self.judge(partition::decide_by_table(s, &ListedSize(disk.size)), shared, &source)
+            }
+            None => {
+                if let Some(len) = self.source_len.filter(|len| disk.size < *len) {
+                    self.notes.push(format!(
+                        "The target is smaller by {}: whether the source's partitions fit is checked once access is authorized, before anything is written.",
+                        human(len - disk.size)
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// A listed disk Setup may not open, as the disk list knows it: its size,
+/// all that deciding whether the source fits a target needs. Never read,
+/// written or compared (it is not opened).
+struct ListedSize(u64);
+
+impl BlockDevice for ListedSize {
+    fn len(&self) -> u64 {
+        self.0
+    }
+
+    fn read_at(&self, _: &mut [u8], _: u64) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::PermissionDenied.into())
+    }
+
+    fn write_at(&self, _: &[u8], _: u64) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::PermissionDenied.into())
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::PermissionDenied.into())
+    }
+
+    fn id(&self) -> DeviceId {
+        DeviceId::Memory(u64::MAX)
+    }
+
+    fn describe(&self) -> String {
+        "a listed disk, not opened".into()
     }
 }
 
@@ -222,6 +317,14 @@ pub struct SetupScreen {
     pub start_error: Option<String>,
     /// Grow the target's last partition after the copy (opt-in, each time).
     pub grow_last_partition: bool,
+    speed: SpeedControl,
+    /// A system file dialog returned nothing for this side (and whether it
+    /// was for a new file): cancelled, or none could be shown.
+    pub nothing_picked: Option<(Role, bool)>,
+    /// Remembered settings that are not the defaults, in words, and the
+    /// options and share as loaded (the line goes once either is changed).
+    remembered: Vec<String>,
+    loaded: (MirrorOptions, ShareSettings),
 }
 
 impl SetupScreen {
@@ -237,7 +340,41 @@ impl SetupScreen {
             checked: None,
             start_error: None,
             grow_last_partition: false,
+            speed: SpeedControl::new(settings.options.speed),
+            nothing_picked: None,
+            remembered: not_defaults(settings),
+            loaded: (settings.options.clone(), settings.share.clone()),
         }
+    }
+
+    /// The settings back at their defaults (after "Reset to defaults").
+    pub fn reset(&mut self, settings: &Settings) {
+        self.options = settings.options.clone();
+        self.share = settings.share.clone();
+        self.speed = SpeedControl::new(settings.options.speed);
+        self.remembered.clear();
+    }
+
+    /// "Remembered from last time: …" with a reset, while the remembered
+    /// options are untouched: nothing is carried into a job unseen.
+    fn remembered_ui(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+        let untouched = self.loaded == (self.options.clone(), self.share.clone());
+        if self.remembered.is_empty() || !untouched {
+            return;
+        }
+        ui.horizontal_wrapped(|ui| {
+            ui.label(
+                RichText::new(format!(
+                    "Remembered from last time: {}.",
+                    self.remembered.join(" · ")
+                ))
+                .color(Color32::from_rgb(0xe0, 0xa4, 0x2e)),
+            );
+            if ui.button("Reset to defaults").clicked() {
+                actions.push(Action::ResetSettings);
+            }
+        });
+        ui.separator();
     }
 
     /// Fills a side from a file dialog or the disk list.
@@ -254,6 +391,10 @@ impl SetupScreen {
         let stale = !matches!(&self.checked,
             Some((s, t, sh, _)) if *s == self.source && *t == self.target && *sh == shared);
         if stale {
+            if self.checked.is_some() {
+                // Said of the pair as it was: the changed pair gets its own check.
+                self.start_error = None;
+            }
             let c = Check::of(&self.source, &self.target, shared, opener, disks);
             self.checked = Some((self.source.clone(), self.target.clone(), shared, c));
             self.confirm.clear();
@@ -275,7 +416,8 @@ impl SetupScreen {
                 self.side_ui(&mut cols[1], Role::Target, disks, check.source_len, actions);
             });
             ui.separator();
-            options_ui(ui, &mut self.options);
+            self.remembered_ui(ui, actions);
+            options_ui(ui, &mut self.options, &mut self.speed);
             ui.separator();
             self.share.ui(ui);
             ui.separator();
@@ -338,6 +480,16 @@ impl SetupScreen {
                 actions.push(Action::PickFile { role, new_file: true });
             }
         });
+        if let Some((r, new_file)) = self.nothing_picked
+            && r == role
+        {
+            ui.horizontal_wrapped(|ui| {
+                ui.label(RichText::new(NOTHING_PICKED).weak());
+                if ui.button("Browse in this window…").clicked() {
+                    actions.push(Action::Browse { role, new_file });
+                }
+            });
+        }
         let label = ui.label(format!("{title} path"));
         let field = match role {
             Role::Source => &mut self.source,
@@ -406,8 +558,8 @@ impl SetupScreen {
         if start.clicked() {
             self.start_error = None;
             actions.push(Action::Start(StartRequest {
-                source: PathBuf::from(self.source.trim()),
-                target: PathBuf::from(self.target.trim()),
+                source: paths::resolve(&self.source),
+                target: paths::resolve(&self.target),
                 options: self.options.clone(),
                 share: self.share.clone(),
                 grow_last_partition: self.grow_last_partition
@@ -422,6 +574,10 @@ impl SetupScreen {
     }
 }
 
+/// Said under the buttons when a system file dialog returned no file.
+const NOTHING_PICKED: &str = "No file was chosen. If no dialog appeared, this desktop has no file \
+     dialog service (xdg-desktop-portal-gtk or zenity would bring one):";
+
 /// Granularities offered (QEMU's range is 512 B … 64 MiB).
 const GRANULARITIES: [(u64, &str); 9] = [
     (512, "512 B"),
@@ -435,42 +591,117 @@ const GRANULARITIES: [(u64, &str); 9] = [
     (64 << 20, "64 MiB"),
 ];
 
-fn options_ui(ui: &mut egui::Ui, o: &mut MirrorOptions) {
+/// The "Copy" choices: value, name, what it does.
+const SYNC_CHOICES: [(SyncMode, &str, &str); 3] = [
+    (SyncMode::Full, "everything", "Every byte of the source."),
+    (
+        SyncMode::Top,
+        "allocated data only",
+        "Only what the source has allocated: holes of a sparse image are skipped.",
+    ),
+    (SyncMode::None, "new writes only", "Only what is written after the start."),
+];
+
+/// The error policies, by the command line's words with what they mean.
+const POLICY_CHOICES: [(ErrorPolicy, &str, &str); 4] = [
+    (ErrorPolicy::Report, "report (fail)", "The job fails with the error."),
+    (
+        ErrorPolicy::Ignore,
+        "ignore (retry later)",
+        "The failed range is copied again later; the job goes on.",
+    ),
+    (ErrorPolicy::Stop, "stop (ask)", "The job pauses and asks you: Retry, Ignore or Stop."),
+    (
+        ErrorPolicy::Enospc,
+        "enospc (ask when full)",
+        "Pause and ask when the disk is full; fail on other errors.",
+    ),
+];
+
+const MODE_CHOICES: [(CopyMode, &str, &str); 2] = [
+    (
+        CopyMode::Background,
+        "background",
+        "What is written during the copy is noted and copied again soon after.",
+    ),
+    (
+        CopyMode::WriteBlocking,
+        "write-blocking",
+        "Each write also reaches the target before it completes: always converges, writes get slower.",
+    ),
+];
+
+/// The name a choice table gives `value`.
+fn name_of<T: PartialEq>(table: &[(T, &'static str, &str)], value: &T) -> &'static str {
+    table.iter().find(|(v, _, _)| v == value).map_or("", |c| c.1)
+}
+
+fn options_ui(ui: &mut egui::Ui, o: &mut MirrorOptions, speed: &mut SpeedControl) {
     ui.heading("Options");
     egui::Grid::new("options").num_columns(2).spacing([12.0, 6.0]).show(ui, |ui| {
-        choice(ui, "Copy", &mut o.sync, &[
-            (SyncMode::Full, "everything", "Every byte of the source."),
-            (SyncMode::Top, "allocated data only", "Only what the source has allocated: holes of a sparse image are skipped."),
-            (SyncMode::None, "new writes only", "Only what is written after the start."),
-        ]);
-        choice(ui, "Chunk size", &mut o.granularity, &std::iter::once((None, "automatic", "From the target's clusters, else 64 KiB."))
-            .chain(GRANULARITIES.iter().map(|(g, name)| (Some(*g), *name, "Smaller chunks track writes more finely but use more memory.")))
-            .collect::<Vec<_>>());
+        choice(ui, "Copy", &mut o.sync, &SYNC_CHOICES);
+        choice(
+            ui,
+            "Chunk size",
+            &mut o.granularity,
+            &std::iter::once((None, "automatic", "From the target's clusters, else 64 KiB."))
+                .chain(GRANULARITIES.iter().map(|(g, name)| {
+                    (
+                        Some(*g),
+                        *name,
+                        "Smaller chunks track writes more finely but use more memory.",
+                    )
+                }))
+                .collect::<Vec<_>>(),
+        );
         let label = ui.label("Speed limit");
         ui.horizontal(|ui| {
-            let mut mib = o.speed as f64 / f64::from(1 << 20);
-            let r = ui.add(egui::DragValue::new(&mut mib).range(0.0..=100_000.0).speed(1.0).suffix(" MiB/s")).labelled_by(label.id);
-            if r.changed() {
-                o.speed = (mib * f64::from(1 << 20)) as u64;
-            }
-            ui.label(RichText::new("0 = as fast as the disks go; can be changed while it runs.").weak());
+            speed.ui(
+                ui,
+                label.id,
+                &mut o.speed,
+                "type any value; it can be changed while the job runs",
+            );
         });
         ui.end_row();
-        let policies = |_: ()| -> Vec<(ErrorPolicy, &'static str, &'static str)> {
-            vec![
-                (ErrorPolicy::Report, "fail", "The job fails with the error."),
-                (ErrorPolicy::Ignore, "retry later", "The range stays dirty and is retried later; the job goes on."),
-                (ErrorPolicy::Stop, "ask me", "The job pauses and asks: Retry, Ignore or Stop."),
-                (ErrorPolicy::Enospc, "ask when full", "Ask when the disk is full, fail on other errors."),
-            ]
-        };
-        choice(ui, "On a source error", &mut o.on_source_error, &policies(()));
-        choice(ui, "On a target error", &mut o.on_target_error, &policies(()));
-        choice(ui, "Copy mode", &mut o.copy_mode, &[
-            (CopyMode::Background, "background", "Writes mark chunks dirty and are copied later."),
-            (CopyMode::WriteBlocking, "write-blocking", "Each write also reaches the target before it completes: always converges, writes get slower."),
-        ]);
+        choice(ui, "On a source error", &mut o.on_source_error, &POLICY_CHOICES);
+        choice(ui, "On a target error", &mut o.on_target_error, &POLICY_CHOICES);
+        choice(ui, "Copy mode", &mut o.copy_mode, &MODE_CHOICES);
     });
+}
+
+/// What remembered settings change from the defaults, in the screen's words.
+fn not_defaults(s: &Settings) -> Vec<String> {
+    let (o, d) = (&s.options, &MirrorOptions::default());
+    let mut out = Vec::new();
+    if o.sync != d.sync {
+        out.push(format!("copy: {}", name_of(&SYNC_CHOICES, &o.sync)));
+    }
+    if let Some(g) = o.granularity.filter(|_| o.granularity != d.granularity) {
+        out.push(format!("chunk size: {}", human(g)));
+    }
+    if o.speed != d.speed {
+        out.push(format!("speed limit: {}", speed::words(o.speed)));
+    }
+    if o.on_source_error != d.on_source_error {
+        out.push(format!("on a source error: {}", name_of(&POLICY_CHOICES, &o.on_source_error)));
+    }
+    if o.on_target_error != d.on_target_error {
+        out.push(format!("on a target error: {}", name_of(&POLICY_CHOICES, &o.on_target_error)));
+    }
+    if o.copy_mode != d.copy_mode {
+        out.push(format!("copy mode: {}", name_of(&MODE_CHOICES, &o.copy_mode)));
+    }
+    if o.buf_size != d.buf_size || o.verify != d.verify || o.freeze_limit_ms != d.freeze_limit_ms {
+        out.push("advanced options from the settings file".into());
+    }
+    if s.share.enabled {
+        out.push("sharing the source over NBD".into());
+    }
+    if !s.verify_when_done {
+        out.push("no verification when a job ends".into());
+    }
+    out
 }
 
 /// A labelled combo box with the chosen option's explanation beside it.

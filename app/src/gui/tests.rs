@@ -57,7 +57,9 @@ fn app_with(
     settings_path: Option<PathBuf>,
 ) -> Harness<'static, LiveMirrorApp> {
     Harness::builder().with_size(size).build_eframe(move |cc| {
-        let env = Env { opener: Arc::new(opener), list_disks, settings_path };
+        // No desktop here: the window's own file browser.
+        let env =
+            Env { opener: Arc::new(opener), list_disks, settings_path, system_dialog: || false };
         let launch = Launch::Setup { source: None, target: None };
         LiveMirrorApp::new(&cc.egui_ctx, env, launch).expect("engine starts")
     })
@@ -131,7 +133,7 @@ fn same_bytes(a: &Path, b: &Path) -> bool {
     std::fs::read(a).unwrap() == std::fs::read(b).unwrap()
 }
 
-/// Types both paths, picks "ask me" for target errors, presses Start.
+/// Types both paths, picks "stop (ask)" for target errors, presses Start.
 fn set_up(
     h: &mut Harness<'_, LiveMirrorApp>,
     source: &Path,
@@ -143,7 +145,7 @@ fn set_up(
     if ask_on_target_error {
         h.get_by_role_and_label(Role::ComboBox, "On a target error").click();
         h.run();
-        h.get_by_label("ask me").click();
+        h.get_by_label("stop (ask)").click();
         h.run();
     }
     assert!(!start_disabled(h), "Start should be enabled for a valid pair");
@@ -191,7 +193,7 @@ fn a_new_image_target_is_created_at_start_with_the_source_size() {
     assert!(same_bytes(&src, &dst));
 }
 
-/// A target whose writes fail at 3 MiB, with "ask me" for target errors.
+/// A target whose writes fail at 3 MiB, with "stop (ask)" for target errors.
 fn faulty_setup(
     fault: Fault,
 ) -> (tempfile::TempDir, PathBuf, PathBuf, Arc<FaultyDevice>, Harness<'static, LiveMirrorApp>) {
@@ -242,6 +244,7 @@ fn error_prompt_ignore_goes_on() {
     assert!(!asking(h.state()), "still asking after Ignore");
     assert!(status(h.state()).unwrap().errors >= 1);
     complete_and_wait(&mut h);
+    assert!(h.query_by_label("1 left to be copied again later, as you chose").is_some());
     assert!(same_bytes(&src, &dst));
 }
 
@@ -254,6 +257,8 @@ fn error_prompt_stop_ends_the_job_with_an_incomplete_target() {
     assert!(h.query_by_label_contains("Failed: stopped after an error").is_some());
     assert!(h.query_by_label_contains("the target is incomplete — do not use it.").is_some());
     assert!(h.query_by_label("Complete").is_none());
+    // Counted by what became of it: stopped, not "retried or ignored".
+    assert!(h.query_by_label("1 stopped the job, as you chose").is_some());
 }
 
 #[test]
@@ -796,4 +801,275 @@ fn an_untracked_source_says_so_before_start() {
     assert!(h.query_by_label_contains(said).is_some());
     share_at(&mut h, &format!("unix:{}", dir.path().join("s.sock").display()));
     assert!(h.query_by_label_contains(said).is_none());
+}
+
+/// Opens files as they are, except `denied`, which this user may not open
+/// (as a disk without udisks2's help).
+struct DeniedOpener {
+    denied: PathBuf,
+}
+
+impl Opener for DeniedOpener {
+    fn open(&self, path: &Path, write: bool) -> Result<Arc<dyn BlockDevice>, Error> {
+        if path == self.denied {
+            let source = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+            return Err(Error::Open { path: path.to_owned(), source });
+        }
+        FileOpener.open(path, write)
+    }
+}
+
+/// The disk list [`listed`] gives: set by the one test that uses it.
+static LISTED: std::sync::Mutex<Vec<Disk>> = std::sync::Mutex::new(Vec::new());
+
+fn listed() -> Vec<Disk> {
+    LISTED.lock().unwrap().clone()
+}
+
+/// The eighth item: a disk this user may not open, as target. What
+/// the disk list knows of it (mounted at /, the system disk, too small) is
+/// said before its name is asked for, and Start stays disabled; a disk
+/// that passes those checks asks for its name.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unopenable_target_disk_is_checked_from_the_disk_list_before_its_name_is_asked() {
+    let disk = livemirror_tests::system::Loop::new(16 * MIB);
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 16 * MIB, 3);
+    let listed_as = |size, mounts: &[&str]| Disk {
+        path: PathBuf::from(disk.path()),
+        name: "vdz".into(),
+        model: "Test Disk".into(),
+        size,
+        bus: "virtio".into(),
+        removable: false,
+        read_only: false,
+        mounts: mounts.iter().map(|m| m.to_string()).collect(),
+        system: mounts.contains(&"/"),
+    };
+    let check = |facts: Disk| {
+        *LISTED.lock().unwrap() = vec![facts];
+        let opener = DeniedOpener { denied: PathBuf::from(disk.path()) };
+        let mut h = Harness::builder().with_size([1100.0, 800.0]).build_eframe(move |cc| {
+            let env = Env {
+                opener: Arc::new(opener),
+                list_disks: listed,
+                settings_path: None,
+                system_dialog: || false,
+            };
+            let launch = Launch::Setup { source: None, target: None };
+            LiveMirrorApp::new(&cc.egui_ctx, env, launch).expect("engine starts")
+        });
+        type_into(&mut h, "Source path", &src.display().to_string());
+        type_into(&mut h, "Target path", disk.path());
+        assert!(h.query_by_label_contains("You will be asked to authorize access").is_some());
+        h
+    };
+
+    let h = check(listed_as(16 * MIB, &["/", "/boot"]));
+    assert!(
+        h.query_by_label_contains(&format!(
+            "vdz is the SYSTEM DISK of this computer. The target {} is mounted at /, /boot: unmount it first",
+            disk.path()
+        ))
+        .is_some()
+    );
+    assert!(h.query_by_label("Type vdz to confirm").is_none(), "asked for the name first");
+    assert!(start_disabled(&h));
+
+    let h = check(listed_as(8 * MIB, &[]));
+    assert!(
+        h.query_by_label_contains(
+            "The target (8.0 MiB) is smaller than the source (16.0 MiB) and cannot take it"
+        )
+        .is_some()
+    );
+    assert!(h.query_by_label("Type vdz to confirm").is_none(), "asked for the name first");
+    assert!(start_disabled(&h));
+
+    let mut h = check(listed_as(16 * MIB, &[]));
+    assert!(h.query_by_label("Everything on vdz will be overwritten.").is_some());
+    assert!(start_disabled(&h));
+    type_into(&mut h, "Type vdz to confirm", "vdz");
+    assert!(!start_disabled(&h), "the name typed, Start is enabled");
+}
+
+/// "Image file…" and "New image file…" with no file dialog service on the
+/// desktop: the window's own browser opens, says what to install for the
+/// desktop's dialog, lists the folder, and fills the path.
+#[test]
+fn image_file_without_a_dialog_service_browses_in_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 2 * MIB, 3);
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    h.get_all_by_label("Image file…").next().unwrap().click();
+    h.run();
+    assert!(h.query_by_label_contains("No file dialog service was found").is_some());
+    assert!(h.query_by_label_contains("xdg-desktop-portal-gtk, or zenity").is_some());
+    replace_text(&mut h, "Folder", &dir.path().display().to_string());
+    h.key_press(Key::Enter);
+    h.run();
+    assert!(h.query_by_label("sub/").is_some(), "folders are listed");
+    assert!(h.get_by_label("Choose").accesskit_node().is_disabled(), "nothing picked yet");
+    h.get_by_label("src.img  (2.0 MiB)").click();
+    h.run();
+    h.get_by_label("Choose").click();
+    h.run();
+    assert_eq!(h.state().setup_paths(), Some((src.display().to_string(), String::new())));
+    assert!(h.query_by_label_contains("No file dialog service").is_none(), "closed");
+
+    // A new file: the browser opens in the source's folder with a name.
+    h.get_by_label("New image file…").click();
+    h.run();
+    h.get_by_label("Use this name").click();
+    h.run();
+    let copy = dir.path().join("copy.img");
+    assert_eq!(
+        h.state().setup_paths(),
+        Some((src.display().to_string(), copy.display().to_string()))
+    );
+    assert!(h.query_by_label_contains("A new image file will be created at").is_some());
+}
+
+/// The speed limit says "unlimited", never "0 MiB/s"; a typed value is the
+/// job's limit, and changing it while the job runs reaches the job.
+#[test]
+fn the_speed_limit_says_unlimited_and_a_typed_value_reaches_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 64 * MIB, 3);
+    let dst = image(dir.path(), "dst.img", 64 * MIB, 0);
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &dst.display().to_string());
+    let field = |h: &Harness<'_, LiveMirrorApp>| {
+        h.get_by_role_and_label(Role::TextInput, "Speed limit").value().unwrap_or_default()
+    };
+    assert_eq!(field(&h), "unlimited");
+    assert!(h.query_by_label_contains("0 MiB/s").is_none());
+    replace_text(&mut h, "Speed limit", "3");
+    h.key_press(Key::Enter);
+    h.run();
+    assert_eq!(field(&h), "3 MiB/s");
+    h.get_by_label("Start").click();
+    wait_for(&mut h, "the job", |app| status(app).is_some());
+    assert_eq!(status(h.state()).unwrap().speed, 3 * MIB);
+    assert_eq!(field(&h), "3 MiB/s", "Running shows the job's limit");
+    replace_text(&mut h, "Speed limit", "unlimited");
+    h.key_press(Key::Enter);
+    wait_for(&mut h, "the limit lifted", |app| status(app).is_some_and(|s| s.speed == 0));
+    assert_eq!(field(&h), "unlimited");
+    wait_for(&mut h, "Ready", ready);
+    complete_and_wait(&mut h);
+    assert!(same_bytes(&src, &dst));
+}
+
+/// The percentage shown from the progress bar's label.
+fn shown_percent(h: &Harness<'_, LiveMirrorApp>) -> Option<(f64, String)> {
+    let bar = h.query_by_role(Role::ProgressIndicator)?;
+    let label = bar.accesskit_node().label()?;
+    let pct = label.split('(').nth(1)?.split(' ').next()?.parse().ok()?;
+    Some((pct, label))
+}
+
+/// The seventh item: progress is in the source's size. Parts
+/// written through the share after their copy are copied again and shown
+/// apart; the bar never says more than the disk and never goes back.
+#[test]
+fn progress_stays_within_the_source_size_and_never_goes_back() {
+    use livemirror_core::job::MirrorOptions;
+    use livemirror_tests::tools::qemu_io;
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 8 * MIB, 31);
+    let dst = image(dir.path(), "dst.img", 8 * MIB, 0);
+    let socket = dir.path().join("share.sock");
+    let settings =
+        settings_file(dir.path(), MirrorOptions { speed: 4 * MIB, ..Default::default() });
+    let mut h = app_with(TestOpener { faulty: None }, no_disks, [1100.0, 800.0], Some(settings));
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &dst.display().to_string());
+    share_at(&mut h, &format!("unix:{}", socket.display()));
+    h.get_by_label("Start").click();
+    wait_for(&mut h, "2 MiB copied", |app| {
+        status(app).is_some_and(|s| s.progress.copied >= 2 * MIB)
+    });
+    // Written again after its copy: the first MiB is copied once more.
+    let uri = format!("nbd+unix:///?socket={}", socket.display());
+    qemu_io(&uri, &["write -P 0x42 0 1M"]);
+    let mut last = 0.0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ready(h.state()) {
+        assert!(Instant::now() < deadline, "gave up waiting for Ready");
+        if let Some((pct, label)) = shown_percent(&h) {
+            assert!(pct >= last, "went back from {last} % to {label}");
+            assert!(label.contains(" of 8.0 MiB copied"), "{label}");
+            last = pct;
+        }
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.run_steps(2);
+    let (pct, label) = shown_percent(&h).unwrap();
+    assert_eq!((pct, label.as_str()), (100.0, "8.0 MiB of 8.0 MiB copied (100.0 %)"));
+    assert!(status(h.state()).unwrap().progress.copied >= 9 * MIB, "the written MiB was re-copied");
+    assert!(h.query_by_label_contains("written after its copy: 1.0 MiB copied again").is_some());
+    complete_and_wait(&mut h);
+    assert!(same_bytes(&src, &dst));
+}
+
+/// Options remembered from the last job are shown as such, with a reset
+/// that brings back the defaults (and forgets them).
+#[test]
+fn remembered_settings_are_said_and_can_be_reset() {
+    use livemirror_core::job::{MirrorOptions, SyncMode};
+    let dir = tempfile::tempdir().unwrap();
+    let options = MirrorOptions { speed: 2 * MIB, sync: SyncMode::Top, ..Default::default() };
+    let path = settings_file(dir.path(), options);
+    let mut h =
+        app_with(TestOpener { faulty: None }, no_disks, [1100.0, 800.0], Some(path.clone()));
+    h.run();
+    assert!(
+        h.query_by_label(
+            "Remembered from last time: copy: allocated data only · speed limit: 2 MiB/s."
+        )
+        .is_some()
+    );
+    h.get_by_label("Reset to defaults").click();
+    h.run();
+    assert!(h.query_by_label_contains("Remembered from last time").is_none());
+    assert_eq!(
+        h.get_by_role_and_label(Role::TextInput, "Speed limit").value().as_deref(),
+        Some("unlimited")
+    );
+    let saved = super::settings::Settings::load(&path);
+    assert_eq!(saved.options, MirrorOptions::default(), "the reset is remembered");
+}
+
+/// A relative target is shown (and used) as the absolute path it stands
+/// for, and a failed Start's error goes once the pair changes.
+#[test]
+fn a_relative_target_is_shown_absolute_and_a_stale_start_error_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", MIB, 5);
+    let taken = dir.path().join("taken");
+    std::fs::write(&taken, b"not a socket").unwrap();
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", "livemirror-relative-test.img");
+    let absolute = std::env::current_dir().unwrap().join("livemirror-relative-test.img");
+    assert!(
+        h.query_by_label_contains(&format!(
+            "A new image file will be created at {}",
+            absolute.display()
+        ))
+        .is_some()
+    );
+    share_at(&mut h, &format!("unix:{}", taken.display()));
+    h.get_by_label("Start").click();
+    h.step();
+    wait_for(&mut h, "the start to fail", |app| app.setup_paths().is_some() && !app.starting());
+    assert!(h.query_by_label_contains("Could not start").is_some());
+    assert!(!absolute.exists());
+    replace_text(&mut h, "Target path", &dir.path().join("other.img").display().to_string());
+    assert!(h.query_by_label_contains("Could not start").is_none(), "the stale error stays");
 }
