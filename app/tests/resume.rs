@@ -96,18 +96,22 @@ fn event<'a>(events: &'a [Value], name: &str) -> &'a Value {
 
 /// Starts a speed-limited clone and kills it with SIGKILL once it has
 /// copied `at` bytes; returns what it had copied by its last PROGRESS.
-fn clone_killed_at(src: &Path, dst: &Path, state: &Path, at: u64, extra: &[&str]) -> u64 {
+fn clone_killed_at(src: &Path, dst: &Path, state: &Path, at: u64) -> u64 {
+    clone_killed_when(src, dst, state, |p| p["copied"].as_u64().unwrap() >= at)
+}
+
+/// [`clone_killed_at`], killed at the first PROGRESS `when` accepts.
+fn clone_killed_when(src: &Path, dst: &Path, state: &Path, when: impl Fn(&Value) -> bool) -> u64 {
     let mut child = bin()
         .args(["clone", src.to_str().unwrap(), dst.to_str().unwrap(), "--json"])
         .args(["--speed", &SPEED.to_string(), "--buf-size", &BUF.to_string()])
-        .args(extra)
         .env("LIVEMIRROR_STATE_DIR", state)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut events = Events::of(&mut child);
-    let seen = events.until("PROGRESS", |d| d["copied"].as_u64().unwrap() >= at);
+    let seen = events.until("PROGRESS", when);
     sigkill(&mut child);
     seen["copied"].as_u64().unwrap()
 }
@@ -130,7 +134,7 @@ fn a_killed_clone_resumes_and_copies_only_what_was_left() {
         let (dst, state) = (dir.path().join("dst.img"), dir.path().join(format!("state{k}")));
         let _ = std::fs::remove_file(&dst);
         let at = total * k / (points + 1);
-        let seen = clone_killed_at(&src, &dst, &state, at, &[]);
+        let seen = clone_killed_at(&src, &dst, &state, at);
         let (events, err, code) = clone(&src, &dst, &state, &[]);
         assert_eq!(code, 0, "point {k}: {err}");
         assert_eq!(events[0]["event"], "RESUMED", "point {k}: RESUMED comes first: {events:?}");
@@ -203,7 +207,8 @@ fn a_killed_served_mirror_resumes_under_writes_and_ends_identical() {
         let (mut child, mut events, _c) = serve(dir.path(), &src, &dst, &state, &limit);
         // Writes behind and ahead of the copy, then the kill.
         let mut written = 0;
-        for (i, off) in [at / 2, at + 4 * MIB, total - 64 * 1024].iter().enumerate() {
+        let ahead = (at + 4 * MIB).min(total - 64 * 1024);
+        for (i, off) in [at / 2, ahead, total - 64 * 1024].iter().enumerate() {
             let off = off / (64 * 1024) * 64 * 1024;
             write_through(dir.path(), off, (k * 3 + i as u64) as u8);
             written += 64 * 1024;
@@ -246,11 +251,11 @@ fn a_killed_served_mirror_resumes_under_writes_and_ends_identical() {
     }
 }
 
-/// Leaves a state file behind: a clone onto a new target killed half-way.
-/// Returns the pair's state file (the one just written).
+/// Leaves a state file behind: a clone onto a new target killed once a
+/// save says half is copied. Returns the pair's state file (the newest).
 fn half_done(src: &Path, dst: &Path, state: &Path) -> PathBuf {
     let _ = std::fs::remove_file(dst);
-    clone_killed_at(src, dst, state, 16 * MIB, &[]);
+    clone_killed_when(src, dst, state, |p| p["saved"].as_u64().is_some_and(|s| s <= 16 * MIB));
     let newest = std::fs::read_dir(state)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -122,7 +122,7 @@ async fn crash_and_resume(crash_at: u64) {
     .unwrap();
     // Crash once a save holds at least `crash_at` bytes copied (the copy
     // goes on meanwhile, so chunks copied since are on no medium yet).
-    status_until(&job, |s| s.saved_remaining.is_some_and(|r| r <= len - crash_at)).await;
+    status_until(&job, |s| s.progress.saved.is_some_and(|r| r <= len - crash_at)).await;
     target.crash();
     let medium = target.medium();
     // (Still copying, the failed writes end the job; ready, this does.)

@@ -110,6 +110,10 @@ pub struct Progress {
     pub in_flight: u64,
     /// Average over the last progress interval.
     pub bytes_per_sec: u64,
+    /// Bytes left to copy by the last completed save of the job's state
+    /// (see [`crate::persist`]): what a run resumed after a crash now would
+    /// copy. None while nothing is saved (or the job keeps no state).
+    pub saved: Option<u64>,
 }
 
 /// Everything the job reports, in order.
@@ -243,10 +247,6 @@ pub struct JobStatus {
     pub data_bytes: u64,
     pub zero_bytes: u64,
     pub skipped_bytes: u64,
-    /// Bytes left to copy by the last completed save of the job's state
-    /// (see [`crate::persist`]): what a run resumed after a crash now would
-    /// copy. None while nothing is saved.
-    pub saved_remaining: Option<u64>,
     /// How the job ended, once it has.
     pub outcome: Option<Outcome>,
 }

@@ -76,7 +76,6 @@ pub(super) fn initial_status(opts: &MirrorOptions) -> JobStatus {
         data_bytes: 0,
         zero_bytes: 0,
         skipped_bytes: 0,
-        saved_remaining: None,
         outcome: None,
     }
 }
@@ -135,6 +134,8 @@ pub(super) struct Runner {
     resume: Option<Resume>,
     /// A save failed and was reported; reset by the next that succeeds.
     save_failed: bool,
+    /// What the last completed save says is left.
+    saved_remaining: Option<u64>,
     started: Instant,
 }
 
@@ -149,6 +150,7 @@ impl Runner {
             saver,
             resume: s.persist.and_then(|p| p.resume),
             save_failed: false,
+            saved_remaining: None,
             started: Instant::now(),
             ctx: Arc::new(CopyContext {
                 source: s.source,
@@ -299,7 +301,7 @@ impl Runner {
         match result {
             Ok(remaining) => {
                 self.save_failed = false;
-                self.status.send_modify(|s| s.saved_remaining = Some(remaining));
+                self.saved_remaining = Some(remaining);
             }
             Err(e) if !self.save_failed => {
                 self.save_failed = true;
@@ -787,6 +789,7 @@ impl Runner {
             dirty,
             in_flight: self.in_flight_bytes,
             bytes_per_sec: self.bytes_per_sec,
+            saved: self.saved_remaining,
         }
     }
 
