@@ -6,6 +6,7 @@ mod control;
 mod demo;
 mod gui;
 mod privileged;
+mod resume;
 mod share;
 mod sizes;
 mod text;

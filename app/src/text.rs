@@ -123,6 +123,13 @@ pub fn rescanning(reason: &str) -> String {
     format!("comparing the whole disk once, some writes may be unseen: {reason}")
 }
 
+/// A save of the job's state failed (see `livemirror_core::persist`).
+pub fn not_saved(reason: &str) -> String {
+    format!(
+        "warning: the job's state could not be saved ({reason}): a crash now would resume from an older save"
+    )
+}
+
 /// What a completed job can say about its target.
 pub fn completed(proof: Proof) -> &'static str {
     match proof {

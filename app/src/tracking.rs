@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use livemirror_core::device::BlockDevice;
 use livemirror_core::error::Error;
-use livemirror_core::job::{self, JobEvent, JobHandle, MirrorOptions, Tracking};
+use livemirror_core::job::{self, JobEvent, JobHandle, MirrorOptions, Persist, Tracking};
 use livemirror_core::live::LiveSource;
 use tokio::sync::broadcast::Receiver;
 
@@ -25,16 +25,18 @@ pub struct Started {
 
 /// Starts the job with `options.tracking`; `Tracking::Kernel` through
 /// [`start_kernel`]. Refused with the reason when that tracking is
-/// impossible here.
+/// impossible here. `persist`: where the job keeps its state (see
+/// [`crate::resume`]).
 pub fn start_as_asked(
     live: Arc<LiveSource>,
     target: Arc<dyn BlockDevice>,
     options: MirrorOptions,
     source: &Path,
+    persist: Option<Persist>,
 ) -> Result<Started, Error> {
     let (job, events) = match options.tracking {
-        Tracking::Kernel => start_kernel(live, target, options, source)?,
-        _ => job::start(live, target, options)?,
+        Tracking::Kernel => start_kernel(live, target, options, source, persist)?,
+        _ => job::start_persisted(live, target, options, persist)?,
     };
     Ok(Started { job, events, notes: vec![] })
 }
@@ -49,6 +51,7 @@ pub fn start_picking(
     source: &Path,
     kernel_wanted: bool,
     mounts: &[String],
+    persist: Option<Persist>,
 ) -> Result<Started, Error> {
     let mut notes = vec![];
     if kernel_wanted {
@@ -58,7 +61,7 @@ pub fn start_picking(
             // (see `Proof::TrackedUnheld`).
             kernel.verify.get_or_insert(true);
         }
-        match start_kernel(live.clone(), target.clone(), kernel, source) {
+        match start_kernel(live.clone(), target.clone(), kernel, source, persist.clone()) {
             Err(Error::TrackingUnavailable(reason)) => {
                 notes.push(format!("kernel tracking unavailable: {reason}"));
             }
@@ -77,7 +80,8 @@ pub fn start_picking(
         ));
         Tracking::Compare
     };
-    let (job, events) = job::start(live, target, MirrorOptions { tracking, ..options })?;
+    let options = MirrorOptions { tracking, ..options };
+    let (job, events) = job::start_persisted(live, target, options, persist)?;
     Ok(Started { job, events, notes })
 }
 
@@ -88,21 +92,23 @@ fn start_kernel(
     target: Arc<dyn BlockDevice>,
     options: MirrorOptions,
     source: &Path,
+    persist: Option<Persist>,
 ) -> Result<(JobHandle, Receiver<JobEvent>), Error> {
     #[cfg(target_os = "linux")]
     {
         use crate::privileged::kernel_helper::{Access, Helper, access};
         match access() {
-            Access::InProcess => job::start(live, target, options),
+            Access::InProcess => job::start_persisted(live, target, options, persist),
             Access::Helper(launcher) => {
-                job::start_tracked_by(live, target, options, &Helper::new(launcher, source))
+                let helper = Helper::new(launcher, source);
+                job::start_tracked_by(live, target, options, &helper, persist)
             }
         }
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = source;
-        job::start(live, target, options)
+        job::start_persisted(live, target, options, persist)
     }
 }
 

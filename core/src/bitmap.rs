@@ -128,6 +128,42 @@ impl DirtyBitmap {
         }
         limit
     }
+
+    /// The dirty runs, in order: what a saved map stores when it has few.
+    pub fn runs(&self) -> impl Iterator<Item = Range<u64>> + '_ {
+        let mut pos = 0;
+        std::iter::from_fn(move || {
+            let start = self.next_dirty(pos)?;
+            let end = self.dirty_run_end(start, self.len);
+            pos = end;
+            Some(start..end)
+        })
+    }
+
+    /// The bits, 64 chunks a word, chunk 0 in bit 0 of word 0.
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    /// A bitmap of `len` chunks from [`words`](Self::words); `None` when
+    /// the number of words is wrong or bits past `len` are set.
+    pub fn from_words(len: u64, words: Vec<u64>) -> Option<Self> {
+        if words.len() as u64 != len.div_ceil(64) {
+            return None;
+        }
+        let tail = len % 64;
+        if tail != 0 && words.last().is_some_and(|w| w >> tail != 0) {
+            return None;
+        }
+        let mut summary = vec![0u64; words.len().div_ceil(64)];
+        for (i, w) in words.iter().enumerate() {
+            if *w != 0 {
+                summary[i / 64] |= 1 << (i % 64);
+            }
+        }
+        let count = words.iter().map(|w| w.count_ones() as u64).sum();
+        Some(DirtyBitmap { len, words, summary, count })
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +203,21 @@ mod tests {
         let b = DirtyBitmap::new(chunks);
         let one_bit_per_chunk = chunks as usize / 8;
         assert!(b.memory_bytes() <= one_bit_per_chunk + one_bit_per_chunk / 32);
+    }
+
+    #[test]
+    fn runs_and_words_round_trip() {
+        let mut b = DirtyBitmap::new(200);
+        b.set(3..70);
+        b.set(130..131);
+        b.set(199..200);
+        assert_eq!(b.runs().collect::<Vec<_>>(), vec![3..70, 130..131, 199..200]);
+        let back = DirtyBitmap::from_words(200, b.words().to_vec()).unwrap();
+        assert_eq!(back.runs().collect::<Vec<_>>(), vec![3..70, 130..131, 199..200]);
+        assert_eq!(back.count(), 69);
+        assert_eq!(back.next_dirty(71), Some(130));
+        assert!(DirtyBitmap::from_words(200, vec![0; 3]).is_none(), "one word short");
+        assert!(DirtyBitmap::from_words(130, vec![0, 0, 1 << 2]).is_none(), "bit 130 set");
     }
 
     proptest! {

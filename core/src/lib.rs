@@ -11,6 +11,7 @@
 //!   sources livemirror does not front.
 //! * [`partition`]: partition tables (GPT, MBR): whether a target of
 //!   another size can take the source, and the table fix-up afterwards.
+//! * [`persist`]: a job's state on disk, so a rerun resumes it.
 //! * [`verify`]: compare a copy with its source, range by range, and
 //!   repair what differs.
 //! * [`bitmap`], [`chunkmap`], [`ratelimit`], [`buffer`]: the job's building
@@ -27,6 +28,7 @@ pub mod kernel;
 pub mod live;
 pub mod nbd;
 pub mod partition;
+pub mod persist;
 pub mod ratelimit;
 #[cfg(test)]
 mod testing;

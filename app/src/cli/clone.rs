@@ -12,8 +12,9 @@ use livemirror_core::live::LiveSource;
 
 use super::follow::{Follow, follow};
 use super::progress::Reporter;
-use super::{CacheArgs, EXIT_CANCELLED, MirrorArgs, fail};
+use super::{CacheArgs, EXIT_CANCELLED, MirrorArgs, StateArgs, fail};
 use crate::privileged::{self, OpenError};
+use crate::resume::{self, Pair};
 use crate::sizes;
 use crate::text;
 use crate::tracking;
@@ -63,6 +64,8 @@ pub struct CloneArgs {
     /// chunks that differ (the same as --sync differing).
     #[arg(long)]
     pub resync: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 pub async fn run(args: CloneArgs) -> ExitCode {
@@ -91,6 +94,14 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     if args.resync {
         options.sync = job::SyncMode::Differing;
     }
+    let pair = Pair {
+        source_path: &args.source,
+        source: &*source,
+        target_path: &args.target,
+        target: &*target,
+    };
+    let plan = resume::plan_for(&pair, &mut options, args.state, created, args.resync);
+    resume::announce(&plan, args.json);
     let mounts = livemirror_core::device::mounts_on(&source.id());
     if args.mirror.tracking == Some(Tracking::Nbd) {
         return fail(
@@ -102,7 +113,7 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     let started = match args.mirror.tracking {
         Some(t) => {
             let options = MirrorOptions { tracking: t, ..options };
-            tracking::start_as_asked(live, target.clone(), options, &args.source)
+            tracking::start_as_asked(live, target.clone(), options, &args.source, plan.persist)
         }
         None => tracking::start_picking(
             live,
@@ -111,6 +122,7 @@ pub async fn run(args: CloneArgs) -> ExitCode {
             &args.source,
             kernel_wanted,
             &mounts,
+            plan.persist,
         ),
     };
     let (job, events) = match started {

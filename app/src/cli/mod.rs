@@ -11,6 +11,7 @@ pub mod json;
 mod mirror_args;
 mod progress;
 mod serve;
+mod state_args;
 mod verify;
 
 #[cfg(test)]
@@ -23,6 +24,7 @@ use clap::{Parser, Subcommand};
 
 pub use cache_args::{Cache, CacheArgs};
 pub use mirror_args::MirrorArgs;
+pub use state_args::StateArgs;
 
 /// Exit codes: 0 success (for `clone`: the target is identical), 1 the job
 /// failed or the request was refused, 2 bad usage (from clap), 3 cancelled.

@@ -46,6 +46,7 @@ impl Reporter {
             JobEvent::Ready => format!("ready: {}", text::ready(self.tracking)),
             JobEvent::CompleteFailed { reason } => text::complete_failed(reason),
             JobEvent::Rescanning { reason } => text::rescanning(reason),
+            JobEvent::NotSaved { reason } => text::not_saved(reason),
             JobEvent::Error { failure, action } => {
                 format!("error: {failure} (action: {})", action.name())
             }

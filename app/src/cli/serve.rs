@@ -17,7 +17,8 @@ use tokio::sync::broadcast;
 use super::clone::open_or_create_target;
 use super::follow::{Follow, follow, interrupted};
 use super::progress::Reporter;
-use super::{CacheArgs, MirrorArgs, fail};
+use super::{CacheArgs, MirrorArgs, StateArgs, fail};
+use crate::resume::{self, Pair};
 use crate::share::Share;
 use crate::sizes;
 use crate::units::human;
@@ -54,6 +55,8 @@ pub struct ServeArgs {
     /// Print the job's events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 pub async fn run(args: ServeArgs) -> ExitCode {
@@ -225,11 +228,18 @@ fn start_job(
     let mounted = !livemirror_core::device::mounts_on(&live.device().id()).is_empty();
     options.tracking =
         args.mirror.tracking.unwrap_or(if mounted { Tracking::Compare } else { Tracking::Nbd });
-    let (job, events) = job::start(live.clone(), target.clone(), options).map_err(|e| {
-        if created {
-            let _ = std::fs::remove_file(dst);
-        }
-        e.to_string()
-    })?;
+    let source = live.device();
+    let pair =
+        Pair { source_path: &args.source, source: &*source, target_path: dst, target: &*target };
+    let plan = resume::plan_for(&pair, &mut options, args.state, created, false);
+    resume::announce(&plan, args.json);
+    let persist = plan.persist;
+    let (job, events) = job::start_persisted(live.clone(), target.clone(), options, persist)
+        .map_err(|e| {
+            if created {
+                let _ = std::fs::remove_file(dst);
+            }
+            e.to_string()
+        })?;
     Ok((job, events, target))
 }

@@ -185,10 +185,18 @@ pub fn start(
     let started = if shared {
         let tracking = if mounts.is_empty() { Tracking::Nbd } else { Tracking::Compare };
         let options = MirrorOptions { tracking, ..req.options };
-        tracking::start_as_asked(live.clone(), target.clone(), options, &req.source)
+        tracking::start_as_asked(live.clone(), target.clone(), options, &req.source, None)
     } else {
         let (live, target) = (live.clone(), target.clone());
-        tracking::start_picking(live, target, req.options, &req.source, kernel_wanted, &mounts)
+        tracking::start_picking(
+            live,
+            target,
+            req.options,
+            &req.source,
+            kernel_wanted,
+            &mounts,
+            None,
+        )
     }
     .map_err(|e| e.to_string());
     let mut session = started.map(|s| Session::new(s, source, target, ctx)).inspect_err(|_| {
@@ -357,6 +365,7 @@ fn describe(ev: &JobEvent, tracking: Tracking) -> (String, bool) {
         }
         JobEvent::CompleteFailed { reason } => (text::complete_failed(reason), true),
         JobEvent::Rescanning { reason } => (text::rescanning(reason), false),
+        JobEvent::NotSaved { reason } => (text::not_saved(reason), true),
         JobEvent::Completed { proof, held_ms, .. } => {
             let (line, good) = text::outcome(&Outcome::Completed { proof: *proof });
             let held = held_ms.map(|ms| format!(", writers held {ms} ms")).unwrap_or_default();

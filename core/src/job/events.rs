@@ -9,7 +9,7 @@ use super::options::{CopyMode, Tracking};
 use crate::error::{IoFailure, JobFailure};
 
 /// The job's lifecycle, as in QEMU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum JobState {
     Created,
@@ -110,6 +110,10 @@ pub struct Progress {
     pub in_flight: u64,
     /// Average over the last progress interval.
     pub bytes_per_sec: u64,
+    /// Bytes left to copy by the last completed save of the job's state
+    /// (see [`crate::persist`]): what a run resumed after a crash now would
+    /// copy. None while nothing is saved (or the job keeps no state).
+    pub saved: Option<u64>,
 }
 
 /// Everything the job reports, in order.
@@ -129,11 +133,26 @@ pub enum JobEvent {
     /// The pivot is done. `identical` is true only when `proof` proves it.
     /// `held_ms`: how long the source's filesystems were frozen for the
     /// last drain (kernel tracking of a mounted source), else none.
+    /// `copied`, `zeroed`, `skipped`: bytes written to the target as
+    /// data, as zeroes, and left alone because it already read as zero, by
+    /// this run (a resumed job counts only what it did); `duration_s` from
+    /// the job's start.
     Completed {
         tracking: Tracking,
         proof: Proof,
         identical: bool,
         held_ms: Option<u64>,
+        copied: u64,
+        zeroed: u64,
+        skipped: u64,
+        #[serde(rename = "duration_s", serialize_with = "seconds")]
+        duration_ms: u64,
+    },
+    /// The job's state could not be saved (see [`crate::persist`]): a crash
+    /// now would resume from an older save, or start over. Said once until
+    /// a save succeeds again.
+    NotSaved {
+        reason: String,
     },
     /// Kernel tracking could not name every chunk written since its last
     /// drain (`reason` says why): the job compares the whole source with
@@ -153,6 +172,11 @@ pub enum JobEvent {
     Failed {
         error: JobFailure,
     },
+}
+
+/// Milliseconds as seconds, for `duration_s`.
+fn seconds<S: serde::Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(*ms as f64 / 1000.0)
 }
 
 impl JobEvent {

@@ -11,6 +11,7 @@ mod handle;
 mod kernel_feed;
 mod machine;
 mod options;
+mod persist;
 mod rescan;
 mod runner;
 mod tracker;
@@ -29,6 +30,7 @@ pub use options::{
     MAX_IN_FLIGHT, MIN_GRANULARITY, MirrorOptions, Resolved, SyncMode, Tracking,
     default_granularity, parse_size, resolve,
 };
+pub use persist::{Persist, Resume, SAVE_EVERY};
 pub use tracker::{Geometry, Tracker};
 
 use crate::chunkmap::ChunkMap;
@@ -84,7 +86,18 @@ pub fn start(
     target: Arc<dyn BlockDevice>,
     opts: MirrorOptions,
 ) -> Result<(JobHandle, broadcast::Receiver<JobEvent>), Error> {
-    launch(live, target, opts, None)
+    launch(live, target, opts, None, None)
+}
+
+/// [`start`], keeping the job's state in `persist.path` as it runs (and
+/// resuming from `persist.resume`): see [`crate::persist`].
+pub fn start_persisted(
+    live: Arc<LiveSource>,
+    target: Arc<dyn BlockDevice>,
+    opts: MirrorOptions,
+    persist: Option<Persist>,
+) -> Result<(JobHandle, broadcast::Receiver<JobEvent>), Error> {
+    launch(live, target, opts, None, persist)
 }
 
 /// [`start`], with `Tracking::Kernel` attached through `kernel` rather
@@ -95,8 +108,9 @@ pub fn start_tracked_by(
     target: Arc<dyn BlockDevice>,
     opts: MirrorOptions,
     kernel: &(dyn crate::kernel::AttachKernel + 'static),
+    persist: Option<Persist>,
 ) -> Result<(JobHandle, broadcast::Receiver<JobEvent>), Error> {
-    launch(live, target, opts, Some(kernel))
+    launch(live, target, opts, Some(kernel), persist)
 }
 
 fn launch(
@@ -104,6 +118,7 @@ fn launch(
     target: Arc<dyn BlockDevice>,
     opts: MirrorOptions,
     kernel: Option<&kernel_feed::Attach>,
+    persist: Option<Persist>,
 ) -> Result<(JobHandle, broadcast::Receiver<JobEvent>), Error> {
     let source = live.device();
     // The whole source's identity: the kernel counts chunks from its start.
@@ -114,6 +129,16 @@ fn launch(
     };
     let (source, target) = (view(source), view(target));
     let resolved = resolve(&opts, &*target)?;
+    let geometry = Geometry { len: fit.copy_len, granularity: resolved.granularity };
+    if let Some(resume) = persist.as_ref().and_then(|p| p.resume.as_ref())
+        && resume.dirty.len() != geometry.chunks()
+    {
+        return Err(Error::InvalidOption(format!(
+            "the saved map has {} chunks; this job has {}",
+            resume.dirty.len(),
+            geometry.chunks()
+        )));
+    }
     let kernel = match opts.tracking {
         Tracking::Kernel => {
             // (Not a disk: attaching says so, the better reason.)
@@ -134,7 +159,6 @@ fn launch(
         }
         _ => None,
     };
-    let geometry = Geometry { len: fit.copy_len, granularity: resolved.granularity };
     let map = Arc::new(ChunkMap::new(geometry.chunks(), geometry.granularity));
     let tracker = Arc::new(Tracker::new(geometry, target.clone(), map.clone(), opts.copy_mode));
     live.attach(tracker.clone())?;
@@ -153,6 +177,7 @@ fn launch(
         events: events.clone(),
         status: status_tx,
         commands: command_rx,
+        persist,
     });
     tokio::spawn(runner.run());
     Ok((JobHandle::new(commands, status, events, map, geometry, fit), first))

@@ -26,6 +26,7 @@
 use std::sync::Arc;
 
 use super::copy::CopyContext;
+use super::persist::Resume;
 use super::tracker::Tracker;
 use crate::error::IoFailure;
 use crate::verify::{self, TargetRead, differing_chunks, read_both};
@@ -145,5 +146,30 @@ pub fn mark_differing(ctx: &CopyContext, tracker: &Tracker) -> Result<(), IoFail
     verify::compare(source, target, std::slice::from_ref(&(0..g.len)), |d| {
         tracker.mark_dirty(g.covering(d.offset, d.len));
     })?;
+    Ok(())
+}
+
+/// A resumed job: marks the saved map's dirty chunks, and when the source
+/// may have been written while nobody tracked it, compares the chunks the
+/// map calls clean and marks those that differ too.
+pub fn mark_resumed(
+    ctx: &CopyContext,
+    tracker: &Tracker,
+    resume: &Resume,
+) -> Result<(), IoFailure> {
+    let g = tracker.geometry;
+    let mut clean_from = 0;
+    let gaps = resume.dirty.runs().chain(std::iter::once(g.chunks()..g.chunks()));
+    for run in gaps {
+        if resume.compare_clean && run.start > clean_from {
+            let (offset, len) = g.bytes(&(clean_from..run.start));
+            let gap = offset..offset + len;
+            verify::compare(&*ctx.source, &*ctx.target, std::slice::from_ref(&gap), |d| {
+                tracker.mark_dirty(g.covering(d.offset, d.len));
+            })?;
+        }
+        tracker.mark_dirty(run.clone());
+        clean_from = run.end;
+    }
     Ok(())
 }

@@ -23,6 +23,7 @@ use super::machine::{Effect, Ending, Hold, InSync, Machine, Phase};
 use super::options::{
     CopyMode, ErrorPolicy, MAX_IN_FLIGHT, MirrorOptions, Resolved, SyncMode, Tracking,
 };
+use super::persist::{Persist, Resume, Saver};
 use super::rescan::{PassEnd, Rescan};
 use super::tracker::{Pick, Tracker};
 use crate::buffer::BufferPool;
@@ -56,6 +57,8 @@ pub(super) struct Setup {
     pub events: broadcast::Sender<JobEvent>,
     pub status: watch::Sender<JobStatus>,
     pub commands: mpsc::UnboundedReceiver<Request>,
+    /// Keep the job's state on disk (and start from a saved map).
+    pub persist: Option<Persist>,
 }
 
 pub(super) fn initial_status(opts: &MirrorOptions) -> JobStatus {
@@ -127,12 +130,30 @@ pub(super) struct Runner {
     kernel: Option<Arc<KernelFeed>>,
     /// What the last drain of a Complete held, once it thawed.
     held: Option<Held>,
+    /// Saves the job's state as it runs, when asked to.
+    saver: Option<Saver>,
+    /// The saved map this job starts from, until `populate` takes it.
+    resume: Option<Resume>,
+    /// A save failed and was reported; reset by the next that succeeds.
+    save_failed: bool,
+    /// What the last completed save says is left.
+    saved_remaining: Option<u64>,
+    started: Instant,
 }
 
 impl Runner {
     pub(super) fn new(s: Setup) -> Self {
         let geometry = s.tracker.geometry;
+        let saver = s
+            .persist
+            .as_ref()
+            .map(|p| Saver::new(p, s.opts.clone(), s.tracker.clone(), s.target.clone()));
         Runner {
+            saver,
+            resume: s.persist.and_then(|p| p.resume),
+            save_failed: false,
+            saved_remaining: None,
+            started: Instant::now(),
             ctx: Arc::new(CopyContext {
                 source: s.source,
                 target: s.target,
@@ -226,14 +247,24 @@ impl Runner {
                 _ = sleep_until(wait_until.unwrap_or_else(Instant::now)), if wait_until.is_some() => {}
                 _ = tick.tick() => self.tick(),
                 _ = kernel_poll.tick(), if self.kernel.is_some() => {}
+                (saved, again) = saver_finished(&mut self.saver), if self.saving() => {
+                    self.saved(saved, again)
+                }
                 _ = std::future::ready(()), if scanning => {}
             }
         }
     }
 
-    /// Marks what the sync mode says to copy. Writes are already tracked.
+    /// Marks what the sync mode (or the saved map this job resumes) says
+    /// to copy. Writes are already tracked. Saves may begin after this.
     async fn populate(&mut self) -> Result<(), IoFailure> {
         let chunks = self.tracker.geometry.chunks();
+        if let Some(resume) = self.resume.take() {
+            let (ctx, tracker) = (self.ctx.clone(), self.tracker.clone());
+            blocking(move || super::rescan::mark_resumed(&ctx, &tracker, &resume)).await?;
+            self.populated();
+            return Ok(());
+        }
         match self.opts.sync {
             // Without a backing layer "the top layer" is the whole device,
             // so `top` is `full`, as in QEMU: a hole of the source must
@@ -250,8 +281,40 @@ impl Runner {
                 blocking(move || mark_top_layer(&*source, &tracker)).await?;
             }
         }
-        self.publish();
+        self.populated();
         Ok(())
+    }
+
+    /// The map holds what the job must copy: publish it, and save it.
+    fn populated(&mut self) {
+        self.publish();
+        if let Some(saver) = &mut self.saver {
+            saver.arm();
+            saver.request(self.shown);
+        }
+    }
+
+    fn saving(&self) -> bool {
+        self.saver.as_ref().is_some_and(Saver::is_running)
+    }
+
+    /// A save ended: say so if it failed (once until one succeeds), and
+    /// start the one asked for meanwhile.
+    fn saved(&mut self, result: std::io::Result<u64>, again: bool) {
+        match result {
+            Ok(remaining) => {
+                self.save_failed = false;
+                self.saved_remaining = Some(remaining);
+            }
+            Err(e) if !self.save_failed => {
+                self.save_failed = true;
+                self.emit(JobEvent::NotSaved { reason: e.to_string() });
+            }
+            Err(_) => {}
+        }
+        if again && let Some(saver) = &mut self.saver {
+            saver.request(self.shown);
+        }
     }
 
     /// When issuing is held back only by time (speed limit, error back-off),
@@ -667,6 +730,11 @@ impl Runner {
                     proof: *proof,
                     identical: proof.identical(),
                     held_ms,
+                    copied: self.totals.data,
+                    zeroed: self.totals.zeroed,
+                    skipped: self.totals.skipped,
+                    duration_ms: u64::try_from(self.started.elapsed().as_millis())
+                        .unwrap_or(u64::MAX),
                 },
             ),
             Outcome::Cancelled { consistent } => {
@@ -676,6 +744,17 @@ impl Runner {
                 (JobState::Failed, JobEvent::Failed { error: error.clone() })
             }
         };
+        // Completed: nothing is left to resume. Otherwise the file says
+        // where the job stopped, for a later run to go on from there.
+        if let Some(saver) = self.saver.take() {
+            let saved = match &outcome {
+                Outcome::Completed { .. } => saver.completed().await,
+                _ => saver.last_save(state).await,
+            };
+            if let Err(e) = saved {
+                self.emit(JobEvent::NotSaved { reason: e.to_string() });
+            }
+        }
         for w in self.pause_waiters.drain(..) {
             let _ = w.send(Err(Error::JobEnded));
         }
@@ -696,6 +775,9 @@ impl Runner {
         }
         self.last_tick = (now, self.copied);
         self.tracker.map.decay_heat();
+        if let Some(saver) = self.saver.as_mut().filter(|s| s.due()) {
+            saver.request(self.shown);
+        }
         let before = self.status.borrow().progress;
         self.publish();
         let progress = self.progress();
@@ -713,6 +795,7 @@ impl Runner {
             dirty,
             in_flight: self.in_flight_bytes,
             bytes_per_sec: self.bytes_per_sec,
+            saved: self.saved_remaining,
         }
     }
 
@@ -727,6 +810,9 @@ impl Runner {
         self.shown = state;
         self.publish();
         if changed {
+            if let Some(saver) = self.saver.as_mut().filter(|_| !state.is_terminal()) {
+                saver.request(state);
+            }
             self.emit(JobEvent::StateChanged { state });
         }
     }
@@ -752,6 +838,13 @@ impl Runner {
     fn emit(&self, event: JobEvent) {
         // No subscribers is fine: status still tells the story.
         let _ = self.events.send(event);
+    }
+}
+
+async fn saver_finished(saver: &mut Option<Saver>) -> (std::io::Result<u64>, bool) {
+    match saver {
+        Some(saver) => saver.finished().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -189,6 +189,18 @@ impl Tracker {
         self.lock().dirty.count()
     }
 
+    /// The dirty map with every chunk being copied or written counted as
+    /// dirty: what may be called copied once the target is flushed (see
+    /// [`crate::persist`]'s crash rule).
+    pub fn snapshot(&self) -> DirtyBitmap {
+        let st = self.lock();
+        let mut map = st.dirty.clone();
+        for b in &st.busy {
+            map.set(b.clone());
+        }
+        map
+    }
+
     /// Marks chunks dirty and wakes the job.
     pub fn mark_dirty(&self, chunks: Range<u64>) {
         let mut st = self.lock();

@@ -1,0 +1,257 @@
+//! Unfinished jobs: where their state files live, and whether a new job of
+//! the same pair goes on from one — for `clone` and `serve --mirror-to`.
+//!
+//! A state file is used only when everything still matches: the same
+//! source and target (path, size, storage), the chunk size, the bytes the
+//! job mirrors; otherwise it is discarded with the reason and the job
+//! starts over, which is always safe. A source that may have been written
+//! while no livemirror tracked it (a disk, an NBD export, a file modified
+//! since or just before the last save) gets the chunks the map calls clean
+//! compared first (see [`livemirror_core::persist`]); only a source known
+//! untouched has its map trusted as is, after the target's fingerprint
+//! still matches.
+
+use std::path::{Path, PathBuf};
+
+use livemirror_core::device::BlockDevice;
+use livemirror_core::job::{self, MirrorOptions, Persist, Resume};
+use livemirror_core::persist::{self, Identity, SavedJob, Side};
+
+use crate::cli::StateArgs;
+use crate::cli::json::named_line;
+use crate::privileged;
+use crate::units::human;
+
+/// Overrides where state files live (tests, or a disk with room).
+pub const STATE_DIR_ENV: &str = "LIVEMIRROR_STATE_DIR";
+
+/// The directory of state files: `$LIVEMIRROR_STATE_DIR`, else the XDG
+/// state directory (`~/.local/state/livemirror/jobs`; the local data
+/// directory where the platform has no state directory).
+pub fn state_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(STATE_DIR_ENV).filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let dirs = directories::ProjectDirs::from("", "", "livemirror")?;
+    let base = dirs.state_dir().unwrap_or(dirs.data_local_dir());
+    Some(base.join("jobs"))
+}
+
+/// The pair a job is about to copy.
+pub struct Pair<'a> {
+    pub source_path: &'a Path,
+    pub source: &'a dyn BlockDevice,
+    pub target_path: &'a Path,
+    pub target: &'a dyn BlockDevice,
+}
+
+/// What was decided.
+#[derive(Default)]
+pub struct Plan {
+    /// Where the job keeps its state, and the saved map it starts from.
+    pub persist: Option<Persist>,
+    /// What to tell the user, a line each.
+    pub lines: Vec<String>,
+    /// Set when the job goes on from a saved map.
+    pub resumed: Option<Resumed>,
+}
+
+/// A resumed job's starting point.
+#[derive(Debug, Clone, Copy)]
+pub struct Resumed {
+    /// Bytes the saved map says are left, of the `total` the job mirrors.
+    pub remaining: u64,
+    pub total: u64,
+    /// The chunks called copied are compared before they are trusted.
+    pub comparing: bool,
+}
+
+impl Resumed {
+    /// `resuming: 1.2 GiB of 4.0 GiB left`.
+    pub fn line(&self) -> String {
+        format!("resuming: {} of {} left", human(self.remaining), human(self.total))
+    }
+}
+
+/// Finds the pair's unfinished job and decides whether this job goes on
+/// from it. `start_over` names why a saved state must not be used
+/// (`--restart`, `--resync`, a target just created). May set
+/// `options.granularity` to the saved job's.
+pub fn plan(pair: &Pair, options: &mut MirrorOptions, start_over: Option<&str>) -> Plan {
+    let mut plan = Plan::default();
+    let Some(dir) = state_dir() else {
+        plan.lines.push("no state directory here: this job could not be resumed".into());
+        return plan;
+    };
+    let identity = identify(pair);
+    let path = dir.join(persist::file_name(&identity.source.path, &identity.target.path));
+    let found = path.exists();
+    let resume = match (found, start_over) {
+        (false, _) => None,
+        (true, Some(why)) => {
+            discard(&path, &format!("not used ({why})"), &mut plan.lines);
+            None
+        }
+        (true, None) => match persist::load(&path) {
+            Err(e) => {
+                discard(&path, &e.to_string(), &mut plan.lines);
+                None
+            }
+            Ok(saved) => match fits(&saved, &identity, pair, options) {
+                Err(why) => {
+                    discard(&path, &why, &mut plan.lines);
+                    None
+                }
+                Ok(compare_clean) => {
+                    options.granularity = Some(saved.header.granularity);
+                    let resumed = Resumed {
+                        remaining: saved.remaining(),
+                        total: saved.header.copy_len,
+                        comparing: compare_clean,
+                    };
+                    plan.lines.push(resumed.line());
+                    if compare_clean {
+                        plan.lines.push(format!(
+                            "the source may have been written while livemirror was not \
+                             tracking it: comparing the {} already copied before going on",
+                            human(resumed.total - resumed.remaining)
+                        ));
+                    }
+                    plan.resumed = Some(resumed);
+                    Some(Resume { dirty: saved.dirty, compare_clean })
+                }
+            },
+        },
+    };
+    plan.persist = Some(Persist { path, identity, resume });
+    plan
+}
+
+/// [`plan`] as the command line asks: none with `--no-state`; a saved
+/// state not used with `--restart`, with `--resync` (which compares
+/// everything anyway), or onto a target this run `created`.
+pub fn plan_for(
+    pair: &Pair,
+    options: &mut MirrorOptions,
+    args: StateArgs,
+    created: bool,
+    resync: bool,
+) -> Plan {
+    if args.no_state {
+        return Plan::default();
+    }
+    let start_over = if args.restart {
+        Some("--restart")
+    } else if resync {
+        Some("--resync compares everything")
+    } else if created {
+        Some("the target did not exist")
+    } else {
+        None
+    };
+    plan(pair, options, start_over)
+}
+
+/// Says what was decided: the lines on stderr, and with `json` a
+/// `RESUMED {"remaining", "total", "comparing"}` event first on stdout.
+pub fn announce(plan: &Plan, json: bool) {
+    for line in &plan.lines {
+        eprintln!("{line}");
+    }
+    if let (true, Some(r)) = (json, plan.resumed) {
+        let data = serde_json::json!({
+            "remaining": r.remaining,
+            "total": r.total,
+            "comparing": r.comparing,
+        });
+        println!("{}", named_line("RESUMED", data));
+    }
+}
+
+fn discard(path: &Path, why: &str, lines: &mut Vec<String>) {
+    let gone = match persist::remove(path) {
+        Ok(()) => "discarded",
+        Err(_) => "ignored (it could not be removed)",
+    };
+    lines.push(format!("unfinished job's state {}: {why}; {gone}, starting over", path.display()));
+}
+
+/// Whether the saved job is this one, and (if so) whether the chunks its
+/// map calls clean must be compared first.
+fn fits(
+    saved: &SavedJob,
+    now: &Identity,
+    pair: &Pair,
+    options: &MirrorOptions,
+) -> Result<bool, String> {
+    let h = &saved.header;
+    let was = &h.identity;
+    if was.source.path != now.source.path || was.target.path != now.target.path {
+        return Err(format!(
+            "it belongs to another pair ({} → {})",
+            was.source.path, was.target.path
+        ));
+    }
+    for (what, then, now) in
+        [("source", &was.source, &now.source), ("target", &was.target, &now.target)]
+    {
+        if then.len != now.len {
+            return Err(format!(
+                "the {what} was resized ({} then, {} now)",
+                human(then.len),
+                human(now.len)
+            ));
+        }
+        if then.key != now.key {
+            return Err(format!("the {what} is another file or disk than the job's"));
+        }
+    }
+    if let Some(g) = options.granularity.filter(|g| *g != h.granularity) {
+        return Err(format!(
+            "it copies in chunks of {} (--granularity {} was asked)",
+            human(h.granularity),
+            human(g)
+        ));
+    }
+    if let Ok(fit) = job::check_pair(pair.source, pair.target)
+        && fit.copy_len != h.copy_len
+    {
+        return Err(format!(
+            "it mirrored {} of the source, this job would mirror {}",
+            human(h.copy_len),
+            human(fit.copy_len)
+        ));
+    }
+    let compare_clean = !h.source_unchanged_since(pair.source_path);
+    // A source known untouched: the map is trusted as is, so the target
+    // must still hold what the map calls copied.
+    if !compare_clean {
+        match persist::samples_match(pair.target, h.granularity, h.copy_len, &h.samples) {
+            Ok(true) => {}
+            Ok(false) => return Err("the target was written since the job stopped".into()),
+            Err(e) => return Err(format!("the target could not be read to check it: {e}")),
+        }
+    }
+    Ok(compare_clean)
+}
+
+fn identify(pair: &Pair) -> Identity {
+    let side = |path: &Path, dev: &dyn BlockDevice| Side {
+        path: canonical(path),
+        len: dev.len(),
+        key: persist::storage_key(&dev.id()),
+    };
+    Identity {
+        source: side(pair.source_path, pair.source),
+        target: side(pair.target_path, pair.target),
+    }
+}
+
+/// The path a pair is known by: canonical for a file or disk (so
+/// `./a.img` and `/home/me/a.img` are one job), an NBD URI as given.
+fn canonical(path: &Path) -> String {
+    if privileged::nbd_uri(path).is_some() {
+        return path.display().to_string();
+    }
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
+}
