@@ -1,7 +1,7 @@
 //! Block devices: the one interface the engine reads and writes through.
 //!
-//! Every backend (raw file or block device, in-memory, fault-injecting wrapper,
-//! an NBD client, and the live source itself) implements [`BlockDevice`]. The trait is
+//! Every backend (raw file or block device, qcow2 image, in-memory,
+//! fault-injecting wrapper, an NBD client, and the live source itself) implements [`BlockDevice`]. The trait is
 //! synchronous and positional: the mirror job runs each copy on a blocking
 //! worker thread, so many copies are in flight at once without an async
 //! runtime inside the backends (the same shape as crosvm's `disk` crate).
@@ -12,6 +12,7 @@ mod file;
 mod memory;
 pub mod nbd_client;
 mod prefix;
+mod qcow2;
 mod sys;
 #[cfg(target_os = "linux")]
 mod writebehind;
@@ -23,6 +24,7 @@ pub use file::{FileDevice, OpenOptions, create_image};
 pub use memory::MemoryDevice;
 pub use nbd_client::{NbdDevice, NbdError, NbdUri};
 pub use prefix::Prefix;
+pub use qcow2::{QCOW2_MAGIC, Qcow2Device, is_qcow2};
 #[cfg(windows)]
 pub use sys::ioctl;
 pub use sys::{DeviceId, mounts_on};
