@@ -7,6 +7,7 @@ mod cache_args;
 mod clone;
 mod disks;
 mod follow;
+mod format_args;
 pub mod json;
 mod mirror_args;
 mod progress;
@@ -22,6 +23,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use cache_args::{Cache, CacheArgs};
+pub use format_args::FormatArgs;
 pub use mirror_args::MirrorArgs;
 
 /// Exit codes: 0 success (for `clone`: the target is identical), 1 the job

@@ -9,6 +9,7 @@
 mod direct;
 mod faulty;
 mod file;
+mod image_format;
 mod memory;
 pub mod nbd_client;
 mod prefix;
@@ -21,10 +22,11 @@ use std::io;
 
 pub use faulty::{Fault, FaultyDevice, Op};
 pub use file::{FileDevice, OpenOptions, create_image};
+pub use image_format::ImageFormat;
 pub use memory::MemoryDevice;
 pub use nbd_client::{NbdDevice, NbdError, NbdUri};
 pub use prefix::Prefix;
-pub use qcow2::{QCOW2_MAGIC, Qcow2Device, is_qcow2};
+pub use qcow2::Qcow2Device;
 #[cfg(windows)]
 pub use sys::ioctl;
 pub use sys::{DeviceId, mounts_on};

@@ -33,7 +33,7 @@ use super::{Allocation, BlockDevice, DeviceId, check_range, sys};
 use crate::error::Error;
 
 /// The first four bytes of every qcow2 image.
-pub const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
+const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
 
 /// The header fields livemirror needs before imago opens the image.
 struct Header {
