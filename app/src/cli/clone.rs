@@ -69,6 +69,9 @@ pub struct CloneArgs {
 }
 
 pub async fn run(args: CloneArgs) -> ExitCode {
+    if let Some(format) = args.formats.source_compression(&args.source) {
+        return super::flash::run(args, format).await;
+    }
     // Kernel tracking sees the filesystem's writes on the disk, which go
     // around the device's page cache: the source is then read the same way,
     // or a cached block read earlier would hide a write.

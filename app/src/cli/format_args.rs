@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use livemirror_core::device::{BlockDevice, ImageFormat, OpenOptions, Qcow2Device};
+use livemirror_core::flash::Compression;
 
 use crate::privileged;
 
@@ -32,8 +33,9 @@ impl FormatArg {
 
 #[derive(Args, Debug, Clone)]
 pub struct FormatArgs {
-    /// Read the source as this format; auto: qcow2 when the file starts with
-    /// a qcow2 header (with its backing chain), else raw.
+    /// Read the source as this format; auto: by its first bytes, qcow2 (with
+    /// its backing chain), a compressed image (xz, zstd, gzip, bzip2, a zip
+    /// of one image: clone only, written as a stream), else raw.
     #[arg(long, value_enum, default_value = "auto")]
     pub source_format: FormatArg,
     /// Write the target in this format; auto: an existing file's own format,
@@ -48,13 +50,32 @@ pub struct FormatArgs {
 }
 
 impl FormatArgs {
-    /// Opens the source in the format asked, else the one it is in.
+    /// The target format asked for, if any.
+    pub fn target_format(&self) -> Option<ImageFormat> {
+        self.target_format.format()
+    }
+
+    /// The compression the source is in, when read by its content (not
+    /// with `--source-format raw|qcow2`).
+    pub fn source_compression(&self, path: &Path) -> Option<Compression> {
+        (self.source_format == FormatArg::Auto).then(|| Compression::of_file(path)).flatten()
+    }
+
+    /// Opens the source in the format asked, else the one it is in. A
+    /// compressed image is refused: it is a stream, which only `clone`
+    /// writes (see `flash`), and nothing can serve or mirror.
     pub fn open_source(
         &self,
         path: &Path,
         opts: OpenOptions,
-    ) -> Result<Arc<dyn BlockDevice>, privileged::OpenError> {
-        privileged::open_as(path, opts, self.source_format.format())
+    ) -> Result<Arc<dyn BlockDevice>, String> {
+        if let Some(format) = self.source_compression(path) {
+            return Err(format!(
+                "{} is a {format}-compressed image: a stream that cannot be read at random;                  `livemirror clone` writes it onto a target (or decompress it first)",
+                path.display()
+            ));
+        }
+        privileged::open_as(path, opts, self.source_format.format()).map_err(|e| e.to_string())
     }
 
     /// Opens the target, or creates it (sparse, `len` bytes, in the format

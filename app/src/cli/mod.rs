@@ -6,6 +6,7 @@
 mod cache_args;
 mod clone;
 mod disks;
+mod flash;
 mod follow;
 mod format_args;
 pub mod json;
