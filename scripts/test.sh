@@ -13,6 +13,7 @@ packages=(
     e2fsprogs util-linux mount   # fsck.ext4, debugfs, resize2fs, losetup
     gdisk fdisk            # sgdisk -v, sfdisk --verify (partition tables)
     clang libbpf-dev       # build the kernel write tracker's BPF program
+    xz-utils zstd gzip bzip2 zip   # compressed image test inputs
 )
 
 missing=()
