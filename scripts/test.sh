@@ -14,6 +14,7 @@ packages=(
     xfsprogs btrfs-progs   # reflink copies between files of one filesystem
     gdisk fdisk            # sgdisk -v, sfdisk --verify (partition tables)
     clang libbpf-dev       # build the kernel write tracker's BPF program
+    xz-utils zstd gzip bzip2 zip   # compressed image test inputs
 )
 
 missing=()

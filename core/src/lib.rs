@@ -9,6 +9,8 @@
 //! * [`nbd`]: the NBD server that exports a live source to clients.
 //! * `kernel` (Linux): the BPF write tracker and filesystem freezing for
 //!   sources livemirror does not front.
+//! * [`flash`]: writing a compressed image (xz, zstd, gzip, bzip2, zip)
+//!   onto a target as a stream, verified by a read-back hash.
 //! * [`partition`]: partition tables (GPT, MBR): whether a target of
 //!   another size can take the source, and the table fix-up afterwards.
 //! * [`persist`]: a job's state on disk, so a rerun resumes it.
@@ -22,6 +24,7 @@ pub mod buffer;
 pub mod chunkmap;
 pub mod device;
 pub mod error;
+pub mod flash;
 pub mod job;
 #[cfg(target_os = "linux")]
 pub mod kernel;

@@ -1,19 +1,16 @@
 //! `livemirror clone SRC DST`: mirror, complete as soon as in sync, exit 0
 //! when the target is identical.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Args;
-use livemirror_core::device::{BlockDevice, OpenOptions};
 use livemirror_core::job::{self, MirrorOptions, Outcome, Tracking};
 use livemirror_core::live::LiveSource;
 
 use super::follow::{Follow, follow};
 use super::progress::Reporter;
-use super::{CacheArgs, EXIT_CANCELLED, MirrorArgs, StateArgs, fail};
-use crate::privileged::{self, OpenError};
+use super::{CacheArgs, EXIT_CANCELLED, FormatArgs, MirrorArgs, StateArgs, fail};
 use crate::resume::{self, Pair};
 use crate::sizes;
 use crate::text;
@@ -25,6 +22,9 @@ Examples:
   livemirror clone disk.img copy.img
   livemirror clone --sync top --speed 100M sparse.img copy.img --json
   livemirror clone /dev/sdb /dev/sdc
+  livemirror clone vm.qcow2 disk.img
+  livemirror clone /dev/sdb backup.qcow2
+  livemirror clone --sync top --target-backing base.img overlay.qcow2 copy.qcow2
   livemirror clone disk.img nbd://backup-host/disk
   livemirror clone disk.img 'nbd+unix:///?socket=/run/qemu-nbd.sock'
 
@@ -36,7 +36,8 @@ pub struct CloneArgs {
     pub source: PathBuf,
     /// The disk, image or NBD URI (nbd://HOST[:PORT]/EXPORT,
     /// nbd+unix:///EXPORT?socket=PATH) to write; a path that does not exist
-    /// becomes a new sparse image of the source's size. A larger target
+    /// becomes a new sparse image of the source's size (qcow2 when its name
+    /// ends .qcow2). A larger target
     /// takes the source on its first bytes; a smaller one only when the
     /// source's partitions and data end in time. A GPT is rewritten for the
     /// target's size.
@@ -45,6 +46,8 @@ pub struct CloneArgs {
     pub mirror: MirrorArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub formats: FormatArgs,
     /// Print one JSON event per line on stdout.
     #[arg(long)]
     pub json: bool,
@@ -69,6 +72,9 @@ pub struct CloneArgs {
 }
 
 pub async fn run(args: CloneArgs) -> ExitCode {
+    if let Some(format) = args.formats.source_compression(&args.source) {
+        return super::flash::run(args, format).await;
+    }
     // Kernel tracking sees the filesystem's writes on the disk, which go
     // around the device's page cache: the source is then read the same way,
     // or a cached block read earlier would hide a write.
@@ -76,7 +82,7 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         && tracking::is_block_device(&args.source);
     let source_opts =
         if kernel_wanted { args.cache.source().direct(true) } else { args.cache.source() };
-    let source = match privileged::open(&args.source, source_opts) {
+    let source = match args.formats.open_source(&args.source, source_opts) {
         Ok(s) => s,
         Err(e) => return fail(&format!("source: {e}")),
     };
@@ -86,10 +92,11 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         Err(e) => return fail(&format!("control socket: {e}")),
     };
     let target_opts = args.cache.target(false, args.mirror.copy_mode);
-    let (target, created) = match open_or_create_target(&args.target, source.len(), target_opts) {
-        Ok(t) => t,
-        Err(e) => return fail(&format!("target: {e}")),
-    };
+    let (target, created) =
+        match args.formats.open_or_create_target(&args.target, source.len(), target_opts) {
+            Ok(t) => t,
+            Err(e) => return fail(&format!("target: {e}")),
+        };
     let mut options = args.mirror.options();
     if args.resync {
         options.sync = job::SyncMode::Differing;
@@ -188,17 +195,5 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         }
         Ok(c) => fail(&sizes::verdict(&c)),
         Err(e) => fail(&e),
-    }
-}
-
-pub(super) fn open_or_create_target(
-    path: &Path,
-    len: u64,
-    opts: OpenOptions,
-) -> Result<(Arc<dyn BlockDevice>, bool), OpenError> {
-    if privileged::nbd_uri(path).is_some() || path.exists() {
-        Ok((privileged::open(path, opts)?, false))
-    } else {
-        Ok((Arc::new(opts.create(path, len).map_err(OpenError::Direct)?), true))
     }
 }

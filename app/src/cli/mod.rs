@@ -6,7 +6,9 @@
 mod cache_args;
 mod clone;
 mod disks;
+mod flash;
 mod follow;
+mod format_args;
 pub mod json;
 mod mirror_args;
 mod progress;
@@ -23,6 +25,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use cache_args::{Cache, CacheArgs};
+pub use format_args::FormatArgs;
 pub use mirror_args::MirrorArgs;
 pub use state_args::StateArgs;
 

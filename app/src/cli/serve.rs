@@ -14,10 +14,9 @@ use livemirror_core::live::LiveSource;
 use livemirror_core::nbd::Endpoint;
 use tokio::sync::broadcast;
 
-use super::clone::open_or_create_target;
 use super::follow::{Follow, follow, interrupted};
 use super::progress::Reporter;
-use super::{CacheArgs, MirrorArgs, StateArgs, fail};
+use super::{CacheArgs, FormatArgs, MirrorArgs, StateArgs, fail};
 use crate::resume::{self, Pair};
 use crate::share::Share;
 use crate::sizes;
@@ -52,6 +51,8 @@ pub struct ServeArgs {
     pub mirror: MirrorArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+    #[command(flatten)]
+    pub formats: FormatArgs,
     /// Print the job's events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
@@ -60,7 +61,7 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> ExitCode {
-    let source = match crate::privileged::open(&args.source, args.cache.source().write(true)) {
+    let source = match args.formats.open_source(&args.source, args.cache.source().write(true)) {
         Ok(s) => s,
         Err(e) => return fail(&format!("source: {e}")),
     };
@@ -214,7 +215,7 @@ fn start_job(
 ) -> Result<Started, String> {
     let opts = args.cache.target(true, args.mirror.copy_mode);
     let (target, created) =
-        open_or_create_target(dst, len, opts).map_err(|e| format!("target: {e}"))?;
+        args.formats.open_or_create_target(dst, len, opts).map_err(|e| format!("target: {e}"))?;
     if target.len() < len {
         return Err(format!(
             "the target ({}) is smaller than the source ({}): it cannot take over the NBD export, whose clients see the source's size (clone onto it with `livemirror clone` instead)",

@@ -9,8 +9,9 @@
 //! never need it: a file the user cannot open is reported as is.
 //!
 //! [`open`] is also where a path that is an NBD URI (`nbd://…`,
-//! `nbd+unix://…`) becomes an NBD client instead of a file: every caller
-//! (clone, serve, the window) opens through here.
+//! `nbd+unix://…`) becomes an NBD client instead of a file, and an image
+//! file in qcow2 (by its content) a qcow2 image: every caller (clone,
+//! serve, verify, the window) opens through here.
 
 #[cfg(target_os = "linux")]
 pub mod kernel_helper;
@@ -21,7 +22,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use livemirror_core::device::{BlockDevice, NbdDevice, NbdError, NbdUri, OpenOptions};
+use livemirror_core::device::{
+    BlockDevice, ImageFormat, NbdDevice, NbdError, NbdUri, OpenOptions, Qcow2Device,
+};
 
 /// Why a device could not be opened.
 #[derive(Debug)]
@@ -74,10 +77,35 @@ impl fmt::Display for OpenError {
 /// Opens a disk, an image or an NBD export with `opts`. A block device that
 /// the kernel refuses with "permission denied" is asked of udisks2 instead
 /// (Linux; this may show a polkit password prompt and blocks until it is
-/// answered). An NBD URI connects (only `opts.writes()` applies to it).
+/// answered). An NBD URI connects (only `opts.writes()` applies to it). An
+/// image file is opened in the format its content says.
 pub fn open(path: &Path, opts: OpenOptions) -> Result<Arc<dyn BlockDevice>, OpenError> {
+    open_as(path, opts, None)
+}
+
+/// [`open`], reading an image file as `format` when given instead of the
+/// format its content says (a raw disk image that happens to start with a
+/// qcow2 header is read raw only when asked so). A qcow2 image takes only
+/// `opts.writes()`: imago does its own I/O.
+pub fn open_as(
+    path: &Path,
+    opts: OpenOptions,
+    format: Option<ImageFormat>,
+) -> Result<Arc<dyn BlockDevice>, OpenError> {
     if let Some(uri) = nbd_uri(path) {
+        if format == Some(ImageFormat::Qcow2) {
+            return Err(OpenError::Direct(livemirror_core::Error::Open {
+                path: path.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "an NBD export is a disk, not a qcow2 file (serve it raw: qemu-nbd -f qcow2)",
+                ),
+            }));
+        }
         return Ok(Arc::new(NbdDevice::open_uri(uri, opts.writes()).map_err(OpenError::Nbd)?));
+    }
+    if format.unwrap_or_else(|| ImageFormat::of_file(path)) == ImageFormat::Qcow2 {
+        return Ok(Arc::new(Qcow2Device::open(path, opts.writes()).map_err(OpenError::Direct)?));
     }
     match opts.open(path) {
         Ok(dev) => Ok(Arc::new(dev)),

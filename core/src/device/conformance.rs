@@ -203,6 +203,23 @@ fn direct_and_buffered_io_see_each_other() {
     assert_eq!(first, vec![3; 4096]);
 }
 
+/// A new qcow2 image (imago creates it), and one over a zero-filled raw
+/// backing file: partial-cluster writes there fill from the backing.
+#[test]
+fn qcow2_device_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = super::Qcow2Device::create(dir.path().join("new.qcow2"), LEN, None).unwrap();
+    assert!(!dev.has_backing());
+    conforms(&dev);
+
+    let base = dir.path().join("base.raw");
+    std::fs::File::create(&base).unwrap().set_len(LEN).unwrap();
+    let overlay =
+        super::Qcow2Device::create(dir.path().join("overlay.qcow2"), LEN, Some(&base)).unwrap();
+    assert!(overlay.has_backing() && overlay.partial_cluster_write_fills_from_backing());
+    conforms(&overlay);
+}
+
 /// NBD client tests: the contract over livemirror's own server and over
 /// servers nobody here wrote (qemu-nbd, nbdkit), each serving `LEN` zero
 /// bytes on a unix socket. Unix only: the servers are Linux programs.

@@ -1,7 +1,7 @@
 //! Block devices: the one interface the engine reads and writes through.
 //!
-//! Every backend (raw file or block device, in-memory, fault-injecting wrapper,
-//! an NBD client, and the live source itself) implements [`BlockDevice`]. The trait is
+//! Every backend (raw file or block device, qcow2 image, in-memory,
+//! fault-injecting wrapper, an NBD client, and the live source itself) implements [`BlockDevice`]. The trait is
 //! synchronous and positional: the mirror job runs each copy on a blocking
 //! worker thread, so many copies are in flight at once without an async
 //! runtime inside the backends (the same shape as crosvm's `disk` crate).
@@ -9,9 +9,11 @@
 mod direct;
 mod faulty;
 mod file;
+mod image_format;
 mod memory;
 pub mod nbd_client;
 mod prefix;
+mod qcow2;
 mod sys;
 #[cfg(target_os = "linux")]
 mod writebehind;
@@ -20,9 +22,11 @@ use std::io;
 
 pub use faulty::{Fault, FaultyDevice, Op};
 pub use file::{FileDevice, OpenOptions, create_image};
+pub use image_format::ImageFormat;
 pub use memory::MemoryDevice;
 pub use nbd_client::{NbdDevice, NbdError, NbdUri};
 pub use prefix::Prefix;
+pub use qcow2::Qcow2Device;
 #[cfg(windows)]
 pub use sys::ioctl;
 pub use sys::{DeviceId, mounts_on};

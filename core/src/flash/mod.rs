@@ -1,0 +1,288 @@
+//! Writing a compressed disk image (`.img.xz`, `.zst`, `.gz`, `.bz2`, a
+//! `.zip` of one image) onto a target: what OS-image flashers do.
+//!
+//! Such a source is a stream, not a disk: it cannot be read at random, so
+//! there is no mirror job, no live tracking, nothing to re-copy. One thread
+//! decompresses (xz with liblzma's multithreaded decoder) into large
+//! buffers, a bounded channel hands them to the writer, which hashes them
+//! (XXH3-128) on the way and writes data, skipping or zeroing all-zero
+//! runs. At the end the target is flushed and read back, uncached, and its
+//! hash must equal the stream's: only then is it called identical.
+//!
+//! Every format checks its own data (xz and bzip2 per block or stream,
+//! gzip and zip a CRC-32, zstd its content checksum when the file has one),
+//! so a corrupt or truncated archive fails the decoder with a clear error
+//! and nothing is claimed.
+
+mod decode;
+mod detect;
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+
+use xxhash_rust::xxh3::Xxh3Default;
+
+pub use detect::Compression;
+
+use crate::device::{BlockDevice, OpenOptions};
+use crate::job::is_zero;
+use crate::units::human;
+
+/// Why a flash failed. Whatever was written before is not a copy of
+/// anything, and is never called one.
+#[derive(Debug, thiserror::Error)]
+pub enum FlashError {
+    #[error("cannot read {}: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error("the {format} image is corrupt or truncated: {source}")]
+    Corrupt { format: Compression, source: io::Error },
+    #[error("zip archive: {0}")]
+    Zip(String),
+    #[error("target: {0}")]
+    TargetOpen(#[source] crate::Error),
+    #[error("the image declares {} uncompressed, more than the target's {}", human(*declared), human(*target))]
+    TooSmall { declared: u64, target: u64 },
+    #[error("the image is larger than the target: its {} are full and more data arrived", human(*target))]
+    TooLarge { target: u64 },
+    #[error("target: {operation} at byte {offset}: {source}")]
+    Target { operation: &'static str, offset: u64, source: io::Error },
+    #[error(
+        "verification failed: the target read back ({}) differs from the decompressed image",
+        human(*len)
+    )]
+    Mismatch { len: u64 },
+    #[error("cancelled after {} written: the target holds part of the image", human(*written))]
+    Cancelled { written: u64 },
+}
+
+impl FlashError {
+    fn zip(e: zip::result::ZipError) -> FlashError {
+        FlashError::Zip(e.to_string())
+    }
+}
+
+/// Where the image goes.
+pub enum Target {
+    /// An existing disk, image file or export, written from its first byte;
+    /// what lies past the image is left as it is.
+    Device(Arc<dyn BlockDevice>),
+    /// A new sparse raw image file, made here and grown as data arrives
+    /// (the size of most compressed formats is known only at their end).
+    NewFile(PathBuf),
+}
+
+/// How far a flash is; reported after every buffer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// Compressed bytes read, of `compressed_len`.
+    pub compressed_read: u64,
+    pub compressed_len: u64,
+    /// Uncompressed bytes written to the target.
+    pub written: u64,
+    /// The uncompressed size, where the format declares it.
+    pub declared_len: Option<u64>,
+    /// Bytes of the target read back and hashed, once writing is done.
+    pub verified: u64,
+}
+
+/// A finished flash: the image's size and the hash both the stream and the
+/// target read back have.
+#[derive(Debug, Clone, Copy)]
+pub struct Flashed {
+    pub len: u64,
+    pub compressed_len: u64,
+    pub hash: u128,
+}
+
+/// Buffers in flight between the decoder and the writer: memory stays
+/// at this many times [`decode::BUF`], whatever the image's size.
+const IN_FLIGHT: usize = 4;
+
+/// The zero-skipping unit: a run of zeroes this long and aligned is a hole
+/// (new file) or a zero-write (existing target), not data.
+const ZERO_UNIT: usize = 64 << 10;
+
+/// Decompresses `source` (in `format`) onto `target`, then verifies it.
+/// `cancel` is checked between buffers.
+pub fn flash(
+    source: &Path,
+    format: Compression,
+    target: Target,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Flashed, FlashError> {
+    let compressed_len = std::fs::metadata(source)
+        .map_err(|source_err| FlashError::Open { path: source.into(), source: source_err })?
+        .len();
+    let declared_len = decode::declared_len(source, format)?;
+    let mut sink = Sink::open(target, declared_len)?;
+    let read = Arc::new(AtomicU64::new(0));
+    let mut state = Progress { compressed_len, declared_len, ..Progress::default() };
+    let mut hasher = Xxh3Default::new();
+
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
+    let decoded = std::thread::scope(|s| {
+        let decoder = {
+            let read = read.clone();
+            s.spawn(move || decode::decode(source, format, read, &mut |buf| tx.send(buf).is_ok()))
+        };
+        let written = (|| {
+            for buf in rx.iter() {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(FlashError::Cancelled { written: state.written });
+                }
+                hasher.update(&buf);
+                sink.write(&buf, state.written)?;
+                state.written += buf.len() as u64;
+                state.compressed_read = read.load(Ordering::Relaxed);
+                progress(&state);
+            }
+            Ok(())
+        })();
+        // The writer gave up: the decoder's next send fails and it stops.
+        drop(rx);
+        let decoded = decoder.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        // A decoder error explains a short stream better than what followed.
+        decoded.and(written)
+    });
+    decoded?;
+    let len = state.written;
+    let device = sink.finish(len)?;
+    let hash = hasher.digest128();
+    state.compressed_read = read.load(Ordering::Relaxed);
+    if read_back_hash(&*device, len, cancel, &mut |n| {
+        state.verified = n;
+        progress(&state);
+    })? != hash
+    {
+        return Err(FlashError::Mismatch { len });
+    }
+    Ok(Flashed { len, compressed_len, hash })
+}
+
+/// The target while it is written.
+enum Sink {
+    Device(Arc<dyn BlockDevice>),
+    /// `cursor`: where the file's position is (holes move only the image's).
+    NewFile {
+        file: File,
+        path: PathBuf,
+        cursor: u64,
+    },
+}
+
+impl Sink {
+    fn open(target: Target, declared_len: Option<u64>) -> Result<Sink, FlashError> {
+        match target {
+            Target::Device(dev) => {
+                if let Some(declared) = declared_len.filter(|d| *d > dev.len()) {
+                    return Err(FlashError::TooSmall { declared, target: dev.len() });
+                }
+                Ok(Sink::Device(dev))
+            }
+            Target::NewFile(path) => {
+                // A zero-length sparse image, made the way every new image is.
+                drop(OpenOptions::new().create(&path, 0).map_err(FlashError::TargetOpen)?);
+                let file =
+                    std::fs::OpenOptions::new().write(true).open(&path).map_err(|source| {
+                        FlashError::TargetOpen(crate::Error::Open { path: path.clone(), source })
+                    })?;
+                Ok(Sink::NewFile { file, path, cursor: 0 })
+            }
+        }
+    }
+
+    /// Writes `buf`, the image's bytes at `at`: data as data; an all-zero
+    /// unit as a hole in a new file, as a zero-write on an existing target
+    /// (which may hold old data).
+    fn write(&mut self, buf: &[u8], at: u64) -> Result<(), FlashError> {
+        if let Sink::Device(dev) = self
+            && at + buf.len() as u64 > dev.len()
+        {
+            return Err(FlashError::TooLarge { target: dev.len() });
+        }
+        let mut start = 0;
+        while start < buf.len() {
+            let zero = is_zero(&buf[start..(start + ZERO_UNIT).min(buf.len())]);
+            let mut end = start;
+            while end < buf.len() && is_zero(&buf[end..(end + ZERO_UNIT).min(buf.len())]) == zero {
+                end = (end + ZERO_UNIT).min(buf.len());
+            }
+            self.put(&buf[start..end], at + start as u64, zero)?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, data: &[u8], at: u64, zero: bool) -> Result<(), FlashError> {
+        let len = data.len() as u64;
+        let fail = |operation, source| FlashError::Target { operation, offset: at, source };
+        match self {
+            Sink::Device(dev) if zero => {
+                dev.write_zeroes(at, len, true).map_err(|e| fail("write zeroes", e))
+            }
+            Sink::Device(dev) => dev.write_at(data, at).map_err(|e| fail("write", e)),
+            // A hole: nothing to write.
+            Sink::NewFile { .. } if zero => Ok(()),
+            Sink::NewFile { file, cursor, .. } => {
+                if *cursor != at {
+                    file.seek(SeekFrom::Start(at)).map_err(|e| fail("seek", e))?;
+                }
+                file.write_all(data).map_err(|e| fail("write", e))?;
+                *cursor = at + len;
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes the `len` bytes written durable, and returns the target as a
+    /// device to read them back from.
+    fn finish(self, len: u64) -> Result<Arc<dyn BlockDevice>, FlashError> {
+        let fail = |operation, source| FlashError::Target { operation, offset: len, source };
+        match self {
+            Sink::Device(dev) => {
+                dev.flush().map_err(|e| fail("flush", e))?;
+                Ok(dev)
+            }
+            Sink::NewFile { file, path, .. } => {
+                // A trailing run of zeroes is only a hole until the length says so.
+                file.set_len(len).map_err(|e| fail("set length", e))?;
+                file.sync_all().map_err(|e| fail("flush", e))?;
+                drop(file);
+                Ok(Arc::new(OpenOptions::new().open(&path).map_err(FlashError::TargetOpen)?))
+            }
+        }
+    }
+}
+
+/// The XXH3-128 of the target's first `len` bytes, read past the page
+/// cache, so what is hashed is what the medium holds.
+fn read_back_hash(
+    dev: &dyn BlockDevice,
+    len: u64,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u128, FlashError> {
+    let mut hasher = Xxh3Default::new();
+    let mut buf = crate::buffer::AlignedBuf::new(decode::BUF);
+    let mut pos = 0;
+    while pos < len {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(FlashError::Cancelled { written: len });
+        }
+        let n = (len - pos).min(buf.len() as u64) as usize;
+        dev.read_uncached(&mut buf[..n], pos).map_err(|source| FlashError::Target {
+            operation: "read back",
+            offset: pos,
+            source,
+        })?;
+        hasher.update(&buf[..n]);
+        pos += n as u64;
+        progress(pos);
+    }
+    Ok(hasher.digest128())
+}
