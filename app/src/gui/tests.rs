@@ -1073,3 +1073,42 @@ fn a_relative_target_is_shown_absolute_and_a_stale_start_error_goes() {
     replace_text(&mut h, "Target path", &dir.path().join("other.img").display().to_string());
     assert!(h.query_by_label_contains("Could not start").is_none(), "the stale error stays");
 }
+
+/// The seventh item, its ETA: a source written through the share
+/// faster than the speed limit lets it be copied says so, with no ETA.
+#[test]
+fn the_eta_is_a_dash_when_the_source_is_written_faster_than_the_limit() {
+    use livemirror_core::job::MirrorOptions;
+    use livemirror_tests::tools::qemu_io;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 8 * MIB, 37);
+    let dst = image(dir.path(), "dst.img", 8 * MIB, 0);
+    let socket = dir.path().join("share.sock");
+    let settings = settings_file(dir.path(), MirrorOptions { speed: MIB, ..Default::default() });
+    let mut h = app_with(TestOpener { faulty: None }, no_disks, [1100.0, 800.0], Some(settings));
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &dst.display().to_string());
+    share_at(&mut h, &format!("unix:{}", socket.display()));
+    h.get_by_label("Start").click();
+    wait_for(&mut h, "the share", |app| status(app).is_some());
+    // A VM rewriting the whole disk, over and over, at far more than 1 MiB/s.
+    let uri = format!("nbd+unix:///?socket={}", socket.display());
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                qemu_io(&uri, &["write -P 0x11 0 8M"]);
+            }
+        })
+    };
+    wait_for_label(&mut h, "ETA —: the source is written faster than the speed limit (1 MiB/s)");
+    assert!(!ready(h.state()));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    h.get_by_label("Cancel…").click();
+    h.run();
+    h.get_by_label("Cancel the job").click();
+    wait_for(&mut h, "the job to end", ended);
+}
