@@ -20,12 +20,13 @@ pub fn words(speed: u64) -> String {
     format!("{} MiB/s", mib.trim_end_matches('0').trim_end_matches('.'))
 }
 
-/// A typed limit: "unlimited", "0" or nothing for none, else MiB/s (a
-/// trailing "MiB/s" is allowed). `None` when it is not a number.
+/// A typed limit: "unlimited" or "0" for none, else MiB/s (a trailing
+/// "MiB/s" is allowed). `None` when it is not a number (nor empty: a field
+/// cleared to type anew does not lift the limit).
 pub fn parse(typed: &str) -> Option<u64> {
     let t = typed.trim();
     let t = t.strip_suffix("MiB/s").unwrap_or(t).trim();
-    if t.is_empty() || t.eq_ignore_ascii_case("unlimited") {
+    if t.eq_ignore_ascii_case("unlimited") {
         return Some(0);
     }
     let mib: f64 = t.parse().ok()?;
@@ -53,8 +54,8 @@ impl SpeedControl {
 
     /// Draws the slider and the field, labelled by `label` (the caller's
     /// "Speed limit"), and `hint`; true when the user changed `speed` (a
-    /// slider step, or a typed value once Enter is pressed or the field is
-    /// left).
+    /// slider step, or a value as it is typed: a Start pressed while the
+    /// field still has the focus gets it too).
     pub fn ui(&mut self, ui: &mut egui::Ui, label: egui::Id, speed: &mut u64, hint: &str) -> bool {
         let mut changed = false;
         if !self.editing {
@@ -72,12 +73,15 @@ impl SpeedControl {
             .add(egui::TextEdit::singleline(&mut self.text).desired_width(100.0))
             .labelled_by(label);
         self.editing = field.has_focus();
+        if field.changed()
+            && let Some(s) = parse(&self.text)
+            && s != *speed
+        {
+            *speed = s;
+            changed = true;
+        }
         if field.lost_focus() {
-            // Text that is no speed gives the field back its value.
-            if let Some(s) = parse(&self.text) {
-                changed |= s != *speed;
-                *speed = s;
-            }
+            // The value in its words; text that is no speed gives way to it.
             self.text = words(*speed);
         }
         if !hint.is_empty() {
@@ -107,6 +111,7 @@ mod tests {
         assert_eq!(parse("0"), Some(0));
         assert_eq!(parse("Unlimited"), Some(0));
         assert_eq!(parse("fast"), None);
+        assert_eq!(parse(""), None);
         assert_eq!(parse("-3"), None);
     }
 }

@@ -933,7 +933,8 @@ fn image_file_without_a_dialog_service_browses_in_the_window() {
 }
 
 /// The speed limit says "unlimited", never "0 MiB/s"; a typed value is the
-/// job's limit, and changing it while the job runs reaches the job.
+/// job's limit (also when Start is pressed while it is being typed), and
+/// changing it while the job runs reaches the job.
 #[test]
 fn the_speed_limit_says_unlimited_and_a_typed_value_reaches_the_job() {
     let dir = tempfile::tempdir().unwrap();
@@ -947,15 +948,19 @@ fn the_speed_limit_says_unlimited_and_a_typed_value_reaches_the_job() {
     };
     assert_eq!(field(&h), "unlimited");
     assert!(h.query_by_label_contains("0 MiB/s").is_none());
+    // Typed, and Start pressed with the field still being edited.
     replace_text(&mut h, "Speed limit", "3");
-    h.key_press(Key::Enter);
-    h.run();
-    assert_eq!(field(&h), "3 MiB/s");
     h.get_by_label("Start").click();
     wait_for(&mut h, "the job", |app| status(app).is_some());
     assert_eq!(status(h.state()).unwrap().speed, 3 * MIB);
     assert_eq!(field(&h), "3 MiB/s", "Running shows the job's limit");
-    replace_text(&mut h, "Speed limit", "unlimited");
+    // While the job runs the window repaints on its own: steps, not run().
+    h.get_by_role_and_label(Role::TextInput, "Speed limit").click();
+    h.run_steps(2);
+    h.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::TextInput, "Speed limit").type_text("unlimited");
+    h.run_steps(2);
     h.key_press(Key::Enter);
     wait_for(&mut h, "the limit lifted", |app| status(app).is_some_and(|s| s.speed == 0));
     assert_eq!(field(&h), "unlimited");
@@ -1072,4 +1077,43 @@ fn a_relative_target_is_shown_absolute_and_a_stale_start_error_goes() {
     assert!(!absolute.exists());
     replace_text(&mut h, "Target path", &dir.path().join("other.img").display().to_string());
     assert!(h.query_by_label_contains("Could not start").is_none(), "the stale error stays");
+}
+
+/// The seventh item, its ETA: a source written through the share
+/// faster than the speed limit lets it be copied says so, with no ETA.
+#[test]
+fn the_eta_is_a_dash_when_the_source_is_written_faster_than_the_limit() {
+    use livemirror_core::job::MirrorOptions;
+    use livemirror_tests::tools::qemu_io;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 8 * MIB, 37);
+    let dst = image(dir.path(), "dst.img", 8 * MIB, 0);
+    let socket = dir.path().join("share.sock");
+    let settings = settings_file(dir.path(), MirrorOptions { speed: MIB, ..Default::default() });
+    let mut h = app_with(TestOpener { faulty: None }, no_disks, [1100.0, 800.0], Some(settings));
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &dst.display().to_string());
+    share_at(&mut h, &format!("unix:{}", socket.display()));
+    h.get_by_label("Start").click();
+    wait_for(&mut h, "the share", |app| status(app).is_some());
+    // A VM rewriting the whole disk, over and over, at far more than 1 MiB/s.
+    let uri = format!("nbd+unix:///?socket={}", socket.display());
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                qemu_io(&uri, &["write -P 0x11 0 8M"]);
+            }
+        })
+    };
+    wait_for_label(&mut h, "ETA —: the source is written faster than the speed limit (1 MiB/s)");
+    assert!(!ready(h.state()));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    h.get_by_label("Cancel…").click();
+    h.run_steps(2);
+    h.get_by_label("Cancel the job").click();
+    wait_for(&mut h, "the job to end", ended);
 }
