@@ -335,8 +335,20 @@ impl Session {
 
     /// Data bytes per second over the last [`RATE_WINDOW`] (or since the
     /// start, when younger): what the speed limit counts, as holes and
-    /// zeroes cost nothing.
+    /// zeroes cost nothing. Never above the limit: the limiter lets each
+    /// copy start only when the link time of the ones before it has passed,
+    /// so on its clock no more than the limit goes through; a measured
+    /// excess is copies started in turn that ended together, not a faster
+    /// copy.
     pub fn data_rate(&self) -> u64 {
+        let rate = self.measured_rate();
+        match self.job.status().speed {
+            0 => rate,
+            limit => rate.min(limit),
+        }
+    }
+
+    fn measured_rate(&self) -> u64 {
         let now = self.duration().as_secs_f64();
         let since = (now - RATE_WINDOW).max(0.0);
         // From the last sample at or before the window's start, over the
