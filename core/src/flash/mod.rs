@@ -13,9 +13,12 @@
 //! gzip and zip a CRC-32, zstd its content checksum when the file has one),
 //! so a corrupt or truncated archive fails the decoder with a clear error
 //! and nothing is claimed.
+//!
+//! [`pack_zstd`] goes the other way: a disk into a new `.img.zst`.
 
 mod decode;
 mod detect;
+mod pack;
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
@@ -27,6 +30,7 @@ use std::sync::mpsc;
 use xxhash_rust::xxh3::Xxh3Default;
 
 pub use detect::Compression;
+pub use pack::pack_zstd;
 
 use crate::device::{BlockDevice, OpenOptions};
 use crate::job::is_zero;
