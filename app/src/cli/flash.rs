@@ -138,7 +138,7 @@ fn open_target(args: &CloneArgs, format: Compression) -> Result<(Target, bool), 
         let opts = args.cache.target(false, args.mirror.copy_mode);
         let asked = args.formats.target_format();
         let dev = privileged::open_as(path, opts, asked).map_err(|e| e.to_string())?;
-        refuse_same_file(&args.source, &*dev)?;
+        refuse_same_or_mounted(&args.source, &*dev)?;
         return Ok((Target::Device(dev), false));
     }
     let qcow2 = args.formats.target_format() == Some(ImageFormat::Qcow2)
@@ -153,12 +153,11 @@ fn open_target(args: &CloneArgs, format: Compression) -> Result<(Target, bool), 
     Ok((Target::NewFile(path.clone()), true))
 }
 
-fn refuse_same_file(source: &Path, target: &dyn BlockDevice) -> Result<(), String> {
+/// The mirror job's own refusals: the compressed file itself, or a disk
+/// with a mounted filesystem.
+fn refuse_same_or_mounted(source: &Path, target: &dyn BlockDevice) -> Result<(), String> {
     let source = OpenOptions::new().open(source).map_err(|e| format!("source: {e}"))?;
-    if source.id().overlaps(&target.id()) {
-        return Err(format!("{} is the source itself", target.describe()));
-    }
-    Ok(())
+    livemirror_core::job::refuse_same_or_mounted(&source, target).map_err(|e| e.to_string())
 }
 
 /// The last word: `said` words a success (from the result and seconds
