@@ -162,7 +162,8 @@ fn a_too_small_target_is_refused_or_stopped_clearly() {
 }
 
 /// What a stream cannot do is refused with the reason: an archive of
-/// several files, serving one, a new qcow2 target, mirror-only options.
+/// several files, writing onto itself, serving one, a new qcow2 target,
+/// mirror-only options.
 #[test]
 fn what_a_stream_cannot_do_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -177,6 +178,7 @@ fn what_a_stream_cannot_do_is_refused() {
     let qcow2 = dir.path().join("new.qcow2");
     for (args, message) in [
         (vec![s(&two), s(&new)], "holds 2 files (disk.img, readme.txt)"),
+        (vec![s(&xz), s(&xz)], "same"),
         (vec![s(&xz), s(&qcow2)], "write the image to a raw file"),
         (vec!["--resync", s(&xz), s(&new)], "--resync needs a disk or image to mirror"),
     ] {

@@ -37,25 +37,84 @@ pub async fn run(args: CloneArgs, format: Compression) -> ExitCode {
          once, front to back: no live mirroring, no random access; then the target is read \
          back and checked against the decompressed stream's hash"
     );
+    let source = args.source.clone();
+    let result = run_blocking(
+        move |cancel, progress| flash::flash(&source, format, target, cancel, progress),
+        args.json,
+    )
+    .await;
+    finish(&args, created, result, |f, secs| {
+        format!(
+            "completed: the target is identical to the decompressed image (verified: its \
+             read-back hash matches the stream's) ({} from {} of {format}) in {secs:.1}s, {}/s",
+            human(f.len),
+            human(f.compressed_len),
+            human((f.len as f64 / secs) as u64),
+        )
+    })
+}
+
+/// `clone SRC DST.img.zst`: the source read once, front to back, into a
+/// new zstd file, which is then decompressed to check it.
+pub async fn pack(args: CloneArgs, source: Arc<dyn BlockDevice>) -> ExitCode {
+    if let Some(flag) = live_only_flag(&args) {
+        return fail(&format!("{flag} needs a target to mirror onto; a .zst image is a stream"));
+    }
+    eprintln!(
+        "target: a new zstd-compressed image: the source is read once, front to back, with no \
+         write tracking (writes to it meanwhile make an inconsistent image); then the image is \
+         decompressed and checked against the hash of what was read"
+    );
+    let target = args.target.clone();
+    let result = run_blocking(
+        move |cancel, progress| flash::pack_zstd(&*source, &target, cancel, progress),
+        args.json,
+    )
+    .await;
+    finish(&args, false, result, |f, secs| {
+        format!(
+            "completed: {} decompresses to exactly the {} read from the source (verified: \
+             decompressed, its hash matches) ({} of zstd) in {secs:.1}s, {}/s",
+            args.target.display(),
+            human(f.len),
+            human(f.compressed_len),
+            human((f.len as f64 / secs) as u64),
+        )
+    })
+}
+
+/// Runs `work` on a blocking thread with a cancel flag Ctrl-C sets (it
+/// stops between buffers) and the progress display.
+async fn run_blocking(
+    work: impl FnOnce(&AtomicBool, &mut dyn FnMut(&Progress)) -> Result<Flashed, FlashError>
+    + Send
+    + 'static,
+    json: bool,
+) -> (Result<Flashed, FlashError>, Duration) {
+    let started = Instant::now();
     let cancel = Arc::new(AtomicBool::new(false));
     let mut task = {
-        let (source, cancel, json) = (args.source.clone(), cancel.clone(), args.json);
+        let cancel = cancel.clone();
         tokio::task::spawn_blocking(move || {
             let mut shown = Shown::new(json);
-            flash::flash(&source, format, target, &cancel, &mut |p| shown.progress(p))
+            work(&cancel, &mut |p| shown.progress(p))
         })
     };
-    let started = Instant::now();
     let result = tokio::select! {
         r = &mut task => r,
         _ = tokio::signal::ctrl_c() => {
-            // Stops between buffers; the end then says what is left.
             cancel.store(true, Ordering::Relaxed);
             task.await
         }
     };
-    let result = result.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    finish(&args, format, created, result, started.elapsed())
+    (result.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())), started.elapsed())
+}
+
+/// True for a target that does not exist yet and is named `….zst`: an
+/// image out as a zstd stream.
+pub fn is_new_zst(target: &Path) -> bool {
+    let zst = target.extension().is_some_and(|e| e.eq_ignore_ascii_case("zst"));
+    zst && privileged::nbd_uri(target).is_none() && !target.exists()
 }
 
 /// The first option given that only a mirror job can honour.
@@ -79,7 +138,7 @@ fn open_target(args: &CloneArgs, format: Compression) -> Result<(Target, bool), 
         let opts = args.cache.target(false, args.mirror.copy_mode);
         let asked = args.formats.target_format();
         let dev = privileged::open_as(path, opts, asked).map_err(|e| e.to_string())?;
-        refuse_same_file(&args.source, &*dev)?;
+        refuse_same_or_mounted(&args.source, &*dev)?;
         return Ok((Target::Device(dev), false));
     }
     let qcow2 = args.formats.target_format() == Some(ImageFormat::Qcow2)
@@ -94,25 +153,28 @@ fn open_target(args: &CloneArgs, format: Compression) -> Result<(Target, bool), 
     Ok((Target::NewFile(path.clone()), true))
 }
 
-fn refuse_same_file(source: &Path, target: &dyn BlockDevice) -> Result<(), String> {
+/// The mirror job's own refusals: the compressed file itself, or a disk
+/// with a mounted filesystem.
+fn refuse_same_or_mounted(source: &Path, target: &dyn BlockDevice) -> Result<(), String> {
     let source = OpenOptions::new().open(source).map_err(|e| format!("source: {e}"))?;
-    if source.id().overlaps(&target.id()) {
-        return Err(format!("{} is the source itself", target.describe()));
-    }
-    Ok(())
+    livemirror_core::job::refuse_same_or_mounted(&source, target).map_err(|e| e.to_string())
 }
 
+/// The last word: `said` words a success (from the result and seconds
+/// taken); a failure says what the target holds now. Exit 0 only when
+/// verified.
 fn finish(
     args: &CloneArgs,
-    format: Compression,
     created: bool,
-    result: Result<Flashed, FlashError>,
-    took: Duration,
+    (result, took): (Result<Flashed, FlashError>, Duration),
+    said: impl FnOnce(&Flashed, f64) -> String,
 ) -> ExitCode {
     let flashed = match result {
         Ok(f) => f,
         Err(e) => {
-            let left = if created && std::fs::remove_file(&args.target).is_ok() {
+            let left = if !args.target.exists() {
+                "no target file was left"
+            } else if created && std::fs::remove_file(&args.target).is_ok() {
                 "the partial new image was removed"
             } else {
                 "what the target holds now is not a copy"
@@ -130,24 +192,16 @@ fn finish(
             return ExitCode::from(code);
         }
     };
-    let secs = took.as_secs_f64().max(1e-9);
     if args.json {
         let data = json!({
             "len": flashed.len,
             "compressed_len": flashed.compressed_len,
-            "format": format.to_string(),
             "identical": true,
             "hash": format!("xxh3-128:{:032x}", flashed.hash),
         });
         println!("{}", named_line("FLASH_COMPLETED", data));
     }
-    eprintln!(
-        "\rcompleted: the target is identical to the decompressed image (verified: its read-back \
-         hash matches the stream's) ({} from {} of {format}) in {secs:.1}s, {}/s",
-        human(flashed.len),
-        human(flashed.compressed_len),
-        human((flashed.len as f64 / secs) as u64),
-    );
+    eprintln!("\r{}", said(&flashed, took.as_secs_f64().max(1e-9)));
     ExitCode::SUCCESS
 }
 

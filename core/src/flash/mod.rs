@@ -13,9 +13,12 @@
 //! gzip and zip a CRC-32, zstd its content checksum when the file has one),
 //! so a corrupt or truncated archive fails the decoder with a clear error
 //! and nothing is claimed.
+//!
+//! [`pack_zstd`] goes the other way: a disk into a new `.img.zst`.
 
 mod decode;
 mod detect;
+mod pack;
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
@@ -27,6 +30,7 @@ use std::sync::mpsc;
 use xxhash_rust::xxh3::Xxh3Default;
 
 pub use detect::Compression;
+pub use pack::pack_zstd;
 
 use crate::device::{BlockDevice, OpenOptions};
 use crate::job::is_zero;
@@ -285,4 +289,136 @@ fn read_back_hash(
         progress(pos);
     }
     Ok(hasher.digest128())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::device::MemoryDevice;
+
+    /// 10 MiB of varied bytes with zero runs: several buffers, so the
+    /// decoder and the writer overlap.
+    fn image() -> Vec<u8> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut data: Vec<u8> = (0..10 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 7) as u8 // compressible, not trivially
+            })
+            .collect();
+        data[2 << 20..5 << 20].fill(0);
+        data
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn run(
+        dir: &Path,
+        packed: &[u8],
+        format: Compression,
+        target: Target,
+        cancel: &AtomicBool,
+    ) -> Result<Flashed, FlashError> {
+        let path = dir.join("packed");
+        std::fs::write(&path, packed).unwrap();
+        flash(&path, format, target, cancel, &mut |_| {})
+    }
+
+    #[test]
+    fn a_packed_disk_flashes_back_onto_old_data_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = image();
+        let source = MemoryDevice::from_bytes(data.clone());
+        let zst = dir.path().join("disk.img.zst");
+        let mut last = Progress::default();
+        let packed = pack_zstd(&source, &zst, &AtomicBool::new(false), &mut |p| last = *p).unwrap();
+        assert_eq!((packed.len, last.verified), (data.len() as u64, data.len() as u64));
+        assert_eq!(decode::declared_len(&zst, Compression::Zstd).unwrap(), Some(packed.len));
+
+        let mut old = vec![0xAB; data.len() + 4096];
+        let target = Arc::new(MemoryDevice::from_bytes(old.clone()));
+        let flashed = flash(
+            &zst,
+            Compression::Zstd,
+            Target::Device(target.clone()),
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(flashed.hash, packed.hash);
+        old[..data.len()].copy_from_slice(&data);
+        assert!(target.contents() == old, "image part or what lies past it is wrong");
+    }
+
+    #[test]
+    fn a_new_file_keeps_zero_runs_as_holes_and_its_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = image();
+        let end = data.len();
+        data[end - 100_000..].fill(0); // a trailing zero run: set_len's job
+        let new = dir.path().join("new.img");
+        run(
+            dir.path(),
+            &gzip(&data),
+            Compression::Gzip,
+            Target::NewFile(new.clone()),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert!(std::fs::read(&new).unwrap() == data);
+    }
+
+    #[test]
+    fn a_corrupt_stream_fails_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut packed = gzip(&image());
+        let mid = packed.len() / 2;
+        packed[mid] ^= 0xFF;
+        let target = Arc::new(MemoryDevice::new(16 << 20));
+        let err = run(
+            dir.path(),
+            &packed,
+            Compression::Gzip,
+            Target::Device(target),
+            &AtomicBool::new(false),
+        )
+        .unwrap_err();
+        assert!(matches!(err, FlashError::Corrupt { format: Compression::Gzip, .. }), "{err}");
+    }
+
+    /// The writer stops (the target is full, or Ctrl-C) while the decoder
+    /// still has data: the decoder stops too, and the error is the writer's.
+    #[test]
+    fn a_writer_that_stops_stops_the_decoder_without_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let packed = gzip(&image());
+        let small = Arc::new(MemoryDevice::new(5 << 20));
+        let err = run(
+            dir.path(),
+            &packed,
+            Compression::Gzip,
+            Target::Device(small),
+            &AtomicBool::new(false),
+        )
+        .unwrap_err();
+        assert!(matches!(err, FlashError::TooLarge { target } if target == 5 << 20), "{err}");
+        let target = Arc::new(MemoryDevice::new(16 << 20));
+        let err = run(
+            dir.path(),
+            &packed,
+            Compression::Gzip,
+            Target::Device(target),
+            &AtomicBool::new(true),
+        )
+        .unwrap_err();
+        assert!(matches!(err, FlashError::Cancelled { written: 0 }), "{err}");
+    }
 }

@@ -60,7 +60,12 @@ pub fn preview_pair(source: &dyn BlockDevice, target: &dyn BlockDevice) -> Resul
     partition::decide_by_table(source, target)
 }
 
-fn refuse_same_or_mounted(source: &dyn BlockDevice, target: &dyn BlockDevice) -> Result<(), Error> {
+/// Refuses a target that is the source (or overlaps it), or a disk with a
+/// mounted filesystem. Also what a flash (a compressed source) checks.
+pub fn refuse_same_or_mounted(
+    source: &dyn BlockDevice,
+    target: &dyn BlockDevice,
+) -> Result<(), Error> {
     if source.id().overlaps(&target.id()) {
         return Err(Error::SameDevice { target: target.describe() });
     }
