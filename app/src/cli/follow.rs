@@ -28,7 +28,7 @@ pub async fn follow(
     how: Follow,
 ) -> Outcome {
     let mut redraw = tokio::time::interval(Duration::from_millis(200));
-    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut ctrl_c = Interrupts::listen();
     let mut interrupts = 0;
     loop {
         tokio::select! {
@@ -49,15 +49,46 @@ pub async fn follow(
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => break,
             },
-            _ = &mut ctrl_c, if how.cancel_on_ctrl_c => {
+            _ = ctrl_c.next(), if how.cancel_on_ctrl_c => {
                 interrupts += 1;
                 interrupted(job, interrupts);
-                ctrl_c.set(tokio::signal::ctrl_c());
             }
             _ = redraw.tick() => reporter.progress(&job.status()),
         }
     }
     job.wait().await
+}
+
+/// Ctrl-C presses, each seen: the listener is registered once, up front,
+/// so a second press that comes while the first is being answered is not
+/// lost (a fresh `tokio::signal::ctrl_c()` registers only when first
+/// polled, and misses a signal that came before).
+struct Interrupts {
+    #[cfg(unix)]
+    signals: Option<tokio::signal::unix::Signal>,
+    #[cfg(windows)]
+    signals: Option<tokio::signal::windows::CtrlC>,
+}
+
+impl Interrupts {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        let signals =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+        #[cfg(windows)]
+        let signals = tokio::signal::windows::ctrl_c().ok();
+        Interrupts { signals }
+    }
+
+    /// The next press; never, when signals cannot be listened to.
+    async fn next(&mut self) {
+        match &mut self.signals {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Ctrl-C: the first cancels (consistently once in sync: outstanding copies

@@ -23,7 +23,8 @@ pub struct Reporter {
 impl Reporter {
     /// With `json`, the stream opens with how the source is tracked (the
     /// COMPLETED event says it again): `{"event": "TRACKING", "data":
-    /// {"tracking": "kernel", "meaning": …}}`.
+    /// {"tracking": "kernel", "meaning": …}}` — after a resumed job's
+    /// RESUMED (see [`crate::resume::announce`]), which comes first.
     pub fn new(json: bool, tracking: Tracking) -> Self {
         let bar = !json && std::io::stderr().is_terminal();
         if json {

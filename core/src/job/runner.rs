@@ -707,7 +707,8 @@ impl Runner {
     }
 
     async fn finish(mut self, outcome: Outcome) {
-        if matches!(self.machine.phase, Phase::Aborting { abandon: true, .. }) {
+        let abandon = matches!(self.machine.phase, Phase::Aborting { abandon: true, .. });
+        if abandon {
             // A forced cancel: copies stuck on a hung device are left to
             // finish on their own; the target is incomplete either way.
             self.ops.detach_all();
@@ -745,8 +746,10 @@ impl Runner {
             }
         };
         // Completed: nothing is left to resume. Otherwise the file says
-        // where the job stopped, for a later run to go on from there.
-        if let Some(saver) = self.saver.take() {
+        // where the job stopped, for a later run to go on from there —
+        // except after a forced cancel, which must not wait for a flush of
+        // a hung target: the last save that completed stays, true as ever.
+        if let Some(saver) = self.saver.take().filter(|_| !abandon) {
             let saved = match &outcome {
                 Outcome::Completed { .. } => saver.completed().await,
                 _ => saver.last_save(state).await,
