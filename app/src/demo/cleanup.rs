@@ -62,11 +62,9 @@ fn stopped() -> impl Future<Output = i32> {
 }
 
 #[cfg(not(unix))]
-fn stopped() -> impl Future<Output = i32> {
-    async {
-        match tokio::signal::ctrl_c().await {
-            Ok(()) => 130,
-            Err(_) => std::future::pending().await,
-        }
+async fn stopped() -> i32 {
+    match tokio::signal::ctrl_c().await {
+        Ok(()) => 130,
+        Err(_) => std::future::pending().await,
     }
 }
