@@ -20,27 +20,11 @@
 
 set -euo pipefail
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(dirname "$HERE")
 SIZE=1G
 REPS=3
 DIR=${TMPDIR:-/var/tmp}/livemirror-formats-bench
-LIVEMIRROR=
-
-while [ $# -gt 0 ]; do
-    case $1 in
-        --size) SIZE=$2; shift 2 ;;
-        --reps) REPS=$2; shift 2 ;;
-        --dir) DIR=$2; shift 2 ;;
-        --livemirror) LIVEMIRROR=$2; shift 2 ;;
-        *) echo "unknown option $1" >&2; exit 2 ;;
-    esac
-done
-
-if [ -z "$LIVEMIRROR" ]; then
-    (cd "$REPO" && cargo build --release -q -p livemirror)
-    LIVEMIRROR=$REPO/target/release/livemirror
-fi
+. "$(dirname "$0")/common.sh"
+bench_options "$@"
 for tool in qemu-img xz xzcat zstd zstdcat dd python3; do
     command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }
 done
@@ -81,12 +65,12 @@ run() {
     sync
     start=$(date +%s.%N)
     case $case/$tool in
-        qcow2/livemirror) "$LIVEMIRROR" clone "$SRC" "$OUT.qcow2" 2>/dev/null ;;
+        qcow2/livemirror) "$LM" clone "$SRC" "$OUT.qcow2" 2>/dev/null ;;
         qcow2/qemu-img) qemu-img convert -O qcow2 "$SRC" "$OUT.qcow2" && sync "$OUT.qcow2" ;;
-        xz/livemirror) "$LIVEMIRROR" clone "$SRC.xz" "$OUT.img" 2>/dev/null ;;
+        xz/livemirror) "$LM" clone "$SRC.xz" "$OUT.img" 2>/dev/null ;;
         xz/xzcat-T0) xzcat -T0 "$SRC.xz" | dd of="$OUT.img" bs=4M conv=sparse,fsync status=none ;;
         xz/xzcat-T1) xzcat -T1 "$SRC.xz" | dd of="$OUT.img" bs=4M conv=sparse,fsync status=none ;;
-        zstd/livemirror) "$LIVEMIRROR" clone "$SRC.zst" "$OUT.img" 2>/dev/null ;;
+        zstd/livemirror) "$LM" clone "$SRC.zst" "$OUT.img" 2>/dev/null ;;
         zstd/zstdcat) zstdcat "$SRC.zst" | dd of="$OUT.img" bs=4M conv=sparse,fsync status=none ;;
     esac
     end=$(date +%s.%N)

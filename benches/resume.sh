@@ -17,25 +17,11 @@
 
 set -euo pipefail
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(dirname "$HERE")
 SIZE=2G
 REPS=5
 DIR=${TMPDIR:-/var/tmp}/livemirror-bench-resume
-LM=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --size) SIZE=$2; shift 2 ;;
-        --reps) REPS=$2; shift 2 ;;
-        --dir) DIR=$2; shift 2 ;;
-        --livemirror) LM=$2; shift 2 ;;
-        *) echo "unknown argument $1" >&2; exit 2 ;;
-    esac
-done
-if [ -z "$LM" ]; then
-    (cd "$REPO" && cargo build --release -p livemirror >&2)
-    LM=${CARGO_TARGET_DIR:-$REPO/target}/release/livemirror
-fi
+. "$(dirname "$0")/common.sh"
+bench_options "$@"
 mkdir -p "$DIR"
 SRC=$DIR/src.img DST=$DIR/dst.img STATE=$DIR/state
 trap 'rm -rf "$DIR"' EXIT
