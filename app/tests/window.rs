@@ -19,6 +19,7 @@ use livemirror::gui::app::{Env, LiveMirrorApp};
 use livemirror::gui::engine::{FileOpener, Opener};
 use livemirror::gui::widgets::prompt::byte_range;
 use livemirror::platform::disks::Disk;
+use livemirror::platform::privileged::OpenError;
 use livemirror_core::Side;
 
 const EIO: i32 = libc::EIO;
@@ -37,7 +38,11 @@ impl Opener for TestOpener {
         }
     }
 
-    fn open_for_job(&self, path: &Path, opts: OpenOptions) -> Result<Arc<dyn BlockDevice>, String> {
+    fn open_for_job(
+        &self,
+        path: &Path,
+        opts: OpenOptions,
+    ) -> Result<Arc<dyn BlockDevice>, OpenError> {
         match &self.faulty {
             Some((p, dev)) if p == path => Ok(dev.clone()),
             _ => FileOpener.open_for_job(path, opts),

@@ -110,7 +110,7 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         target_path: &args.target,
         target: &*target,
     };
-    let plan = state_args::plan_for(&pair, &mut options, args.state, created, args.resync);
+    let plan = state_args::plan_for(&pair, &mut options, args.state, created.is_new(), args.resync);
     state_args::announce(&plan, args.json);
     let mounts = livemirror_core::device::mounts_on(&source.id());
     if args.mirror.tracking == Some(Tracking::Nbd) {
@@ -137,18 +137,14 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     };
     let (job, events) = match started {
         Ok(started) => {
+            created.keep();
             for note in &started.notes {
                 eprintln!("{note}");
             }
             (started.job, started.events)
         }
-        Err(e) => {
-            if created {
-                // We made it a moment ago; refusing the job must leave nothing behind.
-                let _ = std::fs::remove_file(&args.target);
-            }
-            return fail(&e.to_string());
-        }
+        // The target made a moment ago goes with `created`.
+        Err(e) => return fail(&e.to_string()),
     };
     let tracking = job.status().tracking;
     eprintln!("tracking: {tracking} — {}", text::tracking(tracking));
@@ -186,7 +182,7 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     }
     let fixed = match sizes::fix_up(&*target, &args.target, fit, grow) {
         Ok(f) => f,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&e.to_string()),
     };
     for line in &fixed.lines {
         eprintln!("{line}");
@@ -197,6 +193,6 @@ pub async fn run(args: CloneArgs) -> ExitCode {
             code
         }
         Ok(c) => fail(&sizes::verdict(&c)),
-        Err(e) => fail(&e),
+        Err(e) => fail(&e.to_string()),
     }
 }

@@ -9,6 +9,7 @@ use livemirror_core::device::{BlockDevice, ImageFormat, OpenOptions, Qcow2Device
 use livemirror_core::flash::Compression;
 
 use crate::platform::privileged;
+use crate::session::target::{self, Created};
 
 /// A format on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,53 +69,63 @@ impl FormatArgs {
         &self,
         path: &Path,
         opts: OpenOptions,
-    ) -> Result<Arc<dyn BlockDevice>, String> {
-        if let Some(format) = self.source_compression(path) {
-            return Err(format!(
-                "{} is a {format}-compressed image: a stream that cannot be read at random;                  `livemirror clone` writes it onto a target (or decompress it first)",
-                path.display()
-            ));
+    ) -> Result<Arc<dyn BlockDevice>, FormatError> {
+        if let Some(compression) = self.source_compression(path) {
+            return Err(FormatError::Compressed { path: path.to_owned(), compression });
         }
-        privileged::open_as(path, opts, self.source_format.format()).map_err(|e| e.to_string())
+        Ok(privileged::open_as(path, opts, self.source_format.format())?)
     }
 
     /// Opens the target, or creates it (sparse, `len` bytes, in the format
-    /// asked or named) when it does not exist; true when created.
+    /// asked or named) when it does not exist; a created one comes with
+    /// its [`Created`] guard, which removes it again if the job is refused.
     pub fn open_or_create_target(
         &self,
         path: &Path,
         len: u64,
         opts: OpenOptions,
-    ) -> Result<(Arc<dyn BlockDevice>, bool), String> {
+    ) -> Result<(Arc<dyn BlockDevice>, Created), FormatError> {
         let asked = self.target_format.format();
-        let exists = privileged::nbd_uri(path).is_some() || path.exists();
-        if exists {
+        if target::exists(path) {
             if let Some(backing) = &self.target_backing {
-                return Err(format!(
-                    "{} exists; --target-backing {} makes a new image only",
-                    path.display(),
-                    backing.display()
-                ));
+                return Err(FormatError::BackingOnExisting {
+                    path: path.to_owned(),
+                    backing: backing.clone(),
+                });
             }
-            return privileged::open_as(path, opts, asked)
-                .map(|t| (t, false))
-                .map_err(|e| e.to_string());
+            return Ok((privileged::open_as(path, opts, asked)?, Created::existing()));
         }
         let format = match (asked, &self.target_backing) {
-            (Some(ImageFormat::Raw), Some(_)) => {
-                return Err("--target-backing makes a qcow2 overlay, not a raw image".into());
-            }
+            (Some(ImageFormat::Raw), Some(_)) => return Err(FormatError::RawWithBacking),
             (_, Some(_)) => ImageFormat::Qcow2,
             (Some(f), None) => f,
             (None, None) => ImageFormat::of_new_name(path),
         };
         let target: Arc<dyn BlockDevice> = match format {
-            ImageFormat::Qcow2 => Arc::new(
-                Qcow2Device::create(path, len, self.target_backing.as_deref())
-                    .map_err(|e| e.to_string())?,
-            ),
-            ImageFormat::Raw => Arc::new(opts.create(path, len).map_err(|e| e.to_string())?),
+            ImageFormat::Qcow2 => {
+                Arc::new(Qcow2Device::create(path, len, self.target_backing.as_deref())?)
+            }
+            ImageFormat::Raw => Arc::new(opts.create(path, len)?),
         };
-        Ok((target, true))
+        Ok((target, Created::new(path)))
     }
+}
+
+/// Why a source or target could not be opened as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error(
+        "{} is a {compression}-compressed image: a stream that cannot be read at random; \
+         `livemirror clone` writes it onto a target (or decompress it first)",
+        path.display()
+    )]
+    Compressed { path: PathBuf, compression: Compression },
+    #[error("{} exists; --target-backing {} makes a new image only", path.display(), backing.display())]
+    BackingOnExisting { path: PathBuf, backing: PathBuf },
+    #[error("--target-backing makes a qcow2 overlay, not a raw image")]
+    RawWithBacking,
+    #[error(transparent)]
+    Open(#[from] privileged::OpenError),
+    #[error(transparent)]
+    Create(#[from] livemirror_core::Error),
 }

@@ -42,7 +42,8 @@ pub struct MirrorArgs {
     pub no_verify: bool,
 }
 
-fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
+/// The engine's own names for its modes, errors as the engine words them.
+fn parse_enum<T: std::str::FromStr>(s: &str) -> Result<T, T::Err> {
     s.parse()
 }
 

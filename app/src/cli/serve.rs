@@ -15,6 +15,7 @@ use livemirror_core::nbd::Endpoint;
 use tokio::sync::broadcast;
 
 use super::follow::{Follow, follow, interrupted};
+use super::format_args::FormatError;
 use super::progress::Reporter;
 use super::{CacheArgs, FormatArgs, MirrorArgs, StateArgs, fail, state_args};
 use crate::session::resume::Pair;
@@ -84,7 +85,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         None => None,
         Some(dst) => match start_job(&live, dst, len, &args) {
             Ok(started) => Some(started),
-            Err(e) => return fail(&e),
+            Err(e) => return fail(&e.to_string()),
         },
     };
     let (stop_control, stopped) = tokio::sync::watch::channel(false);
@@ -162,7 +163,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     {
         match sizes::fix_up(&*target, dst, job.fit(), args.grow_last_partition) {
             Ok(fixed) => fixed.lines.iter().for_each(|l| eprintln!("{l}")),
-            Err(e) => return fail(&e),
+            Err(e) => return fail(&e.to_string()),
         }
     }
     code
@@ -204,6 +205,22 @@ async fn stop_signal() {
     }
 }
 
+/// Why the mirror job of `serve --mirror-to` did not start.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("target: {0}")]
+    Target(FormatError),
+    #[error(
+        "the target ({}) is smaller than the source ({}): it cannot take over the NBD export, \
+         whose clients see the source's size (clone onto it with `livemirror clone` instead)",
+        human(*target),
+        human(*len)
+    )]
+    Smaller { target: u64, len: u64 },
+    #[error(transparent)]
+    Refused(#[from] livemirror_core::Error),
+}
+
 /// A started job, its first event subscription, and its target.
 type Started = (JobHandle, broadcast::Receiver<JobEvent>, Arc<dyn BlockDevice>);
 
@@ -212,16 +229,12 @@ fn start_job(
     dst: &std::path::Path,
     len: u64,
     args: &ServeArgs,
-) -> Result<Started, String> {
+) -> Result<Started, StartError> {
     let opts = args.cache.target(true, args.mirror.copy_mode);
     let (target, created) =
-        args.formats.open_or_create_target(dst, len, opts).map_err(|e| format!("target: {e}"))?;
+        args.formats.open_or_create_target(dst, len, opts).map_err(StartError::Target)?;
     if target.len() < len {
-        return Err(format!(
-            "the target ({}) is smaller than the source ({}): it cannot take over the NBD export, whose clients see the source's size (clone onto it with `livemirror clone` instead)",
-            human(target.len()),
-            human(len)
-        ));
+        return Err(StartError::Smaller { target: target.len(), len });
     }
     let mut options = args.mirror.options();
     // Served, every write goes through the export, unless the source is
@@ -232,15 +245,11 @@ fn start_job(
     let source = live.device();
     let pair =
         Pair { source_path: &args.source, source: &*source, target_path: dst, target: &*target };
-    let plan = state_args::plan_for(&pair, &mut options, args.state, created, false);
+    let plan = state_args::plan_for(&pair, &mut options, args.state, created.is_new(), false);
     state_args::announce(&plan, args.json);
     let persist = plan.persist;
-    let (job, events) = job::start_persisted(live.clone(), target.clone(), options, persist)
-        .map_err(|e| {
-            if created {
-                let _ = std::fs::remove_file(dst);
-            }
-            e.to_string()
-        })?;
+    // A refused job drops `created`, which removes a target made for it.
+    let (job, events) = job::start_persisted(live.clone(), target.clone(), options, persist)?;
+    created.keep();
     Ok((job, events, target))
 }

@@ -12,7 +12,7 @@ use livemirror_core::job::{Command, Outcome};
 
 use crate::gui::engine::{Engine, Opener, Pending};
 use crate::gui::frame_stats::FrameStats;
-use crate::gui::job::{self, Session, StartRequest};
+use crate::gui::job::{self, Session, StartError, StartRequest};
 use crate::gui::screens::done::{DoneScreen, Fix, Verify};
 use crate::gui::screens::running::BUTTON;
 use crate::gui::screens::running::RunningScreen;
@@ -112,7 +112,7 @@ pub struct LiveMirrorApp {
     disks: Vec<Disk>,
     screen: Screen,
     session: Option<Session>,
-    starting: Option<Pending<Result<Session, String>>>,
+    starting: Option<Pending<Result<Session, StartError>>>,
     /// The last session's share closing: the next Start waits for it, so
     /// it can bind the same endpoint.
     unsharing: Option<Pending<()>>,
@@ -213,7 +213,7 @@ impl LiveMirrorApp {
                         Screen::Setup(old) => old,
                         _ => Box::new(SetupScreen::new(&self.settings, None, None)),
                     };
-                    setup.start_error = Some(e);
+                    setup.start_error = Some(e.to_string());
                     self.screen = Screen::Setup(setup);
                 }
             }
@@ -401,7 +401,7 @@ impl LiveMirrorApp {
         self.fixing = Some(self.engine.blocking(ctx, move || {
             match sizes::fix_up(&*target, &path, &fit, grow) {
                 Ok(f) => Fix::Done(f),
-                Err(e) => Fix::Failed(e),
+                Err(e) => Fix::Failed(e.to_string()),
             }
         }));
         Fix::Running
@@ -492,7 +492,7 @@ impl LiveMirrorApp {
                     self.verifying = Some(self.engine.blocking(ctx, move || {
                         match sizes::verify(&*a, &*b, &fit, &fixed) {
                             Ok(c) => Verify::Compared(c),
-                            Err(e) => Verify::Found(Found::Error(e), None),
+                            Err(e) => Verify::Found(Found::Error(e.to_string()), None),
                         }
                     }));
                     return;

@@ -15,6 +15,8 @@ use eframe::egui;
 use livemirror_core::Error;
 use livemirror_core::device::{BlockDevice, OpenOptions};
 
+use crate::platform::privileged::OpenError;
+
 /// Opens the devices a job reads and writes.
 pub trait Opener: Send + Sync {
     /// Opens `path`, read-only unless `write`, as the user is allowed to:
@@ -23,8 +25,12 @@ pub trait Opener: Send + Sync {
     /// Opens `path` for the job with `opts` (the target's cache mode among
     /// them), on the engine thread: where the user may not open a disk, this
     /// may ask for authorization and wait for it.
-    fn open_for_job(&self, path: &Path, opts: OpenOptions) -> Result<Arc<dyn BlockDevice>, String> {
-        self.open(path, opts.writes()).map_err(|e| e.to_string())
+    fn open_for_job(
+        &self,
+        path: &Path,
+        opts: OpenOptions,
+    ) -> Result<Arc<dyn BlockDevice>, OpenError> {
+        self.open(path, opts.writes()).map_err(OpenError::Direct)
     }
     /// Creates a new sparse image of `len` bytes at `path`, open for writing
     /// with `opts`.
@@ -46,8 +52,12 @@ impl Opener for FileOpener {
         Ok(Arc::new(OpenOptions::new().write(write).open(path)?))
     }
 
-    fn open_for_job(&self, path: &Path, opts: OpenOptions) -> Result<Arc<dyn BlockDevice>, String> {
-        crate::platform::privileged::open(path, opts).map_err(|e| e.to_string())
+    fn open_for_job(
+        &self,
+        path: &Path,
+        opts: OpenOptions,
+    ) -> Result<Arc<dyn BlockDevice>, OpenError> {
+        crate::platform::privileged::open(path, opts)
     }
 }
 

@@ -24,10 +24,12 @@ use livemirror_core::live::LiveSource;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::gui::engine::Opener;
-use crate::gui::widgets::share::ShareSettings;
+use crate::gui::widgets::share::{EndpointError, ShareSettings};
+use crate::platform::privileged::OpenError;
 use crate::session::Cache;
 use crate::session::demo::{DemoArgs, Scenario};
 use crate::session::share::Share;
+use crate::session::target::{self, Created};
 use crate::session::tracking;
 use crate::text;
 use crate::text::human;
@@ -148,8 +150,8 @@ pub fn start(
     opener: &dyn Opener,
     req: StartRequest,
     ctx: egui::Context,
-) -> Result<Session, String> {
-    let endpoint = req.share.endpoint().map_err(|e| format!("NBD endpoint: {e}"))?;
+) -> Result<Session, StartError> {
+    let endpoint = req.share.endpoint()?;
     // Shared, the source is written by the share's clients.
     let shared = endpoint.is_some();
     // Not shared, a disk's writers are seen by kernel tracking, which reads
@@ -157,29 +159,31 @@ pub fn start(
     let kernel_wanted = !shared && tracking::is_block_device(&req.source);
     let source = opener
         .open_for_job(&req.source, OpenOptions::new().write(shared).direct(kernel_wanted))
-        .map_err(|e| format!("source: {e}"))?;
+        .map_err(StartError::Source)?;
     // Bound before the target is touched: a taken socket changes nothing.
     let bound = endpoint
         .map(|ep| {
             tokio::runtime::Handle::current()
                 .block_on(Share::bind(&ep, false))
-                .map_err(|e| format!("cannot share the source at {ep}: {e}"))
+                .map_err(|source| StartError::Share { endpoint: ep.to_string(), source })
         })
         .transpose()?;
     let target_opts = Cache::default_target(shared, req.options.copy_mode).options().write(true);
-    let created =
-        crate::platform::privileged::nbd_uri(&req.target).is_none() && !req.target.exists();
-    let target = if created {
-        opener.create(&req.target, source.len(), target_opts).map_err(|e| e.to_string())
+    let (target, created) = if target::exists(&req.target) {
+        let target = opener.open_for_job(&req.target, target_opts).map_err(StartError::Target)?;
+        (target, Created::existing())
     } else {
-        opener.open_for_job(&req.target, target_opts)
-    }
-    .map_err(|e| format!("target: {e}"))?;
+        let target = opener
+            .create(&req.target, source.len(), target_opts)
+            .map_err(|e| StartError::Target(OpenError::Direct(e)))?;
+        (target, Created::new(&req.target))
+    };
     let live = LiveSource::new(source.clone());
     let mounts = livemirror_core::device::mounts_on(&source.id());
     // Shared, writes come through the share (a mounted source is written
     // around it: compare passes); otherwise the kernel sees them if it
-    // can, or the job says what it cannot see (and verifies).
+    // can, or the job says what it cannot see (and verifies). A refused
+    // job drops `created`, which removes a target made for it.
     let started = if shared {
         let tracking = if mounts.is_empty() { Tracking::Nbd } else { Tracking::Compare };
         let options = MirrorOptions { tracking, ..req.options };
@@ -195,29 +199,42 @@ pub fn start(
             &mounts,
             None,
         )
-    }
-    .map_err(|e| e.to_string());
-    let mut session = started.map(|s| Session::new(s, source, target, ctx)).inspect_err(|_| {
-        if created {
-            // Made a moment ago for this job; a refused job leaves nothing behind.
-            let _ = std::fs::remove_file(&req.target);
-        }
-    })?;
+    }?;
+    created.keep();
+    let mut session = Session::new(started, source, target, ctx);
     session.share = bound.map(|b| b.serve(&live));
     session.target_path = Some(req.target.clone());
     session.grow_last_partition = req.grow_last_partition;
     Ok(session)
 }
 
+/// Why the window's job did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("NBD endpoint: {0}")]
+    Endpoint(#[from] EndpointError),
+    #[error("source: {0}")]
+    Source(OpenError),
+    #[error("cannot share the source at {endpoint}: {source}")]
+    Share { endpoint: String, source: std::io::Error },
+    #[error("target: {0}")]
+    Target(OpenError),
+    #[error(transparent)]
+    Refused(#[from] livemirror_core::Error),
+    #[error("cannot create the demo images: {0}")]
+    Demo(std::io::Error),
+    #[error("cannot read the demo image: {0}")]
+    DemoRead(std::io::Error),
+}
+
 /// Builds the demo's images, starts its writer and the job. Blocking.
-pub fn start_demo(args: &DemoArgs, ctx: egui::Context) -> Result<Session, String> {
-    let scenario =
-        Scenario::create(args.size).map_err(|e| format!("cannot create the demo images: {e}"))?;
+pub fn start_demo(args: &DemoArgs, ctx: egui::Context) -> Result<Session, StartError> {
+    let scenario = Scenario::create(args.size).map_err(StartError::Demo)?;
     let mut options = MirrorOptions { speed: args.speed, ..Default::default() };
     let target: Arc<dyn BlockDevice> = if args.bad_sector {
         let at = scenario
             .data_at_or_after(args.size * 3 / 10)
-            .map_err(|e| format!("cannot read the demo image: {e}"))?
+            .map_err(StartError::DemoRead)?
             .unwrap_or(0);
         let faulty = FaultyDevice::new(scenario.target.clone());
         faulty.inject(Fault::times(Op::Write, at..at + 4096, libc::EIO, 1));
@@ -228,8 +245,7 @@ pub fn start_demo(args: &DemoArgs, ctx: egui::Context) -> Result<Session, String
     };
     scenario.start_writer(200);
     let source = scenario.live.device();
-    let (job, events) =
-        job::start(scenario.live.clone(), target.clone(), options).map_err(|e| e.to_string())?;
+    let (job, events) = job::start(scenario.live.clone(), target.clone(), options)?;
     let started = tracking::Started { job, events, notes: vec![] };
     let mut session = Session::new(started, source, target, ctx);
     session.source_name = format!("{} (demo, written to live)", scenario.source_path.display());

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod resume;
 pub mod share;
 pub mod sizes;
+pub mod target;
 pub mod tracking;
 
 pub use cache::Cache;

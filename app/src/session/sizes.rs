@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::Command;
 
 use livemirror_core::device::BlockDevice;
-use livemirror_core::partition::{self, Comparison, Filesystem, Fit, FixUp, Grown, Relation};
+use livemirror_core::partition::{
+    self, Comparison, Filesystem, Fit, FixUp, Grown, PartitionError, Relation,
+};
 
 use crate::text::human;
 
@@ -33,10 +35,8 @@ pub fn fix_up(
     path: &Path,
     fit: &Fit,
     grow: bool,
-) -> Result<Fixed, String> {
-    let fix = partition::fix_up(target, fit.source_len, grow).map_err(|e| {
-        format!("the copy is complete, but its partition table could not be fixed up: {e}")
-    })?;
+) -> Result<Fixed, SizeError> {
+    let fix = partition::fix_up(target, fit.source_len, grow).map_err(SizeError::Table)?;
     let mut lines = vec![format!("partition table: {fix}")];
     if let Some(g) = &fix.grown {
         lines.push(grow_filesystem(path, g)?);
@@ -51,9 +51,31 @@ pub fn verify(
     target: &dyn BlockDevice,
     fit: &Fit,
     fixed: &Fixed,
-) -> Result<Comparison, String> {
+) -> Result<Comparison, SizeError> {
     partition::compare(source, target, fit.copy_len, fixed.fix.grown.map(|g| g.partition))
-        .map_err(|e| format!("could not verify the target: {e}"))
+        .map_err(SizeError::Verify)
+}
+
+/// What went wrong after a copy onto a target of another size.
+#[derive(Debug, thiserror::Error)]
+pub enum SizeError {
+    #[error("the copy is complete, but its partition table could not be fixed up: {0}")]
+    Table(PartitionError),
+    #[error("could not verify the target: {0}")]
+    Verify(PartitionError),
+    #[error("partition {partition} grew, but its filesystem could not: {tool}")]
+    Grow { partition: u32, tool: ToolError },
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+}
+
+/// A filesystem tool that could not run or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("{tool}: {source}")]
+    Spawn { tool: &'static str, source: std::io::Error },
+    #[error("{tool} failed ({status}): {stderr}")]
+    Failed { tool: &'static str, status: std::process::ExitStatus, stderr: String },
 }
 
 /// The comparison as the last line of `clone` says it.
@@ -67,7 +89,7 @@ pub fn verdict(c: &Comparison) -> String {
 /// Grows the filesystem of the grown partition, reached through a loop
 /// device over its byte range (the same for image files and disks, and it
 /// needs no partition nodes from the kernel).
-fn grow_filesystem(path: &Path, g: &Grown) -> Result<String, String> {
+fn grow_filesystem(path: &Path, g: &Grown) -> Result<String, SizeError> {
     let n = g.partition.number;
     let Some(Filesystem::Ext) = g.filesystem else {
         return Ok(format!(
@@ -92,7 +114,7 @@ fn grow_filesystem(path: &Path, g: &Grown) -> Result<String, String> {
     let grown =
         run("e2fsck", &["-f", "-p", &lo], None).and_then(|_| run("resize2fs", &[&lo], None));
     let detached = run("losetup", &["-d", &lo], None);
-    grown.map_err(|e| format!("partition {n} grew, but its filesystem could not: {e}"))?;
+    grown.map_err(|tool| SizeError::Grow { partition: n, tool })?;
     detached?;
     Ok(format!("partition {n}: ext filesystem grown to {} with resize2fs", human(len)))
 }
@@ -103,22 +125,22 @@ fn on_path(tool: &str) -> bool {
 }
 
 /// Runs a tool; its stdout, or an error with its stderr.
-fn run(tool: &str, args: &[&str], path: Option<&Path>) -> Result<String, String> {
+fn run(tool: &'static str, args: &[&str], path: Option<&Path>) -> Result<String, ToolError> {
     let mut cmd = Command::new(tool);
     cmd.args(args);
     if let Some(p) = path {
         cmd.arg(p);
     }
-    let out = cmd.output().map_err(|e| format!("{tool}: {e}"))?;
+    let out = cmd.output().map_err(|source| ToolError::Spawn { tool, source })?;
     // e2fsck: 1 means "errors corrected", which is what -p is for.
     let ok = out.status.success() || (tool == "e2fsck" && out.status.code() == Some(1));
     if ok {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!(
-            "{tool} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(ToolError::Failed {
+            tool,
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
     }
 }

@@ -13,7 +13,7 @@ pub async fn handle(line: &str, job: &JobHandle) -> Value {
             Ok(()) => json!({ "return": {} }),
             Err(e) => error(class(&e), &e.to_string()),
         },
-        Err(desc) => error("GenericError", &desc),
+        Err(refused) => error("GenericError", &refused.to_string()),
     }
 }
 
@@ -22,36 +22,57 @@ enum Request {
     Run(Command),
 }
 
-fn parse(line: &str) -> Result<Request, String> {
-    let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let verb = v["execute"].as_str().ok_or("missing \"execute\"")?;
+fn parse(line: &str) -> Result<Request, RequestError> {
+    let v: Value = serde_json::from_str(line)?;
+    let verb = v["execute"].as_str().ok_or(RequestError::NoExecute)?;
     let args = &v["arguments"];
+    let needs = |what| RequestError::Missing { verb: verb.to_owned(), what };
     let cmd = match verb {
         "query" => return Ok(Request::Query),
         "set-speed" => {
             let speed = &args["speed"];
             if speed.as_i64().is_some_and(|s| s < 0) {
-                return Err("speed must not be negative".into());
+                return Err(RequestError::NegativeSpeed);
             }
-            Command::SetSpeed(speed.as_u64().ok_or("set-speed needs \"speed\" (bytes per second)")?)
+            Command::SetSpeed(speed.as_u64().ok_or_else(|| needs("\"speed\" (bytes per second)"))?)
         }
         "pause" => Command::Pause,
         "resume" => Command::Resume,
         "complete" => Command::Complete,
         "cancel" => Command::Cancel { force: args["force"].as_bool().unwrap_or(false) },
         "set-copy-mode" => {
-            let mode = args["copy-mode"].as_str().ok_or("set-copy-mode needs \"copy-mode\"")?;
-            Command::SetCopyMode(mode.parse::<CopyMode>()?)
+            let mode = args["copy-mode"].as_str().ok_or_else(|| needs("\"copy-mode\""))?;
+            Command::SetCopyMode(
+                mode.parse::<CopyMode>().map_err(|e| RequestError::CopyMode(e.to_string()))?,
+            )
         }
         "decide" => Command::Decide(match args["action"].as_str() {
             Some("retry") => Decision::Retry,
             Some("ignore") => Decision::Ignore,
             Some("stop") => Decision::Stop,
-            _ => return Err("decide needs \"action\": retry, ignore or stop".into()),
+            _ => return Err(needs("\"action\": retry, ignore or stop")),
         }),
-        other => return Err(format!("unknown command {other:?}")),
+        other => return Err(RequestError::Unknown(other.to_owned())),
     };
     Ok(Request::Run(cmd))
+}
+
+/// Why a request line was refused (sent back as a `GenericError`).
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    #[error("not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error("missing \"execute\"")]
+    NoExecute,
+    #[error("{verb} needs {what}")]
+    Missing { verb: String, what: &'static str },
+    #[error("speed must not be negative")]
+    NegativeSpeed,
+    /// The engine's words for a copy mode it does not know.
+    #[error("{0}")]
+    CopyMode(String),
+    #[error("unknown command {0:?}")]
+    Unknown(String),
 }
 
 fn query(job: &JobHandle) -> Value {

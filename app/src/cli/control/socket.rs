@@ -12,6 +12,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub trait Stream: AsyncRead + AsyncWrite + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + 'static> Stream for T {}
 
+/// A control socket address not in this platform's form.
+#[derive(Debug, thiserror::Error)]
+#[error("{typed:?}: the control socket is given as {form}")]
+pub struct BadAddr {
+    typed: String,
+    form: &'static str,
+}
+
 #[cfg(unix)]
 pub use unix::{Listener, bind, parse_addr};
 #[cfg(windows)]
@@ -23,10 +31,10 @@ mod unix {
     use tokio::net::{UnixListener, UnixStream};
 
     /// Parses `unix:PATH`.
-    pub fn parse_addr(s: &str) -> Result<PathBuf, String> {
+    pub fn parse_addr(s: &str) -> Result<PathBuf, BadAddr> {
         match s.strip_prefix("unix:") {
             Some(p) if !p.is_empty() => Ok(p.into()),
-            _ => Err(format!("{s:?}: the control socket is given as unix:PATH")),
+            _ => Err(BadAddr { typed: s.to_owned(), form: "unix:PATH" }),
         }
     }
 
@@ -61,10 +69,10 @@ mod windows {
     use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
 
     /// Parses `pipe:NAME` into `\\.\pipe\NAME`.
-    pub fn parse_addr(s: &str) -> Result<PathBuf, String> {
+    pub fn parse_addr(s: &str) -> Result<PathBuf, BadAddr> {
         match s.strip_prefix("pipe:") {
             Some(p) if !p.is_empty() && !p.contains('\\') => Ok(format!(r"\\.\pipe\{p}").into()),
-            _ => Err(format!("{s:?}: the control socket is given as pipe:NAME")),
+            _ => Err(BadAddr { typed: s.to_owned(), form: "pipe:NAME" }),
         }
     }
 

@@ -58,7 +58,7 @@ pub struct Browser {
     dir: PathBuf,
     /// The folder as typed in its field.
     dir_text: String,
-    entries: Result<Vec<Entry>, String>,
+    entries: std::io::Result<Vec<Entry>>,
     more: usize,
     name: String,
 }
@@ -97,7 +97,7 @@ impl Browser {
         self.dir_text = dir.display().to_string();
         (self.entries, self.more) = match list(&dir) {
             Ok((entries, more)) => (Ok(entries), more),
-            Err(e) => (Err(format!("cannot list {}: {e}", dir.display())), 0),
+            Err(e) => (Err(e), 0),
         };
         self.dir = dir;
     }
@@ -136,7 +136,8 @@ impl Browser {
                 ui,
                 |ui| match &self.entries {
                     Err(e) => {
-                        ui.colored_label(ui.visuals().error_fg_color, e.as_str());
+                        let said = format!("cannot list {}: {e}", self.dir.display());
+                        ui.colored_label(ui.visuals().error_fg_color, said);
                     }
                     Ok(entries) => {
                         if entries.is_empty() {

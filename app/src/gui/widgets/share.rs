@@ -47,11 +47,14 @@ fn default_endpoint() -> String {
 impl ShareSettings {
     /// Where to share, `None` when the option is off; the error says why the
     /// typed endpoint cannot be used.
-    pub fn endpoint(&self) -> Result<Option<Endpoint>, String> {
+    pub fn endpoint(&self) -> Result<Option<Endpoint>, EndpointError> {
         if !self.enabled {
             return Ok(None);
         }
-        let endpoint: Endpoint = self.endpoint.trim().parse()?;
+        let endpoint: Endpoint =
+            self.endpoint.trim().parse().map_err(|e: <Endpoint as std::str::FromStr>::Err| {
+                EndpointError::Invalid(e.to_string())
+            })?;
         if let Endpoint::Tcp(addr) = &endpoint {
             refuse_remote(addr)?;
         }
@@ -90,15 +93,27 @@ impl ShareSettings {
 /// Refuses a TCP address that is plainly not this computer. A host name is
 /// resolved when the share is bound, which refuses non-loopback addresses
 /// too: the window never allows remote clients.
-fn refuse_remote(addr: &str) -> Result<(), String> {
+fn refuse_remote(addr: &str) -> Result<(), EndpointError> {
     let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
     let host = host.trim_start_matches('[').trim_end_matches(']');
     match host.parse::<IpAddr>() {
-        Ok(ip) if !ip.is_loopback() => Err(format!(
-            "{ip} is not this computer: NBD has no authentication, so anyone who could reach it could read and overwrite the disk. Use a unix: socket or a loopback address such as 127.0.0.1:10809."
-        )),
+        Ok(ip) if !ip.is_loopback() => Err(EndpointError::Remote(ip)),
         _ => Ok(()),
     }
+}
+
+/// Why a typed share endpoint cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// Not an endpoint at all (the parser's words).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "{0} is not this computer: NBD has no authentication, so anyone who could reach it \
+         could read and overwrite the disk. Use a unix: socket or a loopback address such as \
+         127.0.0.1:10809."
+    )]
+    Remote(IpAddr),
 }
 
 /// Where the share is, with a button that copies the URI, and whether it
@@ -120,22 +135,27 @@ pub fn status_ui(ui: &mut egui::Ui, share: &Share, status: &JobStatus) {
 mod tests {
     use super::*;
 
-    fn typed(endpoint: &str) -> Result<Option<Endpoint>, String> {
+    fn typed(endpoint: &str) -> Result<Option<Endpoint>, EndpointError> {
         ShareSettings { enabled: true, endpoint: endpoint.into() }.endpoint()
     }
 
     #[test]
     fn endpoints_are_checked_and_remote_ones_refused() {
         let off = ShareSettings { enabled: false, endpoint: "nonsense".into() };
-        assert_eq!(off.endpoint(), Ok(None));
-        assert_eq!(typed(" unix:/tmp/x.sock "), Ok(Some(Endpoint::Unix("/tmp/x.sock".into()))));
+        assert!(matches!(off.endpoint(), Ok(None)));
+        assert_eq!(
+            typed(" unix:/tmp/x.sock ").unwrap(),
+            Some(Endpoint::Unix("/tmp/x.sock".into()))
+        );
         assert!(typed("127.0.0.1:10809").unwrap().is_some());
         assert!(typed("[::1]:10809").unwrap().is_some());
         assert!(typed("localhost:10809").unwrap().is_some());
         assert!(typed("unix:").is_err());
         assert!(typed("10809").is_err());
         for remote in ["0.0.0.0:10809", "192.168.1.5:10809", "[2001:db8::1]:10809"] {
-            assert!(typed(remote).unwrap_err().contains("no authentication"), "{remote}");
+            let refused = typed(remote).unwrap_err();
+            assert!(matches!(refused, EndpointError::Remote(_)), "{remote}");
+            assert!(refused.to_string().contains("no authentication"), "{remote}");
         }
         let default = ShareSettings::default();
         assert!(!default.enabled);

@@ -74,6 +74,16 @@ impl fmt::Display for OpenError {
     }
 }
 
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OpenError::Direct(e) => Some(e),
+            OpenError::Nbd(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// Opens a disk, an image or an NBD export with `opts`. A block device that
 /// the kernel refuses with "permission denied" is asked of udisks2 instead
 /// (Linux; this may show a polkit password prompt and blocks until it is
