@@ -15,6 +15,7 @@ pub mod job;
 mod paths;
 pub mod screens;
 pub mod settings;
+pub mod theme;
 pub mod widgets;
 
 use std::path::PathBuf;

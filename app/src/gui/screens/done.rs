@@ -8,13 +8,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eframe::egui::{self, Color32, RichText};
+use eframe::egui::{self, RichText};
 use livemirror_core::job::Outcome;
 use livemirror_core::partition::{Comparison, Fit, Relation};
 
 use crate::gui::app::Action;
 use crate::gui::job::Session;
 use crate::gui::screens::running::BUTTON;
+use crate::gui::theme;
 use crate::gui::widgets::share;
 use crate::gui::widgets::verify::{Found, VerifyMap, map_ui};
 use crate::session::sizes::Fixed;
@@ -116,11 +117,7 @@ impl DoneScreen {
             return;
         };
         let (text, good) = headline(outcome, session.job.fit(), &self.verify);
-        let color = if good {
-            Color32::from_rgb(0x2f, 0xa8, 0x62)
-        } else {
-            Color32::from_rgb(0xe5, 0x48, 0x4d)
-        };
+        let color = if good { theme::GOOD } else { theme::BAD };
         ui.heading("Done");
         ui.label(RichText::new(text).size(17.0).strong().color(color));
         if let Some(share) = &session.share {

@@ -12,6 +12,7 @@ use livemirror_core::job::{Command, JobState, JobStatus, Tracking};
 
 use crate::gui::app::Action;
 use crate::gui::job::Session;
+use crate::gui::theme;
 use crate::gui::widgets::heatmap::Heatmap;
 use crate::gui::widgets::progress::{self, Eta};
 use crate::gui::widgets::prompt::Prompt;
@@ -20,7 +21,6 @@ use crate::gui::widgets::speed::{self, SpeedControl};
 use crate::text;
 use crate::text::{duration, human};
 
-const GREEN: Color32 = Color32::from_rgb(0x2f, 0xa8, 0x62);
 const PLOT_HEIGHT: f32 = 120.0;
 
 pub struct RunningScreen {
@@ -113,7 +113,7 @@ impl RunningScreen {
         let ending = status.state.is_terminal() || status.state == JobState::Completing;
         let can_complete = (status.state.is_ready()) && status.pending_error.is_none();
         let complete = egui::Button::new(RichText::new("Complete").strong())
-            .fill(if can_complete { GREEN } else { Color32::TRANSPARENT })
+            .fill(if can_complete { theme::GOOD } else { Color32::TRANSPARENT })
             .min_size(BUTTON);
         if ui.add_enabled(can_complete, complete).clicked() {
             actions.push(Action::Complete);
@@ -215,8 +215,8 @@ fn state_banner(ui: &mut egui::Ui, status: &JobStatus) {
     }
     if status.state.is_ready() || (status.ready && status.state == JobState::Completing) {
         egui::Frame::new()
-            .fill(GREEN.gamma_multiply(0.25))
-            .stroke((1.0, GREEN))
+            .fill(theme::GOOD.gamma_multiply(0.25))
+            .stroke((1.0, theme::GOOD))
             .corner_radius(4.0)
             .inner_margin(8.0)
             .show(ui, |ui| {
@@ -256,7 +256,7 @@ fn throughput_ui(ui: &mut egui::Ui, samples: &[[f64; 2]]) {
         .show(ui, |plot| {
             plot.line(
                 Line::new("throughput", samples.to_vec())
-                    .color(Color32::from_rgb(0x3d, 0x8b, 0xff))
+                    .color(theme::BUSY)
                     .fill(0.0)
                     .fill_alpha(0.25),
             );

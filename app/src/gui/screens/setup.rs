@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use eframe::egui::{self, Color32, RichText};
+use eframe::egui::{self, RichText};
 use livemirror_core::Error;
 use livemirror_core::device::{BlockDevice, DeviceId};
 use livemirror_core::job::{self, CopyMode, ErrorPolicy, MirrorOptions, SyncMode};
@@ -20,6 +20,7 @@ use crate::gui::engine::Opener;
 use crate::gui::job::StartRequest;
 use crate::gui::paths;
 use crate::gui::settings::Settings;
+use crate::gui::theme;
 use crate::gui::widgets::share::ShareSettings;
 use crate::gui::widgets::speed::{self, SpeedControl};
 use crate::platform::disks::Disk;
@@ -367,7 +368,7 @@ impl SetupScreen {
                     "Remembered from last time: {}.",
                     self.remembered.join(" · ")
                 ))
-                .color(Color32::from_rgb(0xe0, 0xa4, 0x2e)),
+                .color(theme::WARN),
             );
             if ui.button("Reset to defaults").clicked() {
                 actions.push(Action::ResetSettings);
@@ -458,7 +459,7 @@ impl SetupScreen {
                     None => d.summary(),
                 });
                 if d.system {
-                    text = text.color(Color32::from_rgb(0xe0, 0xa4, 0x2e));
+                    text = text.color(theme::WARN);
                 }
                 let flags = d.flags();
                 let r = ui.selectable_label(selected, text);
@@ -511,7 +512,7 @@ impl SetupScreen {
             });
         }
         for p in &check.problems {
-            ui.label(RichText::new(p.as_str()).color(Color32::from_rgb(0xe5, 0x48, 0x4d)));
+            ui.label(RichText::new(p.as_str()).color(theme::BAD));
         }
         for n in &check.notes {
             ui.label(n);
@@ -533,10 +534,7 @@ impl SetupScreen {
                 .labelled_by(label.id);
         }
         if let Some(e) = &self.start_error {
-            ui.label(
-                RichText::new(format!("Could not start: {e}"))
-                    .color(Color32::from_rgb(0xe5, 0x48, 0x4d)),
-            );
+            ui.label(RichText::new(format!("Could not start: {e}")).color(theme::BAD));
         }
     }
 

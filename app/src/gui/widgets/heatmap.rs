@@ -13,6 +13,7 @@ use std::ops::Range;
 use eframe::egui::{self, Color32, Mesh, Rect, Sense, Vec2, vec2};
 use livemirror_core::chunkmap::{CellCounts, CellState, ChunkMap};
 
+use crate::gui::theme;
 use crate::text::human;
 
 /// Target size of one drawn cell, in points.
@@ -34,11 +35,11 @@ pub const STATES: [CellState; 5] = [
 /// The colour of a state.
 pub fn state_color(state: CellState) -> Color32 {
     match state {
-        CellState::Synced => Color32::from_rgb(0x2f, 0xa8, 0x62),
-        CellState::Pending => Color32::from_rgb(0x3b, 0x41, 0x4d),
-        CellState::Dirty => Color32::from_rgb(0xe0, 0xa4, 0x2e),
-        CellState::Copying => Color32::from_rgb(0x3d, 0x8b, 0xff),
-        CellState::Failed => Color32::from_rgb(0xe5, 0x48, 0x4d),
+        CellState::Synced => theme::GOOD,
+        CellState::Pending => theme::IDLE,
+        CellState::Dirty => theme::WARN,
+        CellState::Copying => theme::BUSY,
+        CellState::Failed => theme::BAD,
     }
 }
 
@@ -53,10 +54,7 @@ pub fn state_name(state: CellState) -> &'static str {
     }
 }
 
-/// The glow of recent writes.
-pub const HEAT_COLOR: Color32 = Color32::from_rgb(0xff, 0x5c, 0xd6);
-
-/// A drawn cell's colour: its state's, glowing toward [`HEAT_COLOR`] with
+/// A drawn cell's colour: its state's, glowing toward [`theme::HEAT`] with
 /// recent writes.
 pub fn cell_color(c: &CellCounts) -> Color32 {
     let base = state_color(c.state());
@@ -65,7 +63,7 @@ pub fn cell_color(c: &CellCounts) -> Color32 {
     }
     // Even one write must show: start at a clear tint, saturate at FULL_HEAT.
     let t = 0.4 + 0.5 * (c.heat as f32 / FULL_HEAT).min(1.0);
-    base.lerp_to_gamma(HEAT_COLOR, t)
+    base.lerp_to_gamma(theme::HEAT, t)
 }
 
 /// Columns and rows for a `size` area and at most `max_cells` cells.
@@ -176,7 +174,7 @@ fn legend(ui: &mut egui::Ui) {
         for s in STATES {
             swatch(ui, state_color(s), state_name(s));
         }
-        swatch(ui, HEAT_COLOR, "being written now");
+        swatch(ui, theme::HEAT, "being written now");
     });
 }
 
@@ -206,7 +204,7 @@ mod tests {
         assert_eq!(all.len(), STATES.len(), "every state has its own colour");
         // Heat pulls a synced cell toward the write colour, more with more writes.
         let dist = |c: Color32| {
-            let h = HEAT_COLOR;
+            let h = theme::HEAT;
             (c.r().abs_diff(h.r()) as u32)
                 + (c.g().abs_diff(h.g()) as u32)
                 + (c.b().abs_diff(h.b()) as u32)

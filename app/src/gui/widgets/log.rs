@@ -1,9 +1,10 @@
 //! The log panel: the job's events (not its progress ticks), newest at the
 //! bottom, errors in red.
 
-use eframe::egui::{self, Color32, RichText};
+use eframe::egui::{self, RichText};
 
 use crate::gui::job::LogLine;
+use crate::gui::theme;
 
 /// Lines shown at once; the panel is exactly that many lines tall, so no
 /// line is ever cut in half at its top.
@@ -26,11 +27,7 @@ pub fn ui(ui: &mut egui::Ui, log: &[LogLine]) {
                 .show_rows(ui, row, log.len(), |ui, rows| {
                     for l in &log[rows] {
                         let text = RichText::new(format!("{:8.2}s  {}", l.at, l.text)).monospace();
-                        ui.label(if l.problem {
-                            text.color(Color32::from_rgb(0xe5, 0x48, 0x4d))
-                        } else {
-                            text
-                        });
+                        ui.label(if l.problem { text.color(theme::BAD) } else { text });
                     }
                 });
         },

@@ -2,10 +2,11 @@
 //! the operation, the byte range and the OS's error text, and asks Retry,
 //! Ignore or Stop. The job is paused until one is pressed.
 
-use eframe::egui::{self, Color32, RichText};
+use eframe::egui::{self, RichText};
 use livemirror_core::IoFailure;
 use livemirror_core::job::Decision;
 
+use crate::gui::theme;
 use crate::text::human;
 
 pub struct Prompt<'a> {
@@ -25,8 +26,7 @@ impl Prompt<'_> {
         egui::Modal::new(egui::Id::unique("error-prompt")).show(ctx, |ui| {
             ui.set_max_width(480.0);
             ui.heading(
-                RichText::new(format!("The {} could not be {}", f.side, verb(f)))
-                    .color(Color32::from_rgb(0xe5, 0x48, 0x4d)),
+                RichText::new(format!("The {} could not be {}", f.side, verb(f))).color(theme::BAD),
             );
             ui.add_space(6.0);
             egui::Grid::new("prompt-facts").num_columns(2).show(ui, |ui| {

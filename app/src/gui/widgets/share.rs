@@ -10,14 +10,13 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use eframe::egui::{self, Color32, RichText};
+use eframe::egui::{self, RichText};
 use livemirror_core::job::{JobStatus, Outcome};
 use livemirror_core::nbd::Endpoint;
 use serde::{Deserialize, Serialize};
 
+use crate::gui::theme;
 use crate::session::share::Share;
-
-const RED: Color32 = Color32::from_rgb(0xe5, 0x48, 0x4d);
 
 /// The Setup option as typed, remembered in the settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,7 +83,7 @@ impl ShareSettings {
             }
             Ok(None) => {}
             Err(e) => {
-                ui.label(RichText::new(format!("NBD endpoint: {e}")).color(RED));
+                ui.label(RichText::new(format!("NBD endpoint: {e}")).color(theme::BAD));
             }
         }
     }
