@@ -37,7 +37,56 @@ fn clone_of_a_64_mib_random_image_is_identical() {
     random_image(&im.dst, 64 << 20, 2);
     let out = livemirror(&["clone", s(&im.src), s(&im.dst)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("completed"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("completed"));
+    // stderr is a pipe here: plain lines, no bar and no terminal codes.
+    assert!(!err.contains(['\r', '\x1b']) && !err.contains("ETA"), "{err:?}");
+    assert!(qemu_img_identical(&im.src, &im.dst));
+}
+
+/// What a terminal shows, without its control sequences (`ESC [ … letter`).
+fn visible(raw: &str) -> String {
+    let mut out = String::new();
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// On a terminal 50 columns wide (util-linux `script` gives the clone a
+/// pseudo-terminal), the bar is drawn within the width and the last line
+/// stays after it.
+#[test]
+fn on_a_narrow_terminal_the_progress_bar_fits_and_the_last_line_stays() {
+    let im = images(32 << 20);
+    let run = format!(
+        "stty cols 50 rows 20; exec {} clone --speed 16M {} {}",
+        env!("CARGO_BIN_EXE_livemirror"),
+        s(&im.src),
+        s(&im.dst)
+    );
+    let out = Command::new("script")
+        .args(["-qefc", &run, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script");
+    let shown = visible(&String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("ETA"), "the bar was drawn: {shown:?}");
+    for line in shown.split(['\r', '\n']) {
+        assert!(line.trim_end().chars().count() <= 50 || !line.contains("ETA"), "{line:?}");
+    }
+    let last = shown.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    assert!(visible(last).contains("completed"), "{shown:?}");
     assert!(qemu_img_identical(&im.src, &im.dst));
 }
 

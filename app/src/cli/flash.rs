@@ -3,18 +3,20 @@
 //! [`livemirror_core::flash`]). No mirror job: nothing writes such a
 //! source, and it cannot be read at random.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use indicatif::ProgressBar;
 use livemirror_core::device::{BlockDevice, ImageFormat, OpenOptions};
 use livemirror_core::flash::{self, Compression, FlashError, Flashed, Progress, Target};
 use serde_json::json;
 
 use super::clone::CloneArgs;
+use super::progress::terminal_bar;
 use super::{EXIT_CANCELLED, EXIT_FAILED, fail};
 use crate::platform::privileged;
 use crate::text::human;
@@ -188,7 +190,7 @@ fn finish(
             } else {
                 EXIT_FAILED
             };
-            eprintln!("\rlivemirror: error: {e}; {left}");
+            eprintln!("livemirror: error: {e}; {left}");
             return ExitCode::from(code);
         }
     };
@@ -201,52 +203,54 @@ fn finish(
         });
         println!("{}", named_line("FLASH_COMPLETED", data));
     }
-    eprintln!("\r{}", said(&flashed, took.as_secs_f64().max(1e-9)));
+    eprintln!("{}", said(&flashed, took.as_secs_f64().max(1e-9)));
     ExitCode::SUCCESS
 }
 
-/// Progress on the terminal (a line redrawn at most 4× a second) or as
-/// FLASH_PROGRESS JSON events (at most once a second).
+/// Progress on the terminal (indicatif's bar over the compressed bytes
+/// read, see [`super::progress::terminal_bar`]) or as FLASH_PROGRESS JSON
+/// events (at most once a second).
 struct Shown {
     json: bool,
-    bar: bool,
+    bar: ProgressBar,
     last: Option<Instant>,
 }
 
 impl Shown {
     fn new(json: bool) -> Self {
-        Shown { json, bar: !json && std::io::stderr().is_terminal(), last: None }
+        Shown { json, bar: terminal_bar(json), last: None }
     }
 
     fn progress(&mut self, p: &Progress) {
-        let every = if self.json { Duration::from_secs(1) } else { Duration::from_millis(250) };
-        if self.last.is_some_and(|t| t.elapsed() < every) || !(self.json || self.bar) {
+        if !self.json {
+            let of = p.declared_len.map(|d| format!(" of {}", human(d))).unwrap_or_default();
+            self.bar.set_length(p.compressed_len);
+            self.bar.set_position(p.compressed_read);
+            self.bar.set_message(if p.verified > 0 {
+                format!("verifying: {} of {} read back", human(p.verified), human(p.written))
+            } else {
+                format!("written {}{of}", human(p.written))
+            });
+            return;
+        }
+        if self.last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
             return;
         }
         self.last = Some(Instant::now());
-        if self.json {
-            let data = json!({
-                "compressed_read": p.compressed_read,
-                "compressed_len": p.compressed_len,
-                "written": p.written,
-                "declared_len": p.declared_len,
-                "verified": p.verified,
-            });
-            let _ = writeln!(std::io::stdout().lock(), "{}", named_line("FLASH_PROGRESS", data));
-            return;
-        }
-        let of = p.declared_len.map(|d| format!(" of {}", human(d))).unwrap_or_default();
-        let line = if p.verified > 0 {
-            format!("verifying: {} of {} read back", human(p.verified), human(p.written))
-        } else {
-            format!(
-                "written {}{of} from {} of {} compressed",
-                human(p.written),
-                human(p.compressed_read),
-                human(p.compressed_len)
-            )
-        };
-        eprint!("\r{line:<72}");
-        let _ = std::io::stderr().flush();
+        let data = json!({
+            "compressed_read": p.compressed_read,
+            "compressed_len": p.compressed_len,
+            "written": p.written,
+            "declared_len": p.declared_len,
+            "verified": p.verified,
+        });
+        let _ = writeln!(std::io::stdout().lock(), "{}", named_line("FLASH_PROGRESS", data));
+    }
+}
+
+impl Drop for Shown {
+    /// The bar goes before the last lines are written.
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
     }
 }

@@ -1,9 +1,16 @@
 //! What a running job looks like on a terminal: a one-line progress bar on
 //! stderr when it is a terminal, JSON lines on stdout with `--json`, and the
 //! state changes and errors as plain lines otherwise.
+//!
+//! The bar is indicatif's: it fits the terminal's width (and redraws when it
+//! changes), estimates the ETA from a smoothed rate, limits its redraws, and
+//! draws nothing at all when stderr is not a terminal, so a log or a pipe
+//! gets only the plain lines.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use livemirror_core::job::{JobEvent, JobStatus, Outcome, Tracking};
 use livemirror_core::partition::{Fit, Relation};
@@ -16,8 +23,22 @@ pub struct Reporter {
     json: bool,
     /// Words Ready by what the job can know.
     tracking: Tracking,
-    bar: bool,
+    bar: ProgressBar,
     started: Instant,
+}
+
+/// A bar on stderr, hidden when stderr is not a terminal or `json` is on;
+/// `{msg}` carries the numbers in livemirror's own units.
+pub fn terminal_bar(json: bool) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let style = ProgressStyle::with_template("[{bar:30}] {percent:>3}% {wide_msg} ETA {eta}")
+        .expect("a valid template")
+        .progress_chars("#>.");
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
+    bar.set_style(style);
+    bar
 }
 
 impl Reporter {
@@ -26,7 +47,7 @@ impl Reporter {
     /// {"tracking": "kernel", "meaning": …}}` — after a resumed job's
     /// RESUMED (see [`super::state_args::announce`]), which comes first.
     pub fn new(json: bool, tracking: Tracking) -> Self {
-        let bar = !json && std::io::stderr().is_terminal();
+        let bar = terminal_bar(json);
         if json {
             let data =
                 serde_json::json!({ "tracking": tracking, "meaning": text::tracking(tracking) });
@@ -61,48 +82,28 @@ impl Reporter {
                 return;
             }
         };
-        self.clear_bar();
-        eprintln!("{line}");
+        self.bar.suspend(|| eprintln!("{line}"));
     }
 
-    /// Redraws the progress bar from a status snapshot.
+    /// Moves the progress bar to a status snapshot.
     pub fn progress(&self, status: &JobStatus) {
-        if !self.bar {
-            return;
-        }
         let p = status.progress;
-        let frac = if p.total == 0 { 1.0 } else { p.copied as f64 / p.total as f64 };
-        let width = 30;
-        let filled = (frac * width as f64).round() as usize;
-        let eta = match (p.bytes_per_sec, p.total - p.copied) {
-            (0, _) => "-".to_string(),
-            (rate, left) => format!("{}s", left / rate),
-        };
-        eprint!(
-            "\r[{}{}] {:5.1}% {} / {} {}/s ETA {} dirty {}   ",
-            "#".repeat(filled),
-            ".".repeat(width - filled),
-            frac * 100.0,
+        self.bar.set_length(p.total);
+        self.bar.set_position(p.copied.min(p.total));
+        self.bar.set_message(format!(
+            "{} / {} {}/s dirty {}",
             human(p.copied),
             human(p.total),
             human(p.bytes_per_sec),
-            eta,
             human(p.dirty),
-        );
-        let _ = std::io::stderr().flush();
-    }
-
-    fn clear_bar(&self) {
-        if self.bar {
-            eprint!("\r{:100}\r", "");
-        }
+        ));
     }
 
     /// The last word: how it ended and what was done.
     /// `fit` says which bytes the job mirrored (all of them, unless the
     /// sizes differ).
     pub fn finish(&self, status: &JobStatus, outcome: &Outcome, fit: &Fit) {
-        self.clear_bar();
+        self.bar.finish_and_clear();
         if self.json {
             return;
         }
