@@ -11,9 +11,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use livemirror_tests::control::{Control, appears};
-use livemirror_tests::pattern;
-use livemirror_tests::tools::{assert_identical, qemu_io};
+use livemirror_testkit::control::{Control, appears};
+use livemirror_testkit::pattern;
+use livemirror_testkit::tools::{assert_identical, qemu_io};
 use serde_json::{Value, json};
 
 const MIB: u64 = 1 << 20;

@@ -8,10 +8,10 @@ use livemirror_core::Side;
 use livemirror_core::device::{BlockDevice, NbdDevice};
 use livemirror_core::job::{MirrorOptions, Outcome};
 use livemirror_core::live::LiveSource;
-use livemirror_tests::daemon::Daemon;
-use livemirror_tests::mirror::{self, complete, start_on, wait_ready};
-use livemirror_tests::server::runtime;
-use livemirror_tests::{data_bytes, image, sparse_image, tools};
+use livemirror_testkit::daemon::Daemon;
+use livemirror_testkit::mirror::{self, complete, start_on, wait_ready};
+use livemirror_testkit::server::runtime;
+use livemirror_testkit::{image, image::data_bytes, image::sparse_image, tools};
 
 const SIZE: u64 = 16 << 20;
 

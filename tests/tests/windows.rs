@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use livemirror_tests::pattern;
-use livemirror_tests::tools::{built_artifact, qemu_io};
+use livemirror_testkit::pattern;
+use livemirror_testkit::tools::{built_artifact, qemu_io};
 
 fn exe() -> PathBuf {
     built_artifact("LIVEMIRROR_WINDOWS_EXE", "LIVEMIRROR_WINDOWS_EXE=$(scripts/build-windows.sh)")

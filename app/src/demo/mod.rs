@@ -53,7 +53,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
     if args.bad_sector {
         eprintln!("livemirror demo: --bad-sector only applies to the window; ignored");
     }
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match livemirror_core::runtime::build("livemirror-demo", None) {
         Ok(rt) => rt.block_on(terminal::run(args)),
         Err(e) => crate::cli::fail(&format!("cannot start the async runtime: {e}")),
     }

@@ -10,11 +10,11 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use crate::buffer::BufferPool;
+use crate::buffer::{BufferPool, is_zero};
 use crate::device::BlockDevice;
 use crate::error::{IoFailure, IoOperation, Side};
 
-use super::tracker::Geometry;
+use crate::live::Geometry;
 
 /// What one operation did, in bytes.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -193,21 +193,6 @@ impl CopyContext {
     }
 }
 
-/// True if every byte is zero.
-///
-/// Data that is not zero almost always shows it in its first bytes, so the
-/// check stops at the first non-zero 256-byte block; inside a block the
-/// words are OR-ed without branches, which the compiler turns into vector
-/// instructions, so an all-zero buffer is scanned at memory speed.
-pub fn is_zero(buf: &[u8]) -> bool {
-    // SAFETY: u128 has no invalid bit patterns; align_to only reinterprets
-    // the aligned middle of the slice.
-    let (head, body, tail) = unsafe { buf.align_to::<u128>() };
-    head.iter().all(|b| *b == 0)
-        && tail.iter().all(|b| *b == 0)
-        && body.chunks(16).all(|block| block.iter().fold(0, |acc, w| acc | w) == 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,22 +243,6 @@ mod tests {
             (Side::Target, IoOperation::Write, libc::ENOSPC)
         );
         assert_eq!((err.offset, err.len), (0, 16384));
-    }
-
-    #[test]
-    fn is_zero_checks_every_byte() {
-        let mut b = vec![0u8; 1000];
-        assert!(is_zero(&b[3..]));
-        b[999] = 1;
-        assert!(!is_zero(&b[3..]));
-        assert!(is_zero(&[]));
-        let mut big = vec![0u8; 100_000];
-        for at in [0, 4095, 50_000, 99_999] {
-            big[at] = 1;
-            assert!(!is_zero(&big), "non-zero byte at {at}");
-            big[at] = 0;
-        }
-        assert!(is_zero(&big));
     }
 
     #[test]

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::events::{Decision, JobEvent, JobStatus, Outcome};
-use super::options::CopyMode;
-use super::tracker::Geometry;
 use crate::chunkmap::ChunkMap;
 use crate::error::{Error, JobFailure};
+use crate::live::Geometry;
+use crate::options::CopyMode;
 use crate::partition::Fit;
 
 /// What the job can be told.

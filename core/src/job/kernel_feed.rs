@@ -41,8 +41,8 @@ mod imp {
 
     use super::Held;
     use crate::device::DeviceId;
-    use crate::job::tracker::Tracker;
     use crate::kernel::{AttachKernel, Drained, Frozen, InProcess, KernelWrites, MAX_SPAN_WORDS};
+    use crate::live::Tracker;
 
     /// How the job starts its tracker: [`InProcess`] unless told.
     pub(in crate::job) type Attach = dyn AttachKernel;
@@ -145,7 +145,7 @@ mod imp {
 
     use super::Held;
     use crate::device::DeviceId;
-    use crate::job::tracker::Tracker;
+    use crate::live::Tracker;
 
     pub(in crate::job) enum KernelFeed {}
 

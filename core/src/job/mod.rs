@@ -10,33 +10,30 @@ mod events;
 mod handle;
 mod kernel_feed;
 mod machine;
-mod options;
 mod persist;
 mod rescan;
 mod runner;
-mod tracker;
+#[cfg(test)]
+mod sizes;
 
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, watch};
 
-pub use copy::is_zero;
-pub use events::{
-    Decision, ErrorAction, IoStatus, JobEvent, JobState, JobStatus, Outcome, Progress, Proof,
-};
-pub use handle::{Command, JobHandle};
-pub use options::{
+pub use crate::options::{
     CopyMode, DEFAULT_BUF_SIZE, DEFAULT_FREEZE_LIMIT_MS, ErrorPolicy, MAX_GRANULARITY,
     MAX_IN_FLIGHT, MIN_GRANULARITY, MirrorOptions, Resolved, SyncMode, Tracking,
     default_granularity, parse_size, resolve,
 };
+pub use crate::state::JobState;
+pub use events::{Decision, ErrorAction, IoStatus, JobEvent, JobStatus, Outcome, Progress, Proof};
+pub use handle::{Command, JobHandle};
 pub use persist::{Persist, Resume, SAVE_EVERY};
-pub use tracker::{Geometry, Tracker};
 
 use crate::chunkmap::ChunkMap;
 use crate::device::{BlockDevice, DeviceId, Prefix};
 use crate::error::Error;
-use crate::live::LiveSource;
+use crate::live::{Geometry, LiveSource, Tracker};
 use crate::partition::{self, Fit};
 
 /// Events are buffered this deep per subscriber; progress comes at 4 Hz, so

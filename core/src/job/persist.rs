@@ -11,12 +11,12 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::events::JobState;
-use super::options::MirrorOptions;
-use super::tracker::Tracker;
 use crate::bitmap::DirtyBitmap;
 use crate::device::BlockDevice;
+use crate::live::Tracker;
+use crate::options::MirrorOptions;
 use crate::persist::{self, Header, Identity, SavedJob};
+use crate::state::JobState;
 
 /// How often the state is saved while nothing else asks for a save.
 pub const SAVE_EVERY: Duration = Duration::from_secs(2);

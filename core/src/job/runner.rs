@@ -15,22 +15,23 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 
 use super::copy::{CopyContext, CopyStats};
 use super::events::{
-    Decision, ErrorAction, IoStatus, JobEvent, JobState, JobStatus, Outcome, Progress, Proof,
+    Decision, ErrorAction, IoStatus, JobEvent, JobStatus, Outcome, Progress, Proof,
 };
 use super::handle::{Command, Request};
 use super::kernel_feed::{self, Held, KernelFeed};
 use super::machine::{Effect, Ending, Hold, InSync, Machine, Phase};
-use super::options::{
-    CopyMode, ErrorPolicy, MAX_IN_FLIGHT, MirrorOptions, Resolved, SyncMode, Tracking,
-};
 use super::persist::{Persist, Resume, Saver};
 use super::rescan::{PassEnd, Rescan};
-use super::tracker::{Pick, Tracker};
 use crate::buffer::BufferPool;
 use crate::device::BlockDevice;
 use crate::error::{Error, IoFailure, IoOperation, JobFailure, Side};
 use crate::live::LiveSource;
+use crate::live::{Pick, Tracker};
+use crate::options::{
+    CopyMode, ErrorPolicy, MAX_IN_FLIGHT, MirrorOptions, Resolved, SyncMode, Tracking,
+};
 use crate::ratelimit::RateLimiter;
+use crate::state::JobState;
 
 /// How often progress is published and write heat decays.
 const TICK: Duration = Duration::from_millis(250);

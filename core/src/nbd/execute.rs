@@ -7,10 +7,10 @@
 use std::io;
 
 use super::errno::Errno;
-use super::proto::{BASE_ALLOCATION_ID, STATE_HOLE, STATE_ZERO};
 use super::reply::Reply;
 use super::request::{Command, Request};
 use crate::device::{Allocation, BlockDevice};
+use crate::nbd_proto::{BASE_ALLOCATION_ID, STATE_HOLE, STATE_ZERO};
 
 /// Most extents returned for one BLOCK_STATUS; the client asks again from
 /// where the answer stops.

@@ -25,7 +25,6 @@ mod execute;
 mod handshake;
 mod listen;
 pub mod option;
-pub mod proto;
 mod reply;
 pub mod request;
 mod shutdown;
@@ -37,11 +36,11 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
 
+pub use crate::nbd_proto::MAX_PAYLOAD;
 pub use errno::Errno;
 pub use listen::{Endpoint, Listener};
-pub use proto::MAX_PAYLOAD;
 
-use proto::*;
+use crate::nbd_proto::*;
 use shutdown::Shutdown;
 
 /// Clients served at once unless told otherwise; more wait to be accepted.
@@ -146,5 +145,31 @@ async fn accept_loop(
             drop(slot);
             drop(done);
         });
+    }
+}
+
+/// Unix only, like the client's other servers (`device::conformance`).
+#[cfg(all(test, unix))]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{Endpoint, Export, Listener, serve};
+    use crate::device::conformance::{LEN, conforms};
+    use crate::device::{MemoryDevice, NbdDevice, nbd_client};
+
+    /// The device contract through livemirror's own client and server.
+    #[test]
+    fn nbd_client_on_livemirrors_server_conforms() {
+        let rt = crate::runtime::build("nbd-test", Some(2)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("nbd.sock");
+        let listener = rt.block_on(Listener::bind(&Endpoint::Unix(socket.clone()), false)).unwrap();
+        let export = Export::new(Arc::new(MemoryDevice::new(LEN)));
+        rt.spawn(serve(listener, export, 16, std::future::pending()));
+        let uri = format!("nbd+unix:///?socket={}", socket.display());
+        let dev = NbdDevice::open_uri(&uri, true).unwrap();
+        // We advertise CAN_MULTI_CONN, so the client spreads over several.
+        assert_eq!(dev.connections(), nbd_client::CONNECTIONS);
+        conforms(&dev);
     }
 }

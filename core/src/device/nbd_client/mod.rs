@@ -3,7 +3,7 @@
 //!
 //! Written from the protocol document (NetworkBlockDevice/nbd,
 //! `doc/proto.md`), with the numbers shared with our server
-//! ([`crate::nbd::proto`]). `uri` parses the addresses, `handshake`
+//! ([`crate::nbd_proto`]). `uri` parses the addresses, `handshake`
 //! negotiates (fixed newstyle, structured replies, `base:allocation`, GO
 //! with block sizes), `transport` runs one request on one connection; this
 //! file turns the trait's calls into requests.
@@ -52,7 +52,7 @@ use transport::{Conn, Failure, Stream, Want};
 pub use uri::{Address, NbdUri};
 
 use super::{Allocation, BlockDevice, DeviceId, check_range, write_zeroes_by_writing};
-use crate::nbd::proto::*;
+use crate::nbd_proto::*;
 
 /// Connections opened to a server that advertises `CAN_MULTI_CONN`
 /// (nbdcopy's default too).

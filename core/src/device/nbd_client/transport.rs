@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::uri::Address;
 use crate::device::Allocation;
-use crate::nbd::proto::*;
+use crate::nbd_proto::*;
 
 /// A socket to a server, TCP or unix.
 pub(super) enum Stream {

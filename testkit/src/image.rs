@@ -1,49 +1,52 @@
-//! Helpers for the end-to-end tests: real image files, real clients
-//! (qemu-io, qemu-img, nbdinfo) and the real tools that judge them
-//! (`qemu-img compare`, `stat`).
-//!
-//! * this file: patterns, `qemu-img compare`, allocation of image files.
-//! * [`control`]: a client for livemirror's control socket.
-//! * [`tools`]: run the external tools; a missing tool fails the test with
-//!   the package to install, never skips it.
-//! * [`disk`]: partitioned images (sgdisk, sfdisk, ext4 with files) and
-//!   their judges (sgdisk -v, sfdisk --verify, fsck.ext4 -n, cmp).
-//! * [`image`]: raw image files with known content, by name in a directory.
-//! * [`mirror`]: a mirror job over image files, driven synchronously.
-//! * [`server`]: an NBD export on a unix socket, served from a runtime.
-//! * [`daemon`]: other people's NBD servers (nbdkit, qemu-nbd) as child
-//!   processes on a unix socket, to be killed and restarted.
-//! * [`system`]: loop devices, partitions, mounted ext4 and a writer of
-//!   fsynced files on it, for the kernel tracking tests (Linux, root).
-//! * [`raw`]: a minimal NBD client for what the tools cannot do (malformed
-//!   traffic, one connection kept open across a pivot).
+//! Raw image files with known content, and what judges them: `qemu-img
+//! compare`, the blocks a file allocates.
 
-pub mod control;
-pub mod daemon;
-pub mod disk;
-pub mod image;
-pub mod mirror;
-pub mod raw;
-pub mod server;
-#[cfg(target_os = "linux")]
-pub mod system;
-pub mod tools;
-
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Deterministic pseudo-random bytes (xorshift): a misplaced block shows.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes()[..(len - out.len()).min(8)]);
+use crate::pattern;
+
+/// Creates a sparse raw image of `size` bytes (all holes).
+pub fn sparse(dir: &Path, name: &str, size: u64) -> PathBuf {
+    let path = dir.join(name);
+    sparse_image(&path, size, &[]);
+    path
+}
+
+/// Writes `len` bytes of `byte` at `offset`.
+pub fn fill(path: &Path, offset: u64, len: usize, byte: u8) {
+    let f = OpenOptions::new().write(true).open(path).expect("open image");
+    f.write_all_at(&vec![byte; len], offset).expect("write image");
+}
+
+/// Reads `len` bytes at `offset`.
+pub fn read(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+    let mut buf = vec![0; len];
+    File::open(path).expect("open image").read_exact_at(&mut buf, offset).expect("read image");
+    buf
+}
+
+/// A sparse image with 256 KiB of pattern data at three places, holes
+/// between.
+pub fn patterned(dir: &Path, name: &str, size: u64) -> PathBuf {
+    let path = dir.join(name);
+    let step = size / 8;
+    let extents: Vec<_> = [1, 3, 5].map(|i| (i * step, 256 << 10)).to_vec();
+    sparse_image(&path, size, &extents);
+    path
+}
+
+/// An image with data everywhere (each MiB its own byte), so a mirror has
+/// every byte to copy.
+pub fn full(dir: &Path, name: &str, size: u64) -> PathBuf {
+    let path = sparse(dir, name, size);
+    for mib in 0..size.div_ceil(1 << 20) {
+        let len = (size - (mib << 20)).min(1 << 20) as usize;
+        fill(&path, mib << 20, len, 0x40 + (mib % 64) as u8);
     }
-    out
+    path
 }
 
 /// Runs `qemu-img compare` on two raw images and returns whether it says
@@ -90,7 +93,6 @@ pub fn data_bytes(path: &Path) -> u64 {
 /// Creates a sparse file of `size` bytes with pattern data written in the
 /// given `(offset, len)` extents and holes everywhere else.
 pub fn sparse_image(path: &Path, size: u64, extents: &[(u64, u64)]) {
-    use std::os::unix::fs::FileExt;
     let f = std::fs::File::create(path).expect("create image");
     f.set_len(size).expect("size image");
     for (i, &(off, len)) in extents.iter().enumerate() {

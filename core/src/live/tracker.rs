@@ -18,11 +18,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use super::options::CopyMode;
 use crate::bitmap::DirtyBitmap;
 use crate::chunkmap::ChunkMap;
 use crate::device::BlockDevice;
 use crate::error::IoFailure;
+use crate::options::CopyMode;
 
 /// Converts between bytes and chunks of one device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
