@@ -11,7 +11,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use livemirror_testkit::control::{Control, appears};
+use livemirror_testkit::control::Control;
+use livemirror_testkit::listening;
 use livemirror_testkit::pattern;
 use livemirror_testkit::tools::{assert_identical, qemu_io};
 use serde_json::{Value, json};
@@ -181,8 +182,8 @@ fn serve(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    appears(&ctl);
-    appears(&nbd);
+    listening::unix_socket(&ctl);
+    listening::unix_socket(&nbd);
     let events = Events::of(&mut child);
     (child, events, Control::connect(&ctl))
 }

@@ -13,6 +13,7 @@
 //!   what a file allocates.
 //! * [`mirror`]: a mirror job over image files, driven synchronously.
 //! * [`server`]: an NBD export on a unix socket, served from a runtime.
+//! * [`listening`]: waiting until a server listens (unix socket, TCP).
 //! * [`daemon`]: other people's NBD servers (nbdkit, qemu-nbd) as child
 //!   processes on a unix socket, to be killed and restarted.
 //! * [`system`]: loop devices, partitions, mounted ext4 and a writer of
@@ -33,6 +34,8 @@ pub mod disk;
 pub mod image;
 pub mod job;
 pub mod layering;
+#[cfg(unix)]
+pub mod listening;
 #[cfg(unix)]
 pub mod mirror;
 #[cfg(unix)]
