@@ -77,17 +77,10 @@ pub fn allocated_bytes(path: &Path) -> u64 {
 /// Bytes of a file that hold data, from SEEK_DATA/SEEK_HOLE: what
 /// `allocated_bytes` counts minus the filesystem's own metadata.
 pub fn data_bytes(path: &Path) -> u64 {
-    use livemirror_core::device::{Allocation, BlockDevice, OpenOptions};
+    use livemirror_core::device::{Allocation, BlockDevice, OpenOptions, extents};
     let dev = OpenOptions::new().open(path).expect("open image");
-    let (mut pos, mut data) = (0, 0);
-    while pos < dev.len() {
-        let (alloc, run) = dev.block_status(pos, dev.len() - pos).expect("block status");
-        if alloc == Allocation::Data {
-            data += run;
-        }
-        pos += run;
-    }
-    data
+    let runs = extents(&dev, 0..dev.len()).map(|run| run.expect("block status"));
+    runs.filter(|run| run.status == Allocation::Data).map(|run| run.len).sum()
 }
 
 /// Creates a sparse file of `size` bytes with pattern data written in the

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use crate::buffer::{BufferPool, is_zero};
-use crate::device::BlockDevice;
+use crate::device::{BlockDevice, extents};
 use crate::error::{IoFailure, IoOperation, Side};
 
 use crate::live::Geometry;
@@ -61,19 +61,15 @@ impl CopyContext {
             return Ok(stats);
         }
         let mut buf = self.buffers.take();
-        let mut pos = offset;
-        while pos < end {
-            let (alloc, run) = self.source.block_status(pos, end - pos).map_err(|e| {
-                IoFailure::new(Side::Source, IoOperation::BlockStatus, pos, end - pos, &e)
-            })?;
-            if alloc.reads_zero() {
-                self.zero(pos, run, &mut stats)?;
-                pos += run;
+        for run in extents(&*self.source, offset..end) {
+            let run = run.map_err(|e| e.failure(Side::Source))?;
+            if run.status.reads_zero() {
+                self.zero(run.offset, run.len, &mut stats)?;
                 continue;
             }
             // An operation is at most one buffer long, except when widened to
             // whole clusters: then its data goes through in buffer-sized steps.
-            let run_end = pos + run;
+            let (mut pos, run_end) = (run.offset, run.end());
             while pos < run_end {
                 let n = (run_end - pos).min(buf.len() as u64);
                 let piece = &mut buf[..n as usize];
@@ -180,16 +176,9 @@ impl CopyContext {
     }
 
     fn target_reads_zero(&self, offset: u64, len: u64) -> bool {
-        let end = offset + len;
-        let mut pos = offset;
-        while pos < end {
-            match self.target.block_status(pos, end - pos) {
-                Ok((alloc, run)) if alloc.reads_zero() => pos += run,
-                // Unknown counts as "not zero": writing zeroes is always safe.
-                _ => return false,
-            }
-        }
-        true
+        // Unknown counts as "not zero": writing zeroes is always safe.
+        extents(&*self.target, offset..offset + len)
+            .all(|run| run.is_ok_and(|r| r.status.reads_zero()))
     }
 }
 

@@ -226,3 +226,11 @@ pub enum Outcome {
         error: JobFailure,
     },
 }
+
+impl Outcome {
+    /// True when the target holds a whole copy (up to what the job's proof
+    /// says): the job completed, or was cancelled once in sync.
+    pub fn target_consistent(&self) -> bool {
+        matches!(self, Outcome::Completed { .. } | Outcome::Cancelled { consistent: true })
+    }
+}

@@ -23,7 +23,7 @@ use super::machine::{Effect, Ending, Hold, InSync, Machine, Phase};
 use super::persist::{Persist, Resume, Saver};
 use super::rescan::{PassEnd, Rescan};
 use crate::buffer::BufferPool;
-use crate::device::BlockDevice;
+use crate::device::{BlockDevice, top_extents};
 use crate::error::{Error, IoFailure, IoOperation, JobFailure, Side};
 use crate::live::LiveSource;
 use crate::live::{Pick, Tracker};
@@ -870,16 +870,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// Sync mode `top` over a backing layer: dirty every chunk the top layer
 /// allocates; the rest reads from the backing, which the target has.
 fn mark_top_layer(source: &dyn BlockDevice, tracker: &Tracker) -> Result<(), IoFailure> {
-    let len = source.len();
-    let mut pos = 0;
-    while pos < len {
-        let (allocated, run) = source.top_allocation(pos, len - pos).map_err(|e| {
-            IoFailure::new(Side::Source, IoOperation::BlockStatus, pos, len - pos, &e)
-        })?;
-        if allocated {
-            tracker.mark_dirty(tracker.geometry.covering(pos, run));
+    for run in top_extents(source, 0..source.len()) {
+        let run = run.map_err(|e| e.failure(Side::Source))?;
+        if run.status {
+            tracker.mark_dirty(tracker.geometry.covering(run.offset, run.len));
         }
-        pos += run;
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::io;
 use super::errno::Errno;
 use super::reply::Reply;
 use super::request::{Command, Request};
-use crate::device::{Allocation, BlockDevice};
+use crate::device::{self, Allocation, BlockDevice};
 use crate::nbd_proto::{BASE_ALLOCATION_ID, STATE_HOLE, STATE_ZERO};
 
 /// Most extents returned for one BLOCK_STATUS; the client asks again from
@@ -59,22 +59,21 @@ fn extents(
     len: u64,
     req_one: bool,
 ) -> io::Result<Vec<(u32, u32)>> {
-    let end = offset + len;
     let mut out: Vec<(u32, u32)> = Vec::new();
-    let mut pos = offset;
-    while pos < end && out.len() < MAX_EXTENTS {
-        let (alloc, run) = dev.block_status(pos, end - pos)?;
-        let run = run.clamp(1, end - pos);
-        let flags = match alloc {
+    for run in device::extents(dev, offset..offset + len) {
+        if out.len() >= MAX_EXTENTS {
+            break;
+        }
+        let run = run?;
+        let flags = match run.status {
             Allocation::Data => 0,
             Allocation::Zero => STATE_ZERO,
             Allocation::Hole => STATE_HOLE | STATE_ZERO,
         };
         match out.last_mut() {
-            Some((n, f)) if *f == flags => *n += run as u32,
-            _ => out.push((run as u32, flags)),
+            Some((n, f)) if *f == flags => *n += run.len as u32,
+            _ => out.push((run.len as u32, flags)),
         }
-        pos += run;
         if req_one {
             break;
         }

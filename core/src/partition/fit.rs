@@ -14,7 +14,7 @@ use std::fmt;
 
 use super::{PartitionError, Table};
 use crate::buffer::is_zero;
-use crate::device::BlockDevice;
+use crate::device::{BlockDevice, extents};
 use crate::error::{Error, IoFailure, IoOperation, NoFit, Side};
 use crate::units::human;
 
@@ -128,16 +128,12 @@ fn decide_with(
 fn first_data(dev: &dyn BlockDevice, from: u64, to: u64) -> Result<Option<u64>, IoFailure> {
     const STEP: u64 = 1 << 20;
     let mut buf = vec![0u8; STEP as usize];
-    let mut pos = from;
-    while pos < to {
-        let (alloc, run) = dev.block_status(pos, to - pos).map_err(|e| {
-            IoFailure::new(Side::Source, IoOperation::BlockStatus, pos, to - pos, &e)
-        })?;
-        let run_end = pos + run.max(1);
-        if alloc.reads_zero() {
-            pos = run_end;
+    for run in extents(dev, from..to) {
+        let run = run.map_err(|e| e.failure(Side::Source))?;
+        if run.status.reads_zero() {
             continue;
         }
+        let (mut pos, run_end) = (run.offset, run.end());
         while pos < run_end {
             let n = (run_end - pos).min(STEP);
             let piece = &mut buf[..n as usize];
