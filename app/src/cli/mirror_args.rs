@@ -1,7 +1,9 @@
 //! The mirror options shared by every subcommand that starts a job.
 
 use clap::Args;
-use livemirror_core::job::{CopyMode, ErrorPolicy, MirrorOptions, SyncMode, Tracking, parse_size};
+use livemirror_core::job::{
+    CopyMode, ErrorPolicy, MirrorOptions, ParseError, SyncMode, Tracking, parse_size,
+};
 
 #[derive(Args, Debug, Clone)]
 pub struct MirrorArgs {
@@ -42,7 +44,7 @@ pub struct MirrorArgs {
     pub no_verify: bool,
 }
 
-fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
+fn parse_enum<T: std::str::FromStr<Err = ParseError>>(s: &str) -> Result<T, ParseError> {
     s.parse()
 }
 

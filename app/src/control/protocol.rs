@@ -41,7 +41,7 @@ fn parse(line: &str) -> Result<Request, String> {
         "cancel" => Command::Cancel { force: args["force"].as_bool().unwrap_or(false) },
         "set-copy-mode" => {
             let mode = args["copy-mode"].as_str().ok_or("set-copy-mode needs \"copy-mode\"")?;
-            Command::SetCopyMode(mode.parse::<CopyMode>()?)
+            Command::SetCopyMode(mode.parse::<CopyMode>().map_err(|e| e.to_string())?)
         }
         "decide" => Command::Decide(match args["action"].as_str() {
             Some("retry") => Decision::Retry,

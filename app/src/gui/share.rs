@@ -51,7 +51,7 @@ impl ShareSettings {
         if !self.enabled {
             return Ok(None);
         }
-        let endpoint: Endpoint = self.endpoint.trim().parse()?;
+        let endpoint: Endpoint = self.endpoint.trim().parse().map_err(|e| format!("{e}"))?;
         if let Endpoint::Tcp(addr) = &endpoint {
             refuse_remote(addr)?;
         }

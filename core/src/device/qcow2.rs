@@ -115,7 +115,9 @@ impl Qcow2Device {
         }
         if let Err(e) = builder.create() {
             // Ours since a moment ago, and not an image: leave nothing behind.
-            let _ = std::fs::remove_file(path);
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a failed image");
+            }
             return Err(ctx(e));
         }
         Self::open(path, true)

@@ -42,8 +42,11 @@ pub fn pack_zstd(
         }
         Ok(Flashed { len: source.len(), compressed_len, hash })
     });
-    if packed.is_err() {
-        let _ = std::fs::remove_file(out);
+    if packed.is_err()
+        && let Err(e) = std::fs::remove_file(out)
+    {
+        // The packing's error is the one to report; a leftover is logged.
+        tracing::warn!(path = %out.display(), error = %e, "cannot remove a failed image");
     }
     packed
 }

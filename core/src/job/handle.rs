@@ -81,6 +81,7 @@ impl JobHandle {
     /// block; the outcome shows up in status and events).
     pub fn post(&self, cmd: Command) {
         let (tx, _rx) = oneshot::channel();
+        // Fails only once the job has ended, which status already says.
         let _ = self.commands.send((cmd, tx));
     }
 

@@ -17,12 +17,14 @@ mod runner;
 mod sizes;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{broadcast, mpsc, watch};
+use tracing::Instrument;
 
 pub use crate::options::{
     CopyMode, DEFAULT_BUF_SIZE, DEFAULT_FREEZE_LIMIT_MS, ErrorPolicy, MAX_GRANULARITY,
-    MAX_IN_FLIGHT, MIN_GRANULARITY, MirrorOptions, Resolved, SyncMode, Tracking,
+    MAX_IN_FLIGHT, MIN_GRANULARITY, MirrorOptions, ParseError, Resolved, SyncMode, Tracking,
     default_granularity, parse_size, resolve,
 };
 pub use crate::state::JobState;
@@ -39,6 +41,9 @@ use crate::partition::{self, Fit};
 /// Events are buffered this deep per subscriber; progress comes at 4 Hz, so
 /// a subscriber has minutes before it lags.
 const EVENT_BUFFER: usize = 4096;
+
+/// Numbers the jobs of the process, for the logs.
+static NEXT_JOB: AtomicU64 = AtomicU64::new(1);
 
 /// Refuses pairs that must not be mirrored (the same storage twice: same
 /// file, same disk, overlapping partitions; a mounted target; a smaller
@@ -123,6 +128,7 @@ fn launch(
     persist: Option<Persist>,
 ) -> Result<(JobHandle, broadcast::Receiver<JobEvent>), Error> {
     let source = live.device();
+    let names = (source.describe(), target.describe());
     // The whole source's identity: the kernel counts chunks from its start.
     let source_id = source.id();
     let fit = check_pair(&*source, &*target)?;
@@ -156,7 +162,7 @@ fn launch(
             let granularity = resolved.granularity;
             let feed =
                 kernel_feed::KernelFeed::attach(&source_id, granularity, limit, span, kernel)
-                    .map_err(Error::TrackingUnavailable)?;
+                    .map_err(|e| Error::TrackingUnavailable(e.to_string()))?;
             Some(Arc::new(feed))
         }
         _ => None,
@@ -181,6 +187,12 @@ fn launch(
         commands: command_rx,
         persist,
     });
-    tokio::spawn(runner.run());
+    let span = tracing::info_span!(
+        "job",
+        id = NEXT_JOB.fetch_add(1, Ordering::Relaxed),
+        source = %names.0,
+        target = %names.1,
+    );
+    tokio::spawn(runner.run().instrument(span));
     Ok((JobHandle::new(commands, status, events, map, geometry, fit), first))
 }

@@ -45,6 +45,12 @@ pub const MAX_VERIFY_PASSES: u32 = 3;
 
 type Reply = oneshot::Sender<Result<(), Error>>;
 
+/// Answers a command. The asker may have stopped waiting (dropped its
+/// receiver, as `JobHandle::post` does at once): then there is no one to tell.
+fn answer(reply: Reply, result: Result<(), Error>) {
+    let _ = reply.send(result);
+}
+
 /// Everything [`Runner::new`] needs, in one place.
 pub(super) struct Setup {
     pub live: Arc<LiveSource>,
@@ -358,7 +364,9 @@ impl Runner {
             self.in_flight_bytes += bytes;
             let (ctx, tracker, decisions) =
                 (self.ctx.clone(), self.tracker.clone(), self.decisions);
+            let span = tracing::Span::current();
             self.ops.spawn_blocking(move || {
+                let _in_job = span.enter();
                 let result = ctx.copy(&chunks);
                 tracker.end_copy(chunks.clone(), result.is_ok());
                 OpDone { bytes, result, decisions }
@@ -447,7 +455,7 @@ impl Runner {
             // The new state is published before anyone hears "paused".
             self.show_state();
             for w in self.pause_waiters.drain(..) {
-                let _ = w.send(Ok(()));
+                answer(w, Ok(()));
             }
         }
         if self.machine.hold != Hold::None
@@ -469,8 +477,8 @@ impl Runner {
             if let Some(feed) = self.kernel.clone() {
                 // Writers outside livemirror are held by freezing their
                 // filesystems (which writes out what they hold first).
-                if let Err(reason) = blocking(move || feed.freeze()).await {
-                    self.hold_failed(reason).await;
+                if let Err(e) = blocking(move || feed.freeze()).await {
+                    self.hold_failed(e.to_string()).await;
                     return None;
                 }
             }
@@ -509,8 +517,8 @@ impl Runner {
             // The target holds the frozen filesystems: let them go.
             match blocking(move || feed.thaw()).await {
                 Ok(held) => self.held = Some(held),
-                Err(reason) => {
-                    self.hold_failed(reason).await;
+                Err(e) => {
+                    self.hold_failed(e.to_string()).await;
                     return None;
                 }
             }
@@ -543,8 +551,8 @@ impl Runner {
                 self.lost_track(why);
                 false
             }
-            Err(reason) => {
-                let error = JobFailure::TrackingLost(reason);
+            Err(e) => {
+                let error = JobFailure::TrackingLost(e.to_string());
                 self.abort(Outcome::Failed { error }, false);
                 false
             }
@@ -561,9 +569,11 @@ impl Runner {
     /// The last drain could not hold the source's writers: thaw whatever
     /// is still frozen, and the job is ready again.
     async fn hold_failed(&mut self, reason: String) {
-        if let Some(feed) = self.kernel.clone() {
-            // Already failing: a second reason would say nothing new.
-            let _ = blocking(move || feed.thaw()).await;
+        if let Some(feed) = self.kernel.clone()
+            && let Err(e) = blocking(move || feed.thaw()).await
+        {
+            // Already failing with its own reason: only the log hears this.
+            tracing::warn!(error = %e, "thawing after a failed hold");
         }
         self.machine.hold_failed();
         self.show_state();
@@ -589,7 +599,7 @@ impl Runner {
         let effect = match self.machine.command(cmd, self.tracker.copy_mode()) {
             Ok(effect) => effect,
             Err(e) => {
-                let _ = reply.send(Err(e));
+                answer(reply, Err(e));
                 return;
             }
         };
@@ -601,7 +611,7 @@ impl Runner {
             Effect::AnswerWhenPaused => self.pause_waiters.extend(reply.take()),
             Effect::AnswerPauseWaiters => {
                 for w in self.pause_waiters.drain(..) {
-                    let _ = w.send(Ok(()));
+                    answer(w, Ok(()));
                 }
             }
             Effect::SwitchCopyMode(mode) => {
@@ -626,7 +636,7 @@ impl Runner {
         // Whoever hears "accepted" already sees the new state.
         self.show_state();
         if let Some(reply) = reply {
-            let _ = reply.send(Ok(()));
+            answer(reply, Ok(()));
         }
     }
 
@@ -674,10 +684,12 @@ impl Runner {
     /// keeps the source's filesystems frozen.
     fn stop_tracking(&self) {
         self.live.detach();
-        if let Some(feed) = &self.kernel {
+        if let Some(feed) = &self.kernel
+            && let Err(e) = feed.thaw()
+        {
             // Ending anyway; a thaw that fails has been retried by the
-            // watchdog, and the error has no one left to tell.
-            let _ = feed.thaw();
+            // watchdog, and only the log is left to tell.
+            tracing::warn!(error = %e, "thawing as the job ends");
         }
     }
 
@@ -702,7 +714,7 @@ impl Runner {
             // Published before anyone hears "switched".
             self.publish();
             for w in waiting {
-                let _ = w.send(Ok(()));
+                answer(w, Ok(()));
             }
         }
     }
@@ -760,10 +772,10 @@ impl Runner {
             }
         }
         for w in self.pause_waiters.drain(..) {
-            let _ = w.send(Err(Error::JobEnded));
+            answer(w, Err(Error::JobEnded));
         }
         for w in self.mode_switch.take().into_iter().flat_map(|(_, w)| w) {
-            let _ = w.send(Err(Error::JobEnded));
+            answer(w, Err(Error::JobEnded));
         }
         self.set_state(state);
         self.emit(event);
@@ -840,6 +852,7 @@ impl Runner {
     }
 
     fn emit(&self, event: JobEvent) {
+        log(&event);
         // No subscribers is fine: status still tells the story.
         let _ = self.events.send(event);
     }
@@ -859,10 +872,32 @@ async fn recv(rx: &mut Option<mpsc::UnboundedReceiver<Request>>) -> Option<Reque
     }
 }
 
-/// Runs blocking I/O off the async threads. A panic there is a bug; it is
-/// passed on rather than dressed up as an I/O error.
+/// Every event, in the log too, at the level it deserves (in the job's
+/// span, which names the job, its source and target).
+fn log(event: &JobEvent) {
+    match event {
+        JobEvent::Progress(p) => tracing::trace!(copied = p.copied, dirty = p.dirty, "progress"),
+        JobEvent::StateChanged { state } => tracing::debug!(%state, "state"),
+        JobEvent::Ready => tracing::info!("ready: the target is in sync"),
+        JobEvent::Error { failure, action } => {
+            tracing::warn!(%failure, action = action.name(), "I/O error")
+        }
+        JobEvent::NotSaved { reason } => tracing::warn!(%reason, "the job's state was not saved"),
+        JobEvent::Rescanning { reason } => tracing::warn!(%reason, "comparing everything once"),
+        JobEvent::CompleteFailed { reason } => tracing::warn!(%reason, "complete failed"),
+        JobEvent::Completed { proof, identical, .. } => {
+            tracing::info!(?proof, identical, "completed")
+        }
+        JobEvent::Cancelled { consistent } => tracing::info!(consistent, "cancelled"),
+        JobEvent::Failed { error } => tracing::error!(%error, "failed"),
+    }
+}
+
+/// Runs blocking I/O off the async threads, in the caller's span. A panic
+/// there is a bug; it is passed on rather than dressed up as an I/O error.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f)
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }

@@ -176,6 +176,7 @@ impl Tracker {
     /// Records a live write at `offset`, past what the job mirrors, and
     /// wakes the job so it fails.
     pub fn note_written_past_end(&self, offset: u64) {
+        // Only the first such write is kept: a failed exchange means one was.
         let _ = self.past_end.compare_exchange(0, offset + 1, Ordering::AcqRel, Ordering::Acquire);
         self.wake.notify_one();
     }

@@ -46,7 +46,13 @@ pub(super) fn execute(
         other => other,
     };
     result.unwrap_or_else(|e| {
-        Reply::error(req.handle, structured, Errno::from_io(&e), &e.to_string())
+        let errno = Errno::from_io(&e);
+        // The client is told; the log keeps what the device said.
+        tracing::warn!(
+            command = ?req.command, offset = req.offset, length = req.length, %errno, error = %e,
+            "request failed"
+        );
+        Reply::error(req.handle, structured, errno, &e.to_string())
     })
 }
 
