@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use livemirror_tests::control::with_control;
-use livemirror_tests::tools::{assert_different, assert_identical, qemu_io};
-use livemirror_tests::{pattern, sparse_image};
+use livemirror_testkit::control::with_control;
+use livemirror_testkit::tools::{assert_different, assert_identical, qemu_io};
+use livemirror_testkit::{image::sparse_image, pattern};
 use serde_json::json;
 
 fn s(p: &Path) -> &str {

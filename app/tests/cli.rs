@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use livemirror_tests::{pattern, qemu_img_identical};
+use livemirror_testkit::{image::qemu_img_identical, pattern};
 
 fn livemirror(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_livemirror")).args(args).output().expect("run livemirror")

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use livemirror_tests::pattern;
+use livemirror_testkit::pattern;
 
 const SIZE: usize = 8 << 20;
 
@@ -67,7 +67,7 @@ fn every_format_onto_a_new_file_and_onto_old_data_is_identical() {
         assert!(err.contains(&format!("a {format}-compressed image")), "{err}");
         assert!(err.contains("the target is identical to the decompressed image"), "{err}");
         assert!(std::fs::read(&new).unwrap() == raw, "{format}: new file differs");
-        let on_disk = livemirror_tests::data_bytes(&new);
+        let on_disk = livemirror_testkit::image::data_bytes(&new);
         assert!(on_disk <= (SIZE - (3 << 20)) as u64, "{format}: zero runs written: {on_disk}");
 
         // Larger, full of old bytes: the image's part identical (zero runs

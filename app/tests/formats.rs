@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use livemirror_tests::{pattern, tools};
+use livemirror_testkit::{pattern, tools};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -67,7 +67,7 @@ fn top_map(image: &Path) -> Vec<(u64, u64, bool, bool)> {
 
 /// Bytes of image file `path` occupies on disk.
 fn disk_usage(path: &Path) -> u64 {
-    livemirror_tests::allocated_bytes(path)
+    livemirror_testkit::image::allocated_bytes(path)
 }
 
 const SIZE: u64 = 64 << 20;
@@ -75,7 +75,7 @@ const SIZE: u64 = 64 << 20;
 /// A raw image with data in three places and holes elsewhere.
 fn sparse_raw(dir: &Path) -> PathBuf {
     let src = dir.join("src.raw");
-    livemirror_tests::sparse_image(
+    livemirror_testkit::image::sparse_image(
         &src,
         SIZE,
         &[(0, 1 << 20), (10 << 20, 3 << 20), (SIZE - 4096, 4096)],

@@ -6,8 +6,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use livemirror_tests::daemon::Daemon;
-use livemirror_tests::pattern;
+use livemirror_testkit::daemon::Daemon;
+use livemirror_testkit::pattern;
 
 fn sigint(pid: u32) {
     // SAFETY: signalling our own child process.

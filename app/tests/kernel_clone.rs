@@ -18,11 +18,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use livemirror_tests::control::{Control, command_with_control};
-use livemirror_tests::system::{
+use livemirror_testkit::control::{Control, command_with_control};
+use livemirror_testkit::system::{
     BlockedWriter, Loop, Mount, Writer, assert_durable_files, device_id, run,
 };
-use livemirror_tests::tools::assert_identical;
+use livemirror_testkit::tools::assert_identical;
 use serde_json::{Value, json};
 
 const MIB: u64 = 1024 * 1024;
@@ -124,13 +124,13 @@ fn identical_once_the_writes_stop(via: Via) {
     writer.durable(20);
     writer.stop();
     let big = fs.path().join("big");
-    std::fs::write(&big, livemirror_tests::pattern(4 << 20, 3)).expect("big file");
+    std::fs::write(&big, livemirror_testkit::pattern(4 << 20, 3)).expect("big file");
     {
         use std::os::unix::fs::FileExt;
         let f = std::fs::OpenOptions::new().write(true).open(&big).expect("open big");
         for i in 0..32u64 {
             let at = (i * 7919 * 4096) % ((4 << 20) - 4096);
-            f.write_all_at(&livemirror_tests::pattern(4096, i + 1000), at).expect("overwrite");
+            f.write_all_at(&livemirror_testkit::pattern(4096, i + 1000), at).expect("overwrite");
         }
         f.sync_all().expect("fsync big");
     }

@@ -6,9 +6,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use livemirror_tests::control::{serve_mirror, with_control};
-use livemirror_tests::daemon::Daemon;
-use livemirror_tests::{pattern, qemu_img_identical, tools};
+use livemirror_testkit::control::{serve_mirror, with_control};
+use livemirror_testkit::daemon::Daemon;
+use livemirror_testkit::{image::qemu_img_identical, pattern, tools};
 use serde_json::json;
 
 const SIZE: usize = 32 << 20;

@@ -8,10 +8,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use livemirror_tests::control::serve_mirror;
-use livemirror_tests::system::{Loop, Mount, run};
-use livemirror_tests::tools::qemu_io;
-use livemirror_tests::{pattern, qemu_img_identical};
+use livemirror_testkit::control::serve_mirror;
+use livemirror_testkit::system::{Loop, Mount, run};
+use livemirror_testkit::tools::qemu_io;
+use livemirror_testkit::{image::qemu_img_identical, pattern};
 use serde_json::json;
 
 const MIB: u64 = 1 << 20;

@@ -11,9 +11,10 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use livemirror_tests::control::{Control, appears};
-use livemirror_tests::pattern;
-use livemirror_tests::tools::{assert_identical, qemu_io};
+use livemirror_testkit::control::Control;
+use livemirror_testkit::listening;
+use livemirror_testkit::pattern;
+use livemirror_testkit::tools::{assert_identical, qemu_io};
 use serde_json::{Value, json};
 
 const MIB: u64 = 1 << 20;
@@ -181,8 +182,8 @@ fn serve(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    appears(&ctl);
-    appears(&nbd);
+    listening::unix_socket(&ctl);
+    listening::unix_socket(&nbd);
     let events = Events::of(&mut child);
     (child, events, Control::connect(&ctl))
 }

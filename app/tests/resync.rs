@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use livemirror_tests::pattern;
-use livemirror_tests::tools::{assert_different, assert_identical, qemu_io};
+use livemirror_testkit::pattern;
+use livemirror_testkit::tools::{assert_different, assert_identical, qemu_io};
 use serde_json::Value;
 
 fn s(p: &Path) -> &str {

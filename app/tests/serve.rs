@@ -5,12 +5,15 @@
 use std::path::Path;
 use std::process::Command;
 
-use livemirror_tests::control::serve_mirror;
-use livemirror_tests::{pattern, qemu_img_identical};
+use livemirror_testkit::control::serve_mirror;
+use livemirror_testkit::{image::qemu_img_identical, pattern};
 use serde_json::json;
 
 fn qemu_io(socket: &Path, cmd: &str) {
-    livemirror_tests::tools::qemu_io(&format!("nbd+unix:///?socket={}", socket.display()), &[cmd]);
+    livemirror_testkit::tools::qemu_io(
+        &format!("nbd+unix:///?socket={}", socket.display()),
+        &[cmd],
+    );
 }
 
 #[test]
@@ -87,7 +90,7 @@ fn serve_refuses_bad_input_before_listening() {
 
 #[test]
 fn serve_mirrors_onto_a_larger_image_and_gives_it_a_gpt_of_its_size_on_exit() {
-    use livemirror_tests::disk::*;
+    use livemirror_testkit::disk::*;
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (dir.path().join("src.img"), dir.path().join("dst.img"));
     let parts = gpt_image(&src, 64 * MIB, &[8, 40]);
@@ -109,7 +112,7 @@ fn serve_mirrors_onto_a_larger_image_and_gives_it_a_gpt_of_its_size_on_exit() {
     qemu_io(&nbd, "write -P 0xcd 60M 128k");
     assert_eq!(c.ask(json!({"execute": "complete"}))["return"], json!({}));
     c.event("COMPLETED");
-    let info = livemirror_tests::tools::run(
+    let info = livemirror_testkit::tools::run(
         "nbdinfo",
         &["--size", &format!("nbd+unix:///?socket={}", nbd.display())],
     );
@@ -130,8 +133,8 @@ fn serve_mirrors_onto_a_larger_image_and_gives_it_a_gpt_of_its_size_on_exit() {
         assert_fsck_clean(&dst, *p);
         assert_files(&dst, *p, files);
     }
-    let written = livemirror_tests::image::read(&dst, 55 * MIB, 64 << 10);
+    let written = livemirror_testkit::image::read(&dst, 55 * MIB, 64 << 10);
     assert!(written.iter().all(|b| *b == 0xab), "a live write is missing");
-    let written = livemirror_tests::image::read(&dst, 60 * MIB, 128 << 10);
+    let written = livemirror_testkit::image::read(&dst, 60 * MIB, 128 << 10);
     assert!(written.iter().all(|b| *b == 0xcd), "a live write is missing");
 }

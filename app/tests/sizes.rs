@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use livemirror_tests::disk::*;
+use livemirror_testkit::disk::*;
 
 /// Two ext4 partitions of 8 and 40 MiB on a 64 MiB image, with files.
 struct Source {
@@ -72,7 +72,7 @@ fn gpt_onto_a_larger_image_gets_a_valid_table_for_its_size() {
     );
     assert_sgdisk_valid(&dst);
     assert_sfdisk_valid(&dst);
-    let out = livemirror_tests::tools::run("sgdisk", &["-p", dst.to_str().unwrap()]);
+    let out = livemirror_testkit::tools::run("sgdisk", &["-p", dst.to_str().unwrap()]);
     assert!(out.contains(": 262144 sectors, 128.0 MiB"), "{out}");
     assert!(out.contains("last usable sector is 262110"), "{out}");
     assert_partitions_copied(&src, &dst);
@@ -161,7 +161,7 @@ fn refused(src: &Path, dst: &Path, message: &str) {
 fn a_smaller_image_that_cannot_take_the_source_is_refused_untouched() {
     let src = source(true, &[8, 40]);
     let dst = src.path.with_file_name("small.img");
-    std::fs::write(&dst, livemirror_tests::pattern(40 * MIB as usize, 9)).unwrap();
+    std::fs::write(&dst, livemirror_testkit::pattern(40 * MIB as usize, 9)).unwrap();
     refused(
         &src.path,
         &dst,
@@ -170,7 +170,7 @@ fn a_smaller_image_that_cannot_take_the_source_is_refused_untouched() {
 
     // Partitions that fit, but data past them that would be lost.
     let short = source(true, &[8]);
-    livemirror_tests::image::fill(&short.path, 50 * MIB, 4096, 0x5a);
+    livemirror_testkit::image::fill(&short.path, 50 * MIB, 4096, 0x5a);
     refused(
         &short.path,
         &dst,

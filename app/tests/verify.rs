@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use livemirror_tests::image;
-use livemirror_tests::tools::{assert_different, assert_identical, qemu_io};
-use livemirror_tests::{pattern, sparse_image};
+use livemirror_testkit::image;
+use livemirror_testkit::tools::{assert_different, assert_identical, qemu_io};
+use livemirror_testkit::{image::sparse_image, pattern};
 use serde_json::Value;
 
 fn livemirror(args: &[&str]) -> Output {

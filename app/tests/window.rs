@@ -80,16 +80,8 @@ fn image(dir: &Path, name: &str, len: u64, seed: u64) -> PathBuf {
     let f = std::fs::File::create(&path).unwrap();
     f.set_len(len).unwrap();
     if seed != 0 {
-        let mut x = seed;
-        let data: Vec<u8> = (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8 | 1
-            })
-            .collect();
-        std::fs::write(&path, data).unwrap();
+        let data = livemirror_testkit::pattern(len as usize, seed).into_iter().map(|b| b | 1);
+        std::fs::write(&path, data.collect::<Vec<u8>>()).unwrap();
     }
     path
 }
@@ -358,7 +350,7 @@ fn a_shared_source_takes_nbd_writes_that_reach_the_copy() {
     h.step();
     assert!(h.output().platform_output.commands.contains(&OutputCommand::CopyText(uri.clone())));
     // A VM's write while the job mirrors: it lands on the source and is mirrored.
-    livemirror_tests::tools::qemu_io(&uri, &["write -P 0xab 0 64k"]);
+    livemirror_testkit::tools::qemu_io(&uri, &["write -P 0xab 0 64k"]);
     complete_and_wait(&mut h);
     assert!(h.query_by_label_contains("Completed: the target is identical").is_some());
     assert!(h.query_by_label("— the share now serves the copy").is_some());
@@ -424,7 +416,7 @@ fn wait_for_label(h: &mut Harness<'_, LiveMirrorApp>, text: &str) {
 
 #[test]
 fn a_larger_target_says_how_it_compares_and_can_grow_the_last_partition() {
-    use livemirror_tests::disk::{assert_sgdisk_valid, gpt_image, partitions};
+    use livemirror_testkit::disk::{assert_sgdisk_valid, gpt_image, partitions};
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.img");
     let parts = gpt_image(&src, 16 * MIB, &[4, 6]);
@@ -461,7 +453,7 @@ fn a_larger_target_says_how_it_compares_and_can_grow_the_last_partition() {
 
 #[test]
 fn a_smaller_target_that_fits_is_accepted_and_one_that_does_not_is_explained() {
-    use livemirror_tests::disk::gpt_image;
+    use livemirror_testkit::disk::gpt_image;
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.img");
     gpt_image(&src, 32 * MIB, &[4, 6]);
@@ -493,7 +485,7 @@ fn a_smaller_target_that_fits_is_accepted_and_one_that_does_not_is_explained() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_mounted_disk_as_source_is_kernel_tracked_and_done_says_how_long_writers_were_held() {
-    use livemirror_tests::system::{Loop, Mount, Writer, assert_durable_files, run};
+    use livemirror_testkit::system::{Loop, Mount, Writer, assert_durable_files, run};
     let disk = Loop::new(64 * MIB);
     let fs = Mount::ext4(disk.path());
     let writer = Writer::start(fs.path());
@@ -529,7 +521,7 @@ fn a_mounted_disk_as_source_is_kernel_tracked_and_done_says_how_long_writers_wer
 #[cfg(target_os = "linux")]
 #[test]
 fn an_unmounted_disk_as_source_says_nothing_can_be_frozen() {
-    let disk = livemirror_tests::system::Loop::new(16 * MIB);
+    let disk = livemirror_testkit::system::Loop::new(16 * MIB);
     let dir = tempfile::tempdir().unwrap();
     let mut h = app(TestOpener { faulty: None }, no_disks);
     type_into(&mut h, "Source path", disk.path());
@@ -554,7 +546,7 @@ fn settings_file(dir: &Path, options: livemirror_core::job::MirrorOptions) -> Pa
 #[test]
 fn a_direct_write_to_an_untracked_source_is_not_called_identical() {
     use livemirror_core::job::MirrorOptions;
-    use livemirror_tests::tools::qemu_io;
+    use livemirror_testkit::tools::qemu_io;
     for final_comparison in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let src = image(dir.path(), "src.img", 8 * MIB, 21);
@@ -636,8 +628,8 @@ fn wait_gone(h: &mut Harness<'_, LiveMirrorApp>, path: &Path) {
 /// when the user says so — with a warning while clients are connected.
 #[test]
 fn the_share_keeps_serving_after_start_another_until_stopped() {
-    use livemirror_tests::raw::RawClient;
-    use livemirror_tests::tools::qemu_io;
+    use livemirror_testkit::raw::RawClient;
+    use livemirror_testkit::tools::qemu_io;
     let dir = tempfile::tempdir().unwrap();
     let src = image(dir.path(), "src.img", 6 * MIB, 17);
     let dst = image(dir.path(), "dst.img", 6 * MIB, 0);
@@ -769,7 +761,7 @@ fn a_paused_job_says_paused_not_in_sync() {
 /// bytes agree with it, and the verification has the last word.
 #[test]
 fn allocated_data_only_onto_old_data_is_called_identical_only_when_it_is() {
-    use livemirror_tests::tools::qemu_io;
+    use livemirror_testkit::tools::qemu_io;
     let dir = tempfile::tempdir().unwrap();
     let src = image(dir.path(), "src.img", 8 * MIB, 0);
     qemu_io(src.to_str().unwrap(), &["write -P 0x5a 1M 256k", "write -P 0x33 6M 64k"]);
@@ -838,7 +830,7 @@ fn listed() -> Vec<Disk> {
 #[cfg(target_os = "linux")]
 #[test]
 fn an_unopenable_target_disk_is_checked_from_the_disk_list_before_its_name_is_asked() {
-    let disk = livemirror_tests::system::Loop::new(16 * MIB);
+    let disk = livemirror_testkit::system::Loop::new(16 * MIB);
     let dir = tempfile::tempdir().unwrap();
     let src = image(dir.path(), "src.img", 16 * MIB, 3);
     let listed_as = |size, mounts: &[&str]| Disk {
@@ -988,7 +980,7 @@ fn shown_percent(h: &Harness<'_, LiveMirrorApp>) -> Option<(f64, String)> {
 #[test]
 fn progress_stays_within_the_source_size_and_never_goes_back() {
     use livemirror_core::job::MirrorOptions;
-    use livemirror_tests::tools::qemu_io;
+    use livemirror_testkit::tools::qemu_io;
     let dir = tempfile::tempdir().unwrap();
     let src = image(dir.path(), "src.img", 8 * MIB, 31);
     let dst = image(dir.path(), "dst.img", 8 * MIB, 0);
@@ -1089,7 +1081,7 @@ fn a_relative_target_is_shown_absolute_and_a_stale_start_error_goes() {
 #[test]
 fn the_eta_is_a_dash_when_the_source_is_written_faster_than_the_limit() {
     use livemirror_core::job::MirrorOptions;
-    use livemirror_tests::tools::qemu_io;
+    use livemirror_testkit::tools::qemu_io;
     use std::sync::atomic::{AtomicBool, Ordering};
     let dir = tempfile::tempdir().unwrap();
     let src = image(dir.path(), "src.img", 8 * MIB, 37);

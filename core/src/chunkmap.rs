@@ -204,6 +204,7 @@ impl ChunkMap {
     pub(crate) fn heat(&self, chunks: Range<u64>) {
         for (cell, _) in self.split(chunks) {
             let h = &self.cells[cell].heat;
+            // Cannot fail: the update always returns Some.
             let _ = h.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_add(1)));
         }
     }
@@ -221,6 +222,7 @@ impl ChunkMap {
 }
 
 fn saturating_sub(a: &AtomicU64, n: u64) {
+    // Cannot fail: the update always returns Some.
     let _ = a.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(n)));
 }
 

@@ -7,8 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::job::JobState;
-use crate::partition::NoFit;
+use crate::state::JobState;
 use crate::units::human;
 
 /// Which device an I/O error happened on.
@@ -148,6 +147,39 @@ impl JobFailure {
 impl Serialize for JobFailure {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+/// Why a smaller target cannot take the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoFit {
+    /// A partition reaches past the target's usable end (`room`).
+    PartitionPastEnd { number: u32, end: u64, room: u64 },
+    /// Data past the target's usable end, outside every partition.
+    DataPastEnd { at: u64 },
+    /// Without a partition table nothing says which bytes are unused.
+    NoTable,
+    /// The source's table cannot be read.
+    Damaged(String),
+}
+
+impl fmt::Display for NoFit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoFit::PartitionPastEnd { number, end, room } => write!(
+                f,
+                "partition {number} ends at {}; the target has {}",
+                human(*end),
+                human(*room)
+            ),
+            NoFit::DataPastEnd { at } => {
+                write!(f, "data at {} past the last partition", human(*at))
+            }
+            NoFit::NoTable => f.write_str(
+                "the source has no partition table, so nothing tells which of its bytes are unused",
+            ),
+            NoFit::Damaged(why) => f.write_str(why),
+        }
     }
 }
 

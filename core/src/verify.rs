@@ -241,7 +241,7 @@ pub fn repair(
             source
                 .read_uncached(piece, pos)
                 .map_err(|e| IoFailure::new(Side::Source, IoOperation::Read, pos, n, &e))?;
-            let written = if crate::job::is_zero(piece) {
+            let written = if crate::buffer::is_zero(piece) {
                 target.write_zeroes(pos, n, true).map_err(|e| (IoOperation::WriteZeroes, e))
             } else {
                 target.write_at(piece, pos).map_err(|e| (IoOperation::Write, e))
@@ -260,7 +260,7 @@ pub fn repair(
 mod tests {
     use super::*;
     use crate::device::{Fault, FaultyDevice, MemoryDevice, Op};
-    use crate::testing::pattern;
+    use livemirror_testkit::pattern;
 
     fn pair(len: usize) -> (MemoryDevice, MemoryDevice) {
         let data = pattern(len, 7);

@@ -1,11 +1,8 @@
 //! Every error policy on every side, with injected faults: the events, the
 //! final state, and the target's bytes.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use livemirror_core::Side;
 use livemirror_core::device::{Fault, FaultyDevice, MemoryDevice, Op};
 use livemirror_core::error::JobFailure;
@@ -14,6 +11,8 @@ use livemirror_core::job::{
     MirrorOptions, Outcome, Proof,
 };
 use livemirror_core::live::LiveSource;
+use livemirror_testkit::job::*;
+use livemirror_testkit::pattern;
 use tokio::sync::broadcast;
 
 const LEN: usize = 4 << 20;

@@ -2,17 +2,16 @@
 //! (a plain cancel after Ready while a stop-policy error waits for a
 //! decision) and 041's forced cancel while target I/O is stuck.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use livemirror_core::Side;
 use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, Op};
 use livemirror_core::job::{
     Command, CopyMode, ErrorAction, ErrorPolicy, JobEvent, JobHandle, JobState, MirrorOptions,
     Outcome,
 };
+use livemirror_testkit::job::*;
+use livemirror_testkit::pattern;
 use tokio::sync::broadcast;
 
 const LEN: usize = 1 << 20;

@@ -2,11 +2,8 @@
 //! than the target's cluster, and `sync=top` with whole-cluster copies into
 //! a backed target while a source read fails once under `ignore`.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, MemoryDevice, Op};
 use livemirror_core::job::{
     self, Command, ErrorAction, ErrorPolicy, JobEvent, JobState, MirrorOptions, Outcome, Proof,
@@ -14,6 +11,8 @@ use livemirror_core::job::{
 };
 use livemirror_core::live::LiveSource;
 use livemirror_core::{IoOperation, Side};
+use livemirror_testkit::job::*;
+use livemirror_testkit::pattern;
 
 const MIB: u64 = 1 << 20;
 

@@ -1,17 +1,16 @@
 //! Commands at awkward moments: while a stop-policy error is pending during
 //! Completing, and a resume that arrives before the pause took effect.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use livemirror_core::Side;
 use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, MemoryDevice, Op};
 use livemirror_core::job::{
     Command, Decision, ErrorAction, ErrorPolicy, JobEvent, JobHandle, JobState, MirrorOptions,
     Outcome, Proof,
 };
+use livemirror_testkit::job::*;
+use livemirror_testkit::pattern;
 
 const LEN: usize = 4 << 20;
 const G: u64 = 64 << 10;

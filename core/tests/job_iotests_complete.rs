@@ -2,15 +2,14 @@
 //! dirty, and a range that keeps failing under `ignore` keeps the job from
 //! calling itself completed.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, Op};
 use livemirror_core::job::{
     Command, ErrorAction, ErrorPolicy, JobEvent, JobHandle, JobState, MirrorOptions, Outcome, Proof,
 };
+use livemirror_testkit::job::*;
+use livemirror_testkit::pattern;
 use tokio::sync::broadcast;
 
 const LEN: usize = 8 << 20;

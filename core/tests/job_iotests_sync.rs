@@ -2,11 +2,10 @@
 //! `top` on a source without a backing layer is `full` (041's unbacked
 //! source), and `none` copies only what is written after the start.
 
-mod common;
-
-use common::*;
 use livemirror_core::device::{BlockDevice, MemoryDevice};
 use livemirror_core::job::{Command, MirrorOptions, Outcome, Proof, SyncMode};
+use livemirror_testkit::job::*;
+use livemirror_testkit::pattern;
 
 const LEN: u64 = 4 << 20;
 const G: u64 = 64 << 10;

@@ -3,12 +3,9 @@
 //! into a dirty area of a throttled job, and background copies that still
 //! progress while client writes saturate the source.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::*;
 use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, MemoryDevice, Op};
 use livemirror_core::job::{
     Command, CopyMode, ErrorAction, ErrorPolicy, JobEvent, JobHandle, JobState, MirrorOptions,
@@ -16,6 +13,8 @@ use livemirror_core::job::{
 };
 use livemirror_core::live::LiveSource;
 use livemirror_core::{IoOperation, Side};
+use livemirror_testkit::job::*;
+use livemirror_testkit::pattern;
 use tokio::sync::{broadcast, watch};
 
 const MIB: u64 = 1 << 20;

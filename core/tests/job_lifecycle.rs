@@ -1,16 +1,15 @@
 //! The job's lifecycle: Ready, Complete (and its pivot), Cancel before and
 //! after Ready, Pause/Resume, and commands refused in the wrong state.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
 use livemirror_core::Error;
 use livemirror_core::device::BlockDevice;
 use livemirror_core::job::{
     Command, CopyMode, Decision, JobEvent, JobState, MirrorOptions, Outcome, Proof, SyncMode,
 };
+use livemirror_testkit::job::*;
+use livemirror_testkit::pattern;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn complete_after_ready_pivots_to_an_identical_target() {
@@ -163,7 +162,7 @@ async fn sync_none_copies_only_new_writes() {
 
 #[test]
 fn bad_pairs_are_refused_before_anything_is_written() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rt = livemirror_core::runtime::build("job-lifecycle", None).unwrap();
     let _guard = rt.enter();
     let p = pair(1 << 20);
     let small = Arc::new(livemirror_core::device::MemoryDevice::new(1000));
@@ -172,7 +171,7 @@ fn bad_pairs_are_refused_before_anything_is_written() {
         .unwrap();
     // Smaller, and without a partition table nothing says what is unused.
     assert!(
-        matches!(err, Error::DoesNotFit { reason: livemirror_core::partition::NoFit::NoTable, .. }),
+        matches!(err, Error::DoesNotFit { reason: livemirror_core::error::NoFit::NoTable, .. }),
         "{err}"
     );
     assert!(small.contents().iter().all(|b| *b == 0), "a refused target was written");

@@ -6,15 +6,13 @@
 //! durable. Whatever the saved map calls copied must then be on the durable
 //! medium, and a job resumed from it onto that medium ends identical.
 
-mod common;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use common::*;
 use livemirror_core::device::{BlockDevice, DeviceId, MemoryDevice};
 use livemirror_core::job::{self, Command, JobEvent, MirrorOptions, Persist, Resume};
 use livemirror_core::persist::{self, Identity, Side};
+use livemirror_testkit::job::*;
 
 const MIB: u64 = 1 << 20;
 const GRAN: u64 = 64 << 10;

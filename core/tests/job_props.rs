@@ -9,15 +9,14 @@
 //!
 //! Cases: 40 by default; set `LIVEMIRROR_PROPTEST_CASES` for more.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use common::*;
 use livemirror_core::device::{BlockDevice, MemoryDevice};
 use livemirror_core::job::{self, Command, CopyMode, MirrorOptions, Outcome, Proof, SyncMode};
 use livemirror_core::live::LiveSource;
+use livemirror_testkit::job::*;
+use livemirror_testkit::pattern;
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -145,8 +144,7 @@ fn run_case(c: Case) {
             w.apply(&*target);
         }
     }
-    let rt =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = livemirror_core::runtime::build("job-props", Some(2)).unwrap();
     let opts = MirrorOptions {
         sync: c.sync,
         granularity: Some(c.granularity),

@@ -1,16 +1,15 @@
 //! Compare passes and the final comparison: writes that bypass the live
 //! source are found and copied, and the job claims only what they prove.
 
-mod common;
-
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::*;
 use livemirror_core::device::{Allocation, BlockDevice, DeviceId, MemoryDevice};
 use livemirror_core::error::JobFailure;
 use livemirror_core::job::{Command, JobEvent, MirrorOptions, Outcome, Proof, Tracking};
+use livemirror_testkit::job::*;
+use livemirror_testkit::pattern;
 
 const LEN: usize = 8 << 20;
 

@@ -1,12 +1,10 @@
 //! The speed limit, on tokio's paused clock: virtual seconds, no waiting.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use livemirror_core::device::MemoryDevice;
 use livemirror_core::job::{Command, MirrorOptions};
+use livemirror_testkit::job::*;
 use tokio::time::Instant;
 
 const MIB: u64 = 1 << 20;

@@ -1,15 +1,14 @@
 //! Write-blocking (active) mode: the job converges under a continuous write
 //! load, and after Ready every acknowledged write is already on the target.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::*;
 use livemirror_core::device::{BlockDevice, MemoryDevice};
 use livemirror_core::job::{Command, CopyMode, MirrorOptions, Outcome, Proof};
 use livemirror_core::live::LiveSource;
+use livemirror_testkit::job::*;
+use livemirror_testkit::pattern;
 
 const LEN: usize = 16 << 20;
 

@@ -1,11 +1,10 @@
 //! Zero and sparse handling, and whole-cluster copies for targets whose
 //! partial cluster writes would be filled from a backing image.
 
-mod common;
-
-use common::*;
 use livemirror_core::device::{BlockDevice, MemoryDevice};
 use livemirror_core::job::{Command, MirrorOptions, Outcome, Proof, SyncMode};
+use livemirror_testkit::job::*;
+use livemirror_testkit::pattern;
 
 async fn mirror(p: &Pair, opts: MirrorOptions) {
     let (job, mut rx) = start(p, p.target.clone(), opts);

@@ -5,15 +5,13 @@
 //! empty hold.
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use livemirror_core::kernel::{DEFAULT_FREEZE_LIMIT, FreezeError, freeze_all};
-use livemirror_tests::system::{BlockedWriter, Loop, Mount, device_id, run};
+use livemirror_testkit::system::{BlockedWriter, Loop, Mount, device_id, run};
 
 const MIB: u64 = 1024 * 1024;
 

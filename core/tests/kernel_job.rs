@@ -7,8 +7,6 @@
 //! partition; a freeze over its limit is thawed and the job is ready again.
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,7 +15,7 @@ use livemirror_core::job::{
     self, Command, JobEvent, JobHandle, JobState, MirrorOptions, Outcome, Proof, Tracking,
 };
 use livemirror_core::live::LiveSource;
-use livemirror_tests::system::{Loop, Mount, Partition, Writer, assert_durable_files, run};
+use livemirror_testkit::system::{Loop, Mount, Partition, Writer, assert_durable_files, run};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -34,7 +32,7 @@ async fn ready_job(
     let live = LiveSource::new(Arc::new(source));
     let opts = MirrorOptions { tracking: Tracking::Kernel, ..opts };
     let (job, mut events) = job::start(live, Arc::new(target), opts).expect("kernel tracking");
-    common::until(&mut events, |e| *e == JobEvent::Ready).await;
+    livemirror_testkit::job::until(&mut events, |e| *e == JobEvent::Ready).await;
     (job, events, image)
 }
 
@@ -45,7 +43,7 @@ async fn completed(
     frozen: bool,
 ) {
     job.send(Command::Complete).await.expect("complete accepted");
-    let ev = common::until(events, JobEvent::is_final).await;
+    let ev = livemirror_testkit::job::until(events, JobEvent::is_final).await;
     let JobEvent::Completed { proof, held_ms, .. } = ev else { panic!("not completed: {ev:?}") };
     let want = if frozen { Proof::Tracked } else { Proof::TrackedUnheld };
     assert_eq!(proof, want, "frozen: {frozen}");
@@ -99,13 +97,13 @@ async fn identical_after_writes_stop(dev: &Path) {
     writer.durable(20);
     writer.stop();
     let big = fs.path().join("big");
-    std::fs::write(&big, common::pattern(4 * MIB as usize, 3)).expect("big file");
+    std::fs::write(&big, livemirror_testkit::pattern(4 * MIB as usize, 3)).expect("big file");
     {
         use std::os::unix::fs::FileExt;
         let f = std::fs::OpenOptions::new().write(true).open(&big).expect("open big");
         for i in 0..32u64 {
             let at = (i * 7919 * 4096) % (4 * MIB - 4096);
-            f.write_all_at(&common::pattern(4096, i + 1000), at).expect("overwrite");
+            f.write_all_at(&livemirror_testkit::pattern(4096, i + 1000), at).expect("overwrite");
         }
         f.sync_all().expect("fsync big");
     }
@@ -148,12 +146,12 @@ async fn a_freeze_over_its_limit_is_thawed_and_the_job_stays_ready() {
     let opts = MirrorOptions { freeze_limit_ms: 0, ..Default::default() };
     let (job, mut events, _image) = ready_job(&disk.dev, dir.path(), opts).await;
     job.send(Command::Complete).await.expect("complete accepted");
-    let ev = common::until(&mut events, |e| {
+    let ev = livemirror_testkit::job::until(&mut events, |e| {
         matches!(e, JobEvent::CompleteFailed { .. }) || e.is_final()
     })
     .await;
     assert!(matches!(ev, JobEvent::CompleteFailed { .. }), "{ev:?}");
-    common::status_until(&job, |s| s.state == JobState::Ready).await;
+    livemirror_testkit::job::status_until(&job, |s| s.state == JobState::Ready).await;
     // Thawed: a write and its fsync go through.
     std::fs::write(fs.path().join("after"), b"thawed").expect("write after the thaw");
     std::fs::File::open(fs.path().join("after")).and_then(|f| f.sync_all()).expect("fsync");
@@ -173,16 +171,20 @@ async fn a_write_the_kernel_could_not_mark_is_found_by_a_compare_pass_that_says_
     let opts =
         MirrorOptions { granularity: Some(4096), kernel_span_limit: Some(1), ..Default::default() };
     let (job, mut events, image) = ready_job(&disk.dev, dir.path(), opts).await;
-    let data = livemirror_core::buffer::AlignedBuf::copy_of(&common::pattern(16 * MIB as usize, 5));
+    let data = livemirror_core::buffer::AlignedBuf::copy_of(&livemirror_testkit::pattern(
+        16 * MIB as usize,
+        5,
+    ));
     disk.open_direct().write_all_at(&data, 8 * MIB).expect("O_DIRECT write");
     // Whoever drains next (the poll, or Complete's barrier) learns of it.
     job.send(Command::Complete).await.expect("complete accepted");
-    let ev =
-        common::until(&mut events, |e| matches!(e, JobEvent::Rescanning { .. }) || e.is_final())
-            .await;
+    let ev = livemirror_testkit::job::until(&mut events, |e| {
+        matches!(e, JobEvent::Rescanning { .. }) || e.is_final()
+    })
+    .await;
     let JobEvent::Rescanning { reason } = ev else { panic!("no compare pass: {ev:?}") };
     assert!(reason.contains("too long to mark"), "{reason}");
-    let ev = common::until(&mut events, JobEvent::is_final).await;
+    let ev = livemirror_testkit::job::until(&mut events, JobEvent::is_final).await;
     assert!(matches!(ev, JobEvent::Completed { proof: Proof::TrackedUnheld, .. }), "{ev:?}");
     run(
         "qemu-img",

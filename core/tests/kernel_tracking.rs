@@ -5,8 +5,6 @@
 //! filesystem loses no write, with and without a freeze.
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -17,7 +15,7 @@ use livemirror_core::buffer::AlignedBuf;
 use livemirror_core::kernel::{
     DEFAULT_FREEZE_LIMIT, Drained, KernelTracker, TrackError, Unseen, freeze_all,
 };
-use livemirror_tests::system::{Loop, Mount, Partition, device_id, run};
+use livemirror_testkit::system::{Loop, Mount, Partition, device_id, run};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -48,7 +46,7 @@ fn drain_into(t: &KernelTracker, set: &mut BTreeSet<u64>) -> bool {
 }
 
 fn write_direct(file: &std::fs::File, offset: u64, len: u64, seed: u64) {
-    let data = AlignedBuf::copy_of(&common::pattern(len as usize, seed));
+    let data = AlignedBuf::copy_of(&livemirror_testkit::pattern(len as usize, seed));
     file.write_all_at(&data, offset).expect("O_DIRECT write");
 }
 
@@ -254,16 +252,16 @@ fn writer(
     std::thread::spawn(move || {
         let big = dir.join("big");
         let bigf = std::fs::File::create(&big).expect("big file");
-        bigf.write_all_at(&common::pattern(4 * MIB as usize, 99), 0).expect("fill big");
+        bigf.write_all_at(&livemirror_testkit::pattern(4 * MIB as usize, 99), 0).expect("fill big");
         bigf.sync_all().expect("fsync big");
         let mut round = 0u64;
         while !stop.load(Ordering::Relaxed) && rounds.is_none_or(|n| round < n) {
             let name = dir.join(format!("f{}", round % 40));
             let len = 4 * KIB as usize * (1 + (round as usize * 7) % 48);
-            std::fs::write(&name, common::pattern(len, round)).expect("write file");
+            std::fs::write(&name, livemirror_testkit::pattern(len, round)).expect("write file");
             std::fs::File::open(&name).and_then(|f| f.sync_all()).expect("fsync file");
             let at = (round * 37 % 1000) * 4 * KIB;
-            bigf.write_all_at(&common::pattern(8 * KIB as usize, round + 1000), at)
+            bigf.write_all_at(&livemirror_testkit::pattern(8 * KIB as usize, round + 1000), at)
                 .expect("overwrite big");
             bigf.sync_data().expect("fdatasync big");
             if round % 5 == 4 {

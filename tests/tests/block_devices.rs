@@ -14,7 +14,7 @@ use livemirror_core::job::{
     self, Command as JobCommand, MirrorOptions, Outcome, Proof, check_pair,
 };
 use livemirror_core::live::LiveSource;
-use livemirror_tests::{pattern, qemu_img_identical};
+use livemirror_testkit::{image::qemu_img_identical, pattern};
 
 const LEN: u64 = 32 << 20;
 

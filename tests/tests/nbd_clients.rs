@@ -6,8 +6,8 @@ use std::sync::Arc;
 use livemirror_core::device::{FileDevice, OpenOptions};
 use livemirror_core::live::LiveSource;
 use livemirror_core::nbd::Export;
-use livemirror_tests::server::{Served, runtime};
-use livemirror_tests::{image, tools};
+use livemirror_testkit::server::{Served, runtime};
+use livemirror_testkit::{image, tools};
 
 const SIZE: u64 = 8 << 20;
 

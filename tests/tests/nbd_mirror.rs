@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use livemirror_core::job::{Command, CopyMode, MirrorOptions};
-use livemirror_tests::mirror::{self, live_file};
-use livemirror_tests::raw::RawClient;
-use livemirror_tests::server::{Served, runtime};
-use livemirror_tests::{image, tools};
+use livemirror_testkit::mirror::{self, live_file};
+use livemirror_testkit::raw::RawClient;
+use livemirror_testkit::server::{Served, runtime};
+use livemirror_testkit::{image, tools};
 
 const SIZE: u64 = 32 << 20;
 

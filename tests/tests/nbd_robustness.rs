@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use livemirror_core::device::{BlockDevice, MemoryDevice};
-use livemirror_core::nbd::proto::*;
-use livemirror_tests::raw::{RawClient, go_data, meta_query};
-use livemirror_tests::server::{Served, runtime};
+use livemirror_core::nbd_proto::*;
+use livemirror_testkit::raw::{RawClient, go_data, meta_query};
+use livemirror_testkit::server::{Served, runtime};
 
 const SIZE: u64 = 1 << 20;
 const EINVAL: u32 = 22;

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 
 use livemirror_core::Side;
-use livemirror_core::device::{BlockDevice, NbdDevice};
+use livemirror_core::device::{BlockDevice, NbdDevice, extents};
 use livemirror_core::job::{MirrorOptions, Outcome};
 use livemirror_core::live::LiveSource;
-use livemirror_tests::daemon::Daemon;
-use livemirror_tests::mirror::{self, complete, start_on, wait_ready};
-use livemirror_tests::server::runtime;
-use livemirror_tests::{data_bytes, image, sparse_image, tools};
+use livemirror_testkit::daemon::Daemon;
+use livemirror_testkit::mirror::{self, complete, start_on, wait_ready};
+use livemirror_testkit::server::runtime;
+use livemirror_testkit::{image, image::data_bytes, image::sparse_image, tools};
 
 const SIZE: u64 = 16 << 20;
 
@@ -84,12 +84,8 @@ fn a_qemu_nbd_export_source_copies_identically_and_reports_its_holes() {
     let dev = nbd(&server.uri(), false);
     // qemu-nbd reports the image's holes through base:allocation: the
     // data it maps is the data the file holds.
-    let (mut pos, mut data) = (0, 0);
-    while pos < SIZE {
-        let (alloc, run) = dev.block_status(pos, SIZE - pos).unwrap();
-        data += if alloc.reads_zero() { 0 } else { run };
-        pos += run;
-    }
+    let runs = extents(&*dev, 0..SIZE).map(Result::unwrap);
+    let data: u64 = runs.filter(|run| !run.status.reads_zero()).map(|run| run.len).sum();
     assert_eq!(data, data_bytes(&src));
     let out = image::sparse(dir.path(), "out.img", SIZE);
     let rt = runtime();

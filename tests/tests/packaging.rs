@@ -13,8 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use livemirror_tests::tools::built_artifact;
-use livemirror_tests::{pattern, qemu_img_identical};
+use livemirror_testkit::tools::built_artifact;
+use livemirror_testkit::{image::qemu_img_identical, pattern};
 
 fn deb() -> PathBuf {
     built_artifact("LIVEMIRROR_DEB", "LIVEMIRROR_DEB=$(scripts/package-deb.sh)")

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use livemirror_core::device::{OpenOptions, create_image};
 use livemirror_core::job::{self, Command, MirrorOptions, Outcome, Proof, SyncMode};
 use livemirror_core::live::LiveSource;
-use livemirror_tests::{allocated_bytes, data_bytes, qemu_img_identical, sparse_image};
+use livemirror_testkit::{
+    image::allocated_bytes, image::data_bytes, image::qemu_img_identical, image::sparse_image,
+};
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;

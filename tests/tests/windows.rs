@@ -7,13 +7,13 @@
 //! disks are not tested here. `#[ignore]`d in a plain `cargo test`;
 //! `scripts/test.sh` runs them with `--ignored` once `.ci/run` has built the .exe.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use livemirror_tests::pattern;
-use livemirror_tests::tools::{built_artifact, qemu_io};
+use livemirror_testkit::tools::{built_artifact, qemu_io};
+use livemirror_testkit::{listening, pattern};
 
 fn exe() -> PathBuf {
     built_artifact("LIVEMIRROR_WINDOWS_EXE", "LIVEMIRROR_WINDOWS_EXE=$(scripts/build-windows.sh)")
@@ -139,11 +139,7 @@ fn windows_exe_serves_nbd_over_loopback_tcp_to_qemu_io() {
     let addr = format!("127.0.0.1:{port}");
     let mut cmd = wine(&exe, &["serve", &win(&source), "--nbd", &addr], false);
     let _served = Served(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "livemirror.exe never listened on {addr}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    listening::tcp(&addr, Duration::from_secs(120));
     let uri = format!("nbd://{addr}");
     qemu_io(&uri, &["write -P 0xab 1M 64k", "write -z 4M 128k", "flush"]);
     qemu_io(&uri, &["read -P 0xab 1M 64k", "read -P 0 4M 128k"]);

@@ -102,7 +102,7 @@ pub fn run(command: Cmd) -> ExitCode {
 
 /// Runs a command-line subcommand on a multi-threaded runtime.
 fn with_runtime(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match livemirror_core::runtime::build("livemirror", None) {
         Ok(rt) => {
             let code = rt.block_on(task);
             // A forced cancel leaves I/O stuck on a hung device behind; the

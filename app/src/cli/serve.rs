@@ -140,9 +140,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             };
             match outcome {
                 Ok(Outcome::Failed { .. }) => code = ExitCode::from(super::EXIT_FAILED),
-                Ok(Outcome::Completed { .. } | Outcome::Cancelled { consistent: true }) => {
-                    consistent = Some((job, target))
-                }
+                Ok(o) if o.target_consistent() => consistent = Some((job, target)),
                 _ => {}
             }
         }

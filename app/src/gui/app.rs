@@ -267,10 +267,7 @@ impl LiveMirrorApp {
             let fix = self.fix_up(&outcome, ctx);
             let fixing = matches!(fix, Fix::Running);
             let mut done = DoneScreen::new(fix);
-            let consistent = matches!(
-                outcome,
-                Outcome::Completed { .. } | Outcome::Cancelled { consistent: true }
-            );
+            let consistent = outcome.target_consistent();
             let verify = auto && verifiable && consistent;
             done.verify_after_fix = verify && fixing;
             self.screen = Screen::Done(done);
@@ -380,8 +377,7 @@ impl LiveMirrorApp {
     /// another size needs (or the asked-for grow), on the engine.
     fn fix_up(&mut self, outcome: &Outcome, ctx: &egui::Context) -> Fix {
         let Some(s) = &self.session else { return Fix::NotNeeded };
-        let consistent =
-            matches!(outcome, Outcome::Completed { .. } | Outcome::Cancelled { consistent: true });
+        let consistent = outcome.target_consistent();
         let fit = s.job.fit().clone();
         let grow = s.grow_last_partition;
         if !consistent || !sizes::needed(&fit, grow) {

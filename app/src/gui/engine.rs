@@ -84,11 +84,7 @@ impl<T> Pending<T> {
 
 impl Engine {
     pub fn new() -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("livemirror-engine")
-            .enable_all()
-            .build()?;
+        let runtime = livemirror_core::runtime::build("livemirror-engine", Some(2))?;
         Ok(Engine { runtime })
     }
 

@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use super::{BlockDevice, FaultyDevice, FileDevice, MemoryDevice, OpenOptions};
 
-const LEN: u64 = 1 << 20;
+/// The length of the devices the contract is checked on.
+pub(crate) const LEN: u64 = 1 << 20;
 
 /// Runs every contract check on a fresh, zero-filled device of `LEN` bytes.
-fn conforms(dev: &dyn BlockDevice) {
+pub(crate) fn conforms(dev: &dyn BlockDevice) {
     assert_eq!(dev.len(), LEN);
 
     // Round trip at odd offsets and sizes.
@@ -220,100 +221,28 @@ fn qcow2_device_conforms() {
     conforms(&overlay);
 }
 
-/// NBD client tests: the contract over livemirror's own server and over
-/// servers nobody here wrote (qemu-nbd, nbdkit), each serving `LEN` zero
-/// bytes on a unix socket. Unix only: the servers are Linux programs.
+/// NBD client tests: the contract over servers nobody here wrote
+/// (qemu-nbd, qemu-storage-daemon, nbdkit), each serving `LEN` zero bytes
+/// on a unix socket (livemirror's own server: `crate::nbd`'s tests). Unix
+/// only: the servers are Linux programs.
 #[cfg(unix)]
 mod nbd {
-    use std::path::{Path, PathBuf};
-    use std::process::{Child, Command};
-    use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use livemirror_testkit::daemon::Daemon;
 
     use super::{LEN, conforms};
-    use crate::device::{BlockDevice, MemoryDevice, NbdDevice};
-    use crate::nbd::{self, Endpoint, Export, Listener};
+    use crate::device::{BlockDevice, NbdDevice};
 
-    /// A server process, killed when the test ends.
-    struct Server {
-        child: Child,
-        socket: PathBuf,
-        _dir: tempfile::TempDir,
-    }
-
-    impl Server {
-        /// Runs `program args… ` where `{sock}` in an argument is the socket
-        /// path, and waits until it accepts connections.
-        fn spawn(program: &str, args: &[&str], dir: tempfile::TempDir) -> Server {
-            let socket = dir.path().join("nbd.sock");
-            let sock = socket.to_str().unwrap();
-            let child = Command::new(program)
-                .args(args.iter().map(|a| a.replace("{sock}", sock)))
-                .spawn()
-                .unwrap_or_else(|e| panic!("{program} must be installed for this test: {e}"));
-            let mut server = Server { child, socket, _dir: dir };
-            server.wait_for_socket();
-            server
-        }
-
-        /// Waits until the server accepts a connection: the socket file
-        /// appears at bind(), before listen(), so its existence alone
-        /// races with a connect that is then refused.
-        fn wait_for_socket(&mut self) {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
-                if let Some(status) = self.child.try_wait().unwrap() {
-                    panic!("the server exited before listening: {status}");
-                }
-                assert!(Instant::now() < deadline, "the server never listened");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-
-        fn uri(&self) -> String {
-            uri(&self.socket)
-        }
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    fn uri(socket: &Path) -> String {
-        format!("nbd+unix:///?socket={}", socket.display())
-    }
-
-    fn nbdkit(plugin_and_filters: &[&str]) -> Server {
-        let mut args = vec!["-f", "--exit-with-parent", "-U", "{sock}"];
-        args.extend(plugin_and_filters);
-        Server::spawn("nbdkit", &args, tempfile::tempdir().unwrap())
-    }
-
-    #[test]
-    fn nbd_client_on_livemirrors_server_conforms() {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("nbd.sock");
-        let listener = rt.block_on(Listener::bind(&Endpoint::Unix(socket.clone()), false)).unwrap();
-        let export = Export::new(Arc::new(MemoryDevice::new(LEN)));
-        rt.spawn(nbd::serve(listener, export, 16, std::future::pending()));
-        let dev = NbdDevice::open_uri(&uri(&socket), true).unwrap();
-        // We advertise CAN_MULTI_CONN, so the client spreads over several.
-        assert_eq!(dev.connections(), crate::device::nbd_client::CONNECTIONS);
-        conforms(&dev);
+    /// A zero-filled raw image of `LEN` bytes in `dir`, by its path.
+    fn image(dir: &tempfile::TempDir) -> String {
+        let image = dir.path().join("disk.img");
+        std::fs::File::create(&image).unwrap().set_len(LEN).unwrap();
+        image.to_str().unwrap().to_owned()
     }
 
     #[test]
     fn nbd_client_on_qemu_nbd_conforms() {
         let dir = tempfile::tempdir().unwrap();
-        let image = dir.path().join("disk.img");
-        std::fs::File::create(&image).unwrap().set_len(LEN).unwrap();
-        let image = image.to_str().unwrap().to_owned();
-        let server =
-            Server::spawn("qemu-nbd", &["-f", "raw", "-k", "{sock}", "-e", "4", &image], dir);
+        let server = Daemon::qemu_nbd(image(&dir).as_ref());
         conforms(&NbdDevice::open_uri(&server.uri(), true).unwrap());
     }
 
@@ -321,10 +250,8 @@ mod nbd {
     #[test]
     fn nbd_client_on_qemu_storage_daemon_conforms() {
         let dir = tempfile::tempdir().unwrap();
-        let image = dir.path().join("disk.img");
-        std::fs::File::create(&image).unwrap().set_len(LEN).unwrap();
-        let blockdev = format!("driver=file,filename={},node-name=disk", image.display());
-        let server = Server::spawn(
+        let blockdev = format!("driver=file,filename={},node-name=disk", image(&dir));
+        let server = Daemon::spawn(
             "qemu-storage-daemon",
             &[
                 "--blockdev",
@@ -334,7 +261,6 @@ mod nbd {
                 "--export",
                 "type=nbd,id=export,node-name=disk,name=disk,writable=on",
             ],
-            dir,
         );
         let uri = format!("nbd+unix:///disk?socket={}", server.socket.display());
         conforms(&NbdDevice::open_uri(&uri, true).unwrap());
@@ -342,7 +268,7 @@ mod nbd {
 
     #[test]
     fn nbd_client_on_nbdkit_memory_conforms() {
-        let server = nbdkit(&["memory", &LEN.to_string()]);
+        let server = Daemon::nbdkit(&["memory", &LEN.to_string()]);
         conforms(&NbdDevice::open_uri(&server.uri(), true).unwrap());
     }
 
@@ -350,7 +276,7 @@ mod nbd {
     /// the contract still holds at odd offsets, because the client aligns.
     #[test]
     fn nbd_client_honours_block_size_constraints() {
-        let server = nbdkit(&[
+        let server = Daemon::nbdkit(&[
             "--filter=blocksize-policy",
             "memory",
             &LEN.to_string(),
@@ -374,7 +300,7 @@ mod nbd {
 
     #[test]
     fn a_read_only_export_is_refused_as_a_target_and_readable_as_a_source() {
-        let server = nbdkit(&["-r", "memory", &LEN.to_string()]);
+        let server = Daemon::nbdkit(&["-r", "memory", &LEN.to_string()]);
         let err = NbdDevice::open_uri(&server.uri(), true).err().unwrap();
         assert!(err.to_string().contains("read-only export"), "{err}");
         let dev = NbdDevice::open_uri(&server.uri(), false).unwrap();
@@ -387,11 +313,9 @@ mod nbd {
     #[test]
     fn an_unknown_export_is_refused_with_the_servers_reason() {
         let dir = tempfile::tempdir().unwrap();
-        let image = dir.path().join("disk.img");
-        std::fs::File::create(&image).unwrap().set_len(LEN).unwrap();
-        let image = image.to_str().unwrap().to_owned();
+        let image = image(&dir);
         let server =
-            Server::spawn("qemu-nbd", &["-f", "raw", "-k", "{sock}", "-x", "disk", &image], dir);
+            Daemon::spawn("qemu-nbd", &["-f", "raw", "-k", "{sock}", "-x", "disk", &image]);
         let named = |name: &str| format!("nbd+unix:///{name}?socket={}", server.socket.display());
         let err = NbdDevice::open_uri(&named("no-such-export"), false).err().unwrap();
         assert!(err.to_string().contains("refused the export"), "{err}");
@@ -405,17 +329,13 @@ mod nbd {
     fn a_lost_server_fails_requests_and_is_reconnected_when_back() {
         use crate::{IoFailure, IoOperation, Side};
         let dir = tempfile::tempdir().unwrap();
-        let image = dir.path().join("disk.img");
-        std::fs::File::create(&image).unwrap().set_len(LEN).unwrap();
-        let file = format!("file={}", image.display());
-        let mut server = nbdkit(&["file", &file]);
+        let file = format!("file={}", image(&dir));
+        let mut server = Daemon::nbdkit(&["file", &file]);
         let dev = NbdDevice::open_uri(&server.uri(), true).unwrap();
         dev.write_at(&[7; 4096], 8192).unwrap();
         dev.flush().unwrap();
 
-        server.child.kill().unwrap();
-        server.child.wait().unwrap();
-        std::fs::remove_file(&server.socket).unwrap();
+        server.kill();
         let err = dev.read_at(&mut [0; 4096], 8192).unwrap_err();
         assert!(err.to_string().contains("NBD connection lost"), "{err}");
         let failure = IoFailure::new(Side::Target, IoOperation::Read, 8192, 4096, &err);
@@ -424,10 +344,7 @@ mod nbd {
         let err = dev.read_at(&mut [0; 4096], 8192).unwrap_err();
         assert!(err.to_string().contains("reconnecting failed"), "{err}");
 
-        let socket = server.socket.to_str().unwrap().to_owned();
-        let args = ["-f", "--exit-with-parent", "-U", &socket, "file", &file];
-        server.child = Command::new("nbdkit").args(args).spawn().unwrap();
-        server.wait_for_socket();
+        server.start();
         let mut back = [0; 4096];
         dev.read_at(&mut back, 8192).unwrap();
         assert_eq!(back, [7; 4096]);

@@ -7,6 +7,7 @@
 //! runtime inside the backends (the same shape as crosvm's `disk` crate).
 
 mod direct;
+mod extents;
 mod faulty;
 mod file;
 mod image_format;
@@ -20,6 +21,7 @@ mod writebehind;
 
 use std::io;
 
+pub use extents::{Extent, Extents, StatusError, extents, top_extents};
 pub use faulty::{Fault, FaultyDevice, Op};
 pub use file::{FileDevice, OpenOptions, create_image};
 pub use image_format::ImageFormat;

@@ -115,7 +115,9 @@ impl Qcow2Device {
         }
         if let Err(e) = builder.create() {
             // Ours since a moment ago, and not an image: leave nothing behind.
-            let _ = std::fs::remove_file(path);
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a failed image");
+            }
             return Err(ctx(e));
         }
         Self::open(path, true)
@@ -292,14 +294,11 @@ mod tests {
     /// Every run of the device's block status, coalesced.
     fn map(dev: &dyn BlockDevice) -> Vec<(u64, u64, Allocation)> {
         let mut runs: Vec<(u64, u64, Allocation)> = Vec::new();
-        let mut pos = 0;
-        while pos < dev.len() {
-            let (alloc, run) = dev.block_status(pos, dev.len() - pos).unwrap();
+        for run in crate::device::extents(dev, 0..dev.len()).map(Result::unwrap) {
             match runs.last_mut() {
-                Some((_, len, a)) if *a == alloc => *len += run,
-                _ => runs.push((pos, run, alloc)),
+                Some((_, len, a)) if *a == run.status => *len += run.len,
+                _ => runs.push((run.offset, run.len, run.status)),
             }
-            pos += run;
         }
         runs
     }
@@ -363,15 +362,11 @@ mod tests {
         assert!(data[2 << 20..(2 << 20) + CLUSTER as usize].iter().all(|b| *b == 0));
         assert!(data[(2 << 20) + CLUSTER as usize..].iter().all(|b| *b == 0xEE));
 
-        let mut top_runs = Vec::new();
-        let mut pos = 0;
-        while pos < LEN {
-            let (allocated, run) = dev.top_allocation(pos, LEN - pos).unwrap();
-            if allocated {
-                top_runs.push((pos, run));
-            }
-            pos += run;
-        }
+        let top_runs: Vec<_> = crate::device::top_extents(&dev, 0..LEN)
+            .map(Result::unwrap)
+            .filter(|run| run.status)
+            .map(|run| (run.offset, run.len))
+            .collect();
         assert_eq!(top_runs, vec![(128 << 10, CLUSTER), (2 << 20, CLUSTER)]);
         assert_eq!(dev.block_status(0, LEN).unwrap().0, Allocation::Data, "the base is data");
         assert_eq!(dev.block_status(2 << 20, LEN).unwrap(), (Allocation::Zero, CLUSTER));

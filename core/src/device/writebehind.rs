@@ -176,7 +176,7 @@ fn sync_file_range(file: &File, offset: u64, len: u64, flags: libc::c_uint) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::pattern;
+    use livemirror_testkit::pattern;
 
     fn file_of(len: u64) -> (tempfile::NamedTempFile, File) {
         let f = tempfile::NamedTempFile::new().unwrap();

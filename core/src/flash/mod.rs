@@ -32,8 +32,8 @@ use xxhash_rust::xxh3::Xxh3Default;
 pub use detect::Compression;
 pub use pack::pack_zstd;
 
+use crate::buffer::is_zero;
 use crate::device::{BlockDevice, OpenOptions};
-use crate::job::is_zero;
 use crate::units::human;
 
 /// Why a flash failed. Whatever was written before is not a copy of
@@ -301,15 +301,9 @@ mod tests {
     /// 10 MiB of varied bytes with zero runs: several buffers, so the
     /// decoder and the writer overlap.
     fn image() -> Vec<u8> {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut data: Vec<u8> = (0..10 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x % 7) as u8 // compressible, not trivially
-            })
-            .collect();
+        // Compressible, not trivially.
+        let mut data: Vec<u8> =
+            livemirror_testkit::pattern(10 << 20, 1).into_iter().map(|b| b % 7).collect();
         data[2 << 20..5 << 20].fill(0);
         data
     }

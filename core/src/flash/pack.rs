@@ -15,7 +15,7 @@ use xxhash_rust::xxh3::Xxh3Default;
 
 use super::decode::{self, BUF};
 use super::{Compression, FlashError, Flashed, Progress};
-use crate::device::BlockDevice;
+use crate::device::{BlockDevice, extents};
 
 /// zstd's default level: about as fast as a disk reads, a third of the size.
 const LEVEL: i32 = 3;
@@ -42,8 +42,11 @@ pub fn pack_zstd(
         }
         Ok(Flashed { len: source.len(), compressed_len, hash })
     });
-    if packed.is_err() {
-        let _ = std::fs::remove_file(out);
+    if packed.is_err()
+        && let Err(e) = std::fs::remove_file(out)
+    {
+        // The packing's error is the one to report; a leftover is logged.
+        tracing::warn!(path = %out.display(), error = %e, "cannot remove a failed image");
     }
     packed
 }
@@ -100,17 +103,14 @@ fn read_source(source: &dyn BlockDevice, buf: &mut [u8], at: u64) -> Result<(), 
         path: source.describe().into(),
         source: io::Error::new(e.kind(), format!("reading at byte {at}: {e}")),
     };
-    let mut done = 0;
-    while done < buf.len() {
-        let pos = at + done as u64;
-        let (alloc, run) = source.block_status(pos, (buf.len() - done) as u64).map_err(read_err)?;
-        let piece = &mut buf[done..done + run as usize];
-        if alloc.reads_zero() {
+    for run in extents(source, at..at + buf.len() as u64) {
+        let run = run.map_err(|e| read_err(e.error))?;
+        let piece = &mut buf[(run.offset - at) as usize..(run.end() - at) as usize];
+        if run.status.reads_zero() {
             piece.fill(0);
         } else {
-            source.read_at(piece, pos).map_err(read_err)?;
+            source.read_at(piece, run.offset).map_err(read_err)?;
         }
-        done += run as usize;
     }
     Ok(())
 }

@@ -10,11 +10,11 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use crate::buffer::BufferPool;
-use crate::device::BlockDevice;
+use crate::buffer::{BufferPool, is_zero};
+use crate::device::{BlockDevice, extents};
 use crate::error::{IoFailure, IoOperation, Side};
 
-use super::tracker::Geometry;
+use crate::live::Geometry;
 
 /// What one operation did, in bytes.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -61,19 +61,15 @@ impl CopyContext {
             return Ok(stats);
         }
         let mut buf = self.buffers.take();
-        let mut pos = offset;
-        while pos < end {
-            let (alloc, run) = self.source.block_status(pos, end - pos).map_err(|e| {
-                IoFailure::new(Side::Source, IoOperation::BlockStatus, pos, end - pos, &e)
-            })?;
-            if alloc.reads_zero() {
-                self.zero(pos, run, &mut stats)?;
-                pos += run;
+        for run in extents(&*self.source, offset..end) {
+            let run = run.map_err(|e| e.failure(Side::Source))?;
+            if run.status.reads_zero() {
+                self.zero(run.offset, run.len, &mut stats)?;
                 continue;
             }
             // An operation is at most one buffer long, except when widened to
             // whole clusters: then its data goes through in buffer-sized steps.
-            let run_end = pos + run;
+            let (mut pos, run_end) = (run.offset, run.end());
             while pos < run_end {
                 let n = (run_end - pos).min(buf.len() as u64);
                 let piece = &mut buf[..n as usize];
@@ -180,32 +176,10 @@ impl CopyContext {
     }
 
     fn target_reads_zero(&self, offset: u64, len: u64) -> bool {
-        let end = offset + len;
-        let mut pos = offset;
-        while pos < end {
-            match self.target.block_status(pos, end - pos) {
-                Ok((alloc, run)) if alloc.reads_zero() => pos += run,
-                // Unknown counts as "not zero": writing zeroes is always safe.
-                _ => return false,
-            }
-        }
-        true
+        // Unknown counts as "not zero": writing zeroes is always safe.
+        extents(&*self.target, offset..offset + len)
+            .all(|run| run.is_ok_and(|r| r.status.reads_zero()))
     }
-}
-
-/// True if every byte is zero.
-///
-/// Data that is not zero almost always shows it in its first bytes, so the
-/// check stops at the first non-zero 256-byte block; inside a block the
-/// words are OR-ed without branches, which the compiler turns into vector
-/// instructions, so an all-zero buffer is scanned at memory speed.
-pub fn is_zero(buf: &[u8]) -> bool {
-    // SAFETY: u128 has no invalid bit patterns; align_to only reinterprets
-    // the aligned middle of the slice.
-    let (head, body, tail) = unsafe { buf.align_to::<u128>() };
-    head.iter().all(|b| *b == 0)
-        && tail.iter().all(|b| *b == 0)
-        && body.chunks(16).all(|block| block.iter().fold(0, |acc, w| acc | w) == 0)
 }
 
 #[cfg(test)]
@@ -258,22 +232,6 @@ mod tests {
             (Side::Target, IoOperation::Write, libc::ENOSPC)
         );
         assert_eq!((err.offset, err.len), (0, 16384));
-    }
-
-    #[test]
-    fn is_zero_checks_every_byte() {
-        let mut b = vec![0u8; 1000];
-        assert!(is_zero(&b[3..]));
-        b[999] = 1;
-        assert!(!is_zero(&b[3..]));
-        assert!(is_zero(&[]));
-        let mut big = vec![0u8; 100_000];
-        for at in [0, 4095, 50_000, 99_999] {
-            big[at] = 1;
-            assert!(!is_zero(&big), "non-zero byte at {at}");
-            big[at] = 0;
-        }
-        assert!(is_zero(&big));
     }
 
     #[test]

@@ -1,56 +1,11 @@
 //! What a job tells the world (events, status) and what it can be told
 //! (decisions). The shapes serialise to the control socket's JSON.
 
-use std::fmt;
-
 use serde::Serialize;
 
-use super::options::{CopyMode, Tracking};
 use crate::error::{IoFailure, JobFailure};
-
-/// The job's lifecycle, as in QEMU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum JobState {
-    Created,
-    Running,
-    Paused,
-    Ready,
-    /// Paused while ready.
-    Standby,
-    /// Draining the last writes before the pivot (or a consistent cancel).
-    Completing,
-    Completed,
-    Cancelled,
-    Failed,
-}
-
-impl JobState {
-    pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Completed | JobState::Cancelled | JobState::Failed)
-    }
-
-    /// True once the target has been in sync: Complete is accepted.
-    pub fn is_ready(self) -> bool {
-        matches!(self, JobState::Ready | JobState::Standby)
-    }
-}
-
-impl fmt::Display for JobState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            JobState::Created => "created",
-            JobState::Running => "running",
-            JobState::Paused => "paused",
-            JobState::Ready => "ready",
-            JobState::Standby => "standby",
-            JobState::Completing => "completing",
-            JobState::Completed => "completed",
-            JobState::Cancelled => "cancelled",
-            JobState::Failed => "failed",
-        })
-    }
-}
+use crate::options::{CopyMode, Tracking};
+use crate::state::JobState;
 
 /// The state of the job's I/O, as QEMU's `io-status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -270,4 +225,12 @@ pub enum Outcome {
     Failed {
         error: JobFailure,
     },
+}
+
+impl Outcome {
+    /// True when the target holds a whole copy (up to what the job's proof
+    /// says): the job completed, or was cancelled once in sync.
+    pub fn target_consistent(&self) -> bool {
+        matches!(self, Outcome::Completed { .. } | Outcome::Cancelled { consistent: true })
+    }
 }

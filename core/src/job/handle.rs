@@ -5,10 +5,10 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::events::{Decision, JobEvent, JobStatus, Outcome};
-use super::options::CopyMode;
-use super::tracker::Geometry;
 use crate::chunkmap::ChunkMap;
 use crate::error::{Error, JobFailure};
+use crate::live::Geometry;
+use crate::options::CopyMode;
 use crate::partition::Fit;
 
 /// What the job can be told.
@@ -81,6 +81,7 @@ impl JobHandle {
     /// block; the outcome shows up in status and events).
     pub fn post(&self, cmd: Command) {
         let (tx, _rx) = oneshot::channel();
+        // Fails only once the job has ended, which status already says.
         let _ = self.commands.send((cmd, tx));
     }
 

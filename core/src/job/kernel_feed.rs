@@ -14,6 +14,21 @@ use std::time::Duration;
 
 pub(super) use imp::{Attach, KernelFeed};
 
+/// Why kernel tracking could not start, or failed under way: the tracker's
+/// own error (attach, barrier) or the freeze's.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum FeedError {
+    #[cfg(target_os = "linux")]
+    #[error(transparent)]
+    Track(#[from] crate::kernel::TrackError),
+    #[cfg(target_os = "linux")]
+    #[error(transparent)]
+    Freeze(#[from] crate::kernel::FreezeError),
+    #[cfg(not(target_os = "linux"))]
+    #[error("kernel write tracking exists on Linux only")]
+    NotLinux,
+}
+
 /// How often the kernel's bitmap is drained while the job runs. Only how
 /// soon a write starts being recopied depends on it, never correctness:
 /// every decision that nothing is dirty drains after a barrier first
@@ -39,10 +54,10 @@ mod imp {
     use std::sync::{Mutex, MutexGuard};
     use std::time::{Duration, Instant};
 
-    use super::Held;
+    use super::{FeedError, Held};
     use crate::device::DeviceId;
-    use crate::job::tracker::Tracker;
     use crate::kernel::{AttachKernel, Drained, Frozen, InProcess, KernelWrites, MAX_SPAN_WORDS};
+    use crate::live::Tracker;
 
     /// How the job starts its tracker: [`InProcess`] unless told.
     pub(in crate::job) type Attach = dyn AttachKernel;
@@ -67,12 +82,9 @@ mod imp {
             limit: Duration,
             span_limit: Option<u64>,
             how: Option<&Attach>,
-        ) -> Result<Self, String> {
+        ) -> Result<Self, FeedError> {
             let span_limit = span_limit.unwrap_or(MAX_SPAN_WORDS);
-            let writes = how
-                .unwrap_or(&InProcess)
-                .attach(id, granularity, span_limit)
-                .map_err(|e| e.to_string())?;
+            let writes = how.unwrap_or(&InProcess).attach(id, granularity, span_limit)?;
             Ok(KernelFeed { writes, hold: Mutex::new(None), limit })
         }
 
@@ -101,15 +113,15 @@ mod imp {
         /// [`drain`](Self::drain) after a barrier: every write completed
         /// before this call is in `tracker` when it returns, or said to be
         /// unknown. Blocks on one small read.
-        pub(in crate::job) fn sync(&self, tracker: &Tracker) -> Result<Option<String>, String> {
-            self.writes.barrier().map_err(|e| e.to_string())?;
+        pub(in crate::job) fn sync(&self, tracker: &Tracker) -> Result<Option<String>, FeedError> {
+            self.writes.barrier()?;
             Ok(self.drain(tracker))
         }
 
         /// Freezes every filesystem mounted from the source (each writes
         /// out what it holds dirty first). False when none is mounted.
-        pub(in crate::job) fn freeze(&self) -> Result<bool, String> {
-            let hold = self.writes.freeze(self.limit).map_err(|e| e.to_string())?;
+        pub(in crate::job) fn freeze(&self) -> Result<bool, FeedError> {
+            let hold = self.writes.freeze(self.limit)?;
             let frozen = hold.filesystems() > 0;
             *self.lock() = frozen.then_some(hold);
             Ok(frozen)
@@ -123,10 +135,10 @@ mod imp {
 
         /// Ends the freeze, if any. Fails when the filesystems did not stay
         /// frozen until now (the limit passed) or could not be thawed.
-        pub(in crate::job) fn thaw(&self) -> Result<Held, String> {
+        pub(in crate::job) fn thaw(&self) -> Result<Held, FeedError> {
             match self.lock().take() {
                 None => Ok(Held::Nothing),
-                Some(h) => h.thaw().map(Held::Frozen).map_err(|e| e.to_string()),
+                Some(h) => Ok(Held::Frozen(h.thaw()?)),
             }
         }
 
@@ -143,9 +155,9 @@ mod imp {
 mod imp {
     use std::time::Duration;
 
-    use super::Held;
+    use super::{FeedError, Held};
     use crate::device::DeviceId;
-    use crate::job::tracker::Tracker;
+    use crate::live::Tracker;
 
     pub(in crate::job) enum KernelFeed {}
 
@@ -159,22 +171,22 @@ mod imp {
             _: Duration,
             _: Option<u64>,
             _: Option<&Attach>,
-        ) -> Result<Self, String> {
-            Err("kernel write tracking exists on Linux only".into())
+        ) -> Result<Self, FeedError> {
+            Err(FeedError::NotLinux)
         }
         pub(in crate::job) fn drain(&self, _: &Tracker) -> Option<String> {
             match *self {}
         }
-        pub(in crate::job) fn sync(&self, _: &Tracker) -> Result<Option<String>, String> {
+        pub(in crate::job) fn sync(&self, _: &Tracker) -> Result<Option<String>, FeedError> {
             match *self {}
         }
-        pub(in crate::job) fn freeze(&self) -> Result<bool, String> {
+        pub(in crate::job) fn freeze(&self) -> Result<bool, FeedError> {
             match *self {}
         }
         pub(in crate::job) fn over_limit(&self) -> bool {
             match *self {}
         }
-        pub(in crate::job) fn thaw(&self) -> Result<Held, String> {
+        pub(in crate::job) fn thaw(&self) -> Result<Held, FeedError> {
             match *self {}
         }
     }

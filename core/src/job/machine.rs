@@ -9,10 +9,11 @@
 //! writers must be held are all *derived* from the machine, never kept in
 //! booleans of their own that could drift apart.
 
-use super::events::{Decision, JobState, Outcome};
+use super::events::{Decision, Outcome};
 use super::handle::Command;
-use super::options::CopyMode;
 use crate::error::{Error, IoFailure};
+use crate::options::CopyMode;
+use crate::state::JobState;
 
 /// How a job that is completing ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

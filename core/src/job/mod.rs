@@ -10,38 +10,40 @@ mod events;
 mod handle;
 mod kernel_feed;
 mod machine;
-mod options;
 mod persist;
 mod rescan;
 mod runner;
-mod tracker;
+#[cfg(test)]
+mod sizes;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{broadcast, mpsc, watch};
+use tracing::Instrument;
 
-pub use copy::is_zero;
-pub use events::{
-    Decision, ErrorAction, IoStatus, JobEvent, JobState, JobStatus, Outcome, Progress, Proof,
-};
-pub use handle::{Command, JobHandle};
-pub use options::{
+pub use crate::options::{
     CopyMode, DEFAULT_BUF_SIZE, DEFAULT_FREEZE_LIMIT_MS, ErrorPolicy, MAX_GRANULARITY,
-    MAX_IN_FLIGHT, MIN_GRANULARITY, MirrorOptions, Resolved, SyncMode, Tracking,
+    MAX_IN_FLIGHT, MIN_GRANULARITY, MirrorOptions, ParseError, Resolved, SyncMode, Tracking,
     default_granularity, parse_size, resolve,
 };
+pub use crate::state::JobState;
+pub use events::{Decision, ErrorAction, IoStatus, JobEvent, JobStatus, Outcome, Progress, Proof};
+pub use handle::{Command, JobHandle};
 pub use persist::{Persist, Resume, SAVE_EVERY};
-pub use tracker::{Geometry, Tracker};
 
 use crate::chunkmap::ChunkMap;
 use crate::device::{BlockDevice, DeviceId, Prefix};
 use crate::error::Error;
-use crate::live::LiveSource;
+use crate::live::{Geometry, LiveSource, Tracker};
 use crate::partition::{self, Fit};
 
 /// Events are buffered this deep per subscriber; progress comes at 4 Hz, so
 /// a subscriber has minutes before it lags.
 const EVENT_BUFFER: usize = 4096;
+
+/// Numbers the jobs of the process, for the logs.
+static NEXT_JOB: AtomicU64 = AtomicU64::new(1);
 
 /// Refuses pairs that must not be mirrored (the same storage twice: same
 /// file, same disk, overlapping partitions; a mounted target; a smaller
@@ -126,6 +128,7 @@ fn launch(
     persist: Option<Persist>,
 ) -> Result<(JobHandle, broadcast::Receiver<JobEvent>), Error> {
     let source = live.device();
+    let names = (source.describe(), target.describe());
     // The whole source's identity: the kernel counts chunks from its start.
     let source_id = source.id();
     let fit = check_pair(&*source, &*target)?;
@@ -159,7 +162,7 @@ fn launch(
             let granularity = resolved.granularity;
             let feed =
                 kernel_feed::KernelFeed::attach(&source_id, granularity, limit, span, kernel)
-                    .map_err(Error::TrackingUnavailable)?;
+                    .map_err(|e| Error::TrackingUnavailable(e.to_string()))?;
             Some(Arc::new(feed))
         }
         _ => None,
@@ -184,6 +187,12 @@ fn launch(
         commands: command_rx,
         persist,
     });
-    tokio::spawn(runner.run());
+    let span = tracing::info_span!(
+        "job",
+        id = NEXT_JOB.fetch_add(1, Ordering::Relaxed),
+        source = %names.0,
+        target = %names.1,
+    );
+    tokio::spawn(runner.run().instrument(span));
     Ok((JobHandle::new(commands, status, events, map, geometry, fit), first))
 }

@@ -11,12 +11,12 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::events::JobState;
-use super::options::MirrorOptions;
-use super::tracker::Tracker;
 use crate::bitmap::DirtyBitmap;
 use crate::device::BlockDevice;
+use crate::live::Tracker;
+use crate::options::MirrorOptions;
 use crate::persist::{self, Header, Identity, SavedJob};
+use crate::state::JobState;
 
 /// How often the state is saved while nothing else asks for a save.
 pub const SAVE_EVERY: Duration = Duration::from_secs(2);
@@ -137,6 +137,8 @@ impl Saver {
     /// The job's last save (it ended without a pivot): written whatever the
     /// last one held, so the file says how it ended.
     pub(super) async fn last_save(mut self, state: JobState) -> io::Result<()> {
+        // A save still running is superseded: this one's result is the one
+        // that says whether the file is good.
         let _ = self.finished().await;
         if !self.armed {
             return Ok(());
@@ -149,6 +151,7 @@ impl Saver {
 
     /// The job completed: nothing is left to resume.
     pub(super) async fn completed(mut self) -> io::Result<()> {
+        // A save still running is moot: the file is removed next.
         let _ = self.finished().await;
         persist::remove(&self.path)
     }

@@ -27,8 +27,8 @@ use std::sync::Arc;
 
 use super::copy::CopyContext;
 use super::persist::Resume;
-use super::tracker::Tracker;
 use crate::error::IoFailure;
+use crate::live::Tracker;
 use crate::verify::{self, TargetRead, differing_chunks, read_both};
 
 /// Where the passes are and what they have found.

@@ -15,22 +15,23 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 
 use super::copy::{CopyContext, CopyStats};
 use super::events::{
-    Decision, ErrorAction, IoStatus, JobEvent, JobState, JobStatus, Outcome, Progress, Proof,
+    Decision, ErrorAction, IoStatus, JobEvent, JobStatus, Outcome, Progress, Proof,
 };
 use super::handle::{Command, Request};
 use super::kernel_feed::{self, Held, KernelFeed};
 use super::machine::{Effect, Ending, Hold, InSync, Machine, Phase};
-use super::options::{
-    CopyMode, ErrorPolicy, MAX_IN_FLIGHT, MirrorOptions, Resolved, SyncMode, Tracking,
-};
 use super::persist::{Persist, Resume, Saver};
 use super::rescan::{PassEnd, Rescan};
-use super::tracker::{Pick, Tracker};
 use crate::buffer::BufferPool;
-use crate::device::BlockDevice;
+use crate::device::{BlockDevice, top_extents};
 use crate::error::{Error, IoFailure, IoOperation, JobFailure, Side};
 use crate::live::LiveSource;
+use crate::live::{Pick, Tracker};
+use crate::options::{
+    CopyMode, ErrorPolicy, MAX_IN_FLIGHT, MirrorOptions, Resolved, SyncMode, Tracking,
+};
 use crate::ratelimit::RateLimiter;
+use crate::state::JobState;
 
 /// How often progress is published and write heat decays.
 const TICK: Duration = Duration::from_millis(250);
@@ -43,6 +44,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_VERIFY_PASSES: u32 = 3;
 
 type Reply = oneshot::Sender<Result<(), Error>>;
+
+/// Answers a command. The asker may have stopped waiting (dropped its
+/// receiver, as `JobHandle::post` does at once): then there is no one to tell.
+fn answer(reply: Reply, result: Result<(), Error>) {
+    let _ = reply.send(result);
+}
 
 /// Everything [`Runner::new`] needs, in one place.
 pub(super) struct Setup {
@@ -357,7 +364,9 @@ impl Runner {
             self.in_flight_bytes += bytes;
             let (ctx, tracker, decisions) =
                 (self.ctx.clone(), self.tracker.clone(), self.decisions);
+            let span = tracing::Span::current();
             self.ops.spawn_blocking(move || {
+                let _in_job = span.enter();
                 let result = ctx.copy(&chunks);
                 tracker.end_copy(chunks.clone(), result.is_ok());
                 OpDone { bytes, result, decisions }
@@ -446,7 +455,7 @@ impl Runner {
             // The new state is published before anyone hears "paused".
             self.show_state();
             for w in self.pause_waiters.drain(..) {
-                let _ = w.send(Ok(()));
+                answer(w, Ok(()));
             }
         }
         if self.machine.hold != Hold::None
@@ -468,8 +477,8 @@ impl Runner {
             if let Some(feed) = self.kernel.clone() {
                 // Writers outside livemirror are held by freezing their
                 // filesystems (which writes out what they hold first).
-                if let Err(reason) = blocking(move || feed.freeze()).await {
-                    self.hold_failed(reason).await;
+                if let Err(e) = blocking(move || feed.freeze()).await {
+                    self.hold_failed(e.to_string()).await;
                     return None;
                 }
             }
@@ -508,8 +517,8 @@ impl Runner {
             // The target holds the frozen filesystems: let them go.
             match blocking(move || feed.thaw()).await {
                 Ok(held) => self.held = Some(held),
-                Err(reason) => {
-                    self.hold_failed(reason).await;
+                Err(e) => {
+                    self.hold_failed(e.to_string()).await;
                     return None;
                 }
             }
@@ -542,8 +551,8 @@ impl Runner {
                 self.lost_track(why);
                 false
             }
-            Err(reason) => {
-                let error = JobFailure::TrackingLost(reason);
+            Err(e) => {
+                let error = JobFailure::TrackingLost(e.to_string());
                 self.abort(Outcome::Failed { error }, false);
                 false
             }
@@ -560,9 +569,11 @@ impl Runner {
     /// The last drain could not hold the source's writers: thaw whatever
     /// is still frozen, and the job is ready again.
     async fn hold_failed(&mut self, reason: String) {
-        if let Some(feed) = self.kernel.clone() {
-            // Already failing: a second reason would say nothing new.
-            let _ = blocking(move || feed.thaw()).await;
+        if let Some(feed) = self.kernel.clone()
+            && let Err(e) = blocking(move || feed.thaw()).await
+        {
+            // Already failing with its own reason: only the log hears this.
+            tracing::warn!(error = %e, "thawing after a failed hold");
         }
         self.machine.hold_failed();
         self.show_state();
@@ -588,7 +599,7 @@ impl Runner {
         let effect = match self.machine.command(cmd, self.tracker.copy_mode()) {
             Ok(effect) => effect,
             Err(e) => {
-                let _ = reply.send(Err(e));
+                answer(reply, Err(e));
                 return;
             }
         };
@@ -600,7 +611,7 @@ impl Runner {
             Effect::AnswerWhenPaused => self.pause_waiters.extend(reply.take()),
             Effect::AnswerPauseWaiters => {
                 for w in self.pause_waiters.drain(..) {
-                    let _ = w.send(Ok(()));
+                    answer(w, Ok(()));
                 }
             }
             Effect::SwitchCopyMode(mode) => {
@@ -625,7 +636,7 @@ impl Runner {
         // Whoever hears "accepted" already sees the new state.
         self.show_state();
         if let Some(reply) = reply {
-            let _ = reply.send(Ok(()));
+            answer(reply, Ok(()));
         }
     }
 
@@ -673,10 +684,12 @@ impl Runner {
     /// keeps the source's filesystems frozen.
     fn stop_tracking(&self) {
         self.live.detach();
-        if let Some(feed) = &self.kernel {
+        if let Some(feed) = &self.kernel
+            && let Err(e) = feed.thaw()
+        {
             // Ending anyway; a thaw that fails has been retried by the
-            // watchdog, and the error has no one left to tell.
-            let _ = feed.thaw();
+            // watchdog, and only the log is left to tell.
+            tracing::warn!(error = %e, "thawing as the job ends");
         }
     }
 
@@ -701,7 +714,7 @@ impl Runner {
             // Published before anyone hears "switched".
             self.publish();
             for w in waiting {
-                let _ = w.send(Ok(()));
+                answer(w, Ok(()));
             }
         }
     }
@@ -759,10 +772,10 @@ impl Runner {
             }
         }
         for w in self.pause_waiters.drain(..) {
-            let _ = w.send(Err(Error::JobEnded));
+            answer(w, Err(Error::JobEnded));
         }
         for w in self.mode_switch.take().into_iter().flat_map(|(_, w)| w) {
-            let _ = w.send(Err(Error::JobEnded));
+            answer(w, Err(Error::JobEnded));
         }
         self.set_state(state);
         self.emit(event);
@@ -839,6 +852,7 @@ impl Runner {
     }
 
     fn emit(&self, event: JobEvent) {
+        log(&event);
         // No subscribers is fine: status still tells the story.
         let _ = self.events.send(event);
     }
@@ -858,10 +872,32 @@ async fn recv(rx: &mut Option<mpsc::UnboundedReceiver<Request>>) -> Option<Reque
     }
 }
 
-/// Runs blocking I/O off the async threads. A panic there is a bug; it is
-/// passed on rather than dressed up as an I/O error.
+/// Every event, in the log too, at the level it deserves (in the job's
+/// span, which names the job, its source and target).
+fn log(event: &JobEvent) {
+    match event {
+        JobEvent::Progress(p) => tracing::trace!(copied = p.copied, dirty = p.dirty, "progress"),
+        JobEvent::StateChanged { state } => tracing::debug!(%state, "state"),
+        JobEvent::Ready => tracing::info!("ready: the target is in sync"),
+        JobEvent::Error { failure, action } => {
+            tracing::warn!(%failure, action = action.name(), "I/O error")
+        }
+        JobEvent::NotSaved { reason } => tracing::warn!(%reason, "the job's state was not saved"),
+        JobEvent::Rescanning { reason } => tracing::warn!(%reason, "comparing everything once"),
+        JobEvent::CompleteFailed { reason } => tracing::warn!(%reason, "complete failed"),
+        JobEvent::Completed { proof, identical, .. } => {
+            tracing::info!(?proof, identical, "completed")
+        }
+        JobEvent::Cancelled { consistent } => tracing::info!(consistent, "cancelled"),
+        JobEvent::Failed { error } => tracing::error!(%error, "failed"),
+    }
+}
+
+/// Runs blocking I/O off the async threads, in the caller's span. A panic
+/// there is a bug; it is passed on rather than dressed up as an I/O error.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f)
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
@@ -869,16 +905,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// Sync mode `top` over a backing layer: dirty every chunk the top layer
 /// allocates; the rest reads from the backing, which the target has.
 fn mark_top_layer(source: &dyn BlockDevice, tracker: &Tracker) -> Result<(), IoFailure> {
-    let len = source.len();
-    let mut pos = 0;
-    while pos < len {
-        let (allocated, run) = source.top_allocation(pos, len - pos).map_err(|e| {
-            IoFailure::new(Side::Source, IoOperation::BlockStatus, pos, len - pos, &e)
-        })?;
-        if allocated {
-            tracker.mark_dirty(tracker.geometry.covering(pos, run));
+    for run in top_extents(source, 0..source.len()) {
+        let run = run.map_err(|e| e.failure(Side::Source))?;
+        if run.status {
+            tracker.mark_dirty(tracker.geometry.covering(run.offset, run.len));
         }
-        pos += run;
     }
     Ok(())
 }

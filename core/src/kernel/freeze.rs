@@ -109,8 +109,11 @@ pub fn freeze_all(id: &DeviceId, limit: Duration) -> Result<FreezeHold, FreezeEr
     for (i, &fd) in raw.iter().enumerate() {
         if let Err(source) = ioctl(fd, FIFREEZE) {
             let path = hold.mounts[i].clone();
-            // Releasing thaws what was frozen so far.
-            let _ = hold.release();
+            // Releasing thaws what was frozen so far; the freeze's error is
+            // the one to report, a failed thaw is logged.
+            if let Err(e) = hold.release() {
+                tracing::error!(error = %e, "thawing after a failed freeze");
+            }
             return Err(FreezeError::Freeze { path, source });
         }
     }
@@ -158,6 +161,8 @@ impl FreezeHold {
                 // the last FIFREEZE, whose filesystem the watchdog then found
                 // not yet frozen: thaw from here too (EINVAL when thawed).
                 for dir in &w.dirs {
+                    // EINVAL (already thawed) is the usual answer: nothing
+                    // to say about it.
                     let _ = ioctl(dir.as_raw_fd(), FITHAW);
                 }
                 Err(FreezeError::TimeLimit { limit: self.limit })
@@ -202,7 +207,11 @@ impl super::Frozen for FreezeHold {
 
 impl Drop for FreezeHold {
     fn drop(&mut self) {
-        let _ = self.release();
+        // A hold dropped without `thaw` (a job that failed mid-Complete):
+        // nobody is left to tell but the log.
+        if let Err(e) = self.release() {
+            tracing::error!(error = %e, "thawing a dropped freeze");
+        }
     }
 }
 

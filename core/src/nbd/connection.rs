@@ -109,16 +109,19 @@ where
             Ok(Next::Run(req, payload)) => {
                 let (tx, dev) = (tx.clone(), export.device.clone());
                 let structured = session.structured;
+                let span = tracing::Span::current();
                 running.spawn(async move {
                     let handle = req.handle;
                     let reply = tokio::task::spawn_blocking(move || {
-                        execute(&*dev, &req, payload, structured)
+                        span.in_scope(|| execute(&*dev, &req, payload, structured))
                     })
                     .await
-                    .unwrap_or_else(|_| {
+                    .unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "a request's I/O panicked");
                         Reply::error(handle, structured, Errno::EIO, "internal error")
                     });
-                    // If the writer is gone the client is too.
+                    // Fails only when the writer is gone, and the client
+                    // with it: nobody is left to answer.
                     let _ = tx.send(reply).await;
                     drop(slot);
                 });

@@ -7,18 +7,22 @@
 use std::fmt;
 use std::io;
 
+use crate::nbd_proto::{
+    NBD_EINVAL, NBD_EIO, NBD_ENOMEM, NBD_ENOSPC, NBD_EOVERFLOW, NBD_EPERM, NBD_ESHUTDOWN,
+};
+
 /// An error value allowed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Errno(u32);
 
 impl Errno {
-    pub const EPERM: Errno = Errno(1);
-    pub const EIO: Errno = Errno(5);
-    pub const ENOMEM: Errno = Errno(12);
-    pub const EINVAL: Errno = Errno(22);
-    pub const ENOSPC: Errno = Errno(28);
-    pub const EOVERFLOW: Errno = Errno(75);
-    pub const ESHUTDOWN: Errno = Errno(108);
+    pub const EPERM: Errno = Errno(NBD_EPERM);
+    pub const EIO: Errno = Errno(NBD_EIO);
+    pub const ENOMEM: Errno = Errno(NBD_ENOMEM);
+    pub const EINVAL: Errno = Errno(NBD_EINVAL);
+    pub const ENOSPC: Errno = Errno(NBD_ENOSPC);
+    pub const EOVERFLOW: Errno = Errno(NBD_EOVERFLOW);
+    pub const ESHUTDOWN: Errno = Errno(NBD_ESHUTDOWN);
 
     /// The value sent in a reply.
     pub fn code(self) -> u32 {
@@ -93,12 +97,16 @@ mod tests {
     #[cfg(windows)]
     #[test]
     fn windows_errors_map_to_the_protocols_set() {
-        let os = |n| Errno::from_io(&io::Error::from_raw_os_error(n));
-        assert_eq!(os(112), Errno::ENOSPC);
-        assert_eq!(os(39), Errno::ENOSPC);
-        assert_eq!(os(5), Errno::EPERM);
-        assert_eq!(os(87), Errno::EINVAL);
-        assert_eq!(os(1117), Errno::EIO); // ERROR_IO_DEVICE
+        use windows::Win32::Foundation::{
+            ERROR_ACCESS_DENIED, ERROR_DISK_FULL, ERROR_HANDLE_DISK_FULL, ERROR_INVALID_PARAMETER,
+            ERROR_IO_DEVICE, WIN32_ERROR,
+        };
+        let os = |n: WIN32_ERROR| Errno::from_io(&io::Error::from_raw_os_error(n.0 as i32));
+        assert_eq!(os(ERROR_DISK_FULL), Errno::ENOSPC);
+        assert_eq!(os(ERROR_HANDLE_DISK_FULL), Errno::ENOSPC);
+        assert_eq!(os(ERROR_ACCESS_DENIED), Errno::EPERM);
+        assert_eq!(os(ERROR_INVALID_PARAMETER), Errno::EINVAL);
+        assert_eq!(os(ERROR_IO_DEVICE), Errno::EIO);
     }
 
     #[test]

@@ -7,10 +7,10 @@
 use std::io;
 
 use super::errno::Errno;
-use super::proto::{BASE_ALLOCATION_ID, STATE_HOLE, STATE_ZERO};
 use super::reply::Reply;
 use super::request::{Command, Request};
-use crate::device::{Allocation, BlockDevice};
+use crate::device::{self, Allocation, BlockDevice};
+use crate::nbd_proto::{BASE_ALLOCATION_ID, STATE_HOLE, STATE_ZERO};
 
 /// Most extents returned for one BLOCK_STATUS; the client asks again from
 /// where the answer stops.
@@ -46,7 +46,13 @@ pub(super) fn execute(
         other => other,
     };
     result.unwrap_or_else(|e| {
-        Reply::error(req.handle, structured, Errno::from_io(&e), &e.to_string())
+        let errno = Errno::from_io(&e);
+        // The client is told; the log keeps what the device said.
+        tracing::warn!(
+            command = ?req.command, offset = req.offset, length = req.length, %errno, error = %e,
+            "request failed"
+        );
+        Reply::error(req.handle, structured, errno, &e.to_string())
     })
 }
 
@@ -59,22 +65,21 @@ fn extents(
     len: u64,
     req_one: bool,
 ) -> io::Result<Vec<(u32, u32)>> {
-    let end = offset + len;
     let mut out: Vec<(u32, u32)> = Vec::new();
-    let mut pos = offset;
-    while pos < end && out.len() < MAX_EXTENTS {
-        let (alloc, run) = dev.block_status(pos, end - pos)?;
-        let run = run.clamp(1, end - pos);
-        let flags = match alloc {
+    for run in device::extents(dev, offset..offset + len) {
+        if out.len() >= MAX_EXTENTS {
+            break;
+        }
+        let run = run?;
+        let flags = match run.status {
             Allocation::Data => 0,
             Allocation::Zero => STATE_ZERO,
             Allocation::Hole => STATE_HOLE | STATE_ZERO,
         };
         match out.last_mut() {
-            Some((n, f)) if *f == flags => *n += run as u32,
-            _ => out.push((run as u32, flags)),
+            Some((n, f)) if *f == flags => *n += run.len as u32,
+            _ => out.push((run.len as u32, flags)),
         }
-        pos += run;
         if req_one {
             break;
         }

@@ -15,8 +15,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::Export;
 use super::option::{self, ClientOption, InfoRequest, MAX_OPTION_DATA, MetaRequest};
-use super::proto::*;
 use super::request::Session;
+use crate::nbd_proto::*;
 
 /// Runs the handshake. `Ok(Some)` enters transmission with the negotiated
 /// session; `Ok(None)` is a client that aborted politely.

@@ -28,13 +28,22 @@ pub enum Endpoint {
     Tcp(String),
 }
 
-impl FromStr for Endpoint {
-    type Err = String;
+/// Why a string is not an [`Endpoint`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("unix: needs a socket path (unix:/run/disk.sock)")]
+    NoSocketPath,
+    #[error("{0:?} is not unix:PATH or HOST:PORT (for example 127.0.0.1:10809)")]
+    NotAnAddress(String),
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl FromStr for Endpoint {
+    type Err = EndpointError;
+
+    fn from_str(s: &str) -> Result<Self, EndpointError> {
         if let Some(path) = s.strip_prefix("unix:") {
             if path.is_empty() {
-                return Err("unix: needs a socket path (unix:/run/disk.sock)".into());
+                return Err(EndpointError::NoSocketPath);
             }
             return Ok(Endpoint::Unix(path.into()));
         }
@@ -42,7 +51,7 @@ impl FromStr for Endpoint {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
                 Ok(Endpoint::Tcp(s.to_owned()))
             }
-            _ => Err(format!("{s:?} is not unix:PATH or HOST:PORT (for example 127.0.0.1:10809)")),
+            _ => Err(EndpointError::NotAnAddress(s.to_owned())),
         }
     }
 }
@@ -162,15 +171,19 @@ impl Listener {
         self.warning.as_deref()
     }
 
-    pub(super) async fn accept(&self) -> io::Result<Box<dyn Stream>> {
+    /// The next client's stream, and who it is for the logs (its address;
+    /// `unix` for a unix socket's, which have none worth naming).
+    pub(super) async fn accept(&self) -> io::Result<(Box<dyn Stream>, String)> {
         match &self.inner {
             #[cfg(unix)]
-            Inner::Unix { listener, .. } => Ok(Box::new(listener.accept().await?.0)),
+            Inner::Unix { listener, .. } => {
+                Ok((Box::new(listener.accept().await?.0), "unix".into()))
+            }
             Inner::Tcp(l) => {
-                let (s, _) = l.accept().await?;
+                let (s, peer) = l.accept().await?;
                 // The protocol recommends it: replies are small and prompt.
                 s.set_nodelay(true)?;
-                Ok(Box::new(s))
+                Ok((Box::new(s), peer.to_string()))
             }
         }
     }
@@ -179,8 +192,11 @@ impl Listener {
 #[cfg(unix)]
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Inner::Unix { path, .. } = &self.inner {
-            let _ = std::fs::remove_file(path);
+        if let Inner::Unix { path, .. } = &self.inner
+            && let Err(e) = std::fs::remove_file(path)
+        {
+            // Harmless (the next bind removes a stale socket), but odd.
+            tracing::warn!(socket = %path.display(), error = %e, "cannot remove the NBD socket");
         }
     }
 }

@@ -25,27 +25,30 @@ mod execute;
 mod handshake;
 mod listen;
 pub mod option;
-pub mod proto;
 mod reply;
 pub mod request;
 mod shutdown;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
+use tracing::Instrument;
 
+pub use crate::nbd_proto::MAX_PAYLOAD;
 pub use errno::Errno;
-pub use listen::{Endpoint, Listener};
-pub use proto::MAX_PAYLOAD;
+pub use listen::{Endpoint, EndpointError, Listener};
 
-use proto::*;
+use crate::nbd_proto::*;
 use shutdown::Shutdown;
 
 /// Clients served at once unless told otherwise; more wait to be accepted.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
+
+/// Numbers the connections of every server in the process, for the logs.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
 /// What the server exports: one device under one name.
 pub struct Export {
@@ -108,7 +111,8 @@ pub async fn serve(
     }
     stop.send_replace(true);
     drop(done);
-    let _ = all_done.recv().await;
+    // Never receives: returns once every connection dropped its sender.
+    all_done.recv().await;
 }
 
 async fn accept_loop(
@@ -124,10 +128,11 @@ async fn accept_loop(
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let stream = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
-            Err(_) => {
+            Err(e) => {
                 // Out of file descriptors and the like: wait, try again.
+                tracing::warn!(error = %e, retry_in = ?backoff, "accepting an NBD client failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
@@ -137,14 +142,47 @@ async fn accept_loop(
         let (export, shutdown, done) =
             (export.clone(), Shutdown::new(stop.subscribe()), done.clone());
         export.connected.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
+        let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("nbd_connection", id, %peer, export = %export.name);
+        let served = async move {
+            tracing::debug!("client connected");
             let connected = export.connected.clone();
-            // An error is a client that broke the protocol: closing the
-            // connection is the whole answer.
-            let _ = connection::serve(stream, export, shutdown).await;
+            match connection::serve(stream, export, shutdown).await {
+                Ok(()) => tracing::debug!("client disconnected"),
+                // A client that broke the protocol or vanished: closing the
+                // connection is the whole answer; the log says why.
+                Err(e) => tracing::info!(error = %e, "connection closed on an error"),
+            }
             connected.fetch_sub(1, Ordering::Relaxed);
             drop(slot);
             drop(done);
-        });
+        };
+        tokio::spawn(served.instrument(span));
+    }
+}
+
+/// Unix only, like the client's other servers (`device::conformance`).
+#[cfg(all(test, unix))]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{Endpoint, Export, Listener, serve};
+    use crate::device::conformance::{LEN, conforms};
+    use crate::device::{MemoryDevice, NbdDevice, nbd_client};
+
+    /// The device contract through livemirror's own client and server.
+    #[test]
+    fn nbd_client_on_livemirrors_server_conforms() {
+        let rt = crate::runtime::build("nbd-test", Some(2)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("nbd.sock");
+        let listener = rt.block_on(Listener::bind(&Endpoint::Unix(socket.clone()), false)).unwrap();
+        let export = Export::new(Arc::new(MemoryDevice::new(LEN)));
+        rt.spawn(serve(listener, export, 16, std::future::pending()));
+        let uri = format!("nbd+unix:///?socket={}", socket.display());
+        let dev = NbdDevice::open_uri(&uri, true).unwrap();
+        // We advertise CAN_MULTI_CONN, so the client spreads over several.
+        assert_eq!(dev.connections(), nbd_client::CONNECTIONS);
+        conforms(&dev);
     }
 }

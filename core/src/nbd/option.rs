@@ -5,7 +5,7 @@
 //! its data and says what the client asked for, or why the data is invalid
 //! (which the handshake answers with `NBD_REP_ERR_INVALID`).
 
-use super::proto::*;
+use crate::nbd_proto::*;
 
 /// Option data we are willing to read; anything longer is refused by
 /// closing the connection (no option we know needs more than a few KiB).

@@ -10,7 +10,7 @@
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::errno::Errno;
-use super::proto::*;
+use crate::nbd_proto::*;
 
 /// One complete reply: a header and, for reads, the data.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //! only reads the header, asks [`check`], and does what the answer says.
 
 use super::errno::Errno;
-use super::proto::*;
+use crate::nbd_proto::*;
 
 /// Bytes in a request header.
 pub const HEADER_LEN: usize = 28;

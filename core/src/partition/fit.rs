@@ -13,9 +13,9 @@
 use std::fmt;
 
 use super::{PartitionError, Table};
-use crate::device::BlockDevice;
-use crate::error::{Error, IoFailure, IoOperation, Side};
-use crate::job::is_zero;
+use crate::buffer::is_zero;
+use crate::device::{BlockDevice, extents};
+use crate::error::{Error, IoFailure, IoOperation, NoFit, Side};
 use crate::units::human;
 
 /// How the target's size compares with the source's.
@@ -69,39 +69,6 @@ impl fmt::Display for Fit {
                 "smaller: fits — partitions end at {}",
                 human(self.table.as_ref().map_or(0, Table::end))
             ),
-        }
-    }
-}
-
-/// Why a smaller target cannot take the source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoFit {
-    /// A partition reaches past the target's usable end (`room`).
-    PartitionPastEnd { number: u32, end: u64, room: u64 },
-    /// Data past the target's usable end, outside every partition.
-    DataPastEnd { at: u64 },
-    /// Without a partition table nothing says which bytes are unused.
-    NoTable,
-    /// The source's table cannot be read.
-    Damaged(String),
-}
-
-impl fmt::Display for NoFit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NoFit::PartitionPastEnd { number, end, room } => write!(
-                f,
-                "partition {number} ends at {}; the target has {}",
-                human(*end),
-                human(*room)
-            ),
-            NoFit::DataPastEnd { at } => {
-                write!(f, "data at {} past the last partition", human(*at))
-            }
-            NoFit::NoTable => f.write_str(
-                "the source has no partition table, so nothing tells which of its bytes are unused",
-            ),
-            NoFit::Damaged(why) => f.write_str(why),
         }
     }
 }
@@ -161,16 +128,12 @@ fn decide_with(
 fn first_data(dev: &dyn BlockDevice, from: u64, to: u64) -> Result<Option<u64>, IoFailure> {
     const STEP: u64 = 1 << 20;
     let mut buf = vec![0u8; STEP as usize];
-    let mut pos = from;
-    while pos < to {
-        let (alloc, run) = dev.block_status(pos, to - pos).map_err(|e| {
-            IoFailure::new(Side::Source, IoOperation::BlockStatus, pos, to - pos, &e)
-        })?;
-        let run_end = pos + run.max(1);
-        if alloc.reads_zero() {
-            pos = run_end;
+    for run in extents(dev, from..to) {
+        let run = run.map_err(|e| e.failure(Side::Source))?;
+        if run.status.reads_zero() {
             continue;
         }
+        let (mut pos, run_end) = (run.offset, run.end());
         while pos < run_end {
             let n = (run_end - pos).min(STEP);
             let piece = &mut buf[..n as usize];

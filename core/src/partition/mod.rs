@@ -25,7 +25,7 @@ use crate::error::{IoFailure, IoOperation, Side};
 use crate::units::human;
 
 pub use compare::{Comparison, compare};
-pub use fit::{Fit, NoFit, Relation, decide, decide_by_table};
+pub use fit::{Fit, Relation, decide, decide_by_table};
 
 /// One partition, in bytes of its device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,4 +218,4 @@ fn filesystem_at(dev: &dyn BlockDevice, start: u64) -> Result<Option<Filesystem>
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -42,7 +42,8 @@ pub use format::{LoadError, VERSION};
 
 use crate::bitmap::DirtyBitmap;
 use crate::device::DeviceId;
-use crate::job::{JobState, MirrorOptions};
+use crate::options::MirrorOptions;
+use crate::state::JobState;
 
 /// One side of the job, as it was when the job started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

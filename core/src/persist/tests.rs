@@ -1,6 +1,6 @@
 use super::*;
 use crate::device::{BlockDevice, MemoryDevice};
-use crate::job::{MirrorOptions, Tracking};
+use crate::options::{MirrorOptions, Tracking};
 
 fn side(path: &str, len: u64) -> Side {
     Side { path: path.into(), len, key: format!("file:1:{}", path.len()) }

@@ -194,10 +194,7 @@ impl DoneScreen {
     /// another at the far end.
     pub fn actions_ui(&mut self, ui: &mut egui::Ui, session: &Session, actions: &mut Vec<Action>) {
         let status = session.job.status();
-        let consistent = matches!(
-            status.outcome,
-            Some(Outcome::Completed { .. } | Outcome::Cancelled { consistent: true })
-        );
+        let consistent = status.outcome.as_ref().is_some_and(Outcome::target_consistent);
         match &self.verify {
             Verify::Running(Some(map)) => {
                 if ui.add(egui::Button::new("Skip verification").min_size(BUTTON)).clicked() {

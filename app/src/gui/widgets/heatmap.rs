@@ -250,7 +250,7 @@ mod tests {
     /// that place shows failed, the rest in sync.
     #[test]
     fn a_jobs_map_shows_the_failed_region() {
-        let rt = tokio::runtime::Runtime::new().unwrap();
+        let rt = livemirror_core::runtime::build("heatmap-test", None).unwrap();
         let _in = rt.enter();
         let len = 4u64 << 20;
         let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8 | 1).collect();

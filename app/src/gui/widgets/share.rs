@@ -50,10 +50,7 @@ impl ShareSettings {
         if !self.enabled {
             return Ok(None);
         }
-        let endpoint: Endpoint =
-            self.endpoint.trim().parse().map_err(|e: <Endpoint as std::str::FromStr>::Err| {
-                EndpointError::Invalid(e.to_string())
-            })?;
+        let endpoint: Endpoint = self.endpoint.trim().parse()?;
         if let Endpoint::Tcp(addr) = &endpoint {
             refuse_remote(addr)?;
         }
@@ -104,9 +101,9 @@ fn refuse_remote(addr: &str) -> Result<(), EndpointError> {
 /// Why a typed share endpoint cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
-    /// Not an endpoint at all (the parser's words).
-    #[error("{0}")]
-    Invalid(String),
+    /// Not an endpoint at all.
+    #[error(transparent)]
+    Invalid(#[from] livemirror_core::nbd::EndpointError),
     #[error(
         "{0} is not this computer: NBD has no authentication, so anyone who could reach it \
          could read and overwrite the disk. Use a unix: socket or a loopback address such as \

@@ -165,14 +165,13 @@ impl Scenario {
     /// The start of the first data extent at or after `from`, for placing
     /// the demo's bad sector where the copy really writes.
     pub fn data_at_or_after(&self, from: u64) -> io::Result<Option<u64>> {
+        use livemirror_core::device::{Allocation, extents};
         let dev = self.live.device();
-        let mut pos = from;
-        while pos < dev.len() {
-            let (alloc, run) = dev.block_status(pos, dev.len() - pos)?;
-            if alloc == livemirror_core::device::Allocation::Data {
-                return Ok(Some(pos));
+        for run in extents(&*dev, from..dev.len()) {
+            let run = run?;
+            if run.status == Allocation::Data {
+                return Ok(Some(run.offset));
             }
-            pos += run;
         }
         Ok(None)
     }

@@ -12,7 +12,7 @@
 use std::io::{self, Read, Write};
 
 use super::transport::Stream;
-use crate::nbd::proto::*;
+use crate::nbd_proto::*;
 
 /// The server's block size constraints (`NBD_INFO_BLOCK_SIZE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //!
 //! Written from the protocol document (NetworkBlockDevice/nbd,
 //! `doc/proto.md`), with the numbers shared with our server
-//! ([`crate::nbd::proto`]). `uri` parses the addresses, `handshake`
+//! ([`crate::nbd_proto`]). `uri` parses the addresses, `handshake`
 //! negotiates (fixed newstyle, structured replies, `base:allocation`, GO
 //! with block sizes), `transport` runs one request on one connection; this
 //! file turns the trait's calls into requests.
@@ -52,7 +52,7 @@ use transport::{Conn, Failure, Stream, Want};
 pub use uri::{Address, NbdUri};
 
 use super::{Allocation, BlockDevice, DeviceId, check_range, write_zeroes_by_writing};
-use crate::nbd::proto::*;
+use crate::nbd_proto::*;
 
 /// Connections opened to a server that advertises `CAN_MULTI_CONN`
 /// (nbdcopy's default too).
@@ -116,6 +116,8 @@ pub struct NbdDevice {
     /// Held across every read-modify-write, so two unaligned writes sharing
     /// a block cannot undo each other.
     rmw: Mutex<()>,
+    /// The export's span: losses and reconnections are logged in it.
+    span: tracing::Span,
 }
 
 #[derive(Default)]
@@ -156,6 +158,8 @@ impl NbdDevice {
     /// one is refused). With `CAN_MULTI_CONN`, opens up to [`CONNECTIONS`]
     /// connections (fewer if the server takes fewer).
     pub fn open(uri: &NbdUri, write: bool) -> Result<NbdDevice, NbdError> {
+        let span = tracing::info_span!("nbd_client", %uri);
+        let _in = span.enter();
         let (first, info) = dial(uri, 0)?;
         if write && info.flags & FLAG_READ_ONLY != 0 {
             return Err(NbdError::ReadOnly { uri: uri.to_string() });
@@ -168,7 +172,11 @@ impl NbdDevice {
                         slots.push(Mutex::new(Some(conn)))
                     }
                     // A server that takes fewer connections gets fewer.
-                    _ => break,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, opened = slots.len(), "no more connections");
+                        break;
+                    }
                 }
             }
         }
@@ -181,6 +189,7 @@ impl NbdDevice {
             epoch: AtomicU64::new(0),
             backoff: Mutex::new(Backoff::default()),
             rmw: Mutex::new(()),
+            span: span.clone(),
         })
     }
 
@@ -216,6 +225,7 @@ impl NbdDevice {
             Err(Failure::Lost(e)) => {
                 // Dropping it closes the socket; its siblings go on next use.
                 let lost = conn.epoch;
+                tracing::warn!(parent: &self.span, epoch = lost, error = %e, "connection lost");
                 *slot = None;
                 self.epoch.fetch_max(lost + 1, Ordering::AcqRel);
                 Err(self.lost(&e))
@@ -251,9 +261,11 @@ impl NbdDevice {
         match attempt {
             Ok(conn) => {
                 *backoff = Backoff::default();
+                tracing::info!(parent: &self.span, epoch, "reconnected");
                 Ok(conn)
             }
             Err(e) => {
+                tracing::warn!(parent: &self.span, epoch, error = %e, "reconnecting failed");
                 backoff.failures += 1;
                 backoff.last_failure = Some(Instant::now());
                 let errno = match &e {
@@ -530,24 +542,24 @@ fn nbd_errno(errno: u32) -> io::Error {
     #[cfg(unix)]
     {
         io::Error::from_raw_os_error(match errno {
-            1 => libc::EPERM,
-            12 => libc::ENOMEM,
-            22 => libc::EINVAL,
-            28 => libc::ENOSPC,
-            75 => libc::EOVERFLOW,
-            95 => libc::EOPNOTSUPP,
-            108 => libc::ESHUTDOWN,
+            NBD_EPERM => libc::EPERM,
+            NBD_ENOMEM => libc::ENOMEM,
+            NBD_EINVAL => libc::EINVAL,
+            NBD_ENOSPC => libc::ENOSPC,
+            NBD_EOVERFLOW => libc::EOVERFLOW,
+            NBD_ENOTSUP => libc::EOPNOTSUPP,
+            NBD_ESHUTDOWN => libc::ESHUTDOWN,
             _ => libc::EIO,
         })
     }
     #[cfg(not(unix))]
     {
         io::Error::from(match errno {
-            1 => io::ErrorKind::PermissionDenied,
-            12 => io::ErrorKind::OutOfMemory,
-            22 => io::ErrorKind::InvalidInput,
-            28 => io::ErrorKind::StorageFull,
-            95 => io::ErrorKind::Unsupported,
+            NBD_EPERM => io::ErrorKind::PermissionDenied,
+            NBD_ENOMEM => io::ErrorKind::OutOfMemory,
+            NBD_EINVAL => io::ErrorKind::InvalidInput,
+            NBD_ENOSPC => io::ErrorKind::StorageFull,
+            NBD_ENOTSUP => io::ErrorKind::Unsupported,
             _ => io::ErrorKind::Other,
         })
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::uri::Address;
 use crate::device::Allocation;
-use crate::nbd::proto::*;
+use crate::nbd_proto::*;
 
 /// A socket to a server, TCP or unix.
 pub(super) enum Stream {
@@ -332,7 +332,7 @@ impl Conn {
         }
         let message = String::from_utf8_lossy(&payload[6..6 + n]).into_owned();
         // An errno of 0 in an error chunk is a broken server; still an error.
-        Ok(Failure::Server { errno: if errno == 0 { 5 } else { errno }, message })
+        Ok(Failure::Server { errno: if errno == 0 { NBD_EIO } else { errno }, message })
     }
 
     fn expect_handle(&mut self, handle: u64) -> Result<(), Failure> {
@@ -362,6 +362,7 @@ impl Conn {
 
     /// Says goodbye politely (NBD_CMD_DISC has no reply) and closes.
     pub fn disconnect(mut self) {
+        // A server already gone cannot be told; closing is what matters.
         let _ = self.stream.write_all(&request_header(0, CMD_DISC, 0, 0, 0));
         self.stream.shutdown();
     }
@@ -440,7 +441,7 @@ mod tests {
 
     #[test]
     fn an_error_chunk_is_the_servers_error_and_keeps_the_connection() {
-        let payload = [&28u32.to_be_bytes()[..], &4u16.to_be_bytes(), b"full"].concat();
+        let payload = [&NBD_ENOSPC.to_be_bytes()[..], &4u16.to_be_bytes(), b"full"].concat();
         let r = exchange(
             CMD_WRITE,
             0,
@@ -448,7 +449,7 @@ mod tests {
             Want::Nothing,
         );
         match r {
-            Err(Failure::Server { errno: 28, message }) => assert_eq!(message, "full"),
+            Err(Failure::Server { errno: NBD_ENOSPC, message }) => assert_eq!(message, "full"),
             other => panic!("{other:?}"),
         }
     }

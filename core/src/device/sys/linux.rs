@@ -38,7 +38,10 @@ pub fn probe(file: &File, _path: &Path) -> io::Result<Probe> {
     ioctl_result(unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut len) })?;
     let mut lbs: libc::c_int = 512;
     // SAFETY: BLKSSZGET writes one int through the pointer.
-    let _ = ioctl_result(unsafe { libc::ioctl(file.as_raw_fd(), BLKSSZGET, &mut lbs) });
+    if let Err(e) = ioctl_result(unsafe { libc::ioctl(file.as_raw_fd(), BLKSSZGET, &mut lbs) }) {
+        // 512 bytes is every disk's smallest unit: a safe guess.
+        tracing::debug!(error = %e, "BLKSSZGET failed; assuming 512-byte sectors");
+    }
     let id = id_of_dev(meta.rdev())?;
     Ok(Probe { is_block: true, len, logical_block_size: lbs.max(512) as u32, id })
 }

@@ -254,7 +254,10 @@ pub fn mounts_on(id: &DeviceId) -> Vec<String> {
         }
     }
     // SAFETY: the search handle is closed once, here.
-    let _ = unsafe { FindVolumeClose(search) };
+    if let Err(e) = unsafe { FindVolumeClose(search) } {
+        // A leaked search handle costs nothing the list needs.
+        tracing::debug!(error = %e, "FindVolumeClose failed");
+    }
     found
 }
 

@@ -4,19 +4,10 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Waits until a unix socket accepts connections (its file appears at
-/// bind(), a moment before listen(), so existence alone would race).
-pub fn appears(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while UnixStream::connect(path).is_err() {
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::listening;
 
 pub struct Control {
     out: UnixStream,
@@ -71,7 +62,7 @@ pub fn command_with_control(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run livemirror");
-    appears(&ctl);
+    listening::unix_socket(&ctl);
     (child, Control::connect(&ctl))
 }
 
@@ -90,6 +81,6 @@ pub fn serve_mirror(bin: &str, dir: &Path, src: &str, dst: &str) -> Served {
     let nbd_arg = format!("--nbd=unix:{}", nbd.display());
     let args = ["serve", src, "--mirror-to", dst, &nbd_arg, "--speed", "1M"];
     let (child, control) = with_control(bin, dir, &args);
-    appears(&nbd);
+    listening::unix_socket(&nbd);
     Served { child, nbd, ctl: dir.join("ctl.sock"), control }
 }

@@ -1,5 +1,5 @@
-//! Helpers shared by the engine's integration tests.
-#![allow(dead_code)] // each test file uses its own subset
+//! A mirror job over memory devices, awaited event by event: the engine's
+//! integration tests' helpers.
 
 mod stall;
 
@@ -11,25 +11,13 @@ use livemirror_core::job::{self, JobEvent, JobHandle, JobStatus, MirrorOptions};
 use livemirror_core::live::LiveSource;
 use tokio::sync::{broadcast, oneshot};
 
-#[allow(unused_imports)] // as above: not every test file holds writes
+use crate::pattern;
+
 pub use stall::{Catch, HoldId, ReleaseAtEnd, Stall};
 
 /// How long a test waits for something that must happen before calling it
 /// a hang.
 pub const GUARD: Duration = Duration::from_secs(120);
-
-/// Deterministic, non-repeating bytes: a lost or misplaced block shows.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 pub struct Pair {
     pub source: Arc<MemoryDevice>,

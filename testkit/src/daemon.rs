@@ -3,11 +3,12 @@
 //! they listen, killed and restarted on the same socket (a target that
 //! vanishes), and killed when dropped.
 
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::tools;
+use crate::{listening, tools};
 
 /// A running server process.
 pub struct Daemon {
@@ -69,14 +70,13 @@ impl Daemon {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.program));
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        // Connect, not exists(): the file appears at bind(), before listen().
-        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
-            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            assert!(exited.is_none(), "{} exited before listening: {exited:?}", self.program);
-            assert!(Instant::now() < deadline, "{} never listened", self.program);
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let (socket, child) = (&self.socket, &mut self.child);
+        listening::wait(
+            &self.program,
+            Duration::from_secs(60),
+            || UnixStream::connect(socket).is_ok(),
+            || child.as_mut().and_then(|c| c.try_wait().ok().flatten()).map(|s| s.to_string()),
+        );
     }
 }
 

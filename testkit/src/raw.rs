@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use livemirror_core::nbd::proto::*;
+use livemirror_core::nbd_proto::*;
 
 /// One option reply.
 #[derive(Debug, Clone, PartialEq, Eq)]

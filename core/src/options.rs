@@ -188,11 +188,11 @@ macro_rules! names {
             }
         }
         impl FromStr for $ty {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
+            type Err = ParseError;
+            fn from_str(s: &str) -> Result<Self, ParseError> {
                 match s {
                     $($name => Ok(Self::$variant),)*
-                    _ => Err(format!("{s:?} is not one of: {}", Self::NAMES.join(", "))),
+                    _ => Err(ParseError::NotOneOf { given: s.into(), names: Self::NAMES }),
                 }
             }
         }
@@ -204,9 +204,26 @@ names!(CopyMode { Background = "background", WriteBlocking = "write-blocking" })
 names!(Tracking { Nbd = "nbd", Kernel = "kernel", Compare = "compare", None = "none" });
 names!(ErrorPolicy { Report = "report", Ignore = "ignore", Stop = "stop", Enospc = "enospc" });
 
+/// Why a word on the command line or the control socket is not an option's
+/// value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("{given:?} is not one of: {}", names.join(", "))]
+    NotOneOf { given: String, names: &'static [&'static str] },
+    #[error("{given:?}: unknown size suffix {suffix:?} (use K, M, G or T)")]
+    UnknownSuffix { given: String, suffix: char },
+    #[error("{given:?}: must not be negative")]
+    Negative { given: String },
+    #[error("{given:?} is not a size")]
+    NotASize { given: String },
+    #[error("{given:?} is not a whole number of bytes")]
+    NotWholeBytes { given: String },
+}
+
 /// Parses a size with an optional K/M/G/T suffix (powers of 1024, like
 /// qemu-img): `512`, `64K`, `16M`, `1.5G`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, ParseError> {
+    let given = || s.to_owned();
     let t = s.trim();
     let (num, mult) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
@@ -216,21 +233,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
                 'M' => 20,
                 'G' => 30,
                 'T' => 40,
-                _ => {
-                    return Err(format!("{s:?}: unknown size suffix {c:?} (use K, M, G or T)"));
-                }
+                _ => return Err(ParseError::UnknownSuffix { given: given(), suffix: c }),
             };
             (&t[..i], 1u64 << shift)
         }
         _ => (t, 1),
     };
     if num.starts_with('-') {
-        return Err(format!("{s:?}: must not be negative"));
+        return Err(ParseError::Negative { given: given() });
     }
-    let value: f64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    let value: f64 = num.parse().map_err(|_| ParseError::NotASize { given: given() })?;
     let bytes = value * mult as f64;
     if !bytes.is_finite() || bytes > u64::MAX as f64 || bytes.fract() != 0.0 {
-        return Err(format!("{s:?} is not a whole number of bytes"));
+        return Err(ParseError::NotWholeBytes { given: given() });
     }
     Ok(bytes as u64)
 }
@@ -246,9 +261,17 @@ mod tests {
         assert_eq!(parse_size("64K"), Ok(65536));
         assert_eq!(parse_size("16m"), Ok(16 << 20));
         assert_eq!(parse_size("1.5G"), Ok(3 << 29));
-        assert!(parse_size("-1M").unwrap_err().contains("negative"));
-        assert!(parse_size("12Q").is_err());
-        assert!(parse_size("0.3K").is_err());
+        let e = parse_size("-1M").unwrap_err();
+        assert_eq!(e, ParseError::Negative { given: "-1M".into() });
+        assert!(e.to_string().contains("negative"), "{e}");
+        assert_eq!(
+            parse_size("12Q"),
+            Err(ParseError::UnknownSuffix { given: "12Q".into(), suffix: 'Q' })
+        );
+        assert_eq!(parse_size("0.3K"), Err(ParseError::NotWholeBytes { given: "0.3K".into() }));
+        assert_eq!(parse_size("lots"), Err(ParseError::NotASize { given: "lots".into() }));
+        let e = "sometimes".parse::<CopyMode>().unwrap_err();
+        assert_eq!(e.to_string(), "\"sometimes\" is not one of: background, write-blocking");
     }
 
     #[test]

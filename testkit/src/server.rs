@@ -12,11 +12,7 @@ use tokio::sync::oneshot;
 
 /// A multi-threaded runtime for the server and any mirror job.
 pub fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    livemirror_core::runtime::build("livemirror-test", Some(2)).expect("tokio runtime")
 }
 
 /// A running server; stopped (without waiting) on drop.

@@ -1,4 +1,5 @@
-//! The protocol's numbers, named once.
+//! The NBD protocol's numbers, named once, for the server ([`crate::nbd`])
+//! and the client ([`crate::device::nbd_client`]).
 //!
 //! Values are from the NBD protocol document (NetworkBlockDevice/nbd,
 //! `doc/proto.md`); everything on the wire is big-endian.
@@ -102,3 +103,15 @@ pub const MAX_PAYLOAD: u32 = 32 << 20;
 pub const PREFERRED_BLOCK: u32 = 4096;
 /// Strings (export names, queries, messages) are at most this long.
 pub const MAX_STRING: usize = 4096;
+
+// Error values in replies: NBD's own small set, numbered as Linux numbers
+// them. Other systems number their errnos differently, so both sides map
+// to and from these, never sending or taking an OS errno as it is.
+pub const NBD_EPERM: u32 = 1;
+pub const NBD_EIO: u32 = 5;
+pub const NBD_ENOMEM: u32 = 12;
+pub const NBD_EINVAL: u32 = 22;
+pub const NBD_ENOSPC: u32 = 28;
+pub const NBD_EOVERFLOW: u32 = 75;
+pub const NBD_ENOTSUP: u32 = 95;
+pub const NBD_ESHUTDOWN: u32 = 108;

@@ -74,11 +74,16 @@ pub fn qemu_io(uri: &str, commands: &[&str]) -> String {
 /// Asserts `qemu-img compare` finds two raw images identical.
 pub fn assert_identical(a: &Path, b: &Path) {
     require("qemu-img");
-    assert!(crate::qemu_img_identical(a, b), "{} and {} differ", a.display(), b.display());
+    assert!(crate::image::qemu_img_identical(a, b), "{} and {} differ", a.display(), b.display());
 }
 
 /// Asserts `qemu-img compare` finds the images different.
 pub fn assert_different(a: &Path, b: &Path) {
     require("qemu-img");
-    assert!(!crate::qemu_img_identical(a, b), "{} and {} are identical", a.display(), b.display());
+    assert!(
+        !crate::image::qemu_img_identical(a, b),
+        "{} and {} are identical",
+        a.display(),
+        b.display()
+    );
 }

@@ -18,11 +18,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use super::options::CopyMode;
 use crate::bitmap::DirtyBitmap;
 use crate::chunkmap::ChunkMap;
 use crate::device::BlockDevice;
 use crate::error::IoFailure;
+use crate::options::CopyMode;
 
 /// Converts between bytes and chunks of one device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +176,7 @@ impl Tracker {
     /// Records a live write at `offset`, past what the job mirrors, and
     /// wakes the job so it fails.
     pub fn note_written_past_end(&self, offset: u64) {
+        // Only the first such write is kept: a failed exchange means one was.
         let _ = self.past_end.compare_exchange(0, offset + 1, Ordering::AcqRel, Ordering::Acquire);
         self.wake.notify_one();
     }

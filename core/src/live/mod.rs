@@ -3,16 +3,21 @@
 //!
 //! It is itself a [`BlockDevice`], so the NBD export, the demo workload and
 //! tests write through it like through any device. With a job attached every
-//! write is tracked (see `job::tracker` for the ordering rules); after
+//! write is tracked (see [`tracker`] for the ordering rules); after
 //! Complete it routes everything to the target — the pivot — without its
 //! users noticing.
+
+mod tracker;
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use crate::device::{Allocation, BlockDevice, DeviceId};
 use crate::error::{Error, IoFailure, IoOperation, Side};
-use crate::job::{CopyMode, Tracker};
+use crate::options::CopyMode;
+
+pub(crate) use tracker::Pick;
+pub use tracker::{Geometry, Tracker};
 
 /// A source device with write tracking and a switchable route.
 pub struct LiveSource {
@@ -292,5 +297,88 @@ impl Drop for Pass<'_> {
         if idle {
             self.0.idle.notify_one();
         }
+    }
+}
+
+/// The device contract (`device::conformance`) on the live source, the
+/// device every NBD client and in-process writer goes through: alone, with
+/// a job's tracker attached in each copy mode, and after a pivot.
+#[cfg(test)]
+mod conformance {
+    use std::sync::Arc;
+
+    use super::{LiveSource, Tracker};
+    use crate::chunkmap::ChunkMap;
+    use crate::device::MemoryDevice;
+    use crate::device::conformance::{LEN, conforms};
+    use crate::live::Geometry;
+    use crate::options::CopyMode;
+
+    const GRANULARITY: u64 = 64 << 10;
+
+    struct Tracked {
+        live: Arc<LiveSource>,
+        tracker: Arc<Tracker>,
+        source: Arc<MemoryDevice>,
+        target: Arc<MemoryDevice>,
+    }
+
+    /// A live source over a zero-filled memory device, tracked onto a
+    /// zero-filled target in `mode`.
+    fn tracked(mode: CopyMode) -> Tracked {
+        let source = Arc::new(MemoryDevice::new(LEN));
+        let target = Arc::new(MemoryDevice::new(LEN));
+        let live = LiveSource::new(source.clone());
+        let geometry = Geometry { len: LEN, granularity: GRANULARITY };
+        let map = Arc::new(ChunkMap::new(geometry.chunks(), GRANULARITY));
+        let tracker = Arc::new(Tracker::new(geometry, target.clone(), map, mode));
+        live.attach(tracker.clone()).unwrap();
+        Tracked { live, tracker, source, target }
+    }
+
+    #[test]
+    fn a_live_source_conforms() {
+        conforms(&*LiveSource::new(Arc::new(MemoryDevice::new(LEN))));
+    }
+
+    /// Background mode: the contract holds, the target is not written, and
+    /// every chunk the contract changed is dirty for the job to copy.
+    #[test]
+    fn a_tracked_live_source_conforms_and_marks_what_it_changed() {
+        let t = tracked(CopyMode::Background);
+        conforms(&*t.live);
+        assert!(t.target.contents().iter().all(|b| *b == 0), "background mode wrote the target");
+        let dirty = t.tracker.snapshot();
+        for (chunk, bytes) in t.source.contents().chunks(GRANULARITY as usize).enumerate() {
+            if bytes.iter().any(|b| *b != 0) {
+                assert!(dirty.is_dirty(chunk as u64), "chunk {chunk} changed but is clean");
+            }
+        }
+    }
+
+    /// Write-blocking mode: the contract holds, and every chunk left clean
+    /// was written through: the target holds the same bytes.
+    #[test]
+    fn a_write_blocking_live_source_conforms_and_writes_through() {
+        let t = tracked(CopyMode::WriteBlocking);
+        conforms(&*t.live);
+        let dirty = t.tracker.snapshot();
+        let (source, target) = (t.source.contents(), t.target.contents());
+        let g = GRANULARITY as usize;
+        for chunk in 0..(LEN as usize).div_ceil(g) {
+            if !dirty.is_dirty(chunk as u64) {
+                let range = chunk * g..((chunk + 1) * g).min(LEN as usize);
+                assert!(source[range.clone()] == target[range], "clean chunk {chunk} differs");
+            }
+        }
+    }
+
+    /// After a pivot the live source is the target, under the same contract.
+    #[test]
+    fn a_pivoted_live_source_conforms_on_the_target() {
+        let t = tracked(CopyMode::Background);
+        t.live.pivot(t.target.clone());
+        conforms(&*t.live);
+        assert!(t.source.contents().iter().all(|b| *b == 0), "a write reached the old source");
     }
 }

@@ -30,7 +30,7 @@ impl Part {
 /// A new sparse image of `size` bytes with a GPT (`sgdisk -o`) and one
 /// partition per entry of `mib`, MiB-aligned, one after the other.
 pub fn gpt_image(path: &Path, size: u64, mib: &[u64]) -> Vec<Part> {
-    crate::sparse_image(path, size, &[]);
+    crate::image::sparse_image(path, size, &[]);
     let mut args = vec!["-o".to_string()];
     for (i, m) in mib.iter().enumerate() {
         args.push(format!("--new={}:0:+{m}M", i + 1));
@@ -50,7 +50,7 @@ pub fn mbr_image(path: &Path, size: u64, mib: &[u64]) -> Vec<Part> {
 /// A new sparse image of `size` bytes with an MBR made by `sfdisk` from
 /// these partition lines (`size=8M, type=5` for an extended partition, …).
 pub fn mbr_image_with(path: &Path, size: u64, lines: &[&str]) -> Vec<Part> {
-    crate::sparse_image(path, size, &[]);
+    crate::image::sparse_image(path, size, &[]);
     let script: String = std::iter::once("label: dos")
         .chain(lines.iter().copied())
         .map(|l| format!("{l}\n"))
