@@ -148,7 +148,12 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
+        // Not a panic (it may run while a failed test unwinds), but said:
+        // a filesystem left mounted changes what later steps see.
+        match Command::new("umount").arg(self.dir.path()).status() {
+            Ok(s) if s.success() => {}
+            other => eprintln!("umount {} failed: {other:?}", self.dir.path().display()),
+        }
     }
 }
 
