@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use livemirror_testkit::control::{Control, command_with_control};
 use livemirror_testkit::system::{
-    BlockedWriter, Loop, Mount, Writer, assert_durable_files, device_id, run,
+    BlockedWriter, Loop, Mount, Writer, assert_durable_files, device_id,
 };
-use livemirror_testkit::tools::assert_identical;
+use livemirror_testkit::tools::{assert_identical, run};
 use serde_json::{Value, json};
 
 const MIB: u64 = 1024 * 1024;
@@ -98,7 +98,7 @@ fn complete_with_the_writer_running(via: Via) {
     assert!(done["data"]["held_ms"].as_u64().is_some(), "the hold is reported: {done}");
     assert!(err.contains("writers held"), "{err}");
     let image = dir.path().join("target.img");
-    run("fsck.ext4", &["-n", "-f", image.to_str().expect("utf-8")], "e2fsprogs");
+    run("fsck.ext4", &["-n", "-f", image.to_str().expect("utf-8")]);
     assert_durable_files(&image, &durable);
 }
 

@@ -9,8 +9,9 @@ use std::path::Path;
 use std::process::Command;
 
 use livemirror_testkit::control::serve_mirror;
-use livemirror_testkit::system::{Loop, Mount, run};
+use livemirror_testkit::system::{Loop, Mount};
 use livemirror_testkit::tools::qemu_io;
+use livemirror_testkit::tools::run;
 use livemirror_testkit::{image::qemu_img_identical, pattern};
 use serde_json::json;
 
@@ -27,7 +28,7 @@ fn filesystems() -> Vec<(&'static str, Loop, Mount)> {
 
 /// Bytes of `file`'s extents that filefrag reports as shared.
 fn shared_extents(file: &Path) -> usize {
-    let out = run("filefrag", &["-v", file.to_str().unwrap()], "e2fsprogs");
+    let out = run("filefrag", &["-v", file.to_str().unwrap()]);
     out.lines().filter(|l| l.contains("shared")).count()
 }
 

@@ -485,7 +485,8 @@ fn a_smaller_target_that_fits_is_accepted_and_one_that_does_not_is_explained() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_mounted_disk_as_source_is_kernel_tracked_and_done_says_how_long_writers_were_held() {
-    use livemirror_testkit::system::{Loop, Mount, Writer, assert_durable_files, run};
+    use livemirror_testkit::system::{Loop, Mount, Writer, assert_durable_files};
+    use livemirror_testkit::tools::run;
     let disk = Loop::new(64 * MIB);
     let fs = Mount::ext4(disk.path());
     let writer = Writer::start(fs.path());
@@ -512,7 +513,7 @@ fn a_mounted_disk_as_source_is_kernel_tracked_and_done_says_how_long_writers_wer
     assert!(h.query_by_label("Writers held").is_some());
     assert!(h.query_by_label_contains(&format!("{held} ms — the source's filesystems")).is_some());
     drop(h);
-    run("fsck.ext4", &["-n", "-f", target.to_str().unwrap()], "e2fsprogs");
+    run("fsck.ext4", &["-n", "-f", target.to_str().unwrap()]);
     assert_durable_files(&target, &durable);
 }
 

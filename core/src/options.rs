@@ -269,7 +269,7 @@ mod tests {
             Err(ParseError::UnknownSuffix { given: "12Q".into(), suffix: 'Q' })
         );
         assert_eq!(parse_size("0.3K"), Err(ParseError::NotWholeBytes { given: "0.3K".into() }));
-        assert_eq!(parse_size("lots"), Err(ParseError::NotASize { given: "lots".into() }));
+        assert_eq!(parse_size("1.2.3"), Err(ParseError::NotASize { given: "1.2.3".into() }));
         let e = "sometimes".parse::<CopyMode>().unwrap_err();
         assert_eq!(e.to_string(), "\"sometimes\" is not one of: background, write-blocking");
     }

@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use livemirror_core::kernel::{DEFAULT_FREEZE_LIMIT, FreezeError, freeze_all};
-use livemirror_testkit::system::{BlockedWriter, Loop, Mount, device_id, run};
+use livemirror_testkit::system::{BlockedWriter, Loop, Mount, device_id};
+use livemirror_testkit::tools::run;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -53,7 +54,7 @@ fn a_filesystem_mounted_twice_is_frozen_once() {
     let (disk, fs) = mounted_loop();
     let bind = tempfile::tempdir().unwrap();
     let bind_path = bind.path().to_str().unwrap();
-    run("mount", &["--bind", fs.path().to_str().unwrap(), bind_path], "mount");
+    run("mount", &["--bind", fs.path().to_str().unwrap(), bind_path]);
     let result = freeze_all(&device_id(&disk.dev), DEFAULT_FREEZE_LIMIT).map(|h| {
         let frozen = h.mountpoints().len();
         h.thaw().map(|_| frozen)

@@ -15,7 +15,8 @@ use livemirror_core::job::{
     self, Command, JobEvent, JobHandle, JobState, MirrorOptions, Outcome, Proof, Tracking,
 };
 use livemirror_core::live::LiveSource;
-use livemirror_testkit::system::{Loop, Mount, Partition, Writer, assert_durable_files, run};
+use livemirror_testkit::system::{Loop, Mount, Partition, Writer, assert_durable_files};
+use livemirror_testkit::tools::run;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -63,7 +64,7 @@ async fn complete_with_a_writer_running_gives_a_clean_filesystem_with_every_fsyn
     durable.extend(writer.durable(20));
     completed(&job, &mut events, true).await;
     writer.stop();
-    run("fsck.ext4", &["-n", "-f", image.to_str().expect("utf-8")], "e2fsprogs");
+    run("fsck.ext4", &["-n", "-f", image.to_str().expect("utf-8")]);
     assert_durable_files(&image, &durable);
 }
 
@@ -120,9 +121,8 @@ async fn identical_after_writes_stop(dev: &Path) {
             dev.to_str().expect("utf-8"),
             image.to_str().expect("utf-8"),
         ],
-        "qemu-utils",
     );
-    run("fsck.ext4", &["-n", "-f", image.to_str().expect("utf-8")], "e2fsprogs");
+    run("fsck.ext4", &["-n", "-f", image.to_str().expect("utf-8")]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -197,6 +197,5 @@ async fn a_write_the_kernel_could_not_mark_is_found_by_a_compare_pass_that_says_
             disk.dev.to_str().expect("utf-8"),
             image.to_str().expect("utf-8"),
         ],
-        "qemu-utils",
     );
 }

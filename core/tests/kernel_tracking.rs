@@ -15,7 +15,8 @@ use livemirror_core::buffer::AlignedBuf;
 use livemirror_core::kernel::{
     DEFAULT_FREEZE_LIMIT, Drained, KernelTracker, TrackError, Unseen, freeze_all,
 };
-use livemirror_testkit::system::{Loop, Mount, Partition, device_id, run};
+use livemirror_testkit::system::{Loop, Mount, Partition, device_id};
+use livemirror_testkit::tools::run;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -61,7 +62,7 @@ fn direct_writes_are_drained_exactly() {
     let of = format!("of={}", disk.path());
     let dd =
         ["if=/dev/urandom", &of, "bs=4096", "count=1", "seek=25", "oflag=direct", "status=none"];
-    run("dd", &dd, "coreutils");
+    run("dd", &dd);
     let f = disk.open_direct();
     write_direct(&f, 10 * 64 * KIB - 4 * KIB, 8 * KIB, 1); // straddles chunks 9 and 10
     write_direct(&f, 32 * MIB, MIB, 2); // chunks 512..528
@@ -86,9 +87,9 @@ fn discards_and_write_zeroes_are_seen() {
     t.barrier().expect("barrier");
     assert_eq!(drain_ranges(&t), vec![0..256]);
 
-    run("blkdiscard", &["-o", "1M", "-l", "1M", disk.path()], "util-linux");
-    run("blkdiscard", &["-z", "-o", "4M", "-l", "128K", disk.path()], "util-linux");
-    run("fallocate", &["-z", "-o", "8M", "-l", "64K", disk.path()], "util-linux");
+    run("blkdiscard", &["-o", "1M", "-l", "1M", disk.path()]);
+    run("blkdiscard", &["-z", "-o", "4M", "-l", "128K", disk.path()]);
+    run("fallocate", &["-z", "-o", "8M", "-l", "64K", disk.path()]);
     t.barrier().expect("barrier");
     assert_eq!(drain_ranges(&t), vec![16..32, 64..66, 128..129]);
 }
@@ -361,6 +362,6 @@ fn a_frozen_ext4_with_its_writer_running_is_consistent_and_fully_drained() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("frozen.img");
     std::fs::write(&image, &*frozen).unwrap();
-    run("fsck.ext4", &["-fn", image.to_str().unwrap()], "e2fsprogs");
+    run("fsck.ext4", &["-fn", image.to_str().unwrap()]);
     eprintln!("held {held:?}, {} chunks changed, {} drained", changed.len(), drained.len());
 }

@@ -18,6 +18,7 @@
 //!   processes on a unix socket, to be killed and restarted.
 //! * [`system`]: loop devices, partitions, mounted ext4 and a writer of
 //!   fsynced files on it, for the kernel tracking tests (Linux, root).
+//! * [`nbd_options`]: the data of NBD options, encoded.
 //! * [`raw`]: a minimal NBD client for what the tools cannot do (malformed
 //!   traffic, one connection kept open across a pivot).
 //!
@@ -38,6 +39,7 @@ pub mod layering;
 pub mod listening;
 #[cfg(unix)]
 pub mod mirror;
+pub mod nbd_options;
 #[cfg(unix)]
 pub mod raw;
 #[cfg(unix)]

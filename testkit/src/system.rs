@@ -15,19 +15,7 @@ use std::time::{Duration, Instant};
 
 use livemirror_core::device::{BlockDevice, DeviceId, OpenOptions};
 
-/// Runs a tool and returns its stdout; panics with its stderr on failure.
-pub fn run(tool: &str, args: &[&str], package: &str) -> String {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool} ({package}) must be installed: {e}"));
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::tools::run;
 
 /// The identity livemirror gives a device path.
 pub fn device_id(path: &Path) -> DeviceId {
@@ -46,11 +34,7 @@ impl Loop {
         let dir = tempfile::tempdir().expect("temp dir");
         let backing = dir.path().join("disk.img");
         File::create(&backing).and_then(|f| f.set_len(len)).expect("backing file");
-        let out = run(
-            "losetup",
-            &["--find", "--show", backing.to_str().expect("utf-8 path")],
-            "util-linux",
-        );
+        let out = run("losetup", &["--find", "--show", backing.to_str().expect("utf-8 path")]);
         Loop { dev: PathBuf::from(out.trim()), backing, _dir: dir }
     }
 
@@ -86,7 +70,7 @@ pub struct Partition {
 impl Partition {
     pub fn new(disk: &Loop, number: u32, start_sector: u64, sectors: u64) -> Partition {
         let (n, start, len) = (number.to_string(), start_sector.to_string(), sectors.to_string());
-        run("addpart", &[disk.path(), &n, &start, &len], "util-linux");
+        run("addpart", &[disk.path(), &n, &start, &len]);
         let dev = PathBuf::from(format!("{}p{number}", disk.path()));
         // addpart returns once the kernel has the partition; the node is
         // made by devtmpfs at the same time.
@@ -114,30 +98,26 @@ pub struct Mount {
 impl Mount {
     pub fn ext4(dev: &str) -> Mount {
         // No lazy initialisation: no background writes after the mount.
-        run(
-            "mkfs.ext4",
-            &["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", dev],
-            "e2fsprogs",
-        );
+        run("mkfs.ext4", &["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", dev]);
         Self::at(dev)
     }
 
     /// XFS with shared extents (reflink), as `mkfs.xfs` makes it today
     /// (said explicitly, for older xfsprogs). Needs 300 MiB at least.
     pub fn xfs(dev: &str) -> Mount {
-        run("mkfs.xfs", &["-q", "-f", "-m", "reflink=1", dev], "xfsprogs");
+        run("mkfs.xfs", &["-q", "-f", "-m", "reflink=1", dev]);
         Self::at(dev)
     }
 
     /// btrfs (it always shares extents).
     pub fn btrfs(dev: &str) -> Mount {
-        run("mkfs.btrfs", &["-q", "-f", dev], "btrfs-progs");
+        run("mkfs.btrfs", &["-q", "-f", dev]);
         Self::at(dev)
     }
 
     fn at(dev: &str) -> Mount {
         let dir = tempfile::tempdir().expect("mount point");
-        run("mount", &["-o", "noatime", dev, dir.path().to_str().expect("utf-8")], "mount");
+        run("mount", &["-o", "noatime", dev, dir.path().to_str().expect("utf-8")]);
         Mount { dir }
     }
 
@@ -148,7 +128,12 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
+        // Not a panic (it may run while a failed test unwinds), but said:
+        // a filesystem left mounted changes what later steps see.
+        match Command::new("umount").arg(self.dir.path()).status() {
+            Ok(s) if s.success() => {}
+            other => eprintln!("umount {} failed: {other:?}", self.dir.path().display()),
+        }
     }
 }
 

@@ -22,9 +22,17 @@ pub fn require(tool: &str) {
         "nbdinfo" | "nbdcopy" | "nbdsh" => "libnbd-bin",
         "nbdkit" => "nbdkit",
         "sgdisk" => "gdisk",
-        "sfdisk" | "losetup" => "fdisk, util-linux",
-        "mkfs.ext4" | "fsck.ext4" | "debugfs" | "dumpe2fs" | "resize2fs" => "e2fsprogs",
+        "sfdisk" => "fdisk",
+        "losetup" | "blkdiscard" | "fallocate" | "addpart" => "util-linux",
+        "mount" | "umount" => "mount",
+        "mkfs.ext4" | "fsck.ext4" | "debugfs" | "dumpe2fs" | "resize2fs" | "filefrag" => {
+            "e2fsprogs"
+        }
+        "mkfs.xfs" => "xfsprogs",
+        "mkfs.btrfs" => "btrfs-progs",
         "cmp" => "diffutils",
+        "dd" => "coreutils",
+        "zstd" => "zstd",
         _ => "qemu-utils",
     };
     let found = std::env::var_os("PATH")

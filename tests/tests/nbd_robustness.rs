@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use livemirror_core::device::{BlockDevice, MemoryDevice};
 use livemirror_core::nbd_proto::*;
-use livemirror_testkit::raw::{RawClient, go_data, meta_query};
+use livemirror_testkit::nbd_options::{go_data, meta_query};
+use livemirror_testkit::raw::RawClient;
 use livemirror_testkit::server::{Served, runtime};
 
 const SIZE: u64 = 1 << 20;

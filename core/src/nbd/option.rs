@@ -131,32 +131,13 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
+    use livemirror_testkit::nbd_options::{go_data, meta_query};
+
     use super::*;
-
-    fn info_data(name: &str, reqs: &[u16]) -> Vec<u8> {
-        let mut d = (name.len() as u32).to_be_bytes().to_vec();
-        d.extend_from_slice(name.as_bytes());
-        d.extend_from_slice(&(reqs.len() as u16).to_be_bytes());
-        for r in reqs {
-            d.extend_from_slice(&r.to_be_bytes());
-        }
-        d
-    }
-
-    fn meta_data(name: &str, queries: &[&str]) -> Vec<u8> {
-        let mut d = (name.len() as u32).to_be_bytes().to_vec();
-        d.extend_from_slice(name.as_bytes());
-        d.extend_from_slice(&(queries.len() as u32).to_be_bytes());
-        for q in queries {
-            d.extend_from_slice(&(q.len() as u32).to_be_bytes());
-            d.extend_from_slice(q.as_bytes());
-        }
-        d
-    }
 
     #[test]
     fn go_and_info_decode_name_and_requests() {
-        let d = info_data("disk", &[INFO_BLOCK_SIZE, 77]);
+        let d = go_data("disk", &[INFO_BLOCK_SIZE, 77]);
         let want = InfoRequest { export: "disk".into(), requests: vec![INFO_BLOCK_SIZE, 77] };
         assert_eq!(parse(OPT_GO, &d), Ok(ClientOption::Go(want.clone())));
         assert_eq!(parse(OPT_INFO, &d), Ok(ClientOption::Info(want)));
@@ -164,7 +145,7 @@ mod tests {
 
     #[test]
     fn meta_context_queries_decode() {
-        let d = meta_data("", &["base:allocation", "qemu:dirty-bitmap:x"]);
+        let d = meta_query("", &["base:allocation", "qemu:dirty-bitmap:x"]);
         assert_eq!(
             parse(OPT_SET_META_CONTEXT, &d),
             Ok(ClientOption::SetMetaContext(MetaRequest {
@@ -176,7 +157,7 @@ mod tests {
 
     #[test]
     fn truncated_or_padded_data_is_invalid() {
-        let d = info_data("disk", &[1, 2]);
+        let d = go_data("disk", &[1, 2]);
         for cut in 0..d.len() {
             assert!(parse(OPT_GO, &d[..cut]).is_err(), "cut at {cut}");
         }
