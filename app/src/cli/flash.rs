@@ -232,6 +232,7 @@ impl Shown {
                 "declared_len": p.declared_len,
                 "verified": p.verified,
             });
+            // A closed pipe (`| head`) is the reader's choice, not our error.
             let _ = writeln!(std::io::stdout().lock(), "{}", named_line("FLASH_PROGRESS", data));
             return;
         }
@@ -247,6 +248,7 @@ impl Shown {
             )
         };
         eprint!("\r{line:<72}");
+        // A closed terminal: nowhere left to show progress.
         let _ = std::io::stderr().flush();
     }
 }

@@ -30,6 +30,7 @@ impl Reporter {
         if json {
             let data =
                 serde_json::json!({ "tracking": tracking, "meaning": text::tracking(tracking) });
+            // A closed pipe (`| head`) is the reader's choice, not our error.
             let _ = writeln!(
                 std::io::stdout().lock(),
                 "{}",
@@ -89,6 +90,7 @@ impl Reporter {
             eta,
             human(p.dirty),
         );
+        // A closed terminal: nowhere left to draw the bar.
         let _ = std::io::stderr().flush();
     }
 

@@ -146,14 +146,10 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             }
         }
     }
-    let _ = stop_control.send(true);
-    if let Some(task) = control_task {
-        // Clients get the last events before the process exits.
-        let _ = task.await;
-    }
+    crate::cli::control::finish(stop_control, control_task, None).await;
     share.stop().await;
     if let Some(path) = &args.control {
-        let _ = std::fs::remove_file(path);
+        crate::cli::control::remove_socket(path);
     }
     // Only now that no client is served: while the export kept the source's
     // size, a table for the target's size would have looked broken to them.
@@ -176,12 +172,13 @@ async fn stop_signal() {
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                () = ctrl_c() => {}
                 _ = term.recv() => {}
             }
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM ({e}): only Ctrl-C stops serving");
+            ctrl_c().await;
         }
     }
 }
@@ -193,14 +190,25 @@ async fn stop_signal() {
     match (ctrl_break(), ctrl_close()) {
         (Ok(mut brk), Ok(mut close)) => {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                () = ctrl_c() => {}
                 _ = brk.recv() => {}
                 _ = close.recv() => {}
             }
         }
         _ => {
-            let _ = tokio::signal::ctrl_c().await;
+            tracing::warn!(
+                "cannot listen for Ctrl-Break or the console closing: only Ctrl-C stops serving"
+            );
+            ctrl_c().await;
         }
+    }
+}
+
+/// Ctrl-C. Where it cannot be listened for, this says so and returns at
+/// once: serving stops cleanly now rather than never.
+async fn ctrl_c() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::warn!("cannot listen for Ctrl-C: {e}");
     }
 }
 
@@ -237,8 +245,8 @@ fn start_job(
     let persist = plan.persist;
     let (job, events) = job::start_persisted(live.clone(), target.clone(), options, persist)
         .map_err(|e| {
-            if created {
-                let _ = std::fs::remove_file(dst);
+            if created && let Err(e) = std::fs::remove_file(dst) {
+                tracing::warn!("could not remove {}: {e}", dst.display());
             }
             e.to_string()
         })?;
