@@ -29,6 +29,8 @@ pub fn dir() -> Option<PathBuf> {
 /// The rotating file in `dir` (created if missing): daily, the last
 /// [`MAX_FILES`] kept (pruned now, and at each rotation).
 pub fn appender(dir: &Path) -> std::io::Result<RollingFileAppender> {
+    // Before the builder, which looks for old files to prune first.
+    std::fs::create_dir_all(dir)?;
     RollingFileAppender::builder()
         .rotation(Rotation::DAILY)
         .filename_prefix(PREFIX)
@@ -59,6 +61,17 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    /// The folder is made when it is missing (the first run).
+    #[test]
+    fn a_missing_folder_is_made() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("state/logs");
+        appender(&dir).unwrap();
+        let names = logs(&dir);
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].starts_with("livemirror.") && names[0].ends_with(".log"), "{names:?}");
     }
 
     /// Today's file is created and written; of the older days' files

@@ -11,6 +11,8 @@
 pub mod file;
 pub mod panel;
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -52,7 +54,10 @@ fn file_default() -> Targets {
 
 /// Installs the process's subscriber. Called once, by `main`.
 pub fn install(face: Face) -> Installed {
-    let stderr = fmt::layer().with_writer(std::io::stderr).with_filter(from_env());
+    let stderr = fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .with_filter(from_env());
     let (file, guard, trouble) = match face {
         Face::Cli => (None, None, None),
         Face::Window => match file::open() {

@@ -321,7 +321,7 @@ fn pair_problem(e: &Error, source: &str) -> String {
 }
 
 /// What a check is of: the pair as typed, and whether the source is shared.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 struct Pair {
     source: String,
     target: String,
@@ -460,7 +460,15 @@ impl SetupScreen {
     /// [`Newest::answer`]: the action bar is drawn before the fields, so
     /// the text may have changed since the check was last asked for.)
     fn answer(&self) -> Option<&Check> {
-        self.checks.last().filter(|(p, _)| **p == self.pair()).map(|(_, c)| c)
+        self.checks
+            .last()
+            .filter(|(p, _)| self.same_source(p) && p.target == self.target)
+            .map(|(_, c)| c)
+    }
+
+    /// Whether `pair` has the source as typed now (shared or not as now).
+    fn same_source(&self, pair: &Pair) -> bool {
+        pair.source == self.source && pair.shared == self.share.enabled
     }
 
     /// Whether the pair as typed now is still being checked (Start waits
@@ -472,11 +480,7 @@ impl SetupScreen {
     /// The source's size for the target's disk list: from the check of
     /// this source, also while a changed target is being checked.
     fn source_len(&self) -> Option<u64> {
-        let pair = self.pair();
-        self.checks
-            .last()
-            .filter(|(p, _)| p.source == pair.source && p.shared == pair.shared)
-            .and_then(|(_, c)| c.source_len)
+        self.checks.last().filter(|(p, _)| self.same_source(p)).and_then(|(_, c)| c.source_len)
     }
 
     /// The screen; `disks` is `None` while the disk list is being read.
