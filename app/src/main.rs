@@ -1,9 +1,10 @@
 //! livemirror: clone a disk or image while it is in use, keep the copy in
 //! sync, and switch over to it on Complete.
 //!
-//! This file parses the command line and picks the room: the window (no
-//! subcommand, and `demo` when there is a display) or a command-line
-//! subcommand. See the README's "Layout" for the rooms below.
+//! This file parses the command line, sets up logging for the face it
+//! picks, and picks the room: the window (no subcommand, and `demo` when
+//! there is a display) or a command-line subcommand. See the README's
+//! "Layout" for the rooms below.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use livemirror::cli::{self, Cli, Cmd, fail};
 use livemirror::gui::{self, Launch};
+use livemirror::logs::{self, Face};
 use livemirror::platform::display;
 use livemirror::session::demo::DemoArgs;
 use livemirror::text;
@@ -20,7 +22,10 @@ fn main() -> ExitCode {
     match args.command {
         None => window(args.source, args.target),
         Some(Cmd::Demo(demo_args)) => demo(demo_args),
-        Some(command) => cli::run(command),
+        Some(command) => {
+            let _logs = logs::install(Face::Cli);
+            cli::run(command)
+        }
     }
 }
 
@@ -35,6 +40,7 @@ fn window(source: Option<PathBuf>, target: Option<PathBuf>) -> ExitCode {
         );
     }
     display::release_console();
+    let _logs = logs::install(Face::Window);
     match gui::run(Launch::Setup { source, target }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!(
@@ -47,6 +53,7 @@ fn window(source: Option<PathBuf>, target: Option<PathBuf>) -> ExitCode {
 /// The demo in the window; without a display (or when the window cannot
 /// open) it says so and runs in the terminal instead.
 fn demo(args: DemoArgs) -> ExitCode {
+    let _logs = logs::install(if display::available() { Face::Window } else { Face::Cli });
     let why = if display::available() {
         match gui::run(Launch::Demo(args.clone())) {
             Ok(()) => return ExitCode::SUCCESS,

@@ -1,19 +1,14 @@
 //! The app's rooms form one-way stairs (see `src/lib.rs`): the two faces,
-//! `cli` and `gui`, stand on `session`, which stands on `platform`, which
-//! stands on `text`; nothing names a room on its own floor or above, so
+//! `cli` and `gui`, stand on `logs` (where tracing events go) and
+//! `session`, which stands on `platform`, which stands on `text`; nothing names a room on its own floor or above, so
 //! the window cannot reach into the command line (or back), and changing
 //! a lower room never needs a look upstairs.
 
 use std::path::Path;
 
 /// Room → floor. A room names only rooms on lower floors.
-const FLOORS: &[(&str, u32)] = &[
-    ("text", 0),
-    ("platform", 1),
-    ("session", 2),
-    ("cli", 3),
-    ("gui", 3),
-];
+const FLOORS: &[(&str, u32)] =
+    &[("text", 0), ("platform", 1), ("session", 2), ("logs", 3), ("cli", 4), ("gui", 4)];
 
 #[test]
 fn app_rooms_only_name_lower_floors() {

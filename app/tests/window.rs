@@ -54,6 +54,17 @@ fn app(opener: TestOpener, list_disks: fn() -> Vec<Disk>) -> Harness<'static, Li
     app_with(opener, list_disks, [1100.0, 800.0], None)
 }
 
+/// The log panel is fed through `tracing`: the app's panel layer, as
+/// `main` installs it, once for this test process.
+fn log_panel_installed() {
+    use tracing_subscriber::layer::SubscriberExt;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let subscriber = tracing_subscriber::registry().with(livemirror::logs::panel::layer());
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    });
+}
+
 /// The app at a window `size`, remembering its settings in `settings_path`.
 fn app_with(
     opener: TestOpener,
@@ -61,13 +72,16 @@ fn app_with(
     size: [f32; 2],
     settings_path: Option<PathBuf>,
 ) -> Harness<'static, LiveMirrorApp> {
-    Harness::builder().with_size(size).build_eframe(move |cc| {
+    log_panel_installed();
+    let mut h = Harness::builder().with_size(size).build_eframe(move |cc| {
         // No desktop here: the window's own file browser.
         let env =
             Env { opener: Arc::new(opener), list_disks, settings_path, system_dialog: || false };
         let launch = Launch::Setup { source: None, target: None };
         LiveMirrorApp::new(&cc.egui_ctx, env, launch).expect("engine starts")
-    })
+    });
+    wait_for(&mut h, "the disk list", |app| !app.checking());
+    h
 }
 
 fn no_disks() -> Vec<Disk> {
@@ -86,11 +100,13 @@ fn image(dir: &Path, name: &str, len: u64, seed: u64) -> PathBuf {
     path
 }
 
+/// Types into a field, then waits for Setup's check of what was typed.
 fn type_into(h: &mut Harness<'_, LiveMirrorApp>, label: &str, text: &str) {
     h.get_by_role_and_label(Role::TextInput, label).click();
     h.run();
     h.get_by_role_and_label(Role::TextInput, label).type_text(text);
     h.run();
+    wait_for(h, "the pair's check", |app| !app.checking());
 }
 
 fn start_disabled(h: &Harness<'_, LiveMirrorApp>) -> bool {
@@ -314,8 +330,15 @@ fn no_target_is_ever_preselected() {
     assert!(start_disabled(&h));
 }
 
-/// Replaces a text field's contents, as select-all and typing would.
+/// Replaces a text field's contents, as select-all and typing would,
+/// then waits for Setup's check of what was typed.
 fn replace_text(h: &mut Harness<'_, LiveMirrorApp>, label: &str, text: &str) {
+    replace_text_now(h, label, text);
+    wait_for(h, "the pair's check", |app| !app.checking());
+}
+
+/// Replaces a text field's contents, without waiting for anything.
+fn replace_text_now(h: &mut Harness<'_, LiveMirrorApp>, label: &str, text: &str) {
     h.get_by_role_and_label(Role::TextInput, label).click();
     h.run();
     h.key_press_modifiers(Modifiers::COMMAND, Key::A);
@@ -927,6 +950,7 @@ fn image_file_without_a_dialog_service_browses_in_the_window() {
         h.state().setup_paths(),
         Some((src.display().to_string(), copy.display().to_string()))
     );
+    wait_for(&mut h, "the pair's check", |app| !app.checking());
     assert!(h.query_by_label_contains("A new image file will be created at").is_some());
 }
 
@@ -1114,4 +1138,149 @@ fn the_eta_is_a_dash_when_the_source_is_written_faster_than_the_limit() {
     h.run_steps(2);
     h.get_by_label("Cancel the job").click();
     wait_for(&mut h, "the job to end", ended);
+}
+
+/// A gate a device's `open` waits at, as a hanging disk would, until the
+/// test opens it. A generous timeout turns a frame that waits for the
+/// device (a hang) into a failure: `timed_out` says it happened.
+#[derive(Default)]
+struct Gate {
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+    waiting: std::sync::atomic::AtomicUsize,
+    timed_out: std::sync::atomic::AtomicBool,
+}
+
+impl Gate {
+    fn pass(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.waiting.fetch_add(1, SeqCst);
+        let open = self.open.lock().unwrap();
+        let (_open, wait) =
+            self.opened.wait_timeout_while(open, Duration::from_secs(60), |open| !*open).unwrap();
+        if wait.timed_out() {
+            self.timed_out.store(true, SeqCst);
+        }
+        self.waiting.fetch_sub(1, SeqCst);
+    }
+
+    fn release(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+
+    /// Opens waiting at the gate now.
+    fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn timed_out(&self) -> bool {
+        self.timed_out.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Files as they are, except `hanging`, whose open waits at the gate.
+struct HangingOpener {
+    hanging: PathBuf,
+    gate: Arc<Gate>,
+}
+
+impl Opener for HangingOpener {
+    fn open(&self, path: &Path, write: bool) -> Result<Arc<dyn BlockDevice>, Error> {
+        if path == self.hanging {
+            self.gate.pass();
+        }
+        FileOpener.open(path, write)
+    }
+}
+
+/// The "no disk I/O on the UI thread": a target whose open hangs.
+/// Typing goes on (every frame returns while the open still waits, the
+/// fields show what was typed), Setup says it is checking and Start stays
+/// disabled; once the device answers, the check of the pair as typed last
+/// (not the one that hung first) is shown. At 1100×800 and at 800×600,
+/// where "checking" is still in view.
+#[test]
+fn typing_stays_smooth_while_a_device_hangs_in_open() {
+    for size in [[1100.0, 800.0], [800.0, 600.0]] {
+        let dir = tempfile::tempdir().unwrap();
+        let fits = image(dir.path(), "fits.img", MIB, 5);
+        let larger = image(dir.path(), "larger.img", 2 * MIB, 5);
+        let hanging = image(dir.path(), "hanging.img", MIB, 0);
+        let gate = Arc::new(Gate::default());
+        let opener = HangingOpener { hanging: hanging.clone(), gate: gate.clone() };
+        let mut h = Harness::builder().with_size(size).build_eframe(move |cc| {
+            let env = Env {
+                opener: Arc::new(opener),
+                list_disks: no_disks,
+                settings_path: None,
+                system_dialog: || false,
+            };
+            let launch = Launch::Setup { source: None, target: None };
+            LiveMirrorApp::new(&cc.egui_ctx, env, launch).expect("engine starts")
+        });
+        let text = |h: &Harness<'_, LiveMirrorApp>, label: &str| {
+            h.get_by_role_and_label(Role::TextInput, label).value().unwrap_or_default()
+        };
+        let checking = "Checking the source and the target…";
+        type_into(&mut h, "Source path", &fits.display().to_string());
+        replace_text_now(&mut h, "Target path", &hanging.display().to_string());
+        assert_eq!(text(&h, "Target path"), hanging.display().to_string());
+        assert!(h.query_by_label(checking).is_some(), "checking is not said");
+        assert!(start_disabled(&h), "Start before the check answered");
+        let gate_ = gate.clone();
+        wait_for(&mut h, "the target's open to hang", move |_| gate_.waiting() == 1);
+
+        // The open hangs; another source is typed, frame by frame.
+        replace_text_now(&mut h, "Source path", &larger.display().to_string());
+        assert_eq!(text(&h, "Source path"), larger.display().to_string());
+        assert_eq!(
+            h.state().setup_paths(),
+            Some((larger.display().to_string(), hanging.display().to_string()))
+        );
+        assert!(h.query_by_label(checking).is_some(), "checking is not said");
+        assert!(start_disabled(&h), "Start before the check answered");
+        let shown = h.get_by_label(checking).rect();
+        let window = eframe::egui::Rect::from_min_size(
+            eframe::egui::Pos2::ZERO,
+            eframe::egui::vec2(size[0], size[1]),
+        );
+        assert!(window.contains_rect(shown), "{checking:?} at {shown:?} is off the window");
+        assert!(gate.waiting() >= 1 && !gate.timed_out(), "the frames waited for the open");
+
+        gate.release();
+        wait_for(&mut h, "the pair's check", |app| !app.checking());
+        assert!(!gate.timed_out());
+        assert!(h.query_by_label(checking).is_none());
+        assert!(
+            h.query_by_label_contains(
+                "The target (1.0 MiB) is smaller than the source (2.0 MiB) and cannot take it"
+            )
+            .is_some(),
+            "the check of the pair as typed last is not shown"
+        );
+        assert!(start_disabled(&h));
+        // The device answers now: the pair that fits can start.
+        replace_text(&mut h, "Source path", &fits.display().to_string());
+        assert!(!start_disabled(&h), "the pair that fits");
+    }
+}
+
+/// The log panel shows the job's events, logged through `tracing` in the
+/// job's span: the state changes, Ready, the outcome.
+#[test]
+fn the_log_panel_shows_the_jobs_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 2 * MIB, 19);
+    let dst = image(dir.path(), "dst.img", 2 * MIB, 0);
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    set_up(&mut h, &src, &dst, false);
+    wait_for(&mut h, "Ready", ready);
+    wait_for_label(&mut h, "s  ready: ");
+    assert!(h.query_all_by_label_contains("s  state: ").count() >= 1, "no state change logged");
+    complete_and_wait(&mut h);
+    wait_for_label(&mut h, "s  completed: the target is identical");
+    let lines = h.state().session().unwrap().log.clone();
+    assert!(lines.iter().all(|l| !l.problem), "{lines:?}");
+    assert!(lines.windows(2).all(|w| w[0].at <= w[1].at), "out of order: {lines:?}");
 }

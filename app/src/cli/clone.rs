@@ -158,14 +158,7 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         controlled: args.control.is_some(),
     };
     let outcome = follow(&job, events, &reporter, how).await;
-    let _ = stop_control.send(true);
-    if let Some(task) = control_task {
-        // Clients get the last events before the process exits.
-        let _ = task.await;
-    }
-    if let Some(path) = &args.control {
-        let _ = std::fs::remove_file(path);
-    }
+    crate::cli::control::finish(stop_control, control_task, args.control.as_deref()).await;
     reporter.finish(&job.status(), &outcome, job.fit());
     let code = match outcome {
         Outcome::Completed { proof } if proof.identical() => ExitCode::SUCCESS,

@@ -95,6 +95,7 @@ fn draw(map: &Arc<ChunkMap>, p: &livemirror_core::job::Progress, overwrite: bool
         out.push('\n');
     }
     eprint!("{out}");
+    // A closed terminal: nowhere left to say anything.
     let _ = std::io::stderr().flush();
 }
 

@@ -244,6 +244,7 @@ impl Shown {
             "declared_len": p.declared_len,
             "verified": p.verified,
         });
+        // A closed pipe (`| head`) is the reader's choice, not our error.
         let _ = writeln!(std::io::stdout().lock(), "{}", named_line("FLASH_PROGRESS", data));
     }
 }

@@ -51,6 +51,7 @@ impl Reporter {
         if json {
             let data =
                 serde_json::json!({ "tracking": tracking, "meaning": text::tracking(tracking) });
+            // A closed pipe (`| head`) is the reader's choice, not our error.
             let _ = writeln!(
                 std::io::stdout().lock(),
                 "{}",

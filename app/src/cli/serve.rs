@@ -145,14 +145,10 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             }
         }
     }
-    let _ = stop_control.send(true);
-    if let Some(task) = control_task {
-        // Clients get the last events before the process exits.
-        let _ = task.await;
-    }
+    crate::cli::control::finish(stop_control, control_task, None).await;
     share.stop().await;
     if let Some(path) = &args.control {
-        let _ = std::fs::remove_file(path);
+        crate::cli::control::remove_socket(path);
     }
     // Only now that no client is served: while the export kept the source's
     // size, a table for the target's size would have looked broken to them.
@@ -175,12 +171,13 @@ async fn stop_signal() {
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                () = ctrl_c() => {}
                 _ = term.recv() => {}
             }
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM ({e}): only Ctrl-C stops serving");
+            ctrl_c().await;
         }
     }
 }
@@ -192,13 +189,16 @@ async fn stop_signal() {
     match (ctrl_break(), ctrl_close()) {
         (Ok(mut brk), Ok(mut close)) => {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                () = ctrl_c() => {}
                 _ = brk.recv() => {}
                 _ = close.recv() => {}
             }
         }
         _ => {
-            let _ = tokio::signal::ctrl_c().await;
+            tracing::warn!(
+                "cannot listen for Ctrl-Break or the console closing: only Ctrl-C stops serving"
+            );
+            ctrl_c().await;
         }
     }
 }
@@ -217,6 +217,14 @@ enum StartError {
     Smaller { target: u64, len: u64 },
     #[error(transparent)]
     Refused(#[from] livemirror_core::Error),
+}
+
+/// Ctrl-C. Where it cannot be listened for, this says so and returns at
+/// once: serving stops cleanly now rather than never.
+async fn ctrl_c() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::warn!("cannot listen for Ctrl-C: {e}");
+    }
 }
 
 /// A started job, its first event subscription, and its target.

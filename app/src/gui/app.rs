@@ -109,7 +109,9 @@ pub struct LiveMirrorApp {
     env: Env,
     engine: Engine,
     settings: Settings,
-    disks: Vec<Disk>,
+    /// The disk list for Setup: `None` while the engine reads it.
+    disks: Option<Arc<Vec<Disk>>>,
+    listing: Option<Pending<Vec<Disk>>>,
     screen: Screen,
     session: Option<Session>,
     starting: Option<Pending<Result<Session, StartError>>>,
@@ -139,7 +141,7 @@ impl LiveMirrorApp {
     pub fn new(ctx: &egui::Context, env: Env, launch: Launch) -> std::io::Result<Self> {
         let settings = env.settings_path.as_deref().map(Settings::load).unwrap_or_default();
         let engine = Engine::new()?;
-        let disks = (env.list_disks)();
+        let listing = Some(engine.blocking(ctx, env.list_disks));
         let (screen, starting) = match launch {
             Launch::Setup { source, target } => {
                 (Screen::Setup(Box::new(SetupScreen::new(&settings, source, target))), None)
@@ -153,7 +155,8 @@ impl LiveMirrorApp {
             env,
             engine,
             settings,
-            disks,
+            disks: None,
+            listing,
             screen,
             session: None,
             starting,
@@ -166,7 +169,7 @@ impl LiveMirrorApp {
             confirm_stop_kept: None,
             confirm_start_another: false,
             closing: Closing::No,
-            stats: FrameStats::from_env(),
+            stats: FrameStats::if_logged(),
         })
     }
 
@@ -190,6 +193,15 @@ impl LiveMirrorApp {
         self.verifying.is_some()
     }
 
+    /// Whether Setup waits for the engine: for the disk list, or for the
+    /// check of the pair as typed.
+    pub fn checking(&self) -> bool {
+        match &self.screen {
+            Screen::Setup(s) => self.disks.is_none() || s.checking(),
+            _ => false,
+        }
+    }
+
     /// The Setup screen's typed paths, while it is shown.
     pub fn setup_paths(&self) -> Option<(String, String)> {
         match &self.screen {
@@ -200,6 +212,10 @@ impl LiveMirrorApp {
 
     /// Takes in what the engine finished since the last frame.
     fn poll(&mut self, ctx: &egui::Context) {
+        if let Some(disks) = self.listing.as_ref().and_then(Pending::poll) {
+            self.listing = None;
+            self.disks = Some(Arc::new(disks));
+        }
         if let Some(result) = self.starting.as_ref().and_then(Pending::poll) {
             self.starting = None;
             match result {
@@ -208,6 +224,7 @@ impl LiveMirrorApp {
                     self.session = Some(s);
                 }
                 Err(e) => {
+                    tracing::warn!("could not start: {e}");
                     // Back to Setup as it was (the demo has none: a fresh one).
                     let mut setup = match std::mem::replace(&mut self.screen, Screen::Preparing) {
                         Screen::Setup(old) => old,
@@ -466,7 +483,8 @@ impl LiveMirrorApp {
                 let Some(s) = &self.session else { return };
                 let (job, demo) = (s.job.clone(), s.demo.clone());
                 // Stopping the writer joins a thread: do it on the engine.
-                let _ = self.engine.blocking(ctx, move || {
+                // Nothing to wait for: the job's events say when it completes.
+                self.engine.blocking(ctx, move || {
                     if let Some(d) = demo {
                         d.stop_writer();
                     }
@@ -548,7 +566,8 @@ impl LiveMirrorApp {
                 }
                 self.verifying = None;
                 self.fixing = None;
-                self.disks = (self.env.list_disks)();
+                self.disks = None;
+                self.listing = Some(self.engine.blocking(ctx, self.env.list_disks));
                 self.screen = Screen::Setup(Box::new(SetupScreen::new(&self.settings, None, None)));
             }
         }
@@ -558,7 +577,7 @@ impl LiveMirrorApp {
         if let Some(p) = &self.env.settings_path
             && let Err(e) = self.settings.save(p)
         {
-            eprintln!("livemirror: cannot save settings to {}: {e}", p.display());
+            tracing::warn!("cannot save settings to {}: {e}", p.display());
         }
     }
 
@@ -590,7 +609,9 @@ impl LiveMirrorApp {
         egui::CentralPanel::default().show(ui, |ui| {
             self.kept_ui(ui, actions);
             match (&mut self.screen, &self.session) {
-                (Screen::Setup(s), _) => s.ui(ui, &*self.env.opener, &self.disks, actions),
+                (Screen::Setup(s), _) => {
+                    s.ui(ui, &self.engine, &self.env.opener, self.disks.as_ref(), actions)
+                }
                 (Screen::Preparing, _) => {
                     ui.horizontal(|ui| {
                         ui.spinner();

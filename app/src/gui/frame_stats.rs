@@ -1,9 +1,12 @@
-//! Frame-time measurement, on when `LIVEMIRROR_FRAME_STATS` is set: every
-//! five seconds, one line on stderr with the mean and worst time spent in
-//! the app's `ui()` and eframe's whole-frame CPU time, over frames drawn
-//! while a job runs. How the README's frame-time figure is made.
+//! Frame-time measurement, on when the [`FRAMES`] target is logged at
+//! debug (`RUST_LOG=livemirror::frames=debug`): every five seconds, one
+//! event with the mean and worst time spent in the app's `ui()` and
+//! eframe's whole-frame CPU time, over frames drawn while a job runs. How
+//! the README's frame-time figure is made.
 
 use std::time::{Duration, Instant};
+
+use crate::logs::FRAMES;
 
 pub struct FrameStats {
     since: Instant,
@@ -16,17 +19,22 @@ pub struct FrameStats {
 const EVERY: Duration = Duration::from_secs(5);
 
 impl FrameStats {
-    pub fn from_env() -> Option<Self> {
-        std::env::var_os("LIVEMIRROR_FRAME_STATS").map(|_| FrameStats {
+    /// A measurement, if anyone reads what it logs.
+    pub fn if_logged() -> Option<Self> {
+        tracing::enabled!(target: FRAMES, tracing::Level::DEBUG).then(FrameStats::new)
+    }
+
+    fn new() -> Self {
+        FrameStats {
             since: Instant::now(),
             frames: 0,
             ui_total: Duration::ZERO,
             ui_worst: Duration::ZERO,
             cpu_total: 0.0,
-        })
+        }
     }
 
-    /// Counts one frame (only while a job runs); prints and restarts every
+    /// Counts one frame (only while a job runs); logs and restarts every
     /// five seconds.
     pub fn record(&mut self, ui: Duration, cpu: Option<f32>, running: bool) {
         if running {
@@ -40,20 +48,15 @@ impl FrameStats {
         }
         if self.frames > 0 {
             let n = self.frames as f64;
-            eprintln!(
-                "frame-stats: {} frames while running: ui() mean {:.2} ms, worst {:.2} ms; whole frame (eframe cpu_usage) mean {:.2} ms",
+            tracing::debug!(
+                target: FRAMES,
+                "{} frames while running: ui() mean {:.2} ms, worst {:.2} ms; whole frame (eframe cpu_usage) mean {:.2} ms",
                 self.frames,
                 self.ui_total.as_secs_f64() * 1e3 / n,
                 self.ui_worst.as_secs_f64() * 1e3,
                 f64::from(self.cpu_total) * 1e3 / n,
             );
         }
-        *self = FrameStats {
-            since: Instant::now(),
-            frames: 0,
-            ui_total: Duration::ZERO,
-            ui_worst: Duration::ZERO,
-            cpu_total: 0.0,
-        };
+        *self = FrameStats::new();
     }
 }

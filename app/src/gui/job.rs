@@ -6,7 +6,10 @@
 //! A session is started on the engine (opening devices, creating a new
 //! image and binding the share are I/O); its events are forwarded by a
 //! small task into a channel the UI drains each frame, waking the UI as
-//! they arrive. The share lives as long as the session: through Done (it
+//! they arrive. The same task logs each event (but progress ticks) with
+//! `tracing` in the session's span, and the log panel shows what is
+//! logged in that span (see [`crate::logs::panel`]): the panel and the log
+//! file say the same. The share lives as long as the session: through Done (it
 //! then serves the copy) until "Start another" or the window closes.
 
 use std::collections::VecDeque;
@@ -25,6 +28,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::gui::engine::Opener;
 use crate::gui::widgets::share::{EndpointError, ShareSettings};
+use crate::logs::{self, panel::Panel};
 use crate::platform::privileged::OpenError;
 use crate::session::Cache;
 use crate::session::demo::{DemoArgs, Scenario};
@@ -53,6 +57,7 @@ pub struct LogLine {
     /// Seconds since the job started.
     pub at: f64,
     pub text: String,
+    /// Logged as a warning or an error.
     pub problem: bool,
 }
 
@@ -122,6 +127,8 @@ pub struct Session {
     pub started: Instant,
     pub ended: Option<Instant>,
     pub log: Vec<LogLine>,
+    /// What is logged in the session's span, for [`Session::log`].
+    panel: Panel,
     /// `[seconds since start, MiB/s of data]`: what the speed limit counts.
     pub throughput: Vec<[f64; 2]>,
     /// `(seconds since start, data bytes copied)` over the last
@@ -143,6 +150,17 @@ pub struct Session {
     pub grow_last_partition: bool,
 }
 
+/// The span a session's lines are logged in, and the panel that shows
+/// them; what the engine logs while starting the job falls in it too.
+fn panel(source: &std::path::Path, target: &std::path::Path) -> Panel {
+    Panel::new(tracing::info_span!(
+        target: logs::JOB,
+        "job",
+        source = %source.display(),
+        target = %target.display()
+    ))
+}
+
 /// Opens (or creates) the devices, binds the share, and starts the job
 /// (then the share serves). Blocking: run it on the engine's blocking
 /// threads.
@@ -150,6 +168,17 @@ pub fn start(
     opener: &dyn Opener,
     req: StartRequest,
     ctx: egui::Context,
+) -> Result<Session, StartError> {
+    let panel = panel(&req.source, &req.target);
+    let span = panel.span().clone();
+    span.in_scope(|| start_in(opener, req, ctx, panel))
+}
+
+fn start_in(
+    opener: &dyn Opener,
+    req: StartRequest,
+    ctx: egui::Context,
+    panel: Panel,
 ) -> Result<Session, StartError> {
     let endpoint = req.share.endpoint()?;
     // Shared, the source is written by the share's clients.
@@ -201,7 +230,7 @@ pub fn start(
         )
     }?;
     created.keep();
-    let mut session = Session::new(started, source, target, ctx);
+    let mut session = Session::new(started, source, target, ctx, panel);
     session.share = bound.map(|b| b.serve(&live));
     session.target_path = Some(req.target.clone());
     session.grow_last_partition = req.grow_last_partition;
@@ -229,6 +258,11 @@ pub enum StartError {
 
 /// Builds the demo's images, starts its writer and the job. Blocking.
 pub fn start_demo(args: &DemoArgs, ctx: egui::Context) -> Result<Session, StartError> {
+    let span = tracing::info_span!(target: logs::JOB, "demo", size = args.size);
+    span.in_scope(|| start_demo_in(args, ctx))
+}
+
+fn start_demo_in(args: &DemoArgs, ctx: egui::Context) -> Result<Session, StartError> {
     let scenario = Scenario::create(args.size).map_err(StartError::Demo)?;
     let mut options = MirrorOptions { speed: args.speed, ..Default::default() };
     let target: Arc<dyn BlockDevice> = if args.bad_sector {
@@ -247,7 +281,8 @@ pub fn start_demo(args: &DemoArgs, ctx: egui::Context) -> Result<Session, StartE
     let source = scenario.live.device();
     let (job, events) = job::start(scenario.live.clone(), target.clone(), options)?;
     let started = tracking::Started { job, events, notes: vec![] };
-    let mut session = Session::new(started, source, target, ctx);
+    let panel = panel(&scenario.source_path, &scenario.target_path);
+    let mut session = Session::new(started, source, target, ctx, panel);
     session.source_name = format!("{} (demo, written to live)", scenario.source_path.display());
     session.target_name = format!("{} (demo)", scenario.target_path.display());
     session.demo = Some(Arc::new(scenario));
@@ -255,20 +290,29 @@ pub fn start_demo(args: &DemoArgs, ctx: egui::Context) -> Result<Session, StartE
 }
 
 impl Session {
-    /// Follows a started job: its events are forwarded to the UI, and what
-    /// was said while picking its tracking opens the log.
+    /// Follows a started job: its events are logged in the panel's span
+    /// and forwarded to the UI, and what was said while picking its
+    /// tracking opens the log.
     fn new(
         started: tracking::Started,
         source: Arc<dyn BlockDevice>,
         target: Arc<dyn BlockDevice>,
         ctx: egui::Context,
+        panel: Panel,
     ) -> Session {
         let tracking::Started { job, mut events, notes } = started;
+        let started = Instant::now();
+        let span = panel.span().clone();
+        span.in_scope(|| notes.iter().for_each(|note| tracing::info!(target: logs::JOB, "{note}")));
         let (tx, rx) = mpsc::channel();
+        let status = job.clone();
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
                     Ok(ev) => {
+                        if !matches!(ev, JobEvent::Progress(_)) {
+                            span.in_scope(|| log_event(&ev, status.status().tracking));
+                        }
                         let last = ev.is_final();
                         if tx.send(ev).is_err() || last {
                             ctx.request_repaint();
@@ -276,12 +320,16 @@ impl Session {
                         }
                         ctx.request_repaint();
                     }
-                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Lagged(missed)) => {
+                        // The log and the error count miss them; the status does not.
+                        span.in_scope(|| {
+                            tracing::warn!("the window fell behind and missed {missed} job events")
+                        });
+                    }
                     Err(RecvError::Closed) => break,
                 }
             }
         });
-        let log = notes.into_iter().map(|text| LogLine { at: 0.0, text, problem: false }).collect();
         Session {
             job,
             events: rx,
@@ -289,9 +337,10 @@ impl Session {
             target_name: target.describe(),
             source,
             target,
-            started: Instant::now(),
+            started,
             ended: None,
-            log,
+            log: Vec::new(),
+            panel,
             throughput: vec![],
             data: VecDeque::new(),
             copying: Duration::ZERO,
@@ -323,8 +372,11 @@ impl Session {
                 self.progressed(at, self.job.status().progress.copied);
                 self.ended = Some(Instant::now());
             }
-            let (text, problem) = describe(&ev, self.job.status().tracking);
-            self.log.push(LogLine { at, text, problem });
+        }
+        for logged in self.panel.drain() {
+            let at = logged.at.saturating_duration_since(self.started).as_secs_f64();
+            let problem = logged.problem();
+            self.log.push(LogLine { at, text: logged.text, problem });
         }
     }
 
@@ -377,6 +429,15 @@ impl Session {
     /// How long the job ran (so far).
     pub fn duration(&self) -> Duration {
         self.ended.unwrap_or_else(Instant::now) - self.started
+    }
+}
+
+/// Logs an event as one line of the job's log: a warning for errors and
+/// failures.
+fn log_event(ev: &JobEvent, tracking: Tracking) {
+    match describe(ev, tracking) {
+        (line, true) => tracing::warn!(target: logs::JOB, "{line}"),
+        (line, false) => tracing::info!(target: logs::JOB, "{line}"),
     }
 }
 

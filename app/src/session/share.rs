@@ -55,8 +55,11 @@ impl Share {
     /// and returns once all connections are closed and a unix socket file
     /// is gone, so the same endpoint can be bound again.
     pub async fn stop(self) {
+        // An `Err`: the server has ended already, nothing to stop.
         let _ = self.stop.send(());
-        let _ = self.server.await;
+        if let Err(e) = self.server.await {
+            tracing::error!("the NBD share's server task failed: {e}");
+        }
     }
 }
 
@@ -74,7 +77,7 @@ impl Bound {
         let connected = export.connected.clone();
         let server =
             tokio::spawn(nbd::serve(self.listener, export, nbd::DEFAULT_MAX_CONNECTIONS, async {
-                // A dropped sender stops the server as well.
+                // A dropped sender (an `Err`) stops the server as well.
                 let _ = stopped.await;
             }));
         Share { endpoint: self.endpoint, stop, server, connected }

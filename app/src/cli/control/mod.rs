@@ -8,6 +8,8 @@
 mod protocol;
 mod socket;
 
+use std::path::Path;
+
 use livemirror_core::job::JobHandle;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -44,10 +46,43 @@ pub async fn serve(mut listener: Listener, job: JobHandle, mut shutdown: watch::
             _ = shutdown.changed() => {
                 // A client that stopped reading must not hold the exit up.
                 let drained = async { while connections.join_next().await.is_some() {} };
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drained).await;
+                if tokio::time::timeout(std::time::Duration::from_secs(2), drained).await.is_err() {
+                    tracing::debug!("control clients still connected after 2 s: not waited for");
+                }
                 return;
             }
         }
+    }
+}
+
+/// Ends the control socket of a job that has ended: tells [`serve`] to
+/// stop, waits until its clients have the last events, and removes the
+/// socket file at `path` (when given: `serve` removes it only after its
+/// share has stopped).
+pub async fn finish(
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    path: Option<&Path>,
+) {
+    // An `Err`: no control task listens (none was asked for, or it ended).
+    let _ = stop.send(true);
+    if let Some(task) = task
+        && let Err(e) = task.await
+    {
+        tracing::error!("the control socket's task failed: {e}");
+    }
+    if let Some(path) = path {
+        remove_socket(path);
+    }
+}
+
+/// Removes the control socket's file, if it is still there.
+pub fn remove_socket(path: &Path) {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!("could not remove the control socket {}: {e}", path.display());
+        }
+        _ => {}
     }
 }
 
@@ -94,6 +129,7 @@ async fn connection(
             _ = shutdown.changed() => {
                 // The job has ended: pass on its last events before closing.
                 while let Ok(ev) = events.try_recv() {
+                    // An `Err`: the client has gone; the lines are for nobody.
                     let _ = out_tx.send(event_line(&ev));
                 }
                 break;
@@ -101,7 +137,9 @@ async fn connection(
         }
     }
     drop(out_tx);
-    let _ = writer.await;
+    if let Err(e) = writer.await {
+        tracing::error!("a control client's writer failed: {e}");
+    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,15 @@
 //! make the engine refuse the pair (same device, a smaller target that
 //! cannot take the source, target read-only or mounted) is shown inline before Start, and Start stays
 //! disabled; overwriting a whole disk needs its name typed.
+//!
+//! The pair is checked on the engine, never in a frame: opening a device
+//! may take seconds or hang, and typing must stay smooth. Until the check
+//! of the pair as it is now typed has answered, the screen says it is
+//! checking and Start stays disabled.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use eframe::egui::{self, RichText};
 use livemirror_core::Error;
@@ -16,7 +23,7 @@ use livemirror_core::job::{self, CopyMode, ErrorPolicy, MirrorOptions, SyncMode}
 use livemirror_core::partition::{self, Fit, Relation};
 
 use crate::gui::app::{Action, Role};
-use crate::gui::engine::Opener;
+use crate::gui::engine::{Engine, Newest, Opener};
 use crate::gui::job::StartRequest;
 use crate::gui::paths;
 use crate::gui::settings::Settings;
@@ -44,9 +51,33 @@ pub struct Check {
 }
 
 impl Check {
+    /// The check of a pair that needs no I/O: a side not chosen yet, or an
+    /// NBD export (connecting to a server may take seconds: Start
+    /// connects, and reports what is wrong there). `None`: the pair must
+    /// be opened, with [`Check::of`] on the engine.
+    pub fn at_once(source: &str, target: &str) -> Option<Check> {
+        let mut c = Check::default();
+        if source.trim().is_empty() || target.trim().is_empty() {
+            return Some(c);
+        }
+        c.chosen = true;
+        let remote: Vec<_> = [paths::resolve(source), paths::resolve(target)]
+            .into_iter()
+            .filter(|p| crate::platform::privileged::nbd_uri(p).is_some())
+            .collect();
+        for uri in &remote {
+            c.notes.push(format!(
+                "{} is an NBD export: it is connected to when you press Start.",
+                uri.display()
+            ));
+        }
+        (!remote.is_empty()).then_some(c)
+    }
+
     /// Checks the typed pair. Opens both (no reads or writes: open and
     /// fstat), the source for writing when it is to be shared (its clients
-    /// write it); the screen only calls it when one of these changes.
+    /// write it), and reads the mount table: blocking, so on the engine,
+    /// once per pair (see [`SetupScreen::check`]).
     pub fn of(
         source: &str,
         target: &str,
@@ -54,28 +85,13 @@ impl Check {
         opener: &dyn Opener,
         disks: &[Disk],
     ) -> Check {
-        let mut c = Check::default();
-        if source.trim().is_empty() || target.trim().is_empty() {
+        if let Some(c) = Check::at_once(source, target) {
             return c;
         }
-        c.chosen = true;
+        let mut c = Check { chosen: true, ..Check::default() };
         let (source_path, target_path) = (paths::resolve(source), paths::resolve(target));
         let (source, target) =
             (source_path.display().to_string(), target_path.display().to_string());
-        // Connecting to a server may take seconds: not on the UI thread.
-        // Start connects, and reports what is wrong there.
-        let remote: Vec<_> = [&source, &target]
-            .into_iter()
-            .filter(|p| crate::platform::privileged::nbd_uri(Path::new(p)).is_some())
-            .collect();
-        if !remote.is_empty() {
-            for uri in remote {
-                c.notes.push(format!(
-                    "{uri} is an NBD export: it is connected to when you press Start."
-                ));
-            }
-            return c;
-        }
         let listed = |p: &Path| disks.iter().find(|d| d.path == p);
         let src = match opener.open(&source_path, shared) {
             Ok(d) => Some(d),
@@ -305,14 +321,27 @@ fn pair_problem(e: &Error, source: &str) -> String {
     }
 }
 
+/// What a check is of: the pair as typed, and whether the source is shared.
+#[derive(Clone, PartialEq)]
+struct Pair {
+    source: String,
+    target: String,
+    shared: bool,
+}
+
+/// How long a typed pair stands unchanged before it is checked: typing a
+/// path checks it once, not once per keystroke (a hanging device would
+/// otherwise hold one engine thread per key).
+const SETTLE: Duration = Duration::from_millis(250);
+
 pub struct SetupScreen {
     pub source: String,
     pub target: String,
     pub options: MirrorOptions,
     pub share: ShareSettings,
     confirm: String,
-    /// What the check was made for (the pair, shared or not), and the check.
-    checked: Option<(String, String, bool, Check)>,
+    /// The check of the pair, on the engine: only the newest pair's counts.
+    checks: Newest<Pair, Check>,
     /// Why the last Start failed.
     pub start_error: Option<String>,
     /// Grow the target's last partition after the copy (opt-in, each time).
@@ -337,7 +366,7 @@ impl SetupScreen {
             options: settings.options.clone(),
             share: settings.share.clone(),
             confirm: String::new(),
-            checked: None,
+            checks: Newest::new(SETTLE),
             start_error: None,
             grow_last_partition: false,
             speed: SpeedControl::new(settings.options.speed),
@@ -386,34 +415,91 @@ impl SetupScreen {
         }
     }
 
-    fn check(&mut self, opener: &dyn Opener, disks: &[Disk]) -> Check {
-        let shared = self.share.enabled;
-        let stale = !matches!(&self.checked,
-            Some((s, t, sh, _)) if *s == self.source && *t == self.target && *sh == shared);
-        if stale {
-            if self.checked.is_some() {
+    /// The pair as typed now.
+    fn pair(&self) -> Pair {
+        Pair {
+            source: self.source.clone(),
+            target: self.target.clone(),
+            shared: self.share.enabled,
+        }
+    }
+
+    /// The check of the pair as typed now: asked for when the pair
+    /// changes, answered at once when that needs no I/O, else on the
+    /// engine once the pair has settled and the disk list is there (a disk
+    /// this user may not open is judged by it). `None` while it is not
+    /// answered.
+    fn check(
+        &mut self,
+        ctx: &egui::Context,
+        engine: &Engine,
+        opener: &Arc<dyn Opener>,
+        disks: Option<&Arc<Vec<Disk>>>,
+    ) -> Option<Check> {
+        let pair = self.pair();
+        let first = self.checks.last().is_none();
+        if self.checks.ask(&pair) {
+            if !first {
                 // Said of the pair as it was: the changed pair gets its own check.
                 self.start_error = None;
             }
-            let c = Check::of(&self.source, &self.target, shared, opener, disks);
-            self.checked = Some((self.source.clone(), self.target.clone(), shared, c));
             self.confirm.clear();
+            if let Some(c) = Check::at_once(&pair.source, &pair.target) {
+                self.checks.answer_now(c);
+            }
         }
-        self.checked.as_ref().map(|(_, _, _, c)| c.clone()).unwrap_or_default()
+        if let Some(disks) = disks {
+            let (opener, disks) = (opener.clone(), disks.clone());
+            self.checks.poll(engine, ctx, move |p| {
+                Check::of(&p.source, &p.target, p.shared, &*opener, &disks)
+            });
+        }
+        self.answer().cloned()
     }
 
+    /// The check of the pair as typed now, once it has answered. (Not
+    /// [`Newest::answer`]: the action bar is drawn before the fields, so
+    /// the text may have changed since the check was last asked for.)
+    fn answer(&self) -> Option<&Check> {
+        self.checks
+            .last()
+            .filter(|(p, _)| self.same_source(p) && p.target == self.target)
+            .map(|(_, c)| c)
+    }
+
+    /// Whether `pair` has the source as typed now (shared or not as now).
+    fn same_source(&self, pair: &Pair) -> bool {
+        pair.source == self.source && pair.shared == self.share.enabled
+    }
+
+    /// Whether the pair as typed now is still being checked (Start waits
+    /// for it).
+    pub fn checking(&self) -> bool {
+        self.answer().is_none()
+    }
+
+    /// The source's size for the target's disk list: from the check of
+    /// this source, also while a changed target is being checked.
+    fn source_len(&self) -> Option<u64> {
+        self.checks.last().filter(|(p, _)| self.same_source(p)).and_then(|(_, c)| c.source_len)
+    }
+
+    /// The screen; `disks` is `None` while the disk list is being read.
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
-        opener: &dyn Opener,
-        disks: &[Disk],
+        engine: &Engine,
+        opener: &Arc<dyn Opener>,
+        disks: Option<&Arc<Vec<Disk>>>,
         actions: &mut Vec<Action>,
     ) {
         egui::ScrollArea::vertical().show(ui, |ui| {
-            let check = self.check(opener, disks);
+            let check = self.check(ui.ctx(), engine, opener, disks);
+            let listed = disks.map(|d| d.as_slice());
+            let source_len = self.source_len();
             ui.columns(2, |cols| {
-                self.side_ui(&mut cols[0], Role::Source, disks, None, actions);
-                self.side_ui(&mut cols[1], Role::Target, disks, check.source_len, actions);
+                self.side_ui(&mut cols[0], Role::Source, listed, None, actions);
+                self.side_ui(&mut cols[1], Role::Target, listed, source_len, actions);
             });
             ui.separator();
             self.remembered_ui(ui, actions);
@@ -421,7 +507,7 @@ impl SetupScreen {
             ui.separator();
             self.share.ui(ui);
             ui.separator();
-            self.verdict_ui(ui, &check);
+            self.verdict_ui(ui, check.as_ref());
         });
     }
 
@@ -429,7 +515,7 @@ impl SetupScreen {
         &mut self,
         ui: &mut egui::Ui,
         role: Role,
-        disks: &[Disk],
+        disks: Option<&[Disk]>,
         source_len: Option<u64>,
         actions: &mut Vec<Action>,
     ) {
@@ -449,6 +535,10 @@ impl SetupScreen {
         };
         egui::Frame::group(ui.style()).show(ui, |ui| {
             ui.set_min_width(ui.available_width());
+            let Some(disks) = disks else {
+                ui.label(RichText::new("Listing disks…").weak());
+                return;
+            };
             if disks.is_empty() {
                 ui.label(RichText::new("No disks found (or not allowed to list them).").weak());
             }
@@ -503,7 +593,10 @@ impl SetupScreen {
             .labelled_by(label.id);
     }
 
-    fn verdict_ui(&mut self, ui: &mut egui::Ui, check: &Check) {
+    /// What the check found; nothing while it is under way (the action bar
+    /// says so), rather than what was found for a pair no longer typed.
+    fn verdict_ui(&mut self, ui: &mut egui::Ui, check: Option<&Check>) {
+        let Some(check) = check else { return };
         if !check.chosen {
             ui.label(if self.source.trim().is_empty() {
                 "Choose a source."
@@ -538,10 +631,11 @@ impl SetupScreen {
         }
     }
 
-    /// The action bar's Start, usable once the checked pair has no problem
-    /// and a disk's name is typed.
+    /// The action bar's Start, usable once the check of the pair as typed
+    /// has answered with no problem and a disk's name is typed.
     pub fn actions_ui(&mut self, ui: &mut egui::Ui, starting: bool, actions: &mut Vec<Action>) {
-        let check = self.checked.as_ref().map(|(_, _, _, c)| c.clone()).unwrap_or_default();
+        let checking = self.checking();
+        let check = self.answer().cloned().unwrap_or_default();
         let confirmed = check.confirm_name.as_ref().is_none_or(|name| self.confirm.trim() == name);
         let ok = check.chosen
             && check.problems.is_empty()
@@ -568,9 +662,15 @@ impl SetupScreen {
         if starting {
             ui.spinner();
             ui.label("Starting…");
+        } else if checking {
+            // No spinner: it would repaint without end while a device hangs.
+            ui.label(RichText::new(CHECKING).weak());
         }
     }
 }
+
+/// Said beside Start while the pair is checked.
+const CHECKING: &str = "Checking the source and the target…";
 
 /// Said under the buttons when a system file dialog returned no file.
 const NOTHING_PICKED: &str = "No file was chosen. If no dialog appeared, this desktop has no file \

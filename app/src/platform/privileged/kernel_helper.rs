@@ -296,7 +296,9 @@ impl Drop for Pipe {
     fn drop(&mut self) {
         // Closing its stdin ends the helper, which thaws whatever it froze.
         drop(lock(&self.io).take());
-        let _ = lock(&self.child).wait();
+        if let Err(e) = lock(&self.child).wait() {
+            tracing::warn!("the kernel tracking helper could not be waited for: {e}");
+        }
     }
 }
 
@@ -393,7 +395,9 @@ impl Drop for RemoteHold {
         if let Some(pipe) = self.pipe.take() {
             // Let go without a thaw: ask for one; the helper thaws anyway
             // when it ends.
-            let _ = pipe.call(&Request::Thaw);
+            if let Err(e) = pipe.call(&Request::Thaw) {
+                tracing::debug!("the helper did not answer the thaw ({e}); it thaws as it ends");
+            }
         }
     }
 }

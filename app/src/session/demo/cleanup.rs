@@ -31,7 +31,9 @@ pub fn on_signal(dir: &Path) {
         rt.spawn(async {
             let code = stopped.await;
             for dir in folders().drain(..) {
-                let _ = std::fs::remove_dir_all(dir);
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!("could not remove the demo's folder {}: {e}", dir.display());
+                }
             }
             std::process::exit(code);
         });

@@ -145,8 +145,10 @@ impl Scenario {
     /// Stops the writer and waits for its last write to finish.
     pub fn stop_writer(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(w) = self.writer_slot().take() {
-            let _ = w.join();
+        if let Some(w) = self.writer_slot().take()
+            && w.join().is_err()
+        {
+            tracing::error!("the demo's writer panicked");
         }
     }
 
