@@ -87,6 +87,15 @@ enum Closing {
     Now,
 }
 
+/// What a system file dialog gave.
+enum Dialog {
+    Picked(PathBuf),
+    /// Cancelled, or the dialog could not be shown (rfd cannot tell which).
+    Nothing,
+    /// The desktop has no dialog to show: the window browses itself.
+    Missing,
+}
+
 /// What the app is given from outside: how to open devices, how to list
 /// disks, and where settings live (`None`: not remembered, as in tests).
 pub struct Env {
@@ -119,7 +128,7 @@ pub struct LiveMirrorApp {
     /// it can bind the same endpoint.
     unsharing: Option<Pending<()>>,
     /// A system file dialog open: for which side, and whether for a new file.
-    picking: Option<(Role, bool, Pending<Option<PathBuf>>)>,
+    picking: Option<(Role, bool, Pending<Dialog>)>,
     /// The window's own file browser, when it is open.
     browser: Option<Browser>,
     verifying: Option<Pending<Verify>>,
@@ -238,15 +247,23 @@ impl LiveMirrorApp {
         if let Some((role, new_file, pending)) = &self.picking
             && let Some(picked) = pending.poll()
         {
-            if let Screen::Setup(s) = &mut self.screen {
-                match picked {
-                    Some(path) => s.set(*role, &path),
-                    // Cancelled, or no dialog could be shown: rfd cannot
-                    // tell which, so Setup offers the window's browser.
-                    None => s.nothing_picked = Some((*role, *new_file)),
-                }
-            }
+            let (role, new_file) = (*role, *new_file);
             self.picking = None;
+            match picked {
+                Dialog::Picked(path) => {
+                    if let Screen::Setup(s) = &mut self.screen {
+                        s.set(role, &path);
+                    }
+                }
+                // Cancelled, or no dialog could be shown: rfd cannot tell
+                // which, so Setup offers the window's browser.
+                Dialog::Nothing => {
+                    if let Screen::Setup(s) = &mut self.screen {
+                        s.nothing_picked = Some((role, new_file));
+                    }
+                }
+                Dialog::Missing => self.apply(Action::Browse { role, new_file }, ctx),
+            }
         }
         if let Some(v) = self.verifying.as_ref().and_then(Pending::poll) {
             self.verifying = None;
@@ -427,9 +444,6 @@ impl LiveMirrorApp {
                     s.set(role, &path);
                 }
             }
-            Action::PickFile { role, new_file } if !(self.env.system_dialog)() => {
-                self.apply(Action::Browse { role, new_file }, ctx);
-            }
             Action::Browse { role, new_file } => {
                 if let Screen::Setup(s) = &mut self.screen {
                     s.nothing_picked = None;
@@ -448,13 +462,18 @@ impl LiveMirrorApp {
                     (Role::Target, false) => "Target image (will be overwritten)",
                     (Role::Target, true) => "New target image",
                 });
+                let system_dialog = self.env.system_dialog;
                 let pending = self.engine.spawn(ctx, async move {
+                    // Asking the session bus is I/O: on the engine too.
+                    if !tokio::task::spawn_blocking(system_dialog).await.unwrap_or(false) {
+                        return Dialog::Missing;
+                    }
                     let file = if new_file {
                         dialog.set_file_name("copy.img").save_file().await
                     } else {
                         dialog.pick_file().await
                     };
-                    file.map(|f| f.path().to_path_buf())
+                    file.map_or(Dialog::Nothing, |f| Dialog::Picked(f.path().to_path_buf()))
                 });
                 self.picking = Some((role, new_file, pending));
             }
@@ -636,7 +655,7 @@ impl LiveMirrorApp {
         self.closing_modal(ui.ctx());
         self.start_another_modal(ui.ctx(), actions);
         if let Some(b) = &mut self.browser
-            && let Some(picked) = b.ui(ui.ctx())
+            && let Some(picked) = b.ui(ui.ctx(), &self.engine)
         {
             if let Picked::Path(p) = picked {
                 actions.push(Action::Choose(b.role, p));

@@ -5,13 +5,17 @@
 //! first ([`system_dialog`]) and browses itself instead, saying which
 //! package brings the desktop's own dialog. It lists one folder at a time:
 //! folders first, then files with their sizes; a click on a folder opens
-//! it, on a file picks its name; a folder can be typed.
+//! it, on a file picks its name; a folder can be typed. Folders are listed
+//! on the engine, like every other disk access: a slow or hung network
+//! folder says "Listing…" and the window stays responsive.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use eframe::egui::{self, RichText};
 
 use crate::gui::app::Role;
+use crate::gui::engine::{Engine, Newest};
 use crate::text::human;
 
 /// Entries listed at most: a folder of a million files must not make a
@@ -51,6 +55,10 @@ struct Entry {
     size: u64,
 }
 
+/// A folder's entries and how many more were left out, or why it could
+/// not be listed.
+type Listing = std::io::Result<(Vec<Entry>, usize)>;
+
 /// The browser, open in a modal until a file is chosen or it is cancelled.
 pub struct Browser {
     pub role: Role,
@@ -58,8 +66,8 @@ pub struct Browser {
     dir: PathBuf,
     /// The folder as typed in its field.
     dir_text: String,
-    entries: std::io::Result<Vec<Entry>>,
-    more: usize,
+    /// The folder's listing, from the engine.
+    listing: Newest<PathBuf, Listing>,
     name: String,
 }
 
@@ -75,7 +83,7 @@ impl Browser {
         let dir = near
             .iter()
             .filter_map(|p| p.parent())
-            .find(|d| !d.as_os_str().is_empty() && d.is_dir())
+            .find(|d| !d.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .or_else(|| directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()))
             .unwrap_or_else(|| PathBuf::from("/"));
@@ -85,8 +93,7 @@ impl Browser {
             new_file,
             dir: PathBuf::new(),
             dir_text: String::new(),
-            entries: Ok(vec![]),
-            more: 0,
+            listing: Newest::new(Duration::ZERO),
             name,
         };
         b.open(dir);
@@ -95,14 +102,13 @@ impl Browser {
 
     fn open(&mut self, dir: PathBuf) {
         self.dir_text = dir.display().to_string();
-        (self.entries, self.more) = match list(&dir) {
-            Ok((entries, more)) => (Ok(entries), more),
-            Err(e) => (Err(e), 0),
-        };
+        self.listing.ask(&dir);
         self.dir = dir;
     }
 
-    pub fn ui(&mut self, ctx: &egui::Context) -> Option<Picked> {
+    /// Draws the browser; its listings are read on `engine`.
+    pub fn ui(&mut self, ctx: &egui::Context, engine: &Engine) -> Option<Picked> {
+        self.listing.poll(engine, ctx, |dir| list(&dir));
         let mut picked = None;
         let title = match (self.role, self.new_file) {
             (Role::Source, _) => "Source image",
@@ -134,12 +140,15 @@ impl Browser {
             let mut enter = None;
             egui::ScrollArea::vertical().max_height(260.0).auto_shrink([false, false]).show(
                 ui,
-                |ui| match &self.entries {
-                    Err(e) => {
+                |ui| match self.listing.answer() {
+                    None => {
+                        ui.label(RichText::new("Listing…").weak());
+                    }
+                    Some(Err(e)) => {
                         let said = format!("cannot list {}: {e}", self.dir.display());
                         ui.colored_label(ui.visuals().error_fg_color, said);
                     }
-                    Ok(entries) => {
+                    Some(Ok((entries, more))) => {
                         if entries.is_empty() {
                             ui.label(RichText::new("(empty folder)").weak());
                         }
@@ -157,10 +166,9 @@ impl Browser {
                                 }
                             }
                         }
-                        if self.more > 0 {
+                        if *more > 0 {
                             ui.label(
-                                RichText::new(format!("… and {} more: type the name", self.more))
-                                    .weak(),
+                                RichText::new(format!("… and {more} more: type the name")).weak(),
                             );
                         }
                     }
@@ -174,8 +182,17 @@ impl Browser {
                 ui.add(egui::TextEdit::singleline(&mut self.name).desired_width(280.0))
                     .labelled_by(label.id);
             });
-            let path = self.dir.join(self.name.trim());
-            let usable = !self.name.trim().is_empty() && (self.new_file || path.exists());
+            let name = self.name.trim();
+            let path = self.dir.join(name);
+            // An existing file: one listed, or (past what was listed) one typed,
+            // which Setup's check then finds or not.
+            let exists = match self.listing.answer() {
+                Some(Ok((entries, more))) => {
+                    *more > 0 || entries.iter().any(|e| !e.dir && e.name == name)
+                }
+                _ => false,
+            };
+            let usable = !name.is_empty() && (self.new_file || exists);
             ui.horizontal(|ui| {
                 let choose = if self.new_file { "Use this name" } else { "Choose" };
                 if ui.add_enabled(usable, egui::Button::new(choose)).clicked() {
