@@ -1069,6 +1069,8 @@ fn remembered_settings_are_said_and_can_be_reset() {
         h.get_by_role_and_label(Role::TextInput, "Speed limit").value().as_deref(),
         Some("unlimited")
     );
+    // Saved on the engine, not by the frame.
+    wait_for(&mut h, "the settings to be written", LiveMirrorApp::settings_saved);
     let saved = livemirror::gui::settings::Settings::load(&path);
     assert_eq!(saved.options, MirrorOptions::default(), "the reset is remembered");
 }

@@ -17,7 +17,7 @@ use crate::gui::screens::done::{DoneScreen, Fix, Verify};
 use crate::gui::screens::running::BUTTON;
 use crate::gui::screens::running::RunningScreen;
 use crate::gui::screens::setup::SetupScreen;
-use crate::gui::settings::Settings;
+use crate::gui::settings::{Saver, Settings};
 use crate::gui::widgets::browse::{Browser, Picked};
 use crate::gui::widgets::log;
 use crate::gui::widgets::verify::{self, Found, VerifyMap};
@@ -118,6 +118,8 @@ pub struct LiveMirrorApp {
     env: Env,
     engine: Engine,
     settings: Settings,
+    /// Writes `settings` on the engine, newest last.
+    saver: Arc<Saver>,
     /// The disk list for Setup: `None` while the engine reads it.
     disks: Option<Arc<Vec<Disk>>>,
     listing: Option<Pending<Vec<Disk>>>,
@@ -164,6 +166,7 @@ impl LiveMirrorApp {
             env,
             engine,
             settings,
+            saver: Arc::default(),
             disks: None,
             listing,
             screen,
@@ -480,7 +483,7 @@ impl LiveMirrorApp {
             Action::Start(req) => {
                 self.settings.options = req.options.clone();
                 self.settings.share = req.share.clone();
-                self.save_settings();
+                self.save_settings(ctx);
                 let (opener, c) = (self.env.opener.clone(), ctx.clone());
                 let unsharing = self.unsharing.take();
                 self.starting = Some(self.engine.blocking(ctx, move || {
@@ -539,7 +542,7 @@ impl LiveMirrorApp {
             }
             Action::SkipVerify => {
                 self.settings.verify_when_done = false;
-                self.save_settings();
+                self.save_settings(ctx);
             }
             Action::StopSharing => {
                 if let Some(share) = self.session.as_mut().and_then(|s| s.share.take()) {
@@ -568,7 +571,7 @@ impl LiveMirrorApp {
             Action::ResetSettings => {
                 let window_size = self.settings.window_size;
                 self.settings = Settings { window_size, ..Settings::default() };
-                self.save_settings();
+                self.save_settings(ctx);
                 if let Screen::Setup(s) = &mut self.screen {
                     s.reset(&self.settings);
                 }
@@ -592,12 +595,19 @@ impl LiveMirrorApp {
         }
     }
 
-    fn save_settings(&self) {
-        if let Some(p) = &self.env.settings_path
-            && let Err(e) = self.settings.save(p)
-        {
-            tracing::warn!("cannot save settings to {}: {e}", p.display());
+    /// Saves the settings on the engine (never on the UI thread).
+    fn save_settings(&self, ctx: &egui::Context) {
+        if let Some(path) = self.env.settings_path.clone() {
+            let (saver, settings) = (self.saver.clone(), self.settings.clone());
+            let n = saver.ask();
+            // Nothing waits for it: `settings_saved` says when it is done.
+            drop(self.engine.blocking(ctx, move || saver.write(n, &settings, &path)));
         }
+    }
+
+    /// True when every settings save asked for is on disk.
+    pub fn settings_saved(&self) -> bool {
+        self.saver.idle()
     }
 
     fn draw(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
@@ -646,7 +656,7 @@ impl LiveMirrorApp {
                     egui::ScrollArea::vertical()
                         .show(ui, |ui| d.ui(ui, s, &mut self.settings.verify_when_done));
                     if auto != self.settings.verify_when_done {
-                        self.save_settings();
+                        self.save_settings(ui.ctx());
                     }
                 }
                 (Screen::Running(_) | Screen::Done(_), None) => {}
@@ -729,7 +739,11 @@ impl eframe::App for LiveMirrorApp {
         }
     }
 
+    /// The window is gone: the last save is written here, after any still
+    /// under way on the engine.
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
-        self.save_settings();
+        if let Some(path) = &self.env.settings_path {
+            self.saver.write(self.saver.ask(), &self.settings, path);
+        }
     }
 }

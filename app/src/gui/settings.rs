@@ -6,6 +6,8 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use livemirror_core::job::MirrorOptions;
 use serde::{Deserialize, Serialize};
@@ -57,6 +59,43 @@ impl Settings {
     }
 }
 
+/// Writes the settings off the UI thread, newest last: every save is
+/// numbered when asked for, and a write that finds a newer one already on
+/// disk leaves it be, so saves that finish out of order never bring back
+/// older settings.
+#[derive(Debug, Default)]
+pub struct Saver {
+    /// The number of the last save asked for.
+    asked: AtomicU64,
+    /// The number of the save on disk (written under this lock).
+    written: Mutex<u64>,
+}
+
+impl Saver {
+    /// Numbers a new save; hand the number to [`Saver::write`].
+    pub fn ask(&self) -> u64 {
+        self.asked.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Writes save number `n` unless a newer one is already written.
+    pub fn write(&self, n: u64, settings: &Settings, path: &Path) {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        if *written > n {
+            return;
+        }
+        if let Err(e) = settings.save(path) {
+            tracing::warn!("cannot save settings to {}: {e}", path.display());
+        }
+        *written = n;
+    }
+
+    /// True when every save asked for is on disk (or was superseded).
+    pub fn idle(&self) -> bool {
+        let written = *self.written.lock().unwrap_or_else(|e| e.into_inner());
+        written == self.asked.load(Ordering::SeqCst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +119,19 @@ mod tests {
         assert_eq!(partial.share, ShareSettings::default());
         std::fs::write(&path, "not json").unwrap();
         assert_eq!(Settings::load(&path), Settings::default());
+    }
+
+    #[test]
+    fn an_older_save_finishing_last_does_not_bring_back_older_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        let saver = Saver::default();
+        let (old, new) = (saver.ask(), saver.ask());
+        let newer = Settings { window_size: [1000.0, 700.0], ..Default::default() };
+        assert!(!saver.idle());
+        saver.write(new, &newer, &path);
+        saver.write(old, &Settings::default(), &path);
+        assert_eq!(Settings::load(&path).window_size, [1000.0, 700.0]);
+        assert!(saver.idle());
     }
 }
