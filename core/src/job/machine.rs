@@ -300,6 +300,7 @@ mod tests {
             len: 512,
             errno: 0,
             message: "injected".into(),
+            lost: false,
         }
     }
 
