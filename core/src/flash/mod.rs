@@ -14,11 +14,13 @@
 //! so a corrupt or truncated archive fails the decoder with a clear error
 //! and nothing is claimed.
 //!
-//! [`pack_zstd`] goes the other way: a disk into a new `.img.zst`.
+//! [`pack_zstd`] and [`pack_qcow2`] go the other way: a disk into a new
+//! `.img.zst`, or a new qcow2 of compressed clusters.
 
 mod decode;
 mod detect;
 mod pack;
+mod qcow2_out;
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
@@ -31,6 +33,7 @@ use xxhash_rust::xxh3::Xxh3Default;
 
 pub use detect::Compression;
 pub use pack::pack_zstd;
+pub use qcow2_out::pack_qcow2;
 
 use crate::device::{BlockDevice, OpenOptions};
 use crate::job::is_zero;
@@ -61,6 +64,12 @@ pub enum FlashError {
     Mismatch { len: u64 },
     #[error("cancelled after {} written: the target holds part of the image", human(*written))]
     Cancelled { written: u64 },
+    /// The image is written and verified, but the partition table in it
+    /// could not be made right for the larger target.
+    #[error(
+        "the image is written and verified, but its partition table could not be fixed for the target's size: {0}"
+    )]
+    Table(String),
 }
 
 impl FlashError {
