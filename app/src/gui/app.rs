@@ -10,20 +10,21 @@ use std::time::Duration;
 use eframe::egui;
 use livemirror_core::job::{Command, Outcome};
 
-use super::browse::{Browser, Picked};
-use super::disks::Disk;
-use super::done::{DoneScreen, Fix, Verify};
-use super::engine::{Engine, Opener, Pending};
-use super::frame_stats::FrameStats;
-use super::running::BUTTON;
-use super::running::RunningScreen;
-use super::session::{self, Session, StartRequest};
-use super::settings::Settings;
-use super::setup::SetupScreen;
-use super::verify::{self, Found, VerifyMap};
-use super::{Launch, log, paths};
-use crate::share::Share;
-use crate::sizes::{self, Fixed};
+use crate::gui::engine::{Engine, Opener, Pending};
+use crate::gui::frame_stats::FrameStats;
+use crate::gui::job::{self, Session, StartRequest};
+use crate::gui::screens::done::{DoneScreen, Fix, Verify};
+use crate::gui::screens::running::BUTTON;
+use crate::gui::screens::running::RunningScreen;
+use crate::gui::screens::setup::SetupScreen;
+use crate::gui::settings::Settings;
+use crate::gui::widgets::browse::{Browser, Picked};
+use crate::gui::widgets::log;
+use crate::gui::widgets::verify::{self, Found, VerifyMap};
+use crate::gui::{Launch, paths};
+use crate::platform::disks::Disk;
+use crate::session::share::Share;
+use crate::session::sizes::{self, Fixed};
 use crate::text;
 
 /// Which side of the mirror a picker fills.
@@ -145,10 +146,7 @@ impl LiveMirrorApp {
             }
             Launch::Demo(args) => {
                 let c = ctx.clone();
-                (
-                    Screen::Preparing,
-                    Some(engine.blocking(ctx, move || session::start_demo(&args, c))),
-                )
+                (Screen::Preparing, Some(engine.blocking(ctx, move || job::start_demo(&args, c))))
             }
         };
         Ok(LiveMirrorApp {
@@ -177,26 +175,22 @@ impl LiveMirrorApp {
         settings_path.map(Settings::load).unwrap_or_default().window_size
     }
 
-    /// The job's session, for tests.
-    #[cfg(test)]
+    /// The job the window shows, once started.
     pub fn session(&self) -> Option<&Session> {
         self.session.as_ref()
     }
 
-    /// Whether a Start is under way, for tests.
-    #[cfg(test)]
+    /// Whether a Start is under way.
     pub fn starting(&self) -> bool {
         self.starting.is_some()
     }
 
-    /// Whether a verification is under way, for tests.
-    #[cfg(test)]
+    /// Whether a verification is under way.
     pub fn verifying(&self) -> bool {
         self.verifying.is_some()
     }
 
-    /// The Setup screen's typed paths, for tests.
-    #[cfg(test)]
+    /// The Setup screen's typed paths, while it is shown.
     pub fn setup_paths(&self) -> Option<(String, String)> {
         match &self.screen {
             Screen::Setup(s) => Some((s.source.clone(), s.target.clone())),
@@ -293,7 +287,7 @@ impl LiveMirrorApp {
     }
 
     /// Clients connected to any share this window serves.
-    pub(super) fn share_clients(&self) -> usize {
+    pub fn share_clients(&self) -> usize {
         let session =
             self.session.as_ref().and_then(|s| s.share.as_ref()).map_or(0, Share::clients);
         session + self.kept.iter().map(|k| k.share.clients()).sum::<usize>()
@@ -461,7 +455,7 @@ impl LiveMirrorApp {
                     if let Some(closing) = unsharing {
                         closing.wait();
                     }
-                    session::start(&*opener, req, c)
+                    job::start(&*opener, req, c)
                 }));
             }
             Action::Job(cmd) => {

@@ -3,7 +3,7 @@
 //! and Done screens that says where the share is and what it serves.
 //!
 //! With the share on, VMs and tools write to the source through livemirror
-//! (see [`crate::share`]), so a disk in use can be cloned without stopping
+//! (see [`crate::session::share`]), so a disk in use can be cloned without stopping
 //! what uses it. NBD has no authentication, so the window only shares on
 //! this computer: a unix socket or a loopback TCP address.
 
@@ -15,7 +15,7 @@ use livemirror_core::job::{JobStatus, Outcome};
 use livemirror_core::nbd::Endpoint;
 use serde::{Deserialize, Serialize};
 
-use crate::share::Share;
+use crate::session::share::Share;
 
 const RED: Color32 = Color32::from_rgb(0xe5, 0x48, 0x4d);
 

@@ -26,7 +26,7 @@ pub struct Started {
 /// Starts the job with `options.tracking`; `Tracking::Kernel` through
 /// [`start_kernel`]. Refused with the reason when that tracking is
 /// impossible here. `persist`: where the job keeps its state (see
-/// [`crate::resume`]).
+/// [`crate::session::resume`]).
 pub fn start_as_asked(
     live: Arc<LiveSource>,
     target: Arc<dyn BlockDevice>,
@@ -96,7 +96,7 @@ fn start_kernel(
 ) -> Result<(JobHandle, Receiver<JobEvent>), Error> {
     #[cfg(target_os = "linux")]
     {
-        use crate::privileged::kernel_helper::{Access, Helper, access};
+        use crate::platform::privileged::kernel_helper::{Access, Helper, access};
         match access() {
             Access::InProcess => job::start_persisted(live, target, options, persist),
             Access::Helper(launcher) => {

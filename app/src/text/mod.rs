@@ -1,11 +1,15 @@
 //! How livemirror words what a job knows: its tracking, Ready, and how it
 //! ended. One place, so the terminal, the JSON consumers' humans and the
 //! window never drift apart, and "identical" is said only where a
-//! [`Proof`] backs it.
+//! [`Proof`] backs it. Numbers as people read them are in [`units`]
+//! (re-exported here); events as JSON lines for programs in [`json`].
 
 use livemirror_core::job::{JobState, Outcome, Proof, Tracking};
 
-use crate::units::human;
+pub mod json;
+mod units;
+
+pub use units::{duration, human};
 
 /// How the source's writes are seen, in words.
 pub fn tracking(t: Tracking) -> &'static str {

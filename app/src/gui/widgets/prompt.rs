@@ -8,7 +8,7 @@ use eframe::egui::{self, Color32, RichText};
 use livemirror_core::IoFailure;
 use livemirror_core::job::Decision;
 
-use crate::units::human;
+use crate::text::human;
 
 pub struct Prompt<'a> {
     pub failure: &'a IoFailure,

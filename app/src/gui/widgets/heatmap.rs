@@ -13,7 +13,7 @@ use std::ops::Range;
 use eframe::egui::{self, Color32, Mesh, Rect, Sense, Vec2, vec2};
 use livemirror_core::chunkmap::{CellCounts, CellState, ChunkMap};
 
-use crate::units::human;
+use crate::text::human;
 
 /// Target size of one drawn cell, in points.
 const CELL: f32 = 9.0;

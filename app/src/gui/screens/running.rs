@@ -10,15 +10,15 @@ use eframe::egui::{self, Color32, RichText};
 use egui_plot::{Line, Plot};
 use livemirror_core::job::{Command, JobState, JobStatus, Tracking};
 
-use super::app::Action;
-use super::heatmap::Heatmap;
-use super::progress::{self, Eta};
-use super::prompt::Prompt;
-use super::session::Session;
-use super::share;
-use super::speed::{self, SpeedControl};
+use crate::gui::app::Action;
+use crate::gui::job::Session;
+use crate::gui::widgets::heatmap::Heatmap;
+use crate::gui::widgets::progress::{self, Eta};
+use crate::gui::widgets::prompt::Prompt;
+use crate::gui::widgets::share;
+use crate::gui::widgets::speed::{self, SpeedControl};
 use crate::text;
-use crate::units::{duration, human};
+use crate::text::{duration, human};
 
 const GREEN: Color32 = Color32::from_rgb(0x2f, 0xa8, 0x62);
 const PLOT_HEIGHT: f32 = 120.0;

@@ -14,14 +14,14 @@ use egui_kittest::kittest::{NodeT, Queryable};
 use livemirror_core::Error;
 use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, Op, OpenOptions};
 
-use super::Launch;
-use super::app::{Env, LiveMirrorApp};
-use super::disks::Disk;
-use super::engine::{FileOpener, Opener};
-use super::prompt::byte_range;
+use livemirror::gui::Launch;
+use livemirror::gui::app::{Env, LiveMirrorApp};
+use livemirror::gui::engine::{FileOpener, Opener};
+use livemirror::gui::widgets::prompt::byte_range;
+use livemirror::platform::disks::Disk;
 use livemirror_core::Side;
 
-const EIO: i32 = 5;
+const EIO: i32 = libc::EIO;
 const MIB: u64 = 1 << 20;
 
 /// Files as they are, except one path, which opens as the given faulty device.
@@ -536,7 +536,7 @@ fn an_unmounted_disk_as_source_says_nothing_can_be_frozen() {
 /// Settings remembered in a file: the given mirror options, defaults else.
 fn settings_file(dir: &Path, options: livemirror_core::job::MirrorOptions) -> PathBuf {
     let path = dir.join("settings.json");
-    let settings = super::settings::Settings { options, ..Default::default() };
+    let settings = livemirror::gui::settings::Settings { options, ..Default::default() };
     settings.save(&path).unwrap();
     path
 }
@@ -1046,7 +1046,7 @@ fn remembered_settings_are_said_and_can_be_reset() {
         h.get_by_role_and_label(Role::TextInput, "Speed limit").value().as_deref(),
         Some("unlimited")
     );
-    let saved = super::settings::Settings::load(&path);
+    let saved = livemirror::gui::settings::Settings::load(&path);
     assert_eq!(saved.options, MirrorOptions::default(), "the reset is remembered");
 }
 

@@ -12,14 +12,14 @@ use eframe::egui::{self, Color32, RichText};
 use livemirror_core::job::Outcome;
 use livemirror_core::partition::{Comparison, Fit, Relation};
 
-use super::app::Action;
-use super::running::BUTTON;
-use super::session::Session;
-use super::share;
-use super::verify::{Found, VerifyMap, map_ui};
-use crate::sizes::Fixed;
+use crate::gui::app::Action;
+use crate::gui::job::Session;
+use crate::gui::screens::running::BUTTON;
+use crate::gui::widgets::share;
+use crate::gui::widgets::verify::{Found, VerifyMap, map_ui};
+use crate::session::sizes::Fixed;
 use crate::text;
-use crate::units::{duration, human};
+use crate::text::{duration, human};
 
 /// Where a verification stands.
 #[derive(Clone)]

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use crate::units::human;
+use crate::text::human;
 
 /// One whole disk.
 #[derive(Debug, Clone, PartialEq, Eq)]

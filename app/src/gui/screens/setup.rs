@@ -15,18 +15,15 @@ use livemirror_core::device::{BlockDevice, DeviceId};
 use livemirror_core::job::{self, CopyMode, ErrorPolicy, MirrorOptions, SyncMode};
 use livemirror_core::partition::{self, Fit, Relation};
 
-use super::app::{Action, Role};
-use super::disks::Disk;
-use super::engine::Opener;
-use super::paths;
-use super::session::StartRequest;
-use super::settings::Settings;
-use super::share::ShareSettings;
-use super::speed::{self, SpeedControl};
-use crate::units::human;
-
-/// EROFS: the target lives on a read-only filesystem or device.
-const EROFS: i32 = 30;
+use crate::gui::app::{Action, Role};
+use crate::gui::engine::Opener;
+use crate::gui::job::StartRequest;
+use crate::gui::paths;
+use crate::gui::settings::Settings;
+use crate::gui::widgets::share::ShareSettings;
+use crate::gui::widgets::speed::{self, SpeedControl};
+use crate::platform::disks::Disk;
+use crate::text::human;
 
 /// What the screen knows about the chosen pair.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -68,7 +65,7 @@ impl Check {
         // Start connects, and reports what is wrong there.
         let remote: Vec<_> = [&source, &target]
             .into_iter()
-            .filter(|p| crate::privileged::nbd_uri(Path::new(p)).is_some())
+            .filter(|p| crate::platform::privileged::nbd_uri(Path::new(p)).is_some())
             .collect();
         if !remote.is_empty() {
             for uri in remote {
@@ -81,7 +78,7 @@ impl Check {
         let listed = |p: &Path| disks.iter().find(|d| d.path == p);
         let src = match opener.open(&source_path, shared) {
             Ok(d) => Some(d),
-            Err(e) if crate::privileged::needs_helper(&e, &source_path) => {
+            Err(e) if crate::platform::privileged::needs_helper(&e, &source_path) => {
                 c.notes.push(authorization_note(&source));
                 None
             }
@@ -91,7 +88,7 @@ impl Check {
             }
         };
         c.source_len = src.as_ref().map(|s| s.len()).or(listed(&source_path).map(|d| d.size));
-        if !shared && crate::tracking::is_block_device(&source_path) {
+        if !shared && crate::session::tracking::is_block_device(&source_path) {
             // Opened, its own mounts; not yet (authorization at Start), the
             // disk list's.
             let mounted = match &src {
@@ -122,7 +119,7 @@ impl Check {
         }
         let dst = match opener.open(&target_path, true) {
             Ok(d) => Some(d),
-            Err(e) if crate::privileged::needs_helper(&e, &target_path) => {
+            Err(e) if crate::platform::privileged::needs_helper(&e, &target_path) => {
                 c.notes.push(authorization_note(&target));
                 None
             }
@@ -276,8 +273,10 @@ fn file_name(p: &Path) -> String {
 
 fn target_open_problem(e: &Error) -> String {
     if let Error::Open { path, source } = e
-        && (source.kind() == std::io::ErrorKind::PermissionDenied
-            || source.raw_os_error() == Some(EROFS))
+        && matches!(
+            source.kind(),
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+        )
     {
         return format!(
             "The target {} is read-only ({source}): livemirror must be able to write it.",
@@ -553,7 +552,8 @@ impl SetupScreen {
             && !starting;
         let start = ui.add_enabled(
             ok,
-            egui::Button::new(RichText::new("Start").strong()).min_size(super::running::BUTTON),
+            egui::Button::new(RichText::new("Start").strong())
+                .min_size(crate::gui::screens::running::BUTTON),
         );
         if start.clicked() {
             self.start_error = None;

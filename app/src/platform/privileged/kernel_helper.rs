@@ -86,11 +86,8 @@ impl Reply {
 }
 
 /// `livemirror kernel-helper`: answers requests on stdin until it closes.
-pub fn run() -> std::process::ExitCode {
-    match serve(io::stdin().lock(), io::stdout().lock()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => crate::cli::fail(&format!("kernel helper: {e}")),
-    }
+pub fn run() -> io::Result<()> {
+    serve(io::stdin().lock(), io::stdout().lock())
 }
 
 /// What the helper holds: the tracker once attached, a freeze while one

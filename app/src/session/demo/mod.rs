@@ -1,6 +1,10 @@
-//! The demo's world: a generated source image (data extents between holes),
-//! a fresh sparse target, and a writer that keeps hitting a few hot regions
-//! through the live source, as a busy VM would.
+//! `livemirror demo`'s world: a generated source image (data extents
+//! between holes), a fresh sparse target, and a writer that keeps hitting a
+//! few hot regions through the live source, as a busy VM would. The window
+//! shows it by default, the terminal (`cli::demo`) when there is no display.
+//! [`cleanup`] removes its folder when the process is stopped by a signal.
+
+pub mod cleanup;
 
 use std::io;
 use std::path::PathBuf;
@@ -10,8 +14,34 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use clap::Args;
 use livemirror_core::device::{BlockDevice, FileDevice, OpenOptions, create_image};
+use livemirror_core::job::parse_size;
 use livemirror_core::live::LiveSource;
+
+/// What the demo is asked to show (`livemirror demo --size …`).
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Size of the generated source image.
+    #[arg(long, default_value = "512M", value_parser = parse_size)]
+    pub size: u64,
+    /// Copy speed limit, so there is time to watch (0 = unlimited).
+    #[arg(long, default_value = "96M", value_parser = parse_size)]
+    pub speed: u64,
+    /// Seconds to stay in sync after Ready before completing (terminal demo).
+    #[arg(long, default_value_t = 2)]
+    pub linger: u64,
+    /// Give the target a bad sector that fails once, to see the error
+    /// prompt (Retry then succeeds). Window only.
+    #[arg(long)]
+    pub bad_sector: bool,
+}
+
+impl Default for DemoArgs {
+    fn default() -> Self {
+        DemoArgs { size: 512 << 20, speed: 96 << 20, linger: 2, bad_sector: false }
+    }
+}
 
 /// Extent size of the generated image's data and holes.
 const EXTENT: u64 = 1 << 20;
@@ -52,7 +82,7 @@ impl Scenario {
     /// data and the rest are holes, and an empty sparse target.
     pub fn create(size: u64) -> io::Result<Self> {
         let dir = tempfile::Builder::new().prefix("livemirror-demo").tempdir()?;
-        super::cleanup::on_signal(dir.path());
+        cleanup::on_signal(dir.path());
         let source_path = dir.path().join("source.img");
         let target_path = dir.path().join("target.img");
         let source = create_image(&source_path, size).map_err(io::Error::other)?;
@@ -172,6 +202,6 @@ impl Drop for Scenario {
     fn drop(&mut self) {
         self.stop_writer();
         // The folder goes with `dir`, right after this.
-        super::cleanup::forget(self.dir.path());
+        cleanup::forget(self.dir.path());
     }
 }

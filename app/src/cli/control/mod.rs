@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 pub use socket::{Listener, bind, parse_addr};
 
-use crate::cli::json::event_line;
+use crate::text::json::event_line;
 
 /// At most this many control clients at once; more are turned away.
 const MAX_CLIENTS: usize = 16;

@@ -17,10 +17,8 @@ use livemirror_core::device::BlockDevice;
 use livemirror_core::job::{self, MirrorOptions, Persist, Resume};
 use livemirror_core::persist::{self, Identity, SavedJob, Side};
 
-use crate::cli::StateArgs;
-use crate::cli::json::named_line;
-use crate::privileged;
-use crate::units::human;
+use crate::platform::privileged;
+use crate::text::human;
 
 /// Overrides where state files live (tests, or a disk with room).
 pub const STATE_DIR_ENV: &str = "LIVEMIRROR_STATE_DIR";
@@ -125,47 +123,6 @@ pub fn plan(pair: &Pair, options: &mut MirrorOptions, start_over: Option<&str>) 
     };
     plan.persist = Some(Persist { path, identity, resume });
     plan
-}
-
-/// [`plan`] as the command line asks: none with `--no-state`; a saved
-/// state not used with `--restart`, with `--resync` (which compares
-/// everything anyway), or onto a target this run `created`.
-pub fn plan_for(
-    pair: &Pair,
-    options: &mut MirrorOptions,
-    args: StateArgs,
-    created: bool,
-    resync: bool,
-) -> Plan {
-    if args.no_state {
-        return Plan::default();
-    }
-    let start_over = if args.restart {
-        Some("--restart")
-    } else if resync {
-        Some("--resync compares everything")
-    } else if created {
-        Some("the target did not exist")
-    } else {
-        None
-    };
-    plan(pair, options, start_over)
-}
-
-/// Says what was decided: the lines on stderr, and with `json` a
-/// `RESUMED {"remaining", "total", "comparing"}` event first on stdout.
-pub fn announce(plan: &Plan, json: bool) {
-    for line in &plan.lines {
-        eprintln!("{line}");
-    }
-    if let (true, Some(r)) = (json, plan.resumed) {
-        let data = serde_json::json!({
-            "remaining": r.remaining,
-            "total": r.total,
-            "comparing": r.comparing,
-        });
-        println!("{}", named_line("RESUMED", data));
-    }
 }
 
 fn discard(path: &Path, why: &str, lines: &mut Vec<String>) {

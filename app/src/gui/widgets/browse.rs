@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use eframe::egui::{self, RichText};
 
-use super::app::Role;
-use crate::units::human;
+use crate::gui::app::Role;
+use crate::text::human;
 
 /// Entries listed at most: a folder of a million files must not make a
 /// frame slow. The rest is reached by typing the name.
@@ -127,7 +127,7 @@ impl Browser {
                     )
                     .labelled_by(label.id);
                 if r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
-                    let typed = super::paths::resolve(&self.dir_text);
+                    let typed = crate::gui::paths::resolve(&self.dir_text);
                     self.open(typed);
                 }
             });

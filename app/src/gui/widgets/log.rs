@@ -3,7 +3,7 @@
 
 use eframe::egui::{self, Color32, RichText};
 
-use super::session::LogLine;
+use crate::gui::job::LogLine;
 
 /// Lines shown at once; the panel is exactly that many lines tall, so no
 /// line is ever cut in half at its top.

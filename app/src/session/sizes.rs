@@ -10,7 +10,7 @@ use std::process::Command;
 use livemirror_core::device::BlockDevice;
 use livemirror_core::partition::{self, Comparison, Filesystem, Fit, FixUp, Grown, Relation};
 
-use crate::units::human;
+use crate::text::human;
 
 /// What [`fix_up`] did, in lines for a person.
 #[derive(Debug, Clone, Default)]

@@ -23,14 +23,14 @@ use livemirror_core::job::{
 use livemirror_core::live::LiveSource;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::engine::Opener;
-use super::share::ShareSettings;
-use crate::cli::Cache;
-use crate::demo::{DemoArgs, Scenario};
-use crate::share::Share;
+use crate::gui::engine::Opener;
+use crate::gui::widgets::share::ShareSettings;
+use crate::session::Cache;
+use crate::session::demo::{DemoArgs, Scenario};
+use crate::session::share::Share;
+use crate::session::tracking;
 use crate::text;
-use crate::tracking;
-use crate::units::human;
+use crate::text::human;
 
 /// What Start asks for.
 #[derive(Debug, Clone)]
@@ -53,9 +53,6 @@ pub struct LogLine {
     pub text: String,
     pub problem: bool,
 }
-
-/// The errno of a bad sector ("Input/output error").
-const EIO: i32 = 5;
 
 /// Throughput samples kept for the graph: an hour at the job's 4 Hz.
 const MAX_SAMPLES: usize = 4 * 3600;
@@ -170,7 +167,8 @@ pub fn start(
         })
         .transpose()?;
     let target_opts = Cache::default_target(shared, req.options.copy_mode).options().write(true);
-    let created = crate::privileged::nbd_uri(&req.target).is_none() && !req.target.exists();
+    let created =
+        crate::platform::privileged::nbd_uri(&req.target).is_none() && !req.target.exists();
     let target = if created {
         opener.create(&req.target, source.len(), target_opts).map_err(|e| e.to_string())
     } else {
@@ -222,7 +220,7 @@ pub fn start_demo(args: &DemoArgs, ctx: egui::Context) -> Result<Session, String
             .map_err(|e| format!("cannot read the demo image: {e}"))?
             .unwrap_or(0);
         let faulty = FaultyDevice::new(scenario.target.clone());
-        faulty.inject(Fault::times(Op::Write, at..at + 4096, EIO, 1));
+        faulty.inject(Fault::times(Op::Write, at..at + 4096, libc::EIO, 1));
         options.on_target_error = ErrorPolicy::Stop;
         Arc::new(faulty)
     } else {

@@ -16,7 +16,7 @@ use livemirror_core::chunkmap::CellState;
 use livemirror_core::device::BlockDevice;
 use livemirror_core::verify;
 
-use super::heatmap::{grid, state_color};
+use crate::gui::widgets::heatmap::{grid, state_color};
 
 /// Cells in the map.
 pub const CELLS: usize = 1024;

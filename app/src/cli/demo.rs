@@ -9,8 +9,8 @@ use std::time::Duration;
 use livemirror_core::chunkmap::{CellState, ChunkMap};
 use livemirror_core::job::{self, Command, JobEvent, MirrorOptions, Outcome};
 
-use super::{DemoArgs, Scenario};
 use crate::cli::fail;
+use crate::session::demo::{DemoArgs, Scenario};
 
 const MAP_COLS: usize = 64;
 const MAP_ROWS: usize = 4;

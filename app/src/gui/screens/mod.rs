@@ -1,0 +1,7 @@
+//! One file per screen of the window: [`setup`] (pick the pair and the
+//! options), [`running`] (progress, heatmap, Complete) and [`done`] (the
+//! outcome, verification, fix-ups).
+
+pub mod done;
+pub mod running;
+pub mod setup;
