@@ -184,12 +184,13 @@ impl CopyContext {
     /// that is gone (an unplugged USB disk fails everything with it): a
     /// read of the target's first block tells them apart.
     fn target_failure(&self, op: IoOperation, offset: u64, len: u64, e: &io::Error) -> IoFailure {
-        let mut failure = IoFailure::new(Side::Target, op, offset, len, e);
+        let failure = IoFailure::new(Side::Target, op, offset, len, e);
         #[cfg(unix)]
         if failure.errno == libc::EIO {
             let block = (self.target.logical_block_size().max(512) as u64).min(self.target.len());
             let mut probe = crate::buffer::AlignedBuf::new(block as usize);
-            failure.lost = self.target.read_uncached(&mut probe, 0).is_err();
+            let lost = self.target.read_uncached(&mut probe, 0).is_err();
+            return IoFailure { lost, ..failure };
         }
         failure
     }
