@@ -5,14 +5,20 @@
 #   xz      livemirror clone SRC.xz new.img   vs  xzcat -T0 SRC.xz | dd conv=sparse,fsync
 #                                              and xzcat -T1 (the single-threaded decoder)
 #   zstd    livemirror clone SRC.zst new.img  vs  zstdcat SRC.zst | dd conv=sparse,fsync
+#                                              (zstd has one decoder: single-threaded)
+#   nbd     livemirror clone SRC nbd+unix://  vs  nbdcopy --flush SRC nbd+unix://
+#           (a fresh `nbdkit memory` export per run, multi-connection)
 # livemirror also reads every target back to verify it (a hash of the
-# decompressed stream against the target; qcow2: a compare pass), which the
-# peers do not: its times include that.
+# decompressed stream against the target; qcow2 and nbd: a final compare
+# pass), which the peers do not: its times include that. The rows
+# livemirror-nv (qcow2, nbd) are the same clone with --no-verify: the
+# same work as the peer's.
 #
 # Usage: benches/formats.sh [--size 1G] [--reps 3] [--dir DIR] [--livemirror PATH]
+#                           [--cases "qcow2 xz zstd nbd"]
 #
 # Requirements (Debian package names): bash, coreutils, python3, qemu-utils,
-# xz-utils, zstd, cargo (unless --livemirror).
+# xz-utils, zstd, nbdkit, libnbd-bin, cargo (unless --livemirror).
 #
 # The source image is a disk-like mix: half random bytes, a quarter
 # compressible text, a quarter zeroes, in 4 MiB pieces. Every target is
@@ -23,9 +29,17 @@ set -euo pipefail
 SIZE=1G
 REPS=3
 DIR=${TMPDIR:-/var/tmp}/livemirror-formats-bench
+CASES="qcow2 xz zstd nbd"
+ARGS=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --cases) CASES=$2; shift 2 ;;
+        *) ARGS+=("$1"); shift ;;
+    esac
+done
 . "$(dirname "$0")/common.sh"
-bench_options "$@"
-for tool in qemu-img xz xzcat zstd zstdcat dd python3; do
+bench_options "${ARGS[@]}"
+for tool in qemu-img xz xzcat zstd zstdcat dd python3 nbdkit nbdcopy; do
     command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }
 done
 
@@ -55,37 +69,58 @@ fi
 cat "$SRC" "$SRC.xz" "$SRC.zst" > /dev/null
 
 OUT=$DIR/out
+SOCK=$DIR/target.sock
+URI="nbd+unix:///?socket=$SOCK"
 RESULTS=$DIR/results.txt
 : > "$RESULTS"
 
 # One timed run of case $1 by tool $2 into a fresh target, then the check.
 run() {
-    local case=$1 tool=$2 start end
-    rm -f "$OUT.img" "$OUT.qcow2"
+    local case=$1 tool=$2 start end pid=
+    rm -f "$OUT.img" "$OUT.qcow2" "$SOCK"
+    if [ "$case" = nbd ]; then
+        nbdkit -f -U "$SOCK" memory "$BYTES" &
+        pid=$!
+        while [ ! -S "$SOCK" ]; do sleep 0.05; done
+    fi
     sync
     start=$(date +%s.%N)
     case $case/$tool in
         qcow2/livemirror) "$LM" clone "$SRC" "$OUT.qcow2" 2>/dev/null ;;
+        # Exit 4: complete, but not verified (what --no-verify asks).
+        qcow2/livemirror-nv) "$LM" clone --no-verify "$SRC" "$OUT.qcow2" 2>/dev/null || [ $? = 4 ] ;;
         qcow2/qemu-img) qemu-img convert -O qcow2 "$SRC" "$OUT.qcow2" && sync "$OUT.qcow2" ;;
         xz/livemirror) "$LM" clone "$SRC.xz" "$OUT.img" 2>/dev/null ;;
         xz/xzcat-T0) xzcat -T0 "$SRC.xz" | dd of="$OUT.img" bs=4M conv=sparse,fsync status=none ;;
         xz/xzcat-T1) xzcat -T1 "$SRC.xz" | dd of="$OUT.img" bs=4M conv=sparse,fsync status=none ;;
         zstd/livemirror) "$LM" clone "$SRC.zst" "$OUT.img" 2>/dev/null ;;
         zstd/zstdcat) zstdcat "$SRC.zst" | dd of="$OUT.img" bs=4M conv=sparse,fsync status=none ;;
+        nbd/livemirror) "$LM" clone "$SRC" "$URI" 2>/dev/null ;;
+        nbd/livemirror-nv) "$LM" clone --no-verify "$SRC" "$URI" 2>/dev/null || [ $? = 4 ] ;;
+        nbd/nbdcopy) nbdcopy --flush "$SRC" "$URI" ;;
     esac
     end=$(date +%s.%N)
-    if [ "$case" = qcow2 ]; then
-        qemu-img compare -q -f raw -F qcow2 "$SRC" "$OUT.qcow2"
-    else
-        cmp "$SRC" "$OUT.img"
-    fi
+    case $case in
+        qcow2) qemu-img compare -q -f raw -F qcow2 "$SRC" "$OUT.qcow2" ;;
+        nbd)
+            nbdcopy "$URI" - | cmp - "$SRC"
+            kill "$pid"
+            wait "$pid" 2>/dev/null || true
+            ;;
+        *) cmp "$SRC" "$OUT.img" ;;
+    esac
     echo "$case $tool $start $end" >> "$RESULTS"
 }
 
-cases=("qcow2 livemirror qemu-img" "xz livemirror xzcat-T0 xzcat-T1" "zstd livemirror zstdcat")
+declare -A TOOLS=(
+    [qcow2]="livemirror livemirror-nv qemu-img"
+    [xz]="livemirror xzcat-T0 xzcat-T1"
+    [zstd]="livemirror zstdcat"
+    [nbd]="livemirror livemirror-nv nbdcopy"
+)
 for rep in $(seq 1 "$REPS"); do
-    for c in "${cases[@]}"; do
-        read -r -a words <<< "$c"
+    for c in $CASES; do
+        read -r -a words <<< "$c ${TOOLS[$c]}"
         tools=("${words[@]:1}")
         # Rotate the order so slow phases of a shared machine hit all alike.
         if [ $((rep % 2)) -eq 0 ]; then
@@ -107,7 +142,9 @@ for case, tools in times.items():
     for tool, m in med.items():
         runs = " ".join(f"{x:.2f}" for x in tools[tool])
         print(f"{case:5} {tool:11} median {m:6.2f} s  {size / m / 2**20:6.0f} MiB/s  runs {runs}")
+    ours = [t for t in med if t.startswith("livemirror")]
     for tool, m in med.items():
-        if tool != "livemirror":
-            print(f"{case:5} ratio livemirror/{tool} (time): {med['livemirror'] / m:.2f}")
+        if not tool.startswith("livemirror"):
+            for o in ours:
+                print(f"{case:5} ratio {o}/{tool} (time): {med[o] / m:.2f}")
 EOF2

@@ -15,6 +15,7 @@ packages=(
     gdisk fdisk            # sgdisk -v, sfdisk --verify (partition tables)
     clang libbpf-dev       # build the kernel write tracker's BPF program
     xz-utils zstd gzip bzip2 zip   # compressed image test inputs
+    gnutls-bin             # certtool: certificates for the NBD TLS tests
 )
 
 missing=()

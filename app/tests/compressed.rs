@@ -196,3 +196,50 @@ fn what_a_stream_cannot_do_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("xz-compressed image: a stream"), "{err}");
 }
+
+/// An OS image with a GPT flashed onto a larger disk: the image is written
+/// and verified, then the GPT is rewritten for the disk's size (backup
+/// header at its end), as the clone path does; `sgdisk -v` finds no
+/// problem, and every partition holds the image's bytes.
+#[test]
+fn a_gpt_image_onto_a_larger_target_gets_a_valid_table_for_its_size() {
+    use livemirror_testkit::disk::{
+        MIB, assert_same_bytes, assert_sgdisk_valid, gpt_image, partitions,
+    };
+    use std::io::{Seek, SeekFrom, Write};
+
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("os.img");
+    let parts = gpt_image(&img, 16 * MIB, &[4, 8]);
+    let mut f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    for (i, p) in parts.iter().enumerate() {
+        f.seek(SeekFrom::Start(p.start)).unwrap();
+        f.write_all(&pattern(p.len as usize, i as u64 + 11)).unwrap();
+    }
+    drop(f);
+    let packed = dir.path().join("os.img.xz");
+    compress("xz", &img, &packed);
+    let dst = dir.path().join("disk.img");
+    std::fs::File::create(&dst).unwrap().set_len(64 * MIB).unwrap();
+
+    let out = clone(&[s(&packed), s(&dst)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("identical to the decompressed image"), "{err}");
+    assert!(err.contains("then partition table: GPT rewritten for the target's size"), "{err}");
+    assert_sgdisk_valid(&dst);
+    let table = livemirror_testkit::tools::run("sgdisk", &["-p", s(&dst)]);
+    assert!(table.contains(": 131072 sectors, 64.0 MiB"), "{table}");
+    assert_eq!(partitions(&dst), parts);
+    for p in parts {
+        assert_same_bytes(&img, &dst, p);
+    }
+
+    // The same image onto a target of its own size: nothing to fix.
+    let same = dir.path().join("same.img");
+    std::fs::File::create(&same).unwrap().set_len(16 * MIB).unwrap();
+    let out = clone(&[s(&packed), s(&same)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("partition table"), "{err}");
+    livemirror_testkit::tools::assert_identical(&img, &same);
+}

@@ -2,7 +2,8 @@
 //! both ways (`qemu-img compare` identical, `qemu-img check` clean,
 //! holes kept), an existing qcow2 target written as qcow2, and sync `top`
 //! from an overlay onto a new overlay over the same base, which must hold
-//! exactly the source's top layer; images out as `.img.zst`.
+//! exactly the source's top layer; images out as `.img.zst` and as a
+//! qcow2 of compressed clusters (`--compress`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -227,7 +228,7 @@ fn a_disk_out_to_a_new_img_zst_decompresses_to_its_bytes() {
     run("qemu-img", &["convert", "-O", "qcow2", s(&src), s(&qcow2)]);
     for (i, source) in [&src, &qcow2].into_iter().enumerate() {
         let zst = dir.path().join(format!("out{i}.img.zst"));
-        let err = clone_ok_as(&[s(source), s(&zst)], "decompresses to exactly the 64.0 MiB");
+        let err = clone_ok_as(&[s(source), s(&zst)], "reads back as exactly the 64.0 MiB");
         assert!(err.contains("no write tracking"), "{err}");
         let unpacked = dir.path().join(format!("unpacked{i}.raw"));
         run("zstd", &["-q", "-d", s(&zst), "-o", s(&unpacked)]);
@@ -252,4 +253,70 @@ fn clone_ok_as(args: &[&str], says: &str) -> String {
     assert!(out.status.success(), "clone {args:?}: {err}");
     assert!(err.contains(says), "{err}");
     err
+}
+
+/// `--compress`: a new qcow2 of compressed clusters that QEMU reads as the
+/// source (`qemu-img compare`), finds clean (`qemu-img check`) and maps as
+/// compressed; data that does not shrink is stored plain, holes stay
+/// unallocated; flashed back with livemirror, identical again.
+#[test]
+fn a_disk_out_to_a_compressed_qcow2_is_identical_clean_and_compressed() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let src = sparse_raw(dir.path());
+    // Compressible text over the first data run, random bytes elsewhere.
+    let mut f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let text: Vec<u8> = b"livemirror compresses this line well. ".repeat(1 << 20 >> 5);
+    f.write_all(&text[..1 << 20]).unwrap();
+    f.seek(SeekFrom::Start(10 << 20)).unwrap();
+    f.write_all(&pattern(3 << 20, 4)).unwrap();
+    drop(f);
+
+    let out = dir.path().join("packed.qcow2");
+    let err = clone_ok_as(&["--compress", s(&src), s(&out)], "reads back as exactly the 64.0 MiB");
+    assert!(err.contains("no write tracking"), "{err}");
+    assert_check_clean(&out);
+    assert_same(&src, "raw", &out, "qcow2");
+    let map: serde_json::Value =
+        serde_json::from_str(&run("qemu-img", &["map", "--output=json", s(&out)])).unwrap();
+    let compressed: u64 = map
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["compressed"] == true)
+        .map(|e| e["length"].as_u64().unwrap())
+        .sum();
+    assert!(compressed >= 1 << 20, "the text was not stored compressed: {map}");
+    // 1 MiB of text shrinks to almost nothing; 3 MiB + 4 KiB of random
+    // bytes stay about as large; the holes take nothing.
+    let len = std::fs::metadata(&out).unwrap().len();
+    assert!(len < (3 << 20) + (1 << 20) / 2, "{len} bytes");
+
+    let back = dir.path().join("back.img");
+    clone_ok(&[s(&out), s(&back)]);
+    assert_same(&src, "raw", &back, "raw");
+
+    // What --compress cannot make is refused, and nothing is made.
+    std::fs::write(dir.path().join("exists.qcow2"), b"keep").unwrap();
+    for (args, says) in [
+        (vec!["--compress", s(&src), "exists.qcow2"], "--compress makes a new qcow2 image"),
+        (vec!["--compress", s(&src), "new.img"], "--compress makes a new qcow2 image"),
+        (
+            vec!["--compress", "--target-backing", s(&src), s(&src), "new.qcow2"],
+            "takes no --target-backing",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_livemirror"))
+            .current_dir(dir.path())
+            .arg("clone")
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(std::fs::read(dir.path().join("exists.qcow2")).unwrap(), b"keep");
+    assert!(!dir.path().join("new.img").exists() && !dir.path().join("new.qcow2").exists());
 }

@@ -1,7 +1,8 @@
 //! NBD exports as targets of `livemirror clone` and `serve --mirror-to`,
 //! served by qemu-nbd and nbdkit in other processes, and a target server
-//! that is killed mid-job: the job stops with an error, the server comes
-//! back, `decide retry` finishes the copy, identical.
+//! that is killed mid-job: the job pauses asking "target connection lost:
+//! Retry / Stop" (under the default policy), the server comes back,
+//! `decide retry` reconnects and finishes the copy, identical.
 
 use std::path::Path;
 use std::process::Command;
@@ -82,13 +83,14 @@ fn serve_mirrors_qemu_io_writes_onto_a_qemu_nbd_target() {
 }
 
 #[test]
-fn a_killed_target_server_stops_the_job_and_retry_completes_after_restart() {
+fn a_killed_target_server_pauses_the_job_and_retry_completes_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = images(dir.path());
     // The file plugin keeps what was written across the restart.
     let mut target = Daemon::nbdkit(&["file", s(&dst)]);
     let uri = target.uri();
-    let args = ["clone", s(&src), &uri, "--on-target-error", "stop", "--speed", "2M"];
+    // The default policy (report): a lost target asks all the same.
+    let args = ["clone", s(&src), &uri, "--speed", "2M"];
     let (mut clone, mut c) = with_control(env!("CARGO_BIN_EXE_livemirror"), dir.path(), &args);
     // 32 MiB at 2 MiB/s: copying has begun and is far from done.
     c.until(|v| v["event"] == "PROGRESS" && v["data"]["copied"].as_u64() > Some(0));
@@ -97,6 +99,7 @@ fn a_killed_target_server_stops_the_job_and_retry_completes_after_restart() {
     assert_eq!(error["data"]["side"], "target", "{error}");
     assert_eq!(error["data"]["action"], "stop", "{error}");
     assert!(error["data"]["message"].as_str().unwrap().contains("connection lost"), "{error}");
+    assert_eq!(error["data"]["lost"], true, "{error}");
     assert_ne!(error["data"]["errno"], 0, "{error}");
     let q = c.ask(json!({"execute": "query"}));
     assert_eq!(q["return"]["io-status"], "failed", "{q}");
@@ -113,6 +116,7 @@ fn a_killed_target_server_stops_the_job_and_retry_completes_after_restart() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut clone.stderr.take().unwrap(), &mut err).unwrap();
     assert!(status.success() && err.contains("identical"), "{err}");
+    assert!(err.contains("target connection lost: waiting for a decision"), "{err}");
     drop(target);
     assert!(qemu_img_identical(&src, &dst));
 }

@@ -1287,3 +1287,97 @@ fn the_log_panel_shows_the_jobs_events() {
     assert!(lines.iter().all(|l| !l.problem), "{lines:?}");
     assert!(lines.windows(2).all(|w| w[0].at <= w[1].at), "out of order: {lines:?}");
 }
+
+/// "Network disk (NBD)…", on both sides, at 1280×800 and 800×600: a URI is
+/// typed and checked by connecting on a thread of its own (frames go on
+/// meanwhile), the server's answer is shown, and Use puts the URI in the
+/// side's path; an address nobody serves says why and leaves Use
+/// disabled, and Cancel changes nothing.
+#[test]
+fn a_network_disk_is_checked_off_the_ui_thread_and_used_as_source_or_target() {
+    let server = livemirror_testkit::daemon::Daemon::nbdkit(&["memory", "64M"]);
+    let uri = server.uri();
+    let dir = tempfile::tempdir().unwrap();
+    let nobody = format!("nbd+unix:///?socket={}", dir.path().join("none.sock").display());
+    for size in [[1280.0, 800.0], [800.0, 600.0]] {
+        let mut h = app_with(TestOpener { faulty: None }, no_disks, size, None);
+        h.run();
+        for (side, button) in [("source", 0), ("target", 1)] {
+            h.get_all_by_label("Network disk (NBD)…").nth(button).unwrap().click();
+            h.run();
+            assert!(h.query_by_label(&format!("Network disk (NBD) as the {side}")).is_some());
+            assert!(h.get_by_label("Use").accesskit_node().is_disabled(), "nothing checked yet");
+
+            type_into(&mut h, "NBD URI", &nobody);
+            h.get_by_label("Connect").click();
+            wait_for_label(&mut h, "cannot connect to");
+            // The dialog grew by the answer and is centred again: settle.
+            h.run();
+            assert!(h.get_by_label("Use").accesskit_node().is_disabled(), "{side}: unusable");
+
+            // Cancel leaves the path as it was; the dialog opens afresh.
+            h.get_by_label("Cancel").click();
+            h.run();
+            assert!(h.query_by_label_contains("Network disk (NBD) as the").is_none());
+            h.get_all_by_label("Network disk (NBD)…").nth(button).unwrap().click();
+            h.run();
+            type_into(&mut h, "NBD URI", &uri);
+            h.get_by_label("Connect").click();
+            wait_for_label(&mut h, "Connected: 64.0 MiB export");
+            h.run();
+            let how = if side == "target" { "writable" } else { "readable" };
+            assert!(h.query_by_label_contains(how).is_some(), "{side}");
+            h.get_by_label("Use").click();
+            h.run();
+            assert!(h.query_by_label_contains("Network disk (NBD) as the").is_none(), "closed");
+        }
+        assert_eq!(h.state().setup_paths(), Some((uri.clone(), uri.clone())), "{size:?}");
+    }
+}
+
+/// A compressed image as the source would be copied as its compressed
+/// bytes by a mirror job: the window refuses it and says which command
+/// writes it; a new `.img.zst` target likewise; a new `.qcow2` target is
+/// made as qcow2 (judged by qemu-img), at both window sizes.
+#[test]
+fn compressed_sources_and_images_out_are_said_and_a_new_qcow2_is_qcow2() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = image(dir.path(), "src.img", 2 * MIB, 5);
+    let xz = dir.path().join("src.img.xz");
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("xz -c '{}' > '{}'", src.display(), xz.display()))
+        .status()
+        .unwrap();
+    assert!(st.success(), "xz is installed by scripts/test.sh");
+    for size in [[1280.0, 800.0], [800.0, 600.0]] {
+        let mut h = app_with(TestOpener { faulty: None }, no_disks, size, None);
+        type_into(&mut h, "Source path", &xz.display().to_string());
+        type_into(&mut h, "Target path", &dir.path().join("out.img").display().to_string());
+        assert!(h.query_by_label_contains("The source is a xz-compressed image").is_some());
+        assert!(h.query_by_label_contains("livemirror clone").is_some());
+        assert!(start_disabled(&h));
+
+        replace_text(&mut h, "Source path", &src.display().to_string());
+        replace_text(&mut h, "Target path", &dir.path().join("out.img.zst").display().to_string());
+        assert!(h.query_by_label_contains("A new .zst image is made by").is_some());
+        assert!(start_disabled(&h));
+    }
+    let qcow2 = dir.path().join("copy.qcow2");
+    let mut h = app(TestOpener { faulty: None }, no_disks);
+    type_into(&mut h, "Source path", &src.display().to_string());
+    type_into(&mut h, "Target path", &qcow2.display().to_string());
+    assert!(h.query_by_label_contains("A new qcow2 image will be created").is_some());
+    h.get_by_label("Start").click();
+    wait_for(&mut h, "ready", ready);
+    h.get_by_label("Complete").click();
+    wait_for(&mut h, "the end", ended);
+    drop(h);
+    let info = livemirror_testkit::tools::run("qemu-img", &["info", qcow2.to_str().unwrap()]);
+    assert!(info.contains("file format: qcow2"), "{info}");
+    let cmp = livemirror_testkit::tools::run(
+        "qemu-img",
+        &["compare", "-f", "raw", "-F", "qcow2", src.to_str().unwrap(), qcow2.to_str().unwrap()],
+    );
+    assert!(cmp.contains("Images are identical"), "{cmp}");
+}

@@ -41,11 +41,18 @@ pub struct IoFailure {
     pub errno: i32,
     /// The OS's text for the error.
     pub message: String,
+    /// The device is gone, not just this request: the connection to an NBD
+    /// server was lost (reset, refused, timed out), or a local disk was
+    /// unplugged (`ENODEV`, `ENXIO`, or `EIO` that a probe of its first
+    /// block gets too). Every request fails until it is back, so the job
+    /// asks "Retry / Stop" rather than failing on what may be a blip.
+    pub lost: bool,
 }
 
 impl IoFailure {
     pub fn new(side: Side, operation: IoOperation, offset: u64, len: u64, e: &io::Error) -> Self {
-        IoFailure { side, operation, offset, len, errno: errno_of(e), message: e.to_string() }
+        let errno = errno_of(e);
+        IoFailure { side, operation, offset, len, errno, message: e.to_string(), lost: gone(errno) }
     }
 
     /// True for "no space left on device" (`ENOSPC`, or Windows'
@@ -53,6 +60,30 @@ impl IoFailure {
     pub fn is_nospace(&self) -> bool {
         io::Error::from_raw_os_error(self.errno).kind() == io::ErrorKind::StorageFull
     }
+}
+
+/// True for the errors of a device that is no longer there (see
+/// [`IoFailure::lost`]).
+fn gone(errno: i32) -> bool {
+    use io::ErrorKind::*;
+    if errno == 0 {
+        return false;
+    }
+    #[cfg(unix)]
+    if [libc::ENODEV, libc::ENXIO, libc::ESHUTDOWN].contains(&errno) {
+        return true;
+    }
+    matches!(
+        io::Error::from_raw_os_error(errno).kind(),
+        ConnectionReset
+            | ConnectionAborted
+            | ConnectionRefused
+            | BrokenPipe
+            | NotConnected
+            | TimedOut
+            // The server's unix socket is gone (a reconnect found no socket).
+            | NotFound
+    )
 }
 
 /// The OS error number of `e`, also when it wraps one under a message of

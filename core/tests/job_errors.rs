@@ -28,6 +28,11 @@ struct Rig {
 
 /// A mirror whose `side` fails with `fault` (injected before the start).
 fn rig(side: Side, policy: ErrorPolicy, fault: Fault) -> Rig {
+    rig_with(side, policy, vec![fault])
+}
+
+/// A mirror whose `side` fails with every fault of `faults`.
+fn rig_with(side: Side, policy: ErrorPolicy, faults: Vec<Fault>) -> Rig {
     let source = Arc::new(MemoryDevice::from_bytes(pattern(LEN, 3)));
     let target = Arc::new(MemoryDevice::new(LEN as u64));
     let wrapped = match side {
@@ -35,7 +40,9 @@ fn rig(side: Side, policy: ErrorPolicy, fault: Fault) -> Rig {
         Side::Target => target.clone(),
     };
     let faulty = Arc::new(FaultyDevice::new(wrapped));
-    faulty.inject(fault);
+    for fault in faults {
+        faulty.inject(fault);
+    }
     let (live, dst): (_, Arc<dyn livemirror_core::device::BlockDevice>) = match side {
         Side::Source => (LiveSource::new(faulty.clone()), target.clone()),
         Side::Target => (LiveSource::new(source.clone()), faulty.clone()),
@@ -151,6 +158,40 @@ async fn stop_then_retry_after_the_fault_clears_finishes_identical() {
         assert_eq!(r.job.status().io_status, IoStatus::Ok);
         complete_identical(r).await;
     }
+}
+
+/// A target that is gone — every request fails (an unplugged disk:
+/// ENODEV, ENXIO, or EIO that reads get too; a lost NBD connection:
+/// ECONNRESET) — pauses the job and asks even under `report`, and Retry
+/// once it is back finishes identical: the failed ranges stayed dirty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_target_pauses_and_asks_and_retry_after_its_return_finishes_identical() {
+    for errno in [libc::ENODEV, libc::ENXIO, libc::EIO, libc::ECONNRESET] {
+        let all = 0..LEN as u64;
+        let faults = vec![
+            Fault::persistent(Op::Write, all.clone(), errno),
+            Fault::persistent(Op::Read, all, errno),
+        ];
+        let mut r = rig_with(Side::Target, ErrorPolicy::Report, faults);
+        let (failure, action) = error_event(&mut r.rx).await;
+        assert!(failure.lost, "errno {errno}: {failure}");
+        assert_eq!((failure.side, failure.errno, action), (Side::Target, errno, ErrorAction::Stop));
+        until(&mut r.rx, |ev| *ev == JobEvent::StateChanged { state: JobState::Paused }).await;
+        assert_eq!(r.job.status().pending_error.as_ref(), Some(&failure));
+        r.faulty.clear();
+        r.job.send(Command::Decide(Decision::Retry)).await.unwrap();
+        complete_identical(r).await;
+    }
+}
+
+/// One bad sector (EIO on writes there, the rest of the disk reads) is no
+/// vanished disk: `report` still fails the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eio_on_a_disk_that_still_reads_is_not_a_lost_one() {
+    let mut r = rig(Side::Target, ErrorPolicy::Report, persistent(Side::Target, libc::EIO));
+    let (failure, action) = error_event(&mut r.rx).await;
+    assert!(!failure.lost, "{failure}");
+    assert_eq!(action, ErrorAction::Report);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

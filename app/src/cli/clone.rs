@@ -86,8 +86,10 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&format!("source: {e}")),
     };
-    if super::flash::is_new_zst(&args.target) {
-        return super::flash::pack(args, source).await;
+    match super::flash::packer(&args) {
+        Ok(Some(packer)) => return super::flash::pack(args, source, packer).await,
+        Ok(None) => {}
+        Err(e) => return fail(&format!("target: {e}")),
     }
     // Bound before the target is touched, so a bad socket path changes nothing.
     let control = match args.control.as_deref().map(crate::cli::control::bind).transpose() {

@@ -39,16 +39,29 @@ pub async fn run(args: CloneArgs, format: Compression) -> ExitCode {
          once, front to back: no live mirroring, no random access; then the target is read \
          back and checked against the decompressed stream's hash"
     );
+    let device = match &target {
+        Target::Device(dev) => Some(dev.clone()),
+        Target::NewFile(_) => None,
+    };
     let source = args.source.clone();
-    let result = run_blocking(
+    let (mut result, took) = run_blocking(
         move |cancel, progress| flash::flash(&source, format, target, cancel, progress),
         args.json,
     )
     .await;
-    finish(&args, created, result, |f, secs| {
+    let mut table = None;
+    if let (Ok(flashed), Some(dev)) = (&result, device) {
+        match fix_table(&*dev, flashed.len) {
+            Ok(said) => table = said,
+            Err(e) => result = Err(e),
+        }
+    }
+    finish(&args, created, (result, took), |f, secs| {
+        let fixed = table.map(|t| format!("; then {t}")).unwrap_or_default();
         format!(
             "completed: the target is identical to the decompressed image (verified: its \
-             read-back hash matches the stream's) ({} from {} of {format}) in {secs:.1}s, {}/s",
+             read-back hash matches the stream's) ({} from {} of {format}) in {secs:.1}s, \
+             {}/s{fixed}",
             human(f.len),
             human(f.compressed_len),
             human((f.len as f64 / secs) as u64),
@@ -56,27 +69,92 @@ pub async fn run(args: CloneArgs, format: Compression) -> ExitCode {
     })
 }
 
-/// `clone SRC DST.img.zst`: the source read once, front to back, into a
-/// new zstd file, which is then decompressed to check it.
-pub async fn pack(args: CloneArgs, source: Arc<dyn BlockDevice>) -> ExitCode {
-    if let Some(flag) = live_only_flag(&args) {
-        return fail(&format!("{flag} needs a target to mirror onto; a .zst image is a stream"));
+/// An image written onto a larger disk: a GPT in it describes the image's
+/// size, its backup header short of the disk's end (`sgdisk -v` calls that
+/// a problem, and firmware may too). Rewritten for the disk's size, as the
+/// clone path does, once the image is verified; `None` when nothing needed
+/// fixing (same size, MBR, no table).
+fn fix_table(target: &dyn BlockDevice, len: u64) -> Result<Option<String>, FlashError> {
+    if target.len() == len {
+        return Ok(None);
     }
+    let fix = livemirror_core::partition::fix_up(target, len, false)
+        .map_err(|e| FlashError::Table(e.to_string()))?;
+    Ok(fix.relocated.then(|| format!("partition table: {fix}")))
+}
+
+/// What an image out is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packer {
+    /// A new `DST.img.zst`: a zstd stream.
+    Zstd,
+    /// `--compress` onto a new `DST.qcow2`: compressed clusters.
+    Qcow2,
+}
+
+/// The image out `clone` makes of its target, if it makes one: a new
+/// `….zst`, or a new qcow2 with `--compress`. `--compress` with any other
+/// target is refused before anything is touched.
+pub fn packer(args: &CloneArgs) -> Result<Option<Packer>, String> {
+    if is_new_zst(&args.target) {
+        return Ok(Some(Packer::Zstd));
+    }
+    if !args.formats.compress {
+        return Ok(None);
+    }
+    let path = &args.target;
+    let qcow2 = match args.formats.target_format() {
+        Some(format) => format == ImageFormat::Qcow2,
+        None => ImageFormat::of_new_name(path) == ImageFormat::Qcow2,
+    };
+    if privileged::nbd_uri(path).is_some() || path.exists() || !qcow2 {
+        return Err(format!(
+            "--compress makes a new qcow2 image (a target that does not exist, named .qcow2 or \
+             with --target-format qcow2); {} is not one (a new .img.zst is compressed anyway)",
+            path.display()
+        ));
+    }
+    if args.formats.target_backing.is_some() {
+        return Err("--compress makes a standalone image: it takes no --target-backing".into());
+    }
+    Ok(Some(Packer::Qcow2))
+}
+
+/// `clone SRC DST.img.zst`, `clone --compress SRC DST.qcow2`: the source
+/// read once, front to back, into a new compressed image, which is then
+/// read back to check it.
+pub async fn pack(args: CloneArgs, source: Arc<dyn BlockDevice>, packer: Packer) -> ExitCode {
+    let what = match packer {
+        Packer::Zstd => "zstd",
+        Packer::Qcow2 => "qcow2",
+    };
+    if let Some(flag) = live_only_flag(&args) {
+        return fail(&format!(
+            "{flag} needs a target to mirror onto; a compressed {what} image is written once"
+        ));
+    }
+    let check = match packer {
+        Packer::Zstd => "decompressed",
+        Packer::Qcow2 => "read back through a qcow2 reader (imago)",
+    };
     eprintln!(
-        "target: a new zstd-compressed image: the source is read once, front to back, with no \
-         write tracking (writes to it meanwhile make an inconsistent image); then the image is \
-         decompressed and checked against the hash of what was read"
+        "target: a new {what} image of compressed data: the source is read once, front to back, \
+         with no write tracking (writes to it meanwhile make an inconsistent image); then the \
+         image is {check} and checked against the hash of what was read"
     );
     let target = args.target.clone();
     let result = run_blocking(
-        move |cancel, progress| flash::pack_zstd(&*source, &target, cancel, progress),
+        move |cancel, progress| match packer {
+            Packer::Zstd => flash::pack_zstd(&*source, &target, cancel, progress),
+            Packer::Qcow2 => flash::pack_qcow2(&*source, &target, cancel, progress),
+        },
         args.json,
     )
     .await;
     finish(&args, false, result, |f, secs| {
         format!(
-            "completed: {} decompresses to exactly the {} read from the source (verified: \
-             decompressed, its hash matches) ({} of zstd) in {secs:.1}s, {}/s",
+            "completed: {} reads back as exactly the {} read from the source (verified: {check}, \
+             its hash matches) ({} of {what}) in {secs:.1}s, {}/s",
             args.target.display(),
             human(f.len),
             human(f.compressed_len),

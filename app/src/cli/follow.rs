@@ -5,6 +5,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use livemirror_core::IoFailure;
 use livemirror_core::job::{Command, Decision, ErrorAction, JobEvent, JobHandle, Outcome};
 use tokio::sync::broadcast;
 
@@ -38,7 +39,7 @@ pub async fn follow(
                     match ev {
                         JobEvent::Ready if how.complete_when_ready => job.post(Command::Complete),
                         JobEvent::Error { action: ErrorAction::Stop, failure } => {
-                            if let Some(decision) = ask(&failure.to_string(), how.controlled).await {
+                            if let Some(decision) = ask(&failure, how.controlled).await {
                                 job.post(Command::Decide(decision));
                             }
                         }
@@ -110,16 +111,31 @@ pub fn interrupted(job: &JobHandle, count: u32) {
 
 /// Asks on the terminal. Without one, a control socket may answer (`None`:
 /// leave it to `decide`); with neither, nobody can, so the job stops.
-async fn ask(what: &str, controlled: bool) -> Option<Decision> {
+/// A lost device is asked about as such: Retry (reconnect) or Stop.
+async fn ask(failure: &IoFailure, controlled: bool) -> Option<Decision> {
     if !std::io::stdin().is_terminal() {
         if controlled {
-            eprintln!("waiting for a decision on the control socket (decide retry|ignore|stop)");
+            if failure.lost {
+                eprintln!(
+                    "{} connection lost: waiting for a decision on the control socket \
+                     (decide retry|stop)",
+                    failure.side
+                );
+            } else {
+                eprintln!(
+                    "waiting for a decision on the control socket (decide retry|ignore|stop)"
+                );
+            }
             return None;
         }
         eprintln!("no terminal or control socket to ask on: stopping");
         return Some(Decision::Stop);
     }
-    eprintln!("{what}\n[r]etry, [i]gnore (retry later), [s]top? ");
+    if failure.lost {
+        eprintln!("{} connection lost: {failure}\n[r]etry (reconnect), [s]top? ", failure.side);
+    } else {
+        eprintln!("{failure}\n[r]etry, [i]gnore (retry later), [s]top? ");
+    }
     let answer = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map(|_| line)

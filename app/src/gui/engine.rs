@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use eframe::egui;
 use livemirror_core::Error;
-use livemirror_core::device::{BlockDevice, OpenOptions};
+use livemirror_core::device::{BlockDevice, ImageFormat, OpenOptions, Qcow2Device};
 
 use crate::platform::privileged::OpenError;
 
@@ -36,14 +36,17 @@ pub trait Opener: Send + Sync {
         self.open(path, opts.writes()).map_err(OpenError::Direct)
     }
     /// Creates a new sparse image of `len` bytes at `path`, open for writing
-    /// with `opts`.
+    /// with `opts`: qcow2 when the name ends `.qcow2`, as `clone` does.
     fn create(
         &self,
         path: &Path,
         len: u64,
         opts: OpenOptions,
     ) -> Result<Arc<dyn BlockDevice>, Error> {
-        Ok(Arc::new(opts.create(path, len)?))
+        Ok(match ImageFormat::of_new_name(path) {
+            ImageFormat::Qcow2 => Arc::new(Qcow2Device::create(path, len, None)?),
+            ImageFormat::Raw => Arc::new(opts.create(path, len)?),
+        })
     }
 }
 
@@ -52,6 +55,10 @@ pub struct FileOpener;
 
 impl Opener for FileOpener {
     fn open(&self, path: &Path, write: bool) -> Result<Arc<dyn BlockDevice>, Error> {
+        // A qcow2 image is checked at its disk's size, not its file's.
+        if ImageFormat::of_file(path) == ImageFormat::Qcow2 {
+            return Ok(Arc::new(Qcow2Device::open(path, write)?));
+        }
         Ok(Arc::new(OpenOptions::new().write(write).open(path)?))
     }
 

@@ -14,11 +14,13 @@
 //! so a corrupt or truncated archive fails the decoder with a clear error
 //! and nothing is claimed.
 //!
-//! [`pack_zstd`] goes the other way: a disk into a new `.img.zst`.
+//! [`pack_zstd`] and [`pack_qcow2`] go the other way: a disk into a new
+//! `.img.zst`, or a new qcow2 of compressed clusters.
 
 mod decode;
 mod detect;
 mod pack;
+mod qcow2_out;
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
@@ -31,6 +33,7 @@ use xxhash_rust::xxh3::Xxh3Default;
 
 pub use detect::Compression;
 pub use pack::pack_zstd;
+pub use qcow2_out::pack_qcow2;
 
 use crate::buffer::is_zero;
 use crate::device::{BlockDevice, OpenOptions};
@@ -61,6 +64,12 @@ pub enum FlashError {
     Mismatch { len: u64 },
     #[error("cancelled after {} written: the target holds part of the image", human(*written))]
     Cancelled { written: u64 },
+    /// The image is written and verified, but the partition table in it
+    /// could not be made right for the larger target.
+    #[error(
+        "the image is written and verified, but its partition table could not be fixed for the target's size: {0}"
+    )]
+    Table(String),
 }
 
 impl FlashError {
@@ -263,6 +272,13 @@ impl Sink {
     }
 }
 
+/// Pieces read back at once, each on its own thread: one uncached read at a
+/// time waits out the device's latency for every 4 MiB (no readahead
+/// helps a range just dropped from the cache); several in flight keep it
+/// busy. Measured on the 2 GiB benchmark (virtio disk): the read-back took
+/// as long as the writing with one, about a third of that with four.
+const READ_BACK_DEPTH: usize = 4;
+
 /// The XXH3-128 of the target's first `len` bytes, read past the page
 /// cache, so what is hashed is what the medium holds.
 fn read_back_hash(
@@ -272,21 +288,41 @@ fn read_back_hash(
     progress: &mut dyn FnMut(u64),
 ) -> Result<u128, FlashError> {
     let mut hasher = Xxh3Default::new();
-    let mut buf = crate::buffer::AlignedBuf::new(decode::BUF);
+    let mut bufs: Vec<_> =
+        (0..READ_BACK_DEPTH).map(|_| crate::buffer::AlignedBuf::new(decode::BUF)).collect();
+    let piece = decode::BUF as u64;
     let mut pos = 0;
     while pos < len {
         if cancel.load(Ordering::Relaxed) {
             return Err(FlashError::Cancelled { written: len });
         }
-        let n = (len - pos).min(buf.len() as u64) as usize;
-        dev.read_uncached(&mut buf[..n], pos).map_err(|source| FlashError::Target {
-            operation: "read back",
-            offset: pos,
-            source,
-        })?;
-        hasher.update(&buf[..n]);
-        pos += n as u64;
-        progress(pos);
+        // The next pieces, read side by side, then hashed in order.
+        let reads: Vec<(u64, usize)> = (0..READ_BACK_DEPTH as u64)
+            .map(|i| pos + i * piece)
+            .filter(|at| *at < len)
+            .map(|at| (at, (len - at).min(piece) as usize))
+            .collect();
+        let results: Vec<io::Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = bufs
+                .iter_mut()
+                .zip(&reads)
+                .map(|(buf, &(at, n))| s.spawn(move || dev.read_uncached(&mut buf[..n], at)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        for ((buf, &(at, n)), result) in bufs.iter().zip(&reads).zip(results) {
+            result.map_err(|source| FlashError::Target {
+                operation: "read back",
+                offset: at,
+                source,
+            })?;
+            hasher.update(&buf[..n]);
+            pos = at + n as u64;
+            progress(pos);
+        }
     }
     Ok(hasher.digest128())
 }

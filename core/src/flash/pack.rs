@@ -98,7 +98,11 @@ fn pack(
 
 /// Fills `buf` from the source at `at`; ranges the source reports as
 /// reading zero are not read.
-fn read_source(source: &dyn BlockDevice, buf: &mut [u8], at: u64) -> Result<(), FlashError> {
+pub(super) fn read_source(
+    source: &dyn BlockDevice,
+    buf: &mut [u8],
+    at: u64,
+) -> Result<(), FlashError> {
     let read_err = |e: io::Error| FlashError::Open {
         path: source.describe().into(),
         source: io::Error::new(e.kind(), format!("reading at byte {at}: {e}")),

@@ -6,6 +6,7 @@
 //! sparse target), and are skipped altogether where the target already reads
 //! as zero. So a sparse source gives an equally sparse target.
 
+use std::io;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -156,7 +157,7 @@ impl CopyContext {
         }
         self.target
             .write_at(data, at)
-            .map_err(|e| IoFailure::new(Side::Target, IoOperation::Write, at, len, &e))?;
+            .map_err(|e| self.target_failure(IoOperation::Write, at, len, &e))?;
         stats.data += len;
         Ok(())
     }
@@ -170,9 +171,24 @@ impl CopyContext {
         }
         self.target
             .write_zeroes(offset, len, true)
-            .map_err(|e| IoFailure::new(Side::Target, IoOperation::WriteZeroes, offset, len, &e))?;
+            .map_err(|e| self.target_failure(IoOperation::WriteZeroes, offset, len, &e))?;
         stats.zeroed += len;
         Ok(())
+    }
+
+    /// A failed target request. An `EIO` may be one bad sector or a disk
+    /// that is gone (an unplugged USB disk fails everything with it): a
+    /// read of the target's first block tells them apart.
+    fn target_failure(&self, op: IoOperation, offset: u64, len: u64, e: &io::Error) -> IoFailure {
+        let failure = IoFailure::new(Side::Target, op, offset, len, e);
+        #[cfg(unix)]
+        if failure.errno == libc::EIO {
+            let block = (self.target.logical_block_size().max(512) as u64).min(self.target.len());
+            let mut probe = crate::buffer::AlignedBuf::new(block as usize);
+            let lost = self.target.read_uncached(&mut probe, 0).is_err();
+            return IoFailure { lost, ..failure };
+        }
+        failure
     }
 
     fn target_reads_zero(&self, offset: u64, len: u64) -> bool {

@@ -301,6 +301,7 @@ mod tests {
             len: 512,
             errno: 0,
             message: "injected".into(),
+            lost: false,
         }
     }
 

@@ -410,6 +410,11 @@ impl Runner {
             ErrorPolicy::Enospc if failure.is_nospace() => ErrorAction::Stop,
             ErrorPolicy::Enospc => ErrorAction::Report,
         };
+        // A device that is gone fails every request until it is back:
+        // failing the job on what may be a server restart or a loose cable
+        // loses the work done; ask instead (Retry reconnects).
+        let action =
+            if failure.lost && action == ErrorAction::Report { ErrorAction::Stop } else { action };
         if self.machine.aborting()
             || (action == ErrorAction::Stop && self.machine.asking().is_some())
         {

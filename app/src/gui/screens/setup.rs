@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use eframe::egui::{self, RichText};
 use livemirror_core::Error;
-use livemirror_core::device::{BlockDevice, DeviceId};
+use livemirror_core::device::{BlockDevice, DeviceId, ImageFormat};
+use livemirror_core::flash::Compression;
 use livemirror_core::job::{self, CopyMode, ErrorPolicy, MirrorOptions, SyncMode};
 use livemirror_core::partition::{self, Fit, Relation};
 
@@ -28,6 +29,7 @@ use crate::gui::job::StartRequest;
 use crate::gui::paths;
 use crate::gui::settings::Settings;
 use crate::gui::theme;
+use crate::gui::widgets::nbd_entry::{self, NbdEntry};
 use crate::gui::widgets::share::ShareSettings;
 use crate::gui::widgets::speed::{self, SpeedControl};
 use crate::platform::disks::Disk;
@@ -92,6 +94,11 @@ impl Check {
         let (source_path, target_path) = (paths::resolve(source), paths::resolve(target));
         let (source, target) =
             (source_path.display().to_string(), target_path.display().to_string());
+        // A compressed image is a stream (the content is read: on the engine).
+        if let Some(problem) = stream_only(&source_path, &target_path) {
+            c.problems.push(problem);
+            return c;
+        }
         let listed = |p: &Path| disks.iter().find(|d| d.path == p);
         let src = match opener.open(&source_path, shared) {
             Ok(d) => Some(d),
@@ -125,8 +132,12 @@ impl Check {
                 }
                 _ => {
                     if let Some(s) = &src {
+                        let kind = match ImageFormat::of_new_name(&target_path) {
+                            ImageFormat::Qcow2 => "qcow2 image",
+                            ImageFormat::Raw => "image file",
+                        };
                         c.notes.push(format!(
-                            "A new image file will be created at {target}, {} like the source (sparse: it takes only the space of what is copied).",
+                            "A new {kind} will be created at {target}, {} like the source (sparse: it takes only the space of what is copied).",
                             human(s.len())
                         ));
                     }
@@ -270,6 +281,26 @@ impl BlockDevice for ListedSize {
 
 /// How a disk in the target list compares with the source, by size alone
 /// (the chosen pair's partitions are checked below the lists).
+/// What only `livemirror clone` writes, as a problem: a compressed image
+/// as the source (the window would copy its compressed bytes), or a new
+/// `.zst` image out.
+fn stream_only(source: &Path, target: &Path) -> Option<String> {
+    if let Some(format) = Compression::of_file(source) {
+        return Some(format!(
+            "The source is a {format}-compressed image: the window does not write compressed images yet (it would copy the compressed bytes). Run `livemirror clone {} TARGET`: it decompresses it as a stream onto the target and verifies it.",
+            source.display()
+        ));
+    }
+    let zst = target.extension().is_some_and(|e| e.eq_ignore_ascii_case("zst"));
+    (zst && !target.exists()).then(|| {
+        format!(
+            "A new .zst image is made by `livemirror clone {} {}`; the window makes raw images, and qcow2 when the name ends .qcow2.",
+            source.display(),
+            target.display()
+        )
+    })
+}
+
 fn compared_size(target: u64, source: u64) -> String {
     match target.cmp(&source) {
         std::cmp::Ordering::Equal => "the source's size".into(),
@@ -354,6 +385,8 @@ pub struct SetupScreen {
     /// options and share as loaded (the line goes once either is changed).
     remembered: Vec<String>,
     loaded: (MirrorOptions, ShareSettings),
+    /// The "Network disk (NBD)…" dialog, while open.
+    nbd: Option<NbdEntry>,
 }
 
 impl SetupScreen {
@@ -373,6 +406,7 @@ impl SetupScreen {
             nothing_picked: None,
             remembered: not_defaults(settings),
             loaded: (settings.options.clone(), settings.share.clone()),
+            nbd: None,
         }
     }
 
@@ -501,6 +535,17 @@ impl SetupScreen {
                 self.side_ui(&mut cols[0], Role::Source, listed, None, actions);
                 self.side_ui(&mut cols[1], Role::Target, listed, source_len, actions);
             });
+            if let Some(entry) = &mut self.nbd {
+                match entry.ui(ui.ctx()) {
+                    Some(nbd_entry::Outcome::Use(uri)) => {
+                        let role = entry.role;
+                        self.set(role, Path::new(&uri));
+                        self.nbd = None;
+                    }
+                    Some(nbd_entry::Outcome::Cancel) => self.nbd = None,
+                    None => {}
+                }
+            }
             ui.separator();
             self.remembered_ui(ui, actions);
             options_ui(ui, &mut self.options, &mut self.speed);
@@ -568,6 +613,9 @@ impl SetupScreen {
             }
             if role == Role::Target && ui.button("New image file…").clicked() {
                 actions.push(Action::PickFile { role, new_file: true });
+            }
+            if ui.button("Network disk (NBD)…").clicked() {
+                self.nbd = Some(NbdEntry::new(role));
             }
         });
         if let Some((r, new_file)) = self.nothing_picked

@@ -1,6 +1,8 @@
 //! The error prompt of the `stop` policy: a modal that names the side,
 //! the operation, the byte range and the OS's error text, and asks Retry,
-//! Ignore or Stop. The job is paused until one is pressed.
+//! Ignore or Stop. The job is paused until one is pressed. A device that is
+//! gone (a lost NBD connection, an unplugged disk) is said so, and asks
+//! only Retry (reconnect) or Stop: ignoring would only fail again.
 
 use eframe::egui::{self, RichText};
 use livemirror_core::IoFailure;
@@ -25,9 +27,12 @@ impl Prompt<'_> {
         let mut decision = None;
         egui::Modal::new(egui::Id::unique("error-prompt")).show(ctx, |ui| {
             ui.set_max_width(480.0);
-            ui.heading(
-                RichText::new(format!("The {} could not be {}", f.side, verb(f))).color(theme::BAD),
-            );
+            let heading = if f.lost {
+                format!("{} connection lost", capitalized(&f.side.to_string()))
+            } else {
+                format!("The {} could not be {}", f.side, verb(f))
+            };
+            ui.heading(RichText::new(heading).color(theme::BAD));
             ui.add_space(6.0);
             egui::Grid::new("prompt-facts").num_columns(2).show(ui, |ui| {
                 ui.label("Side");
@@ -47,15 +52,21 @@ impl Prompt<'_> {
             ui.label("The job is paused until you decide.");
             ui.add_space(6.0);
             ui.horizontal(|ui| {
-                if ui.button("Retry").on_hover_text("Try this range again now").clicked() {
+                let retry = if f.lost {
+                    "Reconnect and try this range again"
+                } else {
+                    "Try this range again now"
+                };
+                if ui.button("Retry").on_hover_text(retry).clicked() {
                     decision = Some(Decision::Retry);
                 }
-                if ui
-                    .button("Ignore")
-                    .on_hover_text(
-                        "Go on with the rest; this range stays dirty and is retried later",
-                    )
-                    .clicked()
+                if !f.lost
+                    && ui
+                        .button("Ignore")
+                        .on_hover_text(
+                            "Go on with the rest; this range stays dirty and is retried later",
+                        )
+                        .clicked()
                 {
                     decision = Some(Decision::Ignore);
                 }
@@ -70,6 +81,11 @@ impl Prompt<'_> {
         });
         decision
     }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }
 
 fn verb(f: &IoFailure) -> &'static str {

@@ -1,6 +1,7 @@
 //! The client side of the fixed newstyle handshake.
 //!
-//! In order: greeting, client flags, `NBD_OPT_STRUCTURED_REPLY` (a server
+//! In order: greeting, client flags, `NBD_OPT_STARTTLS` for an `nbds` URI
+//! (the rest then runs inside TLS), `NBD_OPT_STRUCTURED_REPLY` (a server
 //! without it is fine: simple replies then), `NBD_OPT_SET_META_CONTEXT`
 //! for `base:allocation` (only with structured replies; without it every
 //! range is reported as data), and `NBD_OPT_GO` asking for
@@ -11,6 +12,7 @@
 
 use std::io::{self, Read, Write};
 
+use super::tls::TlsSetup;
 use super::transport::Stream;
 use crate::nbd_proto::*;
 
@@ -62,6 +64,8 @@ pub(super) enum Refusal {
     Broken(String),
     /// The server said no (unknown export, policy, TLS required, …).
     Refused(String),
+    /// The TLS handshake failed (the server's certificate, most often).
+    Tls(io::Error),
 }
 
 impl From<io::Error> for Refusal {
@@ -73,8 +77,34 @@ impl From<io::Error> for Refusal {
 /// Option replies longer than this are not honest.
 const MAX_REPLY: u32 = 64 << 10;
 
-/// Negotiates `export` on a fresh connection.
-pub(super) fn negotiate(s: &mut Stream, export: &str) -> Result<Negotiated, Refusal> {
+/// Negotiates `export` on a fresh connection, in TLS when `tls` is given;
+/// returns the stream to use from now on (TLS wraps the plain one).
+pub(super) fn negotiate(
+    mut s: Stream,
+    export: &str,
+    tls: Option<&TlsSetup>,
+) -> Result<(Stream, Negotiated), Refusal> {
+    greet(&mut s)?;
+    if let Some(tls) = tls {
+        s = start_tls(s, tls)?;
+    }
+    let info = haggle(&mut s, export).map_err(|r| match r {
+        // In TLS 1.3 the server judges our certificate after our side of
+        // the handshake is done: a refusal shows as the connection ending.
+        Refusal::Io(e) if tls.is_some() => Refusal::Tls(io::Error::new(
+            e.kind(),
+            format!(
+                "the server ended the connection after the TLS handshake ({e}): servers do \
+                 that to a client without a certificate they accept (client-cert.pem)"
+            ),
+        )),
+        r => r,
+    })?;
+    Ok((s, info))
+}
+
+/// The server's greeting and our flags.
+fn greet(s: &mut Stream) -> Result<(), Refusal> {
     if read_u64(s)? != INIT_MAGIC {
         return Err(Refusal::Broken("not an NBD server (bad greeting)".into()));
     }
@@ -86,8 +116,24 @@ pub(super) fn negotiate(s: &mut Stream, export: &str) -> Result<Negotiated, Refu
         return Err(Refusal::Broken("the server does not do fixed newstyle negotiation".into()));
     }
     let no_zeroes = if server_flags & FLAG_NO_ZEROES != 0 { FLAG_C_NO_ZEROES } else { 0 };
-    s.write_all(&(FLAG_C_FIXED_NEWSTYLE | no_zeroes).to_be_bytes())?;
+    Ok(s.write_all(&(FLAG_C_FIXED_NEWSTYLE | no_zeroes).to_be_bytes())?)
+}
 
+/// `NBD_OPT_STARTTLS`, then the TLS handshake.
+fn start_tls(mut s: Stream, tls: &TlsSetup) -> Result<Stream, Refusal> {
+    send_option(&mut s, OPT_STARTTLS, &[])?;
+    match read_reply(&mut s, OPT_STARTTLS)? {
+        (REP_ACK, _) => s.start_tls(tls).map_err(Refusal::Tls),
+        (kind, d) if kind & REP_FLAG_ERROR != 0 => Err(Refusal::Refused(format!(
+            "the server does not offer TLS ({})",
+            refusal_text(kind, &d)
+        ))),
+        (kind, _) => Err(Refusal::Broken(format!("unexpected reply {kind:#x} to STARTTLS"))),
+    }
+}
+
+/// The options: structured replies, block status, GO.
+fn haggle(s: &mut Stream, export: &str) -> Result<Negotiated, Refusal> {
     send_option(s, OPT_STRUCTURED_REPLY, &[])?;
     let structured = match read_reply(s, OPT_STRUCTURED_REPLY)? {
         (REP_ACK, _) => true,
@@ -174,7 +220,9 @@ fn refusal_text(kind: u32, data: &[u8]) -> String {
     let meaning = match kind {
         REP_ERR_UNKNOWN => "no such export",
         REP_ERR_POLICY => "refused by the server's policy",
-        REP_ERR_TLS_REQD => "the server requires TLS, which livemirror does not speak",
+        REP_ERR_TLS_REQD => {
+            "the server requires TLS: write nbds:// (with ?tls-certificates=DIR) instead of nbd://"
+        }
         REP_ERR_PLATFORM => "not supported on the server's platform",
         REP_ERR_SHUTDOWN => "the server is shutting down",
         REP_ERR_BLOCK_SIZE_REQD => "the server requires block size negotiation",

@@ -14,15 +14,19 @@ use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use rustls::{ClientConnection, StreamOwned};
+
+use super::tls::TlsSetup;
 use super::uri::Address;
 use crate::device::Allocation;
 use crate::nbd_proto::*;
 
-/// A socket to a server, TCP or unix.
+/// A socket to a server, TCP or unix, plain or (after STARTTLS) in TLS.
 pub(super) enum Stream {
     Tcp(TcpStream),
     #[cfg(unix)]
     Unix(UnixStream),
+    Tls(Box<StreamOwned<ClientConnection, Stream>>),
 }
 
 impl Stream {
@@ -56,9 +60,22 @@ impl Stream {
         }
     }
 
+    /// Wraps this plain stream in TLS and completes the TLS handshake (the
+    /// server's certificate is checked here).
+    pub fn start_tls(self, tls: &TlsSetup) -> io::Result<Stream> {
+        let conn = ClientConnection::new(tls.config.clone(), tls.server_name.clone())
+            .map_err(io::Error::other)?;
+        let mut s = StreamOwned::new(conn, self);
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock)?;
+        }
+        Ok(Stream::Tls(Box::new(s)))
+    }
+
     /// Every read and write fails after `timeout` instead of waiting forever.
     pub fn set_timeout(&self, timeout: Duration) -> io::Result<()> {
         match self {
+            Stream::Tls(s) => s.sock.set_timeout(timeout),
             Stream::Tcp(s) => {
                 s.set_read_timeout(Some(timeout))?;
                 s.set_write_timeout(Some(timeout))
@@ -71,12 +88,18 @@ impl Stream {
         }
     }
 
-    fn shutdown(&self) {
+    fn shutdown(&mut self) {
         // Already closed by the peer is fine: we are leaving anyway.
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),
             #[cfg(unix)]
             Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tls(s) => {
+                s.conn.send_close_notify();
+                let _ = s.conn.complete_io(&mut s.sock);
+                s.sock.shutdown();
+                Ok(())
+            }
         };
     }
 }
@@ -87,6 +110,7 @@ impl Read for Stream {
             Stream::Tcp(s) => s.read(buf),
             #[cfg(unix)]
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -97,6 +121,7 @@ impl Write for Stream {
             Stream::Tcp(s) => s.write(buf),
             #[cfg(unix)]
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
@@ -105,6 +130,7 @@ impl Write for Stream {
             Stream::Tcp(s) => s.flush(),
             #[cfg(unix)]
             Stream::Unix(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
         }
     }
 }

@@ -5,10 +5,15 @@
 //! * `nbd+unix:///[EXPORT]?socket=PATH` — a unix socket; the authority
 //!   must be empty.
 //!
+//! * `nbds://…` and `nbds+unix://…` — the same over TLS (`NBD_OPT_STARTTLS`),
+//!   with libnbd's query parameters: `tls-certificates=DIR` (a directory
+//!   holding `ca-cert.pem`, and `client-cert.pem` with `client-key.pem` when
+//!   the server wants a client certificate; the names qemu and nbdkit use),
+//!   and `tls-hostname=NAME` (the name the server's certificate must carry;
+//!   the URI's host by default, `localhost` for a unix socket).
+//!
 //! The export name is everything after the first `/` of the path,
 //! percent-decoded (so `nbd://h/a%20b` names `a b`, as libnbd reads it).
-//! `nbds://` and `nbds+unix://` (TLS) are recognised and refused with a
-//! clear message: this client does not speak TLS.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -30,6 +35,17 @@ pub enum Address {
 pub struct NbdUri {
     pub address: Address,
     pub export: String,
+    /// TLS settings for `nbds://` and `nbds+unix://`; `None`: plain.
+    pub tls: Option<TlsParams>,
+}
+
+/// What an `nbds` URI says about TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct TlsParams {
+    /// `tls-certificates=DIR`; `None`: libnbd's default directories.
+    pub certificates: Option<PathBuf>,
+    /// `tls-hostname=NAME`: the name the server's certificate must carry.
+    pub hostname: Option<String>,
 }
 
 impl NbdUri {
@@ -44,12 +60,14 @@ impl NbdUri {
     pub fn parse(s: &str) -> Result<NbdUri, NbdError> {
         let bad = |why: &str| NbdError::Uri { uri: s.to_owned(), why: why.to_owned() };
         let (scheme, rest) = s.split_once("://").ok_or_else(|| bad("no scheme"))?;
-        let unix = match scheme {
-            "nbd" => false,
-            "nbd+unix" => true,
-            "nbds" | "nbds+unix" => return Err(NbdError::TlsUnsupported { uri: s.to_owned() }),
-            _ => return Err(bad("the scheme must be nbd or nbd+unix")),
+        let (unix, tls) = match scheme {
+            "nbd" => (false, None),
+            "nbd+unix" => (true, None),
+            "nbds" => (false, Some(TlsParams::default())),
+            "nbds+unix" => (true, Some(TlsParams::default())),
+            _ => return Err(bad("the scheme must be nbd, nbd+unix, nbds or nbds+unix")),
         };
+        let mut tls = tls;
         let (rest, query) = match rest.split_once('?') {
             Some((r, q)) => (r, Some(q)),
             None => (rest, None),
@@ -61,27 +79,45 @@ impl NbdUri {
         let export = percent_decode(path).ok_or_else(|| bad("bad %-escape in the export name"))?;
         let mut socket = None;
         for pair in query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("socket", v)) if unix => {
-                    let v = percent_decode(v).ok_or_else(|| bad("bad %-escape in socket"))?;
-                    socket = Some(PathBuf::from(v));
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| bad(&format!("unsupported query parameter {pair:?}")))?;
+            let value =
+                percent_decode(value).ok_or_else(|| bad(&format!("bad %-escape in {key}")))?;
+            match (key, tls.as_mut()) {
+                ("socket", _) if unix => socket = Some(PathBuf::from(value)),
+                ("tls-certificates", Some(t)) => t.certificates = Some(PathBuf::from(value)),
+                ("tls-hostname", Some(t)) => t.hostname = Some(value),
+                ("tls-certificates" | "tls-hostname", None) => {
+                    return Err(bad(&format!("{key} needs TLS: write nbds:// or nbds+unix://")));
                 }
                 _ => return Err(bad(&format!("unsupported query parameter {pair:?}"))),
             }
         }
         let address = if unix {
             if !authority.is_empty() {
-                return Err(bad("nbd+unix:// takes no host: write nbd+unix:///EXPORT?socket=PATH"));
+                return Err(bad(&format!(
+                    "{scheme}:// takes no host: write {scheme}:///EXPORT?socket=PATH"
+                )));
             }
-            Address::Unix(socket.ok_or_else(|| bad("nbd+unix:// needs ?socket=PATH"))?)
+            Address::Unix(socket.ok_or_else(|| bad(&format!("{scheme}:// needs ?socket=PATH")))?)
         } else {
             let (host, port) = split_host_port(authority).ok_or_else(|| bad("bad host or port"))?;
             if host.is_empty() {
-                return Err(bad("nbd:// needs a host"));
+                return Err(bad(&format!("{scheme}:// needs a host")));
             }
             Address::Tcp { host, port }
         };
-        Ok(NbdUri { address, export })
+        Ok(NbdUri { address, export, tls })
+    }
+
+    /// The name the server's certificate must carry (TLS only).
+    pub fn tls_hostname(&self) -> String {
+        let asked = self.tls.as_ref().and_then(|t| t.hostname.clone());
+        asked.unwrap_or_else(|| match &self.address {
+            Address::Tcp { host, .. } => host.clone(),
+            Address::Unix(_) => "localhost".to_owned(),
+        })
     }
 }
 
@@ -120,15 +156,30 @@ fn percent_decode(s: &str) -> Option<String> {
 
 impl fmt::Display for NbdUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = if self.tls.is_some() { "s" } else { "" };
+        let mut query = Vec::new();
         match &self.address {
             Address::Tcp { host, port } if host.contains(':') => {
-                write!(f, "nbd://[{host}]:{port}/{}", self.export)
+                write!(f, "nbd{s}://[{host}]:{port}/{}", self.export)?
             }
-            Address::Tcp { host, port } => write!(f, "nbd://{host}:{port}/{}", self.export),
+            Address::Tcp { host, port } => write!(f, "nbd{s}://{host}:{port}/{}", self.export)?,
             Address::Unix(path) => {
-                write!(f, "nbd+unix:///{}?socket={}", self.export, path.display())
+                write!(f, "nbd{s}+unix:///{}", self.export)?;
+                query.push(format!("socket={}", path.display()));
             }
         }
+        if let Some(tls) = &self.tls {
+            if let Some(dir) = &tls.certificates {
+                query.push(format!("tls-certificates={}", dir.display()));
+            }
+            if let Some(name) = &tls.hostname {
+                query.push(format!("tls-hostname={name}"));
+            }
+        }
+        if !query.is_empty() {
+            write!(f, "?{}", query.join("&"))?;
+        }
+        Ok(())
     }
 }
 
@@ -137,7 +188,11 @@ mod tests {
     use super::*;
 
     fn tcp(host: &str, port: u16, export: &str) -> NbdUri {
-        NbdUri { address: Address::Tcp { host: host.into(), port }, export: export.into() }
+        NbdUri {
+            address: Address::Tcp { host: host.into(), port },
+            export: export.into(),
+            tls: None,
+        }
     }
 
     #[test]
@@ -160,7 +215,13 @@ mod tests {
 
     #[test]
     fn display_parses_back_to_the_same_uri() {
-        for s in ["nbd://h:1/e", "nbd://[::1]:2/", "nbd+unix:///d?socket=/s"] {
+        for s in [
+            "nbd://h:1/e",
+            "nbd://[::1]:2/",
+            "nbd+unix:///d?socket=/s",
+            "nbds://h:3/e?tls-certificates=/etc/pki/x",
+            "nbds+unix:///d?socket=/s&tls-certificates=/c&tls-hostname=srv",
+        ] {
             let u = NbdUri::parse(s).unwrap();
             assert_eq!(NbdUri::parse(&u.to_string()).unwrap(), u, "{s}");
         }
@@ -175,6 +236,8 @@ mod tests {
             ("nbd://h:port/x", "bad host or port"),
             ("nbd://h/x?socket=/s", "unsupported query"),
             ("nbd://h/%zz", "%-escape"),
+            ("nbd://h/x?tls-certificates=/c", "needs TLS"),
+            ("nbds+unix:///x", "needs ?socket"),
         ] {
             let err = NbdUri::parse(s).unwrap_err().to_string();
             assert!(err.contains(why) && err.contains(s), "{s}: {err}");
@@ -182,11 +245,19 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_recognised_and_refused_clearly() {
+    fn tls_forms_as_libnbd_writes_them() {
         assert!(NbdUri::looks_like("nbds://h/x"));
-        let err = NbdUri::parse("nbds://h/x").unwrap_err();
-        assert!(matches!(err, NbdError::TlsUnsupported { .. }));
-        assert!(err.to_string().contains("TLS"), "{err}");
+        let u = NbdUri::parse("nbds://h/x?tls-certificates=/etc/pki/a%20b").unwrap();
+        assert_eq!(u.address, Address::Tcp { host: "h".into(), port: DEFAULT_PORT });
+        let tls = u.tls.as_ref().unwrap();
+        assert_eq!(tls.certificates.as_deref(), Some(std::path::Path::new("/etc/pki/a b")));
+        assert_eq!(u.tls_hostname(), "h");
+        let u = NbdUri::parse("nbds+unix:///?socket=/s&tls-hostname=server.example").unwrap();
+        assert_eq!(u.tls.as_ref().unwrap().certificates, None);
+        assert_eq!(u.tls_hostname(), "server.example");
+        let u = NbdUri::parse("nbds+unix:///?socket=/s").unwrap();
+        assert_eq!(u.tls_hostname(), "localhost");
+        assert_eq!(NbdUri::parse("nbd://h/x").unwrap().tls, None);
     }
 
     #[test]
