@@ -4,7 +4,7 @@
 //! source, and it cannot be read at random.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +19,7 @@ use super::clone::CloneArgs;
 use super::progress::terminal_bar;
 use super::{EXIT_CANCELLED, EXIT_FAILED, fail};
 use crate::platform::privileged;
+use crate::session::target;
 use crate::text::human;
 use crate::text::json::named_line;
 
@@ -95,7 +96,7 @@ pub enum Packer {
 /// The image out `clone` makes of its target, if it makes one: a new
 /// `….zst`, or a new qcow2 with `--compress`. `--compress` with any other
 /// target is refused before anything is touched.
-pub fn packer(args: &CloneArgs) -> Result<Option<Packer>, String> {
+pub fn packer(args: &CloneArgs) -> Result<Option<Packer>, TargetError> {
     if is_new_zst(&args.target) {
         return Ok(Some(Packer::Zstd));
     }
@@ -107,15 +108,11 @@ pub fn packer(args: &CloneArgs) -> Result<Option<Packer>, String> {
         Some(format) => format == ImageFormat::Qcow2,
         None => ImageFormat::of_new_name(path) == ImageFormat::Qcow2,
     };
-    if privileged::nbd_uri(path).is_some() || path.exists() || !qcow2 {
-        return Err(format!(
-            "--compress makes a new qcow2 image (a target that does not exist, named .qcow2 or \
-             with --target-format qcow2); {} is not one (a new .img.zst is compressed anyway)",
-            path.display()
-        ));
+    if target::exists(path) || !qcow2 {
+        return Err(TargetError::CompressNotNewQcow2 { path: path.clone() });
     }
     if args.formats.target_backing.is_some() {
-        return Err("--compress makes a standalone image: it takes no --target-backing".into());
+        return Err(TargetError::CompressWithBacking);
     }
     Ok(Some(Packer::Qcow2))
 }
@@ -194,7 +191,7 @@ async fn run_blocking(
 /// image out as a zstd stream.
 pub fn is_new_zst(target: &Path) -> bool {
     let zst = target.extension().is_some_and(|e| e.eq_ignore_ascii_case("zst"));
-    zst && privileged::nbd_uri(target).is_none() && !target.exists()
+    zst && !target::exists(target)
 }
 
 /// The first option given that only a mirror job can honour.
@@ -212,12 +209,12 @@ fn live_only_flag(args: &CloneArgs) -> Option<&'static str> {
 
 /// An existing target (disk, image, export) is written as it is; a new one
 /// is a raw image grown as the stream arrives. True when made here.
-fn open_target(args: &CloneArgs, format: Compression) -> Result<(Target, bool), String> {
+fn open_target(args: &CloneArgs, format: Compression) -> Result<(Target, bool), TargetError> {
     let path = &args.target;
-    if privileged::nbd_uri(path).is_some() || path.exists() {
+    if target::exists(path) {
         let opts = args.cache.target(false, args.mirror.copy_mode);
         let asked = args.formats.target_format();
-        let dev = privileged::open_as(path, opts, asked).map_err(|e| e.to_string())?;
+        let dev = privileged::open_as(path, opts, asked)?;
         refuse_same_or_mounted(&args.source, &*dev)?;
         return Ok((Target::Device(dev), false));
     }
@@ -225,19 +222,40 @@ fn open_target(args: &CloneArgs, format: Compression) -> Result<(Target, bool), 
         || (args.formats.target_format().is_none()
             && ImageFormat::of_new_name(path) == ImageFormat::Qcow2);
     if qcow2 {
-        return Err(format!(
-            "a new qcow2 image needs its size before the first byte, which a {format} stream \
-             does not give: write the image to a raw file (or a disk) and clone that to qcow2"
-        ));
+        return Err(TargetError::NewQcow2FromStream { compression: format });
     }
     Ok((Target::NewFile(path.clone()), true))
 }
 
 /// The mirror job's own refusals: the compressed file itself, or a disk
 /// with a mounted filesystem.
-fn refuse_same_or_mounted(source: &Path, target: &dyn BlockDevice) -> Result<(), String> {
-    let source = OpenOptions::new().open(source).map_err(|e| format!("source: {e}"))?;
-    livemirror_core::job::refuse_same_or_mounted(&source, target).map_err(|e| e.to_string())
+fn refuse_same_or_mounted(source: &Path, target: &dyn BlockDevice) -> Result<(), TargetError> {
+    let source = OpenOptions::new().open(source).map_err(TargetError::Source)?;
+    Ok(livemirror_core::job::refuse_same_or_mounted(&source, target)?)
+}
+
+/// Why an image out or a flash cannot write its target.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error(
+        "--compress makes a new qcow2 image (a target that does not exist, named .qcow2 or \
+         with --target-format qcow2); {} is not one (a new .img.zst is compressed anyway)",
+        path.display()
+    )]
+    CompressNotNewQcow2 { path: PathBuf },
+    #[error("--compress makes a standalone image: it takes no --target-backing")]
+    CompressWithBacking,
+    #[error(
+        "a new qcow2 image needs its size before the first byte, which a {compression} stream \
+         does not give: write the image to a raw file (or a disk) and clone that to qcow2"
+    )]
+    NewQcow2FromStream { compression: Compression },
+    #[error(transparent)]
+    Open(#[from] privileged::OpenError),
+    #[error("source: {0}")]
+    Source(livemirror_core::Error),
+    #[error(transparent)]
+    Refused(#[from] livemirror_core::Error),
 }
 
 /// The last word: `said` words a success (from the result and seconds

@@ -7,10 +7,11 @@
 
 use std::sync::mpsc;
 
-use eframe::egui::{self, Color32, RichText};
-use livemirror_core::device::{BlockDevice, NbdDevice};
+use eframe::egui::{self, RichText};
+use livemirror_core::device::{BlockDevice, NbdDevice, NbdError};
 
 use crate::gui::app::Role;
+use crate::gui::theme;
 use crate::text::human;
 
 /// The dialog for one side.
@@ -23,8 +24,8 @@ pub struct NbdEntry {
 /// A connection attempt: under way until its answer arrives.
 struct Connecting {
     uri: String,
-    answer: mpsc::Receiver<Result<String, String>>,
-    got: Option<Result<String, String>>,
+    answer: mpsc::Receiver<Result<String, NbdError>>,
+    got: Option<Result<String, NbdError>>,
 }
 
 /// What the dialog asks of the screen.
@@ -48,7 +49,7 @@ impl NbdEntry {
         std::thread::spawn(move || {
             let answer = NbdDevice::open_uri(&uri, write).map(|dev| describe(&dev, write));
             // The dialog may be gone: then nobody needs the answer.
-            let _ = tx.send(answer.map_err(|e| e.to_string()));
+            let _ = tx.send(answer);
             ctx.request_repaint();
         });
     }
@@ -84,7 +85,7 @@ impl NbdEntry {
             edit.labelled_by(label.id);
             let typed = self.uri.trim().to_owned();
             let connecting = self.check.as_ref().is_some_and(|c| c.got.is_none());
-            let current = self.check.as_ref().filter(|c| c.uri == typed).map(|c| c.got.clone());
+            let current = self.check.as_ref().filter(|c| c.uri == typed).map(|c| c.got.as_ref());
             let usable = matches!(current, Some(Some(Ok(_))));
             match current {
                 Some(None) => {
@@ -94,10 +95,10 @@ impl NbdEntry {
                     });
                 }
                 Some(Some(Ok(said))) => {
-                    ui.label(RichText::new(said).color(Color32::from_rgb(0x3c, 0xb3, 0x71)));
+                    ui.label(RichText::new(said).color(theme::GOOD));
                 }
                 Some(Some(Err(e))) => {
-                    ui.label(RichText::new(e).color(Color32::from_rgb(0xe5, 0x48, 0x4d)));
+                    ui.label(RichText::new(e.to_string()).color(theme::BAD));
                 }
                 None => {}
             }

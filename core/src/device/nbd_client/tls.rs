@@ -28,27 +28,27 @@ pub(super) struct TlsSetup {
     pub server_name: ServerName<'static>,
 }
 
-/// The directory the certificates are read from.
-fn certificate_dir(uri: &NbdUri) -> Result<PathBuf, String> {
+/// The directory the certificates are read from: the URI's, else the
+/// first of libnbd's defaults that holds a CA certificate.
+fn certificate_dir(uri: &NbdUri) -> Option<PathBuf> {
     if let Some(dir) = uri.tls.as_ref().and_then(|t| t.certificates.clone()) {
-        return Ok(dir);
+        return Some(dir);
     }
     let home = std::env::var_os("HOME").map(|h| Path::new(&h).join(".pki/libnbd"));
     home.into_iter()
         .chain([PathBuf::from("/etc/pki/libnbd")])
         .find(|d| d.join("ca-cert.pem").exists())
-        .ok_or_else(|| {
-            "no certificates: add ?tls-certificates=DIR (a directory with ca-cert.pem, \
-             and client-cert.pem and client-key.pem if the server checks clients), \
-             or put them in ~/.pki/libnbd or /etc/pki/libnbd"
-                .to_owned()
-        })
 }
+
+/// What to do when no directory was given and none of the defaults exists.
+const NO_CERTIFICATES: &str = "no certificates: add ?tls-certificates=DIR (a directory with \
+     ca-cert.pem, and client-cert.pem and client-key.pem if the server checks clients), or put \
+     them in ~/.pki/libnbd or /etc/pki/libnbd";
 
 /// Reads the certificates for `uri` and builds the client configuration.
 pub(super) fn setup(uri: &NbdUri) -> Result<TlsSetup, NbdError> {
     let bad = |why: String| NbdError::Tls { uri: uri.to_string(), why };
-    let dir = certificate_dir(uri).map_err(bad)?;
+    let dir = certificate_dir(uri).ok_or_else(|| bad(NO_CERTIFICATES.to_owned()))?;
     let file = |name: &str| dir.join(name);
     let pem_error = |path: &Path, e: rustls::pki_types::pem::Error| {
         bad(format!("cannot read {}: {e}", path.display()))
