@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 use eframe::egui::{self, Color32, Mesh, Rect, Sense, Vec2, vec2};
 use livemirror_core::chunkmap::CellState;
 use livemirror_core::device::BlockDevice;
-use livemirror_core::verify;
+use livemirror_core::verify::{self, Reading};
 
 use super::heatmap::{grid, state_color};
 
@@ -102,10 +102,11 @@ pub fn run(source: &dyn BlockDevice, target: &dyn BlockDevice, map: &VerifyMap) 
             return Found::Skipped;
         }
         let step = at..(at + STEP).min(map.len);
-        let found = verify::compare(source, target, std::slice::from_ref(&step), |d| {
-            first.get_or_insert(d.offset);
-            map.mark(&(d.offset..d.end()), DIFFERENT);
-        });
+        let found =
+            verify::compare(source, target, Some(step.clone()).into_iter(), Reading::Medium, |d| {
+                first.get_or_insert(d.offset);
+                map.mark(&(d.offset..d.end()), DIFFERENT);
+            });
         if let Err(e) = found {
             return Found::Error(e.to_string());
         }
