@@ -393,3 +393,85 @@ fn completed_reports_what_was_written_and_how_long_it_took() {
     assert!(c["duration_s"].as_f64().unwrap() > 0.0, "{c}");
     assert!(!state.exists(), "--no-state writes nothing");
 }
+
+#[test]
+fn a_served_target_written_after_complete_is_resynced_from_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let total = 32 * MIB;
+    let (src, dst, state) =
+        (dir.path().join("src.img"), dir.path().join("dst.img"), dir.path().join("state"));
+    std::fs::write(&src, pattern(total as usize, 11)).unwrap();
+    // Last modified an hour ago: nothing but livemirror touches it since.
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(&src).unwrap().set_modified(hour_ago).unwrap();
+    let (mut child, mut events, mut c) = serve(dir.path(), &src, &dst, &state, &[]);
+    c.event("READY");
+    assert_eq!(c.ask(json!({"execute": "complete"}))["return"], json!({}));
+    events.until("COMPLETED", |_| true);
+    // Served after Complete, the export writes the target: 5 blocks, one
+    // across a chunk boundary.
+    let block = 64 * 1024;
+    let offsets = [0, 3 * MIB, 17 * MIB + 4096, 20 * MIB, total - block];
+    for (i, at) in offsets.iter().enumerate() {
+        write_through(dir.path(), *at, 0x40 + i as u8);
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let err = stderr_of(&mut child);
+    assert!(err.contains("written to the target since the mirror completed, recorded"), "{err}");
+    livemirror_tests::tools::assert_different(&src, &dst);
+
+    let (events, err, code) = clone(&src, &dst, &state, &["--resync"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("re-sync: ") && err.contains("from its state file"), "{err}");
+    let copied = done_bytes(event(&events, "COMPLETED"));
+    // Each write rounded out to the 64 KiB chunks it touches.
+    let written = offsets.len() as u64 * block;
+    assert!(copied >= written && copied <= written + block, "copied {copied}, written {written}");
+    assert_identical(&src, &dst);
+
+    // The record is used once; without it, --resync compares (and finds nothing).
+    let (events, err, code) = clone(&src, &dst, &state, &["--resync"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("from its state file"), "{err}");
+    assert_eq!(done_bytes(event(&events, "COMPLETED")), 0);
+}
+
+#[test]
+fn a_record_of_writes_since_complete_is_not_trusted_when_the_target_changed_or_serve_was_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let total = 16 * MIB;
+    let (src, dst, state) =
+        (dir.path().join("src.img"), dir.path().join("dst.img"), dir.path().join("state"));
+    std::fs::write(&src, pattern(total as usize, 12)).unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(&src).unwrap().set_modified(hour_ago).unwrap();
+    for kill in [false, true] {
+        let _ = std::fs::remove_file(&dst);
+        let (mut child, mut events, mut c) = serve(dir.path(), &src, &dst, &state, &[]);
+        c.event("READY");
+        assert_eq!(c.ask(json!({"execute": "complete"}))["return"], json!({}));
+        events.until("COMPLETED", |_| true);
+        write_through(dir.path(), MIB, 0x21);
+        if kill {
+            sigkill(&mut child);
+        } else {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            assert!(child.wait().unwrap().success());
+            // Written around livemirror after serving stopped.
+            let f = std::fs::File::options().write(true).open(&dst).unwrap();
+            std::os::unix::fs::FileExt::write_all_at(&f, &[0x99; 4096], 5 * MIB).unwrap();
+        }
+        let (events, err, code) = clone(&src, &dst, &state, &["--resync"]);
+        assert_eq!(code, 0, "{err}");
+        let why =
+            if kill { "still being served" } else { "the target may have been written since" };
+        assert!(err.contains(why) && err.contains("--resync compares"), "{err}");
+        let copied = done_bytes(event(&events, "COMPLETED"));
+        let expect = if kill { 64 * 1024 } else { 2 * 64 * 1024 };
+        assert_eq!(copied, expect, "the compare pass finds each changed chunk: {err}");
+        assert_identical(&src, &dst);
+    }
+}

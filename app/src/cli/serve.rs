@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::Args;
 use livemirror_core::device::BlockDevice;
 use livemirror_core::job::{self, JobEvent, JobHandle, Outcome, Tracking};
-use livemirror_core::live::LiveSource;
+use livemirror_core::live::{LiveSource, WriteLog};
 use livemirror_core::nbd::Endpoint;
 use tokio::sync::broadcast;
 
@@ -89,7 +89,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     };
     let (stop_control, stopped) = tokio::sync::watch::channel(false);
     let control_task = match (control, &job) {
-        (Some(listener), Some((job, _, _))) => {
+        (Some(listener), Some((job, _, _, _))) => {
             Some(tokio::spawn(crate::control::serve(listener, job.clone(), stopped)))
         }
         _ => None,
@@ -101,7 +101,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         args.nbd,
         share.endpoint().uri()
     );
-    let follower = job.map(|(job, events, target)| {
+    let follower = job.map(|(job, events, target, record)| {
         let how = Follow {
             complete_when_ready: false,
             cancel_on_ctrl_c: false,
@@ -114,15 +114,16 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             reporter.finish(&handle.status(), &outcome, handle.fit());
             outcome
         });
-        (job, task, target)
+        (job, task, target, record)
     });
 
     stop_signal().await;
     let mut code = ExitCode::SUCCESS;
     let mut consistent = None;
+    let mut completed = None;
     match follower {
         None => eprintln!("\ninterrupted: stopping"),
-        Some((job, mut task, target)) => {
+        Some((job, mut task, target, record)) => {
             // Cancel is consistent after ready; a second signal forces it.
             // A job that already ended has nothing to cancel.
             if job.status().outcome.is_some() {
@@ -139,9 +140,11 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             };
             match outcome {
                 Ok(Outcome::Failed { .. }) => code = ExitCode::from(super::EXIT_FAILED),
-                Ok(Outcome::Completed { .. } | Outcome::Cancelled { consistent: true }) => {
+                Ok(Outcome::Completed { .. }) => {
+                    completed = record.map(|r| (r, target.clone()));
                     consistent = Some((job, target))
                 }
+                Ok(Outcome::Cancelled { consistent: true }) => consistent = Some((job, target)),
                 _ => {}
             }
         }
@@ -154,6 +157,20 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     share.stop().await;
     if let Some(path) = &args.control {
         let _ = std::fs::remove_file(path);
+    }
+    // No client writes any more: what the target took since Complete is
+    // all in the log.
+    if let (Some((record, target)), Some(dst)) = (completed, args.mirror_to.clone()) {
+        let src = args.source.clone();
+        let recorded = tokio::task::spawn_blocking(move || {
+            resume::finish_serving(&record.path, &record.log, &*target, &src, &dst)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        match recorded {
+            Ok(line) => eprintln!("{line}"),
+            Err(why) => eprintln!("writes since Complete not recorded: {why}"),
+        }
     }
     // Only now that no client is served: while the export kept the source's
     // size, a table for the target's size would have looked broken to them.
@@ -204,8 +221,15 @@ async fn stop_signal() {
     }
 }
 
-/// A started job, its first event subscription, and its target.
-type Started = (JobHandle, broadcast::Receiver<JobEvent>, Arc<dyn BlockDevice>);
+/// A started job, its first event subscription, its target, and where it
+/// records what the target takes after Complete.
+type Started = (JobHandle, broadcast::Receiver<JobEvent>, Arc<dyn BlockDevice>, Option<Record>);
+
+/// A served mirror's state file and the log of writes after Complete.
+struct Record {
+    path: PathBuf,
+    log: Arc<WriteLog>,
+}
 
 fn start_job(
     live: &Arc<LiveSource>,
@@ -234,7 +258,14 @@ fn start_job(
         Pair { source_path: &args.source, source: &*source, target_path: dst, target: &*target };
     let plan = resume::plan_for(&pair, &mut options, args.state, created, false);
     resume::announce(&plan, args.json);
-    let persist = plan.persist;
+    // After Complete the export serves the target: what its clients write
+    // is noted, for a later `clone SRC DST --resync`.
+    let mut persist = plan.persist;
+    let record = persist.as_mut().map(|p| {
+        let log = WriteLog::new();
+        p.write_log = Some(log.clone());
+        Record { path: p.path.clone(), log }
+    });
     let (job, events) = job::start_persisted(live.clone(), target.clone(), options, persist)
         .map_err(|e| {
             if created {
@@ -242,5 +273,5 @@ fn start_job(
             }
             e.to_string()
         })?;
-    Ok((job, events, target))
+    Ok((job, events, target, record))
 }

@@ -29,7 +29,7 @@ use super::tracker::{Pick, Tracker};
 use crate::buffer::BufferPool;
 use crate::device::BlockDevice;
 use crate::error::{Error, IoFailure, IoOperation, JobFailure, Side};
-use crate::live::LiveSource;
+use crate::live::{LiveSource, WriteLog};
 use crate::ratelimit::RateLimiter;
 
 /// How often progress is published and write heat decays.
@@ -134,6 +134,8 @@ pub(super) struct Runner {
     saver: Option<Saver>,
     /// The saved map this job starts from, until `populate` takes it.
     resume: Option<Resume>,
+    /// Notes the writes the target takes after the pivot, when asked.
+    write_log: Option<Arc<WriteLog>>,
     /// A save failed and was reported; reset by the next that succeeds.
     save_failed: bool,
     /// What the last completed save says is left.
@@ -150,6 +152,7 @@ impl Runner {
             .map(|p| Saver::new(p, s.opts.clone(), s.tracker.clone(), s.target.clone()));
         Runner {
             saver,
+            write_log: s.persist.as_ref().and_then(|p| p.write_log.clone()),
             resume: s.persist.and_then(|p| p.resume),
             save_failed: false,
             saved_remaining: None,
@@ -522,7 +525,11 @@ impl Runner {
             }
             InSync::StayReady | InSync::HoldWriters => None,
             InSync::End(Ending::Pivot) => {
-                self.live.pivot(self.ctx.target.clone());
+                let log = self.write_log.clone();
+                if let Some(log) = &log {
+                    log.begin(self.tracker.geometry);
+                }
+                self.live.pivot(self.ctx.target.clone(), log);
                 Some(Outcome::Completed { proof: self.proof() })
             }
             InSync::End(Ending::Consistent) => Some(Outcome::Cancelled { consistent: true }),
@@ -751,7 +758,7 @@ impl Runner {
         // a hung target: the last save that completed stays, true as ever.
         if let Some(saver) = self.saver.take().filter(|_| !abandon) {
             let saved = match &outcome {
-                Outcome::Completed { .. } => saver.completed().await,
+                Outcome::Completed { .. } => saver.completed(self.write_log.is_some()).await,
                 _ => saver.last_save(state).await,
             };
             if let Err(e) = saved {
