@@ -89,8 +89,14 @@ pub enum Use<'a> {
 /// Finds the pair's saved job and decides whether this job goes on from it.
 /// May set `options.granularity` to the saved job's.
 pub fn plan(pair: &Pair, options: &mut MirrorOptions, how: Use) -> Plan {
+    plan_in(state_dir().as_deref(), pair, options, how)
+}
+
+/// [`plan`] with the state files in `dir` (the window's tests keep theirs
+/// apart).
+pub fn plan_in(dir: Option<&Path>, pair: &Pair, options: &mut MirrorOptions, how: Use) -> Plan {
     let mut plan = Plan::default();
-    let Some(dir) = state_dir() else {
+    let Some(dir) = dir else {
         plan.lines.push("no state directory here: this job could not be resumed".into());
         return plan;
     };
@@ -264,6 +270,45 @@ pub fn plan_for(
         Use::Resume
     };
     plan(pair, options, how)
+}
+
+/// An unfinished job's state file, as the window lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unfinished {
+    pub file: PathBuf,
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub options: MirrorOptions,
+    /// Bytes the map says are left, of `total`.
+    pub remaining: u64,
+    pub total: u64,
+}
+
+/// The unfinished jobs in `dir`, oldest first: files that read whole and
+/// belong to a job that did not complete (a file that cannot be read is
+/// left for the job of its pair to discard, saying why).
+pub fn unfinished(dir: &Path) -> Vec<Unfinished> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut jobs: Vec<(u64, Unfinished)> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "state"))
+        .filter_map(|file| {
+            let saved = persist::load(&file).ok().filter(|s| s.header.since_complete.is_none())?;
+            let h = &saved.header;
+            let job = Unfinished {
+                source: PathBuf::from(&h.identity.source.path),
+                target: PathBuf::from(&h.identity.target.path),
+                options: h.options.clone(),
+                remaining: saved.remaining(),
+                total: h.copy_len,
+                file,
+            };
+            Some((h.saved_at_ms, job))
+        })
+        .collect();
+    jobs.sort_by_key(|(at, _)| *at);
+    jobs.into_iter().map(|(_, j)| j).collect()
 }
 
 /// Says what was decided: the lines on stderr, and with `json` a

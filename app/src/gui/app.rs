@@ -20,8 +20,10 @@ use super::running::RunningScreen;
 use super::session::{self, Session, StartRequest};
 use super::settings::Settings;
 use super::setup::SetupScreen;
+use super::share::ShareSettings;
 use super::verify::{self, Found, VerifyMap};
-use super::{Launch, log, paths};
+use super::{Launch, log, paths, unfinished};
+use crate::resume::{self, Unfinished};
 use crate::share::Share;
 use crate::sizes::{self, Fixed};
 use crate::text;
@@ -64,6 +66,10 @@ pub enum Action {
     NewSetup,
     /// "Reset to defaults": the remembered settings forgotten (not the window size).
     ResetSettings,
+    /// An unfinished job (by its place in the list) started again.
+    ResumeUnfinished(usize),
+    /// An unfinished job's state forgotten.
+    DiscardUnfinished(usize),
 }
 
 /// A share that outlived its session ("Start another" kept it serving).
@@ -94,6 +100,8 @@ pub struct Env {
     pub settings_path: Option<PathBuf>,
     /// Whether the desktop has a file dialog to show ([`browse::system_dialog`]).
     pub system_dialog: fn() -> bool,
+    /// Where jobs keep their state ([`crate::resume`]); none: they keep none.
+    pub state_dir: Option<PathBuf>,
 }
 
 enum Screen {
@@ -109,6 +117,8 @@ pub struct LiveMirrorApp {
     engine: Engine,
     settings: Settings,
     disks: Vec<Disk>,
+    /// Jobs that stopped before the end, listed on the Setup screen.
+    unfinished: Vec<Unfinished>,
     screen: Screen,
     session: Option<Session>,
     starting: Option<Pending<Result<Session, String>>>,
@@ -139,6 +149,7 @@ impl LiveMirrorApp {
         let settings = env.settings_path.as_deref().map(Settings::load).unwrap_or_default();
         let engine = Engine::new()?;
         let disks = (env.list_disks)();
+        let unfinished = env.state_dir.as_deref().map(resume::unfinished).unwrap_or_default();
         let (screen, starting) = match launch {
             Launch::Setup { source, target } => {
                 (Screen::Setup(Box::new(SetupScreen::new(&settings, source, target))), None)
@@ -156,6 +167,7 @@ impl LiveMirrorApp {
             engine,
             settings,
             disks,
+            unfinished,
             screen,
             session: None,
             starting,
@@ -457,11 +469,12 @@ impl LiveMirrorApp {
                 self.save_settings();
                 let (opener, c) = (self.env.opener.clone(), ctx.clone());
                 let unsharing = self.unsharing.take();
+                let state_dir = self.env.state_dir.clone();
                 self.starting = Some(self.engine.blocking(ctx, move || {
                     if let Some(closing) = unsharing {
                         closing.wait();
                     }
-                    session::start(&*opener, req, c)
+                    session::start(&*opener, req, state_dir.as_deref(), c)
                 }));
             }
             Action::Job(cmd) => {
@@ -546,6 +559,26 @@ impl LiveMirrorApp {
                     s.reset(&self.settings);
                 }
             }
+            Action::ResumeUnfinished(i) => {
+                let Some(job) = self.unfinished.get(i) else { return };
+                let req = StartRequest {
+                    source: job.source.clone(),
+                    target: job.target.clone(),
+                    options: job.options.clone(),
+                    share: ShareSettings { enabled: false, ..self.settings.share.clone() },
+                    grow_last_partition: false,
+                };
+                self.unfinished.clear();
+                self.apply(Action::Start(req), ctx);
+            }
+            Action::DiscardUnfinished(i) => {
+                if let Some(job) = self.unfinished.get(i)
+                    && let Err(e) = livemirror_core::persist::remove(&job.file)
+                {
+                    eprintln!("livemirror: cannot remove {}: {e}", job.file.display());
+                }
+                self.refresh_unfinished();
+            }
             Action::NewSetup => {
                 if let Some(mut s) = self.session.take()
                     && let Some(share) = s.share.take()
@@ -559,9 +592,14 @@ impl LiveMirrorApp {
                 self.verifying = None;
                 self.fixing = None;
                 self.disks = (self.env.list_disks)();
+                self.refresh_unfinished();
                 self.screen = Screen::Setup(Box::new(SetupScreen::new(&self.settings, None, None)));
             }
         }
+    }
+
+    fn refresh_unfinished(&mut self) {
+        self.unfinished = self.env.state_dir.as_deref().map(resume::unfinished).unwrap_or_default();
     }
 
     fn save_settings(&self) {
@@ -600,7 +638,10 @@ impl LiveMirrorApp {
         egui::CentralPanel::default().show(ui, |ui| {
             self.kept_ui(ui, actions);
             match (&mut self.screen, &self.session) {
-                (Screen::Setup(s), _) => s.ui(ui, &*self.env.opener, &self.disks, actions),
+                (Screen::Setup(s), _) => {
+                    unfinished::ui(ui, &self.unfinished, actions);
+                    s.ui(ui, &*self.env.opener, &self.disks, actions)
+                }
                 (Screen::Preparing, _) => {
                     ui.horizontal(|ui| {
                         ui.spinner();

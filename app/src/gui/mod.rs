@@ -26,6 +26,9 @@ mod share;
 mod speed;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_resume;
+mod unfinished;
 mod verify;
 
 use std::path::PathBuf;
@@ -79,6 +82,7 @@ pub fn run(launch: Launch) -> Result<(), eframe::Error> {
                 list_disks: disks::list,
                 settings_path,
                 system_dialog: browse::system_dialog,
+                state_dir: crate::resume::state_dir(),
             };
             Ok(Box::new(LiveMirrorApp::new(&cc.egui_ctx, env, launch)?))
         }),

@@ -10,7 +10,7 @@
 //! then serves the copy) until "Start another" or the window closes.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use eframe::egui;
 use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, Op, OpenOptions};
 use livemirror_core::job::{
-    self, Decision, ErrorAction, ErrorPolicy, JobEvent, JobHandle, MirrorOptions, Outcome, Tracking,
+    self, Decision, ErrorAction, ErrorPolicy, JobEvent, JobHandle, MirrorOptions, Outcome,
+    SyncMode, Tracking,
 };
 use livemirror_core::live::LiveSource;
 use tokio::sync::broadcast::error::RecvError;
@@ -27,6 +28,7 @@ use super::engine::Opener;
 use super::share::ShareSettings;
 use crate::cli::Cache;
 use crate::demo::{DemoArgs, Scenario};
+use crate::resume::{self, Pair, Use};
 use crate::share::Share;
 use crate::text;
 use crate::tracking;
@@ -150,6 +152,7 @@ pub struct Session {
 pub fn start(
     opener: &dyn Opener,
     req: StartRequest,
+    state_dir: Option<&Path>,
     ctx: egui::Context,
 ) -> Result<Session, String> {
     let endpoint = req.share.endpoint().map_err(|e| format!("NBD endpoint: {e}"))?;
@@ -177,6 +180,24 @@ pub fn start(
         opener.open_for_job(&req.target, target_opts)
     }
     .map_err(|e| format!("target: {e}"))?;
+    // The job keeps its state, and goes on from an unfinished one of the
+    // pair ("Update an earlier copy": from what a served copy recorded).
+    let mut options = req.options.clone();
+    let pair = Pair {
+        source_path: &req.source,
+        source: &*source,
+        target_path: &req.target,
+        target: &*target,
+    };
+    let how = if created {
+        Use::StartOver("the target did not exist")
+    } else if options.sync == SyncMode::Differing {
+        Use::Resync
+    } else {
+        Use::Resume
+    };
+    let plan = state_dir.map(|dir| resume::plan_in(Some(dir), &pair, &mut options, how));
+    let (persist, planned) = plan.map(|p| (p.persist, p.lines)).unwrap_or_default();
     let live = LiveSource::new(source.clone());
     let mounts = livemirror_core::device::mounts_on(&source.id());
     // Shared, writes come through the share (a mounted source is written
@@ -184,20 +205,16 @@ pub fn start(
     // can, or the job says what it cannot see (and verifies).
     let started = if shared {
         let tracking = if mounts.is_empty() { Tracking::Nbd } else { Tracking::Compare };
-        let options = MirrorOptions { tracking, ..req.options };
-        tracking::start_as_asked(live.clone(), target.clone(), options, &req.source, None)
+        let options = MirrorOptions { tracking, ..options };
+        tracking::start_as_asked(live.clone(), target.clone(), options, &req.source, persist)
     } else {
         let (live, target) = (live.clone(), target.clone());
-        tracking::start_picking(
-            live,
-            target,
-            req.options,
-            &req.source,
-            kernel_wanted,
-            &mounts,
-            None,
-        )
+        tracking::start_picking(live, target, options, &req.source, kernel_wanted, &mounts, persist)
     }
+    .map(|mut s| {
+        s.notes.splice(0..0, planned);
+        s
+    })
     .map_err(|e| e.to_string());
     let mut session = started.map(|s| Session::new(s, source, target, ctx)).inspect_err(|_| {
         if created {

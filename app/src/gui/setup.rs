@@ -592,7 +592,7 @@ const GRANULARITIES: [(u64, &str); 9] = [
 ];
 
 /// The "Copy" choices: value, name, what it does.
-const SYNC_CHOICES: [(SyncMode, &str, &str); 3] = [
+const SYNC_CHOICES: [(SyncMode, &str, &str); 4] = [
     (SyncMode::Full, "everything", "Every byte of the source."),
     (
         SyncMode::Top,
@@ -600,6 +600,11 @@ const SYNC_CHOICES: [(SyncMode, &str, &str); 3] = [
         "Only what the source has allocated: holes of a sparse image are skipped.",
     ),
     (SyncMode::None, "new writes only", "Only what is written after the start."),
+    (
+        SyncMode::Differing,
+        "update an earlier copy",
+        "The target already holds an older copy of this source: only what differs is copied.",
+    ),
 ];
 
 /// The error policies, by the command line's words with what they mean.

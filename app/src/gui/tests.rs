@@ -25,8 +25,8 @@ const EIO: i32 = 5;
 const MIB: u64 = 1 << 20;
 
 /// Files as they are, except one path, which opens as the given faulty device.
-struct TestOpener {
-    faulty: Option<(PathBuf, Arc<FaultyDevice>)>,
+pub(super) struct TestOpener {
+    pub(super) faulty: Option<(PathBuf, Arc<FaultyDevice>)>,
 }
 
 impl Opener for TestOpener {
@@ -58,19 +58,24 @@ fn app_with(
 ) -> Harness<'static, LiveMirrorApp> {
     Harness::builder().with_size(size).build_eframe(move |cc| {
         // No desktop here: the window's own file browser.
-        let env =
-            Env { opener: Arc::new(opener), list_disks, settings_path, system_dialog: || false };
+        let env = Env {
+            opener: Arc::new(opener),
+            list_disks,
+            settings_path,
+            system_dialog: || false,
+            state_dir: None,
+        };
         let launch = Launch::Setup { source: None, target: None };
         LiveMirrorApp::new(&cc.egui_ctx, env, launch).expect("engine starts")
     })
 }
 
-fn no_disks() -> Vec<Disk> {
+pub(super) fn no_disks() -> Vec<Disk> {
     Vec::new()
 }
 
 /// An image of `len` bytes: random data when `seed` is not 0, else a hole.
-fn image(dir: &Path, name: &str, len: u64, seed: u64) -> PathBuf {
+pub(super) fn image(dir: &Path, name: &str, len: u64, seed: u64) -> PathBuf {
     let path = dir.join(name);
     let f = std::fs::File::create(&path).unwrap();
     f.set_len(len).unwrap();
@@ -89,7 +94,7 @@ fn image(dir: &Path, name: &str, len: u64, seed: u64) -> PathBuf {
     path
 }
 
-fn type_into(h: &mut Harness<'_, LiveMirrorApp>, label: &str, text: &str) {
+pub(super) fn type_into(h: &mut Harness<'_, LiveMirrorApp>, label: &str, text: &str) {
     h.get_by_role_and_label(Role::TextInput, label).click();
     h.run();
     h.get_by_role_and_label(Role::TextInput, label).type_text(text);
@@ -102,7 +107,11 @@ fn start_disabled(h: &Harness<'_, LiveMirrorApp>) -> bool {
 
 /// Steps the UI until `done` holds; a generous deadline only turns a hang
 /// into a failure message.
-fn wait_for(h: &mut Harness<'_, LiveMirrorApp>, what: &str, done: impl Fn(&LiveMirrorApp) -> bool) {
+pub(super) fn wait_for(
+    h: &mut Harness<'_, LiveMirrorApp>,
+    what: &str,
+    done: impl Fn(&LiveMirrorApp) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !done(h.state()) {
         assert!(Instant::now() < deadline, "gave up waiting for {what}");
@@ -113,15 +122,15 @@ fn wait_for(h: &mut Harness<'_, LiveMirrorApp>, what: &str, done: impl Fn(&LiveM
     h.step();
 }
 
-fn status(app: &LiveMirrorApp) -> Option<livemirror_core::job::JobStatus> {
+pub(super) fn status(app: &LiveMirrorApp) -> Option<livemirror_core::job::JobStatus> {
     app.session().map(|s| s.job.status())
 }
 
-fn ready(app: &LiveMirrorApp) -> bool {
+pub(super) fn ready(app: &LiveMirrorApp) -> bool {
     status(app).is_some_and(|s| s.state.is_ready())
 }
 
-fn ended(app: &LiveMirrorApp) -> bool {
+pub(super) fn ended(app: &LiveMirrorApp) -> bool {
     app.session().is_some_and(|s| s.ended.is_some())
 }
 
@@ -129,7 +138,7 @@ fn asking(app: &LiveMirrorApp) -> bool {
     status(app).is_some_and(|s| s.pending_error.is_some())
 }
 
-fn same_bytes(a: &Path, b: &Path) -> bool {
+pub(super) fn same_bytes(a: &Path, b: &Path) -> bool {
     std::fs::read(a).unwrap() == std::fs::read(b).unwrap()
 }
 
@@ -153,7 +162,7 @@ fn set_up(
     h.run_steps(2);
 }
 
-fn complete_and_wait(h: &mut Harness<'_, LiveMirrorApp>) {
+pub(super) fn complete_and_wait(h: &mut Harness<'_, LiveMirrorApp>) {
     h.get_by_label("Complete").click();
     wait_for(h, "the job to complete", ended);
 }
@@ -318,7 +327,7 @@ fn no_target_is_ever_preselected() {
 }
 
 /// Replaces a text field's contents, as select-all and typing would.
-fn replace_text(h: &mut Harness<'_, LiveMirrorApp>, label: &str, text: &str) {
+pub(super) fn replace_text(h: &mut Harness<'_, LiveMirrorApp>, label: &str, text: &str) {
     h.get_by_role_and_label(Role::TextInput, label).click();
     h.run();
     h.key_press_modifiers(Modifiers::COMMAND, Key::A);
@@ -856,6 +865,7 @@ fn an_unopenable_target_disk_is_checked_from_the_disk_list_before_its_name_is_as
                 list_disks: listed,
                 settings_path: None,
                 system_dialog: || false,
+                state_dir: None,
             };
             let launch = Launch::Setup { source: None, target: None };
             LiveMirrorApp::new(&cc.egui_ctx, env, launch).expect("engine starts")
