@@ -54,6 +54,8 @@ pub enum Action {
     /// Complete (the demo stops its writer first, so the result can be compared).
     Complete,
     Verify,
+    /// Copy what the verification found different, and compare it again.
+    Repair,
     /// "Skip verification": remembered, so it is not started next time.
     SkipVerify,
     /// Stop the session's share (after a confirmation if it has clients).
@@ -520,6 +522,17 @@ impl LiveMirrorApp {
                 d.verify = Verify::Running(Some(map.clone()));
                 self.verifying = Some(self.engine.blocking(ctx, move || {
                     let found = verify::run(&*a, &*b, &map);
+                    Verify::Found(found, Some(map))
+                }));
+            }
+            Action::Repair => {
+                let Some(s) = &self.session else { return };
+                let (a, b) = (s.source.clone(), s.target.clone());
+                let Screen::Done(d) = &mut self.screen else { return };
+                let map = VerifyMap::new(a.len());
+                d.verify = Verify::Running(Some(map.clone()));
+                self.verifying = Some(self.engine.blocking(ctx, move || {
+                    let found = verify::repair(&*a, &*b, &map);
                     Verify::Found(found, Some(map))
                 }));
             }

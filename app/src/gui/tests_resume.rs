@@ -1,7 +1,8 @@
 //! The window's long-job features driven by their labels: a job started
 //! from the window keeps its state, Setup lists it when it stopped before
-//! the end ("Resume", "Discard"), and "update an earlier copy" copies only
-//! what differs. At the two window sizes the window is checked at.
+//! the end ("Resume", "Discard"), "update an earlier copy" copies only
+//! what differs, and Verify on Done offers Repair when it finds a
+//! difference. At the two window sizes the window is checked at.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -125,4 +126,44 @@ fn update_an_earlier_copy_copies_only_what_differs() {
     let s = status(h.state()).unwrap();
     assert_eq!(s.data_bytes, 2 * 64 * 1024, "{s:?}");
     assert!(same_bytes(&src, &dst));
+}
+
+#[test]
+fn verify_on_done_finds_a_changed_byte_and_repair_fixes_it() {
+    for size in [LARGE, SMALL] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = image(dir.path(), "src.img", 8 * MIB, 13);
+        let dst = image(dir.path(), "dst.img", 8 * MIB, 0);
+        let mut h = app_in(&dir.path().join("state"), size);
+        type_into(&mut h, "Source path", &src.display().to_string());
+        type_into(&mut h, "Target path", &dst.display().to_string());
+        h.get_by_label("Start").click();
+        wait_for(&mut h, "Ready", ready);
+        complete_and_wait(&mut h);
+        wait_for(&mut h, "no verification running", |app| !app.verifying());
+        // Someone changes one byte of the copy.
+        let at = 5 * MIB + 77;
+        let f = std::fs::File::options().write(true).open(&dst).unwrap();
+        let old = std::fs::read(&src).unwrap()[at as usize];
+        std::os::unix::fs::FileExt::write_all_at(&f, &[!old], at).unwrap();
+        drop(f);
+        assert!(h.query_by_label("Repair").is_none(), "nothing to repair yet");
+        let verify = h
+            .query_by_label("Verify again")
+            .or_else(|| h.query_by_label("Verify"))
+            .expect("a Verify button");
+        verify.click();
+        h.run_steps(2);
+        wait_for(&mut h, "the verification", |app| !app.verifying());
+        let from = format!("DIFFERENT from byte {}", at / 4096 * 4096);
+        assert!(h.query_by_label(&from).is_some(), "{from}");
+        let repair = h.get_by_label("Repair");
+        assert!(repair.rect().max.y <= size[1] && repair.rect().max.x <= size[0]);
+        repair.click();
+        h.run_steps(2);
+        wait_for(&mut h, "the repair", |app| !app.verifying());
+        assert!(h.query_by_label("identical, byte for byte").is_some());
+        assert!(h.query_by_label("Repair").is_none());
+        assert!(same_bytes(&src, &dst));
+    }
 }
