@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eframe::egui;
+use livemirror_core::device::{BlockDevice, OpenOptions};
 use livemirror_core::job::{Command, Outcome};
 
 use super::browse::{Browser, Picked};
@@ -22,6 +23,7 @@ use super::settings::Settings;
 use super::setup::SetupScreen;
 use super::share::ShareSettings;
 use super::verify::{self, Found, VerifyMap};
+use super::verify_only::VerifyOnlyScreen;
 use super::{Launch, log, paths, unfinished};
 use crate::resume::{self, Unfinished};
 use crate::share::Share;
@@ -56,6 +58,11 @@ pub enum Action {
     Verify,
     /// Copy what the verification found different, and compare it again.
     Repair,
+    /// "Verify only": compare a pair without copying (Setup, or again).
+    VerifyOnly {
+        source: PathBuf,
+        target: PathBuf,
+    },
     /// "Skip verification": remembered, so it is not started next time.
     SkipVerify,
     /// Stop the session's share (after a confirmation if it has clients).
@@ -112,6 +119,7 @@ enum Screen {
     Preparing,
     Running(RunningScreen),
     Done(DoneScreen),
+    VerifyOnly(VerifyOnlyScreen),
 }
 
 pub struct LiveMirrorApp {
@@ -253,8 +261,10 @@ impl LiveMirrorApp {
         }
         if let Some(v) = self.verifying.as_ref().and_then(Pending::poll) {
             self.verifying = None;
-            if let Screen::Done(d) = &mut self.screen {
-                d.verify = v;
+            match (&mut self.screen, v) {
+                (Screen::Done(d), v) => d.verify = v,
+                (Screen::VerifyOnly(o), Verify::Found(found, _)) => o.found = Some(found),
+                _ => {}
             }
         }
         if let Some(f) = self.fixing.as_ref().and_then(Pending::poll) {
@@ -525,6 +535,39 @@ impl LiveMirrorApp {
                     Verify::Found(found, Some(map))
                 }));
             }
+            Action::VerifyOnly { source, target } => {
+                let map = VerifyMap::new(0);
+                let mut screen = VerifyOnlyScreen::new(source.clone(), target.clone(), map);
+                let opened = self.open_pair(&source, &target, false);
+                match opened {
+                    Err(e) => screen.found = Some(Found::Error(e)),
+                    Ok((a, b)) => {
+                        let map = VerifyMap::new(a.len());
+                        screen.map = map.clone();
+                        self.verifying = Some(self.engine.blocking(ctx, move || {
+                            Verify::Found(verify::run(&*a, &*b, &map), None)
+                        }));
+                    }
+                }
+                self.screen = Screen::VerifyOnly(screen);
+            }
+            Action::Repair if matches!(self.screen, Screen::VerifyOnly(_)) => {
+                let Screen::VerifyOnly(o) = &mut self.screen else { return };
+                let (source, target) = (o.source.clone(), o.target.clone());
+                let opened = self.open_pair(&source, &target, true);
+                let Screen::VerifyOnly(o) = &mut self.screen else { return };
+                o.repaired = true;
+                match opened {
+                    Err(e) => o.found = Some(Found::Error(e)),
+                    Ok((a, b)) => {
+                        let map = VerifyMap::new(a.len());
+                        (o.map, o.found) = (map.clone(), None);
+                        self.verifying = Some(self.engine.blocking(ctx, move || {
+                            Verify::Found(verify::repair(&*a, &*b, &map), None)
+                        }));
+                    }
+                }
+            }
             Action::Repair => {
                 let Some(s) = &self.session else { return };
                 let (a, b) = (s.source.clone(), s.target.clone());
@@ -611,6 +654,22 @@ impl LiveMirrorApp {
         }
     }
 
+    /// The pair for "Verify only", read as the media hold them (direct
+    /// I/O where the device allows), the target writable for a repair.
+    fn open_pair(
+        &self,
+        source: &Path,
+        target: &Path,
+        repair: bool,
+    ) -> Result<(Arc<dyn BlockDevice>, Arc<dyn BlockDevice>), String> {
+        let opts = OpenOptions::new().direct(true);
+        let opener = &self.env.opener;
+        let a = opener.open_for_job(source, opts).map_err(|e| format!("source: {e}"))?;
+        let b =
+            opener.open_for_job(target, opts.write(repair)).map_err(|e| format!("target: {e}"))?;
+        Ok((a, b))
+    }
+
     fn refresh_unfinished(&mut self) {
         self.unfinished = self.env.state_dir.as_deref().map(resume::unfinished).unwrap_or_default();
     }
@@ -641,6 +700,7 @@ impl LiveMirrorApp {
                 (Screen::Setup(s), _) => s.actions_ui(ui, self.starting.is_some(), actions),
                 (Screen::Running(r), Some(s)) => r.actions_ui(ui, s, actions),
                 (Screen::Done(d), Some(s)) => d.actions_ui(ui, s, actions),
+                (Screen::VerifyOnly(v), _) => v.actions_ui(ui, actions),
                 _ => {}
             });
             ui.add_space(4.0);
@@ -673,6 +733,7 @@ impl LiveMirrorApp {
                         self.save_settings();
                     }
                 }
+                (Screen::VerifyOnly(v), _) => v.ui(ui),
                 (Screen::Running(_) | Screen::Done(_), None) => {}
             }
         });

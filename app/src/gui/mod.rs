@@ -30,6 +30,7 @@ mod tests;
 mod tests_resume;
 mod unfinished;
 mod verify;
+mod verify_only;
 
 use std::path::PathBuf;
 use std::sync::Arc;

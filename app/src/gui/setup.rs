@@ -567,6 +567,19 @@ impl SetupScreen {
                     && check.fit.as_ref().is_some_and(|f| f.relation() != Relation::Same),
             }));
         }
+        // Both sides exist: they can be compared without copying anything.
+        let target = paths::resolve(&self.target);
+        let comparable = check.chosen && check.problems.is_empty() && target.exists();
+        if ui
+            .add_enabled(
+                comparable && !starting,
+                egui::Button::new("Verify only").min_size(super::running::BUTTON),
+            )
+            .on_hover_text("Compares both sides byte for byte and shows where they differ")
+            .clicked()
+        {
+            actions.push(Action::VerifyOnly { source: paths::resolve(&self.source), target });
+        }
         if starting {
             ui.spinner();
             ui.label("Starting…");

@@ -167,3 +167,40 @@ fn verify_on_done_finds_a_changed_byte_and_repair_fixes_it() {
         assert!(same_bytes(&src, &dst));
     }
 }
+
+#[test]
+fn verify_only_from_setup_shows_the_difference_and_repairs_it() {
+    for size in [LARGE, SMALL] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = image(dir.path(), "src.img", 8 * MIB, 17);
+        let dst = dir.path().join("dst.img");
+        std::fs::copy(&src, &dst).unwrap();
+        let mut h = app_in(&dir.path().join("state"), size);
+        type_into(&mut h, "Source path", &src.display().to_string());
+        type_into(&mut h, "Target path", &dst.display().to_string());
+        h.get_by_label("Verify only").click();
+        h.run_steps(2);
+        wait_for(&mut h, "the verification", |app| !app.verifying());
+        assert!(h.query_by_label("identical, byte for byte").is_some());
+        assert!(h.query_by_label("Repair").is_none());
+        let at = 6 * MIB + 5;
+        let f = std::fs::File::options().write(true).open(&dst).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &[0; 3], at).unwrap();
+        drop(f);
+        h.get_by_label("Verify again").click();
+        h.run_steps(2);
+        wait_for(&mut h, "the verification", |app| !app.verifying());
+        let from = format!("DIFFERENT from byte {}", at / 4096 * 4096);
+        assert!(h.query_by_label(&from).is_some(), "{from}");
+        let repair = h.get_by_label("Repair");
+        assert!(repair.rect().max.y <= size[1] && repair.rect().max.x <= size[0]);
+        repair.click();
+        h.run_steps(2);
+        wait_for(&mut h, "the repair", |app| !app.verifying());
+        assert!(h.query_by_label("repaired: identical, byte for byte").is_some());
+        assert!(same_bytes(&src, &dst));
+        h.get_by_label("Back to Setup").click();
+        h.run_steps(2);
+        assert!(h.query_by_label("Verify only").is_some(), "Setup again");
+    }
+}
