@@ -1,8 +1,8 @@
 //! Verify a copy against its source, and repair it: `livemirror verify`.
 //!
-//! Both devices are read in large pieces, both sides at once and ahead of
-//! the comparison ([`pipeline`]), so a pass runs at the speed of the
-//! slower device. Runs that both sides report as holes or zeroes are
+//! Both devices are read in pieces ([`pipeline`]): from the media both
+//! sides at once and ahead of the comparison, so a pass runs at the speed
+//! of the slower device; through the page cache on the comparing thread. Runs that both sides report as holes or zeroes are
 //! skipped without reading. Equal pieces cost one `memcmp`; an unequal one
 //! is searched chunk by chunk (the same comparison the job's compare
 //! passes use: [`differing_chunks`]) and reported as merged extents, in
@@ -46,12 +46,13 @@ pub enum Reading {
 
 impl Reading {
     /// Bytes per read: large for sequential speed off a disk (a direct read
-    /// this size is split into several requests in flight); smaller from
-    /// the cache, so a piece is still in the CPU's cache when compared.
+    /// this size is split into several requests in flight); from the cache
+    /// small enough that both sides' pieces stay in the core's cache
+    /// until they are compared.
     fn piece(self) -> u64 {
         match self {
             Reading::Medium => 4 << 20,
-            Reading::Cached => 1 << 20,
+            Reading::Cached => 512 << 10,
         }
     }
 }
@@ -345,7 +346,7 @@ mod tests {
     fn pieces_are_compared_in_order_and_a_difference_across_pieces_is_one_range() {
         let len = 24 << 20;
         let (s, t) = pair(len);
-        // Across the boundary of two pieces (1 MiB from the cache, 4 MiB
+        // Across the boundary of two pieces (512 KiB from the cache, 4 MiB
         // from the medium), and one in each of two ranges.
         for at in [(4 << 20) - 4096, (9 << 20) + 100, (17 << 20) + 7] {
             t.write_at(&[0xEE; 8192], at).unwrap();
