@@ -94,14 +94,41 @@ fn event<'a>(events: &'a [Value], name: &str) -> &'a Value {
     &events.iter().find(|e| e["event"] == name).unwrap_or_else(|| panic!("no {name}: {events:?}"))["data"]
 }
 
+/// What the last PROGRESS before a kill said: bytes copied, and the bytes
+/// the last completed save says are left (none before the first save).
+#[derive(Debug, Clone, Copy)]
+struct AtKill {
+    copied: u64,
+    saved_left: Option<u64>,
+}
+
+impl AtKill {
+    fn of(progress: &Value) -> AtKill {
+        AtKill {
+            copied: progress["copied"].as_u64().unwrap(),
+            saved_left: progress["saved"].as_u64(),
+        }
+    }
+
+    /// Copied but not yet flushed and saved: what a resume must copy again.
+    fn unflushed(&self, total: u64) -> u64 {
+        self.copied.saturating_sub(total - self.saved_left.unwrap_or(total))
+    }
+}
+
 /// Starts a speed-limited clone and kills it with SIGKILL once it has
-/// copied `at` bytes; returns what it had copied by its last PROGRESS.
-fn clone_killed_at(src: &Path, dst: &Path, state: &Path, at: u64) -> u64 {
+/// copied `at` bytes; returns what its last PROGRESS said.
+fn clone_killed_at(src: &Path, dst: &Path, state: &Path, at: u64) -> AtKill {
     clone_killed_when(src, dst, state, |p| p["copied"].as_u64().unwrap() >= at)
 }
 
 /// [`clone_killed_at`], killed at the first PROGRESS `when` accepts.
-fn clone_killed_when(src: &Path, dst: &Path, state: &Path, when: impl Fn(&Value) -> bool) -> u64 {
+fn clone_killed_when(
+    src: &Path,
+    dst: &Path,
+    state: &Path,
+    when: impl Fn(&Value) -> bool,
+) -> AtKill {
     let mut child = bin()
         .args(["clone", src.to_str().unwrap(), dst.to_str().unwrap(), "--json"])
         .args(["--speed", &SPEED.to_string(), "--buf-size", &BUF.to_string()])
@@ -113,7 +140,7 @@ fn clone_killed_when(src: &Path, dst: &Path, state: &Path, when: impl Fn(&Value)
     let mut events = Events::of(&mut child);
     let seen = events.until("PROGRESS", when);
     sigkill(&mut child);
-    seen["copied"].as_u64().unwrap()
+    AtKill::of(&seen)
 }
 
 /// Whether the killed job had saved its state: a kill in the first moments
@@ -148,12 +175,13 @@ fn a_killed_clone_resumes_and_copies_only_what_was_left() {
     let src = dir.path().join("src.img");
     std::fs::write(&src, pattern(total as usize, 7)).unwrap();
     let points = kill_points();
-    let mut again_max = 0;
+    let (mut again_max, mut unflushed_max) = (0, 0);
     for k in 1..=points {
         let (dst, state) = (dir.path().join("dst.img"), dir.path().join(format!("state{k}")));
         let _ = std::fs::remove_file(&dst);
         let at = total * k / (points + 1);
-        let seen = clone_killed_at(&src, &dst, &state, at);
+        let kill = clone_killed_at(&src, &dst, &state, at);
+        let seen = kill.copied;
         let saved = saved_before_the_kill(&state);
         let (events, err, code) = clone(&src, &dst, &state, &[]);
         assert_eq!(code, 0, "point {k}: {err}");
@@ -162,17 +190,23 @@ fn a_killed_clone_resumes_and_copies_only_what_was_left() {
         assert_eq!(completed["identical"], true);
         assert_eq!(done_bytes(completed), remaining, "point {k}: copies exactly what was left");
         assert_identical(&src, &dst);
-        // Copied twice: what the killed run copied after its last save.
-        let again = remaining as i64 - (total - seen) as i64;
+        // Copied twice: what the killed run copied after its last save —
+        // at most what was unflushed at the kill and one buffer (the
+        // crash rule), and never more than a save period's worth.
+        let again = remaining.saturating_sub(total - seen);
+        let unflushed = kill.unflushed(total);
         assert!(
-            again <= unsaved_bound() as i64,
-            "point {k}: {again} bytes copied again (seen {seen} copied at the kill, {remaining} left)"
+            again <= unflushed + BUF && again <= unsaved_bound(),
+            "point {k}: {again} bytes copied again, {unflushed} unflushed at the kill \
+             ({kill:?}, {remaining} left)"
         );
         again_max = again_max.max(again);
+        unflushed_max = unflushed_max.max(unflushed);
         assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0, "completed: no state left");
     }
     eprintln!(
-        "{points} kill points: at most {again_max} bytes copied again (bound {})",
+        "{points} kill points: at most {again_max} bytes copied again, at most {unflushed_max} \
+         unflushed at a kill (bound: unflushed + {BUF}, and {})",
         unsaved_bound()
     );
 }
@@ -230,8 +264,8 @@ fn a_killed_served_mirror_resumes_under_writes_and_ends_identical() {
             write_through(dir.path(), off, (k * 3 + i as u64) as u8);
             written += 64 * 1024;
         }
-        let seen = events.until("PROGRESS", |d| d["copied"].as_u64().unwrap() >= at);
-        let seen = seen["copied"].as_u64().unwrap();
+        let kill = AtKill::of(&events.until("PROGRESS", |d| d["copied"].as_u64().unwrap() >= at));
+        let seen = kill.copied;
         // A write in the moment before the kill, after the last save.
         write_through(dir.path(), (at / 3) / (64 * 1024) * 64 * 1024, 0xee);
         written += 64 * 1024;
@@ -247,6 +281,8 @@ fn a_killed_served_mirror_resumes_under_writes_and_ends_identical() {
         } else {
             total
         };
+        // The saved map is never behind the last save the job reported.
+        assert!(remaining <= kill.saved_left.unwrap_or(total) + BUF, "point {k}: {kill:?}");
         write_through(dir.path(), MIB, 0x77);
         written += 64 * 1024;
         c.event("READY");
