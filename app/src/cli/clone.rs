@@ -10,11 +10,11 @@ use livemirror_core::live::LiveSource;
 
 use super::follow::{Follow, follow};
 use super::progress::Reporter;
-use super::{CacheArgs, EXIT_CANCELLED, FormatArgs, MirrorArgs, StateArgs, fail};
-use crate::resume::{self, Pair};
-use crate::sizes;
+use super::{CacheArgs, EXIT_CANCELLED, FormatArgs, MirrorArgs, StateArgs, fail, state_args};
+use crate::session::resume::Pair;
+use crate::session::sizes;
+use crate::session::tracking;
 use crate::text;
-use crate::tracking;
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -53,7 +53,7 @@ pub struct CloneArgs {
     pub json: bool,
     /// Also take commands (pause, set-speed, complete, …) and push events on
     /// a JSON-lines control socket, `unix:PATH` (`pipe:NAME` on Windows).
-    #[arg(long, value_parser = crate::control::parse_addr)]
+    #[arg(long, value_parser = crate::cli::control::parse_addr)]
     pub control: Option<PathBuf>,
     /// Stay in sync after ready until Ctrl-C (cancel after ready: the target
     /// stays a consistent copy) or `complete` on the control socket.
@@ -90,7 +90,7 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         return super::flash::pack(args, source).await;
     }
     // Bound before the target is touched, so a bad socket path changes nothing.
-    let control = match args.control.as_deref().map(crate::control::bind).transpose() {
+    let control = match args.control.as_deref().map(crate::cli::control::bind).transpose() {
         Ok(c) => c,
         Err(e) => return fail(&format!("control socket: {e}")),
     };
@@ -110,8 +110,8 @@ pub async fn run(args: CloneArgs) -> ExitCode {
         target_path: &args.target,
         target: &*target,
     };
-    let plan = resume::plan_for(&pair, &mut options, args.state, created, args.resync);
-    resume::announce(&plan, args.json);
+    let plan = state_args::plan_for(&pair, &mut options, args.state, created, args.resync);
+    state_args::announce(&plan, args.json);
     let mounts = livemirror_core::device::mounts_on(&source.id());
     if args.mirror.tracking == Some(Tracking::Nbd) {
         return fail(
@@ -153,8 +153,8 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     let tracking = job.status().tracking;
     eprintln!("tracking: {tracking} — {}", text::tracking(tracking));
     let (stop_control, stopped) = tokio::sync::watch::channel(false);
-    let control_task =
-        control.map(|listener| tokio::spawn(crate::control::serve(listener, job.clone(), stopped)));
+    let control_task = control
+        .map(|listener| tokio::spawn(crate::cli::control::serve(listener, job.clone(), stopped)));
     let reporter = Reporter::new(args.json, job.status().tracking);
     let how = Follow {
         complete_when_ready: !args.no_complete,

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use crate::gui::disks;
-use crate::units::human;
+use crate::platform::disks;
+use crate::text::human;
 
 pub fn run() -> ExitCode {
     let list = disks::list();

@@ -15,10 +15,10 @@ use livemirror_core::flash::{self, Compression, FlashError, Flashed, Progress, T
 use serde_json::json;
 
 use super::clone::CloneArgs;
-use super::json::named_line;
 use super::{EXIT_CANCELLED, EXIT_FAILED, fail};
-use crate::privileged;
-use crate::units::human;
+use crate::platform::privileged;
+use crate::text::human;
+use crate::text::json::named_line;
 
 pub async fn run(args: CloneArgs, format: Compression) -> ExitCode {
     if let Some(flag) = live_only_flag(&args) {

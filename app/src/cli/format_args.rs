@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use livemirror_core::device::{BlockDevice, ImageFormat, OpenOptions, Qcow2Device};
 use livemirror_core::flash::Compression;
 
-use crate::privileged;
+use crate::platform::privileged;
 
 /// A format on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,19 +1,22 @@
-//! The command line: `livemirror clone`, `livemirror demo`, …
+//! The command line: `livemirror clone`, `livemirror verify`, …
 //!
-//! Each subcommand lives in its own file; this one only parses and
-//! dispatches, and turns errors into one line on stderr and an exit code.
+//! Each subcommand lives in its own file; this one declares the arguments
+//! (`main.rs` parses them and opens the window when no subcommand is
+//! given), runs a subcommand, and turns errors into one line on stderr and
+//! an exit code. [`control`] is the control socket of `clone` and `serve`.
 
 mod cache_args;
 mod clone;
+pub mod control;
+pub mod demo;
 mod disks;
 mod flash;
 mod follow;
 mod format_args;
-pub mod json;
 mod mirror_args;
 mod progress;
 mod serve;
-mod state_args;
+pub mod state_args;
 mod verify;
 
 #[cfg(test)]
@@ -45,20 +48,20 @@ pub const EXIT_UNPROVEN: u8 = 4;
     after_help = "With no subcommand, opens the window (and fails with a message when there is no display).\n\nExamples:\n  livemirror\n  livemirror demo\n  livemirror disks\n  livemirror verify disk.img copy.img\n  livemirror clone disk.img copy.img\n  livemirror clone --sync top --speed 100M sparse.img copy.img --json\n  livemirror serve vm.img --mirror-to new.img --nbd unix:/run/vm.sock --control unix:/run/vm.ctl",
     args_conflicts_with_subcommands = true
 )]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
-    command: Option<Cmd>,
+    pub command: Option<Cmd>,
     /// Window only: type this path into Setup's source field.
     #[arg(long)]
-    source: Option<PathBuf>,
+    pub source: Option<PathBuf>,
     /// Window only: type this path into Setup's target field (nothing starts
     /// until you press Start).
     #[arg(long)]
-    target: Option<PathBuf>,
+    pub target: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
-enum Cmd {
+pub enum Cmd {
     /// Mirror SRC onto DST and complete as soon as they are in sync.
     Clone(clone::CloneArgs),
     /// Export SRC over NBD (every write tracked), optionally mirroring it;
@@ -66,7 +69,7 @@ enum Cmd {
     Serve(serve::ServeArgs),
     /// Show the whole flow on a generated image with a synthetic write load
     /// (in the window; in the terminal when there is no display).
-    Demo(crate::demo::DemoArgs),
+    Demo(crate::session::demo::DemoArgs),
     /// Compare DST with SRC and print where they differ (exit 0 identical,
     /// 1 different, 2 trouble); `--repair` copies what differs.
     Verify(verify::VerifyArgs),
@@ -80,17 +83,20 @@ enum Cmd {
     KernelHelper,
 }
 
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Cmd::Clone(args)) => with_runtime(clone::run(args)),
-        Some(Cmd::Serve(args)) => with_runtime(serve::run(args)),
-        Some(Cmd::Demo(args)) => crate::demo::run(args),
-        Some(Cmd::Verify(args)) => verify::run(args),
-        Some(Cmd::Disks) => disks::run(),
+/// Runs a subcommand. (`demo` and the window are `main.rs`'s: they open a
+/// window when there is a display.)
+pub fn run(command: Cmd) -> ExitCode {
+    match command {
+        Cmd::Clone(args) => with_runtime(clone::run(args)),
+        Cmd::Serve(args) => with_runtime(serve::run(args)),
+        Cmd::Demo(args) => with_runtime(demo::run(args)),
+        Cmd::Verify(args) => verify::run(args),
+        Cmd::Disks => disks::run(),
         #[cfg(target_os = "linux")]
-        Some(Cmd::KernelHelper) => crate::privileged::kernel_helper::run(),
-        None => window(cli.source, cli.target),
+        Cmd::KernelHelper => match crate::platform::privileged::kernel_helper::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&format!("kernel helper: {e}")),
+        },
     }
 }
 
@@ -105,42 +111,6 @@ fn with_runtime(task: impl std::future::Future<Output = ExitCode>) -> ExitCode {
             code
         }
         Err(e) => fail(&format!("cannot start the async runtime: {e}")),
-    }
-}
-
-/// `livemirror` alone: the window. Without a display there is nothing
-/// sensible to fall back to (a clone needs a source and a target), so it
-/// says what to run instead and fails.
-fn window(source: Option<PathBuf>, target: Option<PathBuf>) -> ExitCode {
-    if !crate::gui::display_available() {
-        return fail(
-            "no display (DISPLAY and WAYLAND_DISPLAY are unset), so the window cannot open; \
-             use `livemirror clone SRC DST` on a terminal, or `livemirror demo` for the terminal demo",
-        );
-    }
-    #[cfg(windows)]
-    close_own_console();
-    match crate::gui::run(crate::gui::Launch::Setup { source, target }) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&format!(
-            "the window could not open: {}; `livemirror clone SRC DST` works without one",
-            crate::text::window_error(&e)
-        )),
-    }
-}
-
-/// Started from Explorer or the Start menu, Windows gives a console
-/// program a console window of its own; the window app lets go of it so it
-/// closes. Started from a terminal, the console is shared and stays.
-#[cfg(windows)]
-fn close_own_console() {
-    use windows::Win32::System::Console::{FreeConsole, GetConsoleProcessList};
-    let mut attached = [0u32; 2];
-    // SAFETY: a writable buffer of the length the call is given.
-    if unsafe { GetConsoleProcessList(&mut attached) } == 1 {
-        // SAFETY: no handle of ours refers to the console afterwards: the
-        // window app writes nothing to stdout or stderr.
-        let _ = unsafe { FreeConsole() };
     }
 }
 

@@ -8,9 +8,9 @@ use std::time::Instant;
 use livemirror_core::job::{JobEvent, JobStatus, Outcome, Tracking};
 use livemirror_core::partition::{Fit, Relation};
 
-use super::json::event_line;
 use crate::text;
-use crate::units::human;
+use crate::text::human;
+use crate::text::json::event_line;
 
 pub struct Reporter {
     json: bool,
@@ -24,14 +24,17 @@ impl Reporter {
     /// With `json`, the stream opens with how the source is tracked (the
     /// COMPLETED event says it again): `{"event": "TRACKING", "data":
     /// {"tracking": "kernel", "meaning": …}}` — after a resumed job's
-    /// RESUMED (see [`crate::resume::announce`]), which comes first.
+    /// RESUMED (see [`super::state_args::announce`]), which comes first.
     pub fn new(json: bool, tracking: Tracking) -> Self {
         let bar = !json && std::io::stderr().is_terminal();
         if json {
             let data =
                 serde_json::json!({ "tracking": tracking, "meaning": text::tracking(tracking) });
-            let _ =
-                writeln!(std::io::stdout().lock(), "{}", super::json::named_line("TRACKING", data));
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                crate::text::json::named_line("TRACKING", data)
+            );
         }
         Reporter { json, tracking, bar, started: Instant::now() }
     }

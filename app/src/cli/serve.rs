@@ -16,11 +16,11 @@ use tokio::sync::broadcast;
 
 use super::follow::{Follow, follow, interrupted};
 use super::progress::Reporter;
-use super::{CacheArgs, FormatArgs, MirrorArgs, StateArgs, fail};
-use crate::resume::{self, Pair};
-use crate::share::Share;
-use crate::sizes;
-use crate::units::human;
+use super::{CacheArgs, FormatArgs, MirrorArgs, StateArgs, fail, state_args};
+use crate::session::resume::{self, Pair};
+use crate::session::share::Share;
+use crate::session::sizes;
+use crate::text::human;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -45,7 +45,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub allow_remote: bool,
     /// JSON-lines control socket for the mirror job, unix:PATH (pipe:NAME on Windows).
-    #[arg(long, value_parser = crate::control::parse_addr, requires = "mirror_to")]
+    #[arg(long, value_parser = crate::cli::control::parse_addr, requires = "mirror_to")]
     pub control: Option<PathBuf>,
     #[command(flatten)]
     pub mirror: MirrorArgs,
@@ -69,7 +69,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     let live = LiveSource::new(source);
     // Both sockets are bound before the target is touched or anything is
     // announced: once the message is out, clients can connect.
-    let control = match args.control.as_deref().map(crate::control::bind).transpose() {
+    let control = match args.control.as_deref().map(crate::cli::control::bind).transpose() {
         Ok(c) => c,
         Err(e) => return fail(&format!("control socket: {e}")),
     };
@@ -90,7 +90,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     let (stop_control, stopped) = tokio::sync::watch::channel(false);
     let control_task = match (control, &job) {
         (Some(listener), Some((job, _, _, _))) => {
-            Some(tokio::spawn(crate::control::serve(listener, job.clone(), stopped)))
+            Some(tokio::spawn(crate::cli::control::serve(listener, job.clone(), stopped)))
         }
         _ => None,
     };
@@ -256,8 +256,8 @@ fn start_job(
     let source = live.device();
     let pair =
         Pair { source_path: &args.source, source: &*source, target_path: dst, target: &*target };
-    let plan = resume::plan_for(&pair, &mut options, args.state, created, false);
-    resume::announce(&plan, args.json);
+    let plan = state_args::plan_for(&pair, &mut options, args.state, created, false);
+    state_args::announce(&plan, args.json);
     // After Complete the export serves the target: what its clients write
     // is noted, for a later `clone SRC DST --resync`.
     let mut persist = plan.persist;

@@ -17,9 +17,9 @@ use livemirror_core::device::{BlockDevice, OpenOptions};
 use livemirror_core::verify::{self, Difference, Reading, Summary, VerifyError};
 use serde_json::json;
 
-use super::json::named_line;
-use crate::privileged;
-use crate::units::human;
+use crate::platform::privileged;
+use crate::text::human;
+use crate::text::json::named_line;
 
 /// Exit codes, as `cmp` has them.
 const EXIT_DIFFERENT: u8 = 1;

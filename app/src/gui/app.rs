@@ -11,23 +11,24 @@ use eframe::egui;
 use livemirror_core::device::{BlockDevice, OpenOptions};
 use livemirror_core::job::{Command, Outcome};
 
-use super::browse::{Browser, Picked};
-use super::disks::Disk;
-use super::done::{DoneScreen, Fix, Verify};
-use super::engine::{Engine, Opener, Pending};
-use super::frame_stats::FrameStats;
-use super::running::BUTTON;
-use super::running::RunningScreen;
-use super::session::{self, Session, StartRequest};
-use super::settings::Settings;
-use super::setup::SetupScreen;
-use super::share::ShareSettings;
-use super::verify::{self, Found, VerifyMap};
-use super::verify_only::VerifyOnlyScreen;
-use super::{Launch, log, paths, unfinished};
-use crate::resume::{self, Unfinished};
-use crate::share::Share;
-use crate::sizes::{self, Fixed};
+use crate::gui::engine::{Engine, Opener, Pending};
+use crate::gui::frame_stats::FrameStats;
+use crate::gui::job::{self, Session, StartRequest};
+use crate::gui::screens::done::{DoneScreen, Fix, Verify};
+use crate::gui::screens::running::BUTTON;
+use crate::gui::screens::running::RunningScreen;
+use crate::gui::screens::setup::SetupScreen;
+use crate::gui::screens::verify_only::VerifyOnlyScreen;
+use crate::gui::settings::Settings;
+use crate::gui::widgets::browse::{Browser, Picked};
+use crate::gui::widgets::share::ShareSettings;
+use crate::gui::widgets::verify::{self, Found, VerifyMap};
+use crate::gui::widgets::{log, unfinished};
+use crate::gui::{Launch, paths};
+use crate::platform::disks::Disk;
+use crate::session::resume::{self, Unfinished};
+use crate::session::share::Share;
+use crate::session::sizes::{self, Fixed};
 use crate::text;
 
 /// Which side of the mirror a picker fills.
@@ -109,7 +110,7 @@ pub struct Env {
     pub settings_path: Option<PathBuf>,
     /// Whether the desktop has a file dialog to show ([`browse::system_dialog`]).
     pub system_dialog: fn() -> bool,
-    /// Where jobs keep their state ([`crate::resume`]); none: they keep none.
+    /// Where jobs keep their state ([`crate::session::resume`]); none: they keep none.
     pub state_dir: Option<PathBuf>,
 }
 
@@ -166,10 +167,7 @@ impl LiveMirrorApp {
             }
             Launch::Demo(args) => {
                 let c = ctx.clone();
-                (
-                    Screen::Preparing,
-                    Some(engine.blocking(ctx, move || session::start_demo(&args, c))),
-                )
+                (Screen::Preparing, Some(engine.blocking(ctx, move || job::start_demo(&args, c))))
             }
         };
         Ok(LiveMirrorApp {
@@ -199,26 +197,22 @@ impl LiveMirrorApp {
         settings_path.map(Settings::load).unwrap_or_default().window_size
     }
 
-    /// The job's session, for tests.
-    #[cfg(test)]
+    /// The job the window shows, once started.
     pub fn session(&self) -> Option<&Session> {
         self.session.as_ref()
     }
 
-    /// Whether a Start is under way, for tests.
-    #[cfg(test)]
+    /// Whether a Start is under way.
     pub fn starting(&self) -> bool {
         self.starting.is_some()
     }
 
-    /// Whether a verification is under way, for tests.
-    #[cfg(test)]
+    /// Whether a verification is under way.
     pub fn verifying(&self) -> bool {
         self.verifying.is_some()
     }
 
-    /// The Setup screen's typed paths, for tests.
-    #[cfg(test)]
+    /// The Setup screen's typed paths, while it is shown.
     pub fn setup_paths(&self) -> Option<(String, String)> {
         match &self.screen {
             Screen::Setup(s) => Some((s.source.clone(), s.target.clone())),
@@ -317,7 +311,7 @@ impl LiveMirrorApp {
     }
 
     /// Clients connected to any share this window serves.
-    pub(super) fn share_clients(&self) -> usize {
+    pub fn share_clients(&self) -> usize {
         let session =
             self.session.as_ref().and_then(|s| s.share.as_ref()).map_or(0, Share::clients);
         session + self.kept.iter().map(|k| k.share.clients()).sum::<usize>()
@@ -486,7 +480,7 @@ impl LiveMirrorApp {
                     if let Some(closing) = unsharing {
                         closing.wait();
                     }
-                    session::start(&*opener, req, state_dir.as_deref(), c)
+                    job::start(&*opener, req, state_dir.as_deref(), c)
                 }));
             }
             Action::Job(cmd) => {

@@ -47,7 +47,7 @@ impl Opener for FileOpener {
     }
 
     fn open_for_job(&self, path: &Path, opts: OpenOptions) -> Result<Arc<dyn BlockDevice>, String> {
-        crate::privileged::open(path, opts).map_err(|e| e.to_string())
+        crate::platform::privileged::open(path, opts).map_err(|e| e.to_string())
     }
 }
 

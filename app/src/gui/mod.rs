@@ -1,43 +1,29 @@
 //! The desktop application (eframe/egui): Setup → Running → Ready → Done.
 //!
-//! * [`app`]: state, screen switching, actions, remembered settings;
-//! * one file per screen ([`setup`], [`running`], [`done`]) and widget
-//!   ([`heatmap`], [`prompt`], [`log`], [`share`]);
+//! * [`app`]: state, screen switching, actions;
+//! * [`screens`]: one file per screen (Setup, Running, Done);
+//! * [`widgets`]: the parts screens are made of (heatmap, error prompt,
+//!   log, share panel, speed control, progress, file browser, verify map);
 //! * [`engine`]: the tokio runtime the job and all device I/O run on;
-//!   [`session`]: one job as the window sees it;
-//! * [`disks`]: the whole-disk list (also `livemirror disks`).
+//!   [`job`]: one job as the window sees it;
+//! * [`settings`] remembered between runs, [`paths`] as typed.
 
-mod app;
-mod browse;
-pub mod disks;
-mod done;
-mod engine;
+pub mod app;
+pub mod engine;
 mod frame_stats;
-mod heatmap;
-mod log;
+pub mod job;
 mod paths;
-mod progress;
-mod prompt;
-mod running;
-mod session;
-mod settings;
-mod setup;
-mod share;
-mod speed;
-#[cfg(test)]
-mod tests;
-#[cfg(test)]
-mod tests_resume;
-mod unfinished;
-mod verify;
-mod verify_only;
+pub mod screens;
+pub mod settings;
+pub mod widgets;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use eframe::egui;
 
-use crate::demo::DemoArgs;
+use crate::platform::disks;
+use crate::session::demo::DemoArgs;
 use app::{Env, LiveMirrorApp};
 use engine::FileOpener;
 use settings::Settings;
@@ -49,17 +35,6 @@ pub enum Launch {
     Setup { source: Option<PathBuf>, target: Option<PathBuf> },
     /// The demo: generated images, a synthetic writer, the job started.
     Demo(DemoArgs),
-}
-
-/// True when a window can be shown: an X11 or Wayland display is set (on
-/// Windows and macOS there always is one).
-pub fn display_available() -> bool {
-    if cfg!(any(windows, target_os = "macos")) {
-        return true;
-    }
-    ["DISPLAY", "WAYLAND_DISPLAY"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
 }
 
 /// Opens the window and runs until it is closed.
@@ -82,8 +57,8 @@ pub fn run(launch: Launch) -> Result<(), eframe::Error> {
                 opener: Arc::new(FileOpener),
                 list_disks: disks::list,
                 settings_path,
-                system_dialog: browse::system_dialog,
-                state_dir: crate::resume::state_dir(),
+                system_dialog: widgets::browse::system_dialog,
+                state_dir: crate::session::resume::state_dir(),
             };
             Ok(Box::new(LiveMirrorApp::new(&cc.egui_ctx, env, launch)?))
         }),

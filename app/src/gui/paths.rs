@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// as they are.
 pub fn resolve(typed: &str) -> PathBuf {
     let typed = typed.trim();
-    if typed.is_empty() || crate::privileged::nbd_uri(Path::new(typed)).is_some() {
+    if typed.is_empty() || crate::platform::privileged::nbd_uri(Path::new(typed)).is_some() {
         return PathBuf::from(typed);
     }
     let home = || directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use livemirror_core::job::MirrorOptions;
 use serde::{Deserialize, Serialize};
 
-use super::share::ShareSettings;
+use crate::gui::widgets::share::ShareSettings;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
