@@ -270,8 +270,9 @@ mod tests {
 
     fn run(s: &dyn BlockDevice, t: &dyn BlockDevice) -> (Summary, Vec<Difference>) {
         let mut found = Vec::new();
-        let whole = [0..s.len()];
-        let summary = verify(s, t, &whole, Reading::Medium, |d| found.push(d)).unwrap();
+        let whole = 0..s.len();
+        let summary =
+            verify(s, t, std::slice::from_ref(&whole), Reading::Medium, |d| found.push(d)).unwrap();
         (summary, found)
     }
 
@@ -385,8 +386,9 @@ mod tests {
         let (s, t) = pair(1 << 20);
         let t = FaultyDevice::new(std::sync::Arc::new(t));
         t.inject(Fault::persistent(Op::Read, 0..1 << 20, 5));
-        let whole = [0..s.len()];
-        let err = verify(&s, &t, &whole, Reading::Cached, |_| {}).unwrap_err();
+        let whole = 0..s.len();
+        let err =
+            verify(&s, &t, std::slice::from_ref(&whole), Reading::Cached, |_| {}).unwrap_err();
         assert!(matches!(err, VerifyError::Io(IoFailure { side: Side::Target, .. })), "{err}");
     }
 }

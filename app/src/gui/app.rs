@@ -535,7 +535,7 @@ impl LiveMirrorApp {
                 let opened = self.open_pair(&source, &target, false);
                 match opened {
                     Err(e) => screen.found = Some(Found::Error(e)),
-                    Ok((a, b)) => {
+                    Ok([a, b]) => {
                         let map = VerifyMap::new(a.len());
                         screen.map = map.clone();
                         self.verifying = Some(self.engine.blocking(ctx, move || {
@@ -553,7 +553,7 @@ impl LiveMirrorApp {
                 o.repaired = true;
                 match opened {
                     Err(e) => o.found = Some(Found::Error(e)),
-                    Ok((a, b)) => {
+                    Ok([a, b]) => {
                         let map = VerifyMap::new(a.len());
                         (o.map, o.found) = (map.clone(), None);
                         self.verifying = Some(self.engine.blocking(ctx, move || {
@@ -655,13 +655,13 @@ impl LiveMirrorApp {
         source: &Path,
         target: &Path,
         repair: bool,
-    ) -> Result<(Arc<dyn BlockDevice>, Arc<dyn BlockDevice>), String> {
+    ) -> Result<[Arc<dyn BlockDevice>; 2], String> {
         let opts = OpenOptions::new().direct(true);
         let opener = &self.env.opener;
         let a = opener.open_for_job(source, opts).map_err(|e| format!("source: {e}"))?;
         let b =
             opener.open_for_job(target, opts.write(repair)).map_err(|e| format!("target: {e}"))?;
-        Ok((a, b))
+        Ok([a, b])
     }
 
     fn refresh_unfinished(&mut self) {
