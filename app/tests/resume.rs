@@ -377,6 +377,20 @@ fn state_files_that_cannot_be_trusted_are_discarded_with_the_reason() {
     assert!(file.exists());
     starts_over(&src, &dst, &state, "the target is another file or disk", 32 * MIB);
 
+    // The source replaced by a copy of itself: same path, another inode.
+    let file = half_done(&src, &dst, &state);
+    let moved = dir.path().join("moved.img");
+    std::fs::copy(&src, &moved).unwrap();
+    std::fs::rename(&moved, &src).unwrap();
+    assert!(file.exists());
+    starts_over(&src, &dst, &state, "the source is another file or disk", 32 * MIB);
+
+    // The target resized (grown: a clone onto it is still fine).
+    half_done(&src, &dst, &state);
+    std::fs::File::options().write(true).open(&dst).unwrap().set_len(33 * MIB).unwrap();
+    starts_over(&src, &dst, &state, "the target was resized", 32 * MIB);
+    let _ = std::fs::remove_file(&dst);
+
     // The source resized (shrunk: the target is now larger, which is fine).
     half_done(&src, &dst, &state);
     let mut shrunk = pattern(32 << 20, 3);
