@@ -95,14 +95,41 @@ fn event<'a>(events: &'a [Value], name: &str) -> &'a Value {
     &events.iter().find(|e| e["event"] == name).unwrap_or_else(|| panic!("no {name}: {events:?}"))["data"]
 }
 
+/// What the last PROGRESS before a kill said: bytes copied, and the bytes
+/// the last completed save says are left (none before the first save).
+#[derive(Debug, Clone, Copy)]
+struct AtKill {
+    copied: u64,
+    saved_left: Option<u64>,
+}
+
+impl AtKill {
+    fn of(progress: &Value) -> AtKill {
+        AtKill {
+            copied: progress["copied"].as_u64().unwrap(),
+            saved_left: progress["saved"].as_u64(),
+        }
+    }
+
+    /// Copied but not yet flushed and saved: what a resume must copy again.
+    fn unflushed(&self, total: u64) -> u64 {
+        self.copied.saturating_sub(total - self.saved_left.unwrap_or(total))
+    }
+}
+
 /// Starts a speed-limited clone and kills it with SIGKILL once it has
-/// copied `at` bytes; returns what it had copied by its last PROGRESS.
-fn clone_killed_at(src: &Path, dst: &Path, state: &Path, at: u64) -> u64 {
+/// copied `at` bytes; returns what its last PROGRESS said.
+fn clone_killed_at(src: &Path, dst: &Path, state: &Path, at: u64) -> AtKill {
     clone_killed_when(src, dst, state, |p| p["copied"].as_u64().unwrap() >= at)
 }
 
 /// [`clone_killed_at`], killed at the first PROGRESS `when` accepts.
-fn clone_killed_when(src: &Path, dst: &Path, state: &Path, when: impl Fn(&Value) -> bool) -> u64 {
+fn clone_killed_when(
+    src: &Path,
+    dst: &Path,
+    state: &Path,
+    when: impl Fn(&Value) -> bool,
+) -> AtKill {
     let mut child = bin()
         .args(["clone", src.to_str().unwrap(), dst.to_str().unwrap(), "--json"])
         .args(["--speed", &SPEED.to_string(), "--buf-size", &BUF.to_string()])
@@ -114,7 +141,26 @@ fn clone_killed_when(src: &Path, dst: &Path, state: &Path, when: impl Fn(&Value)
     let mut events = Events::of(&mut child);
     let seen = events.until("PROGRESS", when);
     sigkill(&mut child);
-    seen["copied"].as_u64().unwrap()
+    AtKill::of(&seen)
+}
+
+/// Whether the killed job had saved its state: a kill in the first moments
+/// of a job can come before its first save is on disk.
+fn saved_before_the_kill(state: &Path) -> bool {
+    std::fs::read_dir(state).is_ok_and(|d| d.count() > 0)
+}
+
+/// What the rerun says is left: RESUMED first, when a save was there;
+/// otherwise no RESUMED and everything left.
+fn resumed_remaining(events: &[Value], err: &str, saved: bool, total: u64, k: u64) -> u64 {
+    if !saved {
+        assert!(events.iter().all(|e| e["event"] != "RESUMED"), "point {k}: {events:?}");
+        return total;
+    }
+    assert_eq!(events[0]["event"], "RESUMED", "point {k}: RESUMED comes first: {events:?}");
+    assert_eq!(events[0]["data"]["total"], total);
+    assert!(err.contains("resuming: "), "{err}");
+    events[0]["data"]["remaining"].as_u64().unwrap()
 }
 
 /// What a kill may leave unsaved: a save period at the speed limit, and
@@ -130,34 +176,38 @@ fn a_killed_clone_resumes_and_copies_only_what_was_left() {
     let src = dir.path().join("src.img");
     std::fs::write(&src, pattern(total as usize, 7)).unwrap();
     let points = kill_points();
-    let mut again_max = 0;
+    let (mut again_max, mut unflushed_max) = (0, 0);
     for k in 1..=points {
         let (dst, state) = (dir.path().join("dst.img"), dir.path().join(format!("state{k}")));
         let _ = std::fs::remove_file(&dst);
         let at = total * k / (points + 1);
-        let seen = clone_killed_at(&src, &dst, &state, at);
+        let kill = clone_killed_at(&src, &dst, &state, at);
+        let seen = kill.copied;
+        let saved = saved_before_the_kill(&state);
         let (events, err, code) = clone(&src, &dst, &state, &[]);
         assert_eq!(code, 0, "point {k}: {err}");
-        assert_eq!(events[0]["event"], "RESUMED", "point {k}: RESUMED comes first: {events:?}");
-        let resumed = &events[0]["data"];
-        let remaining = resumed["remaining"].as_u64().unwrap();
-        assert_eq!(resumed["total"], total);
-        assert!(err.contains("resuming: "), "{err}");
+        let remaining = resumed_remaining(&events, &err, saved, total, k);
         let completed = event(&events, "COMPLETED");
         assert_eq!(completed["identical"], true);
         assert_eq!(done_bytes(completed), remaining, "point {k}: copies exactly what was left");
         assert_identical(&src, &dst);
-        // Copied twice: what the killed run copied after its last save.
-        let again = remaining as i64 - (total - seen) as i64;
+        // Copied twice: what the killed run copied after its last save —
+        // at most what was unflushed at the kill and one buffer (the
+        // crash rule), and never more than a save period's worth.
+        let again = remaining.saturating_sub(total - seen);
+        let unflushed = kill.unflushed(total);
         assert!(
-            again <= unsaved_bound() as i64,
-            "point {k}: {again} bytes copied again (seen {seen} copied at the kill, {remaining} left)"
+            again <= unflushed + BUF && again <= unsaved_bound(),
+            "point {k}: {again} bytes copied again, {unflushed} unflushed at the kill \
+             ({kill:?}, {remaining} left)"
         );
         again_max = again_max.max(again);
+        unflushed_max = unflushed_max.max(unflushed);
         assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0, "completed: no state left");
     }
     eprintln!(
-        "{points} kill points: at most {again_max} bytes copied again (bound {})",
+        "{points} kill points: at most {again_max} bytes copied again, at most {unflushed_max} \
+         unflushed at a kill (bound: unflushed + {BUF}, and {})",
         unsaved_bound()
     );
 }
@@ -200,6 +250,7 @@ fn a_killed_served_mirror_resumes_under_writes_and_ends_identical() {
     let src = dir.path().join("src.img");
     std::fs::write(&src, pattern(total as usize, 9)).unwrap();
     let points = kill_points();
+    let mut again_max = 0;
     for k in 1..=points {
         let (dst, state) = (dir.path().join("dst.img"), dir.path().join(format!("state{k}")));
         let _ = std::fs::remove_file(&dst);
@@ -214,18 +265,25 @@ fn a_killed_served_mirror_resumes_under_writes_and_ends_identical() {
             write_through(dir.path(), off, (k * 3 + i as u64) as u8);
             written += 64 * 1024;
         }
-        let seen = events.until("PROGRESS", |d| d["copied"].as_u64().unwrap() >= at);
-        let seen = seen["copied"].as_u64().unwrap();
+        let kill = AtKill::of(&events.until("PROGRESS", |d| d["copied"].as_u64().unwrap() >= at));
+        let seen = kill.copied;
         // A write in the moment before the kill, after the last save.
         write_through(dir.path(), (at / 3) / (64 * 1024) * 64 * 1024, 0xee);
         written += 64 * 1024;
         sigkill(&mut child);
+        let saved = saved_before_the_kill(&state);
 
         let (mut child, mut events, mut c) = serve(dir.path(), &src, &dst, &state, &[]);
-        let first = events.next().expect("an event");
-        assert_eq!(first["event"], "RESUMED", "point {k}: RESUMED comes first: {first}");
-        let remaining = first["data"]["remaining"].as_u64().unwrap();
-        assert_eq!(first["data"]["comparing"], true, "written just before the kill: compared");
+        let remaining = if saved {
+            let first = events.next().expect("an event");
+            assert_eq!(first["event"], "RESUMED", "point {k}: RESUMED comes first: {first}");
+            assert_eq!(first["data"]["comparing"], true, "written just before the kill: compared");
+            first["data"]["remaining"].as_u64().unwrap()
+        } else {
+            total
+        };
+        // The saved map is never behind the last save the job reported.
+        assert!(remaining <= kill.saved_left.unwrap_or(total) + BUF, "point {k}: {kill:?}");
         write_through(dir.path(), MIB, 0x77);
         written += 64 * 1024;
         c.event("READY");
@@ -237,7 +295,7 @@ fn a_killed_served_mirror_resumes_under_writes_and_ends_identical() {
         let status = child.wait().unwrap();
         let err = stderr_of(&mut child);
         assert!(status.success(), "point {k}: {err}");
-        assert!(err.contains("resuming: "), "{err}");
+        assert_eq!(err.contains("resuming: "), saved, "{err}");
         assert_identical(&src, &dst);
         // Copied again at most: the unsaved part of the copy, and every
         // chunk written through the export (each may be found by the
@@ -249,7 +307,13 @@ fn a_killed_served_mirror_resumes_under_writes_and_ends_identical() {
             "point {k}: {copied} bytes copied after the resume, bound {bound}"
         );
         assert!(remaining <= total);
+        again_max = again_max.max(copied as i64 - (total - seen) as i64 - written as i64);
     }
+    eprintln!(
+        "{points} kill points: at most {again_max} bytes copied again beyond what was left \
+         and what was written (bound {})",
+        unsaved_bound()
+    );
 }
 
 /// Leaves a state file behind: a clone onto a new target killed once a
@@ -313,6 +377,20 @@ fn state_files_that_cannot_be_trusted_are_discarded_with_the_reason() {
     std::fs::rename(&moved, &dst).unwrap();
     assert!(file.exists());
     starts_over(&src, &dst, &state, "the target is another file or disk", 32 * MIB);
+
+    // The source replaced by a copy of itself: same path, another inode.
+    let file = half_done(&src, &dst, &state);
+    let moved = dir.path().join("moved.img");
+    std::fs::copy(&src, &moved).unwrap();
+    std::fs::rename(&moved, &src).unwrap();
+    assert!(file.exists());
+    starts_over(&src, &dst, &state, "the source is another file or disk", 32 * MIB);
+
+    // The target resized (grown: a clone onto it is still fine).
+    half_done(&src, &dst, &state);
+    std::fs::File::options().write(true).open(&dst).unwrap().set_len(33 * MIB).unwrap();
+    starts_over(&src, &dst, &state, "the target was resized", 32 * MIB);
+    let _ = std::fs::remove_file(&dst);
 
     // The source resized (shrunk: the target is now larger, which is fine).
     half_done(&src, &dst, &state);
@@ -393,4 +471,86 @@ fn completed_reports_what_was_written_and_how_long_it_took() {
     assert_eq!(c["zeroed"].as_u64().unwrap() + c["skipped"].as_u64().unwrap(), 4 << 20, "{c}");
     assert!(c["duration_s"].as_f64().unwrap() > 0.0, "{c}");
     assert!(!state.exists(), "--no-state writes nothing");
+}
+
+#[test]
+fn a_served_target_written_after_complete_is_resynced_from_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let total = 32 * MIB;
+    let (src, dst, state) =
+        (dir.path().join("src.img"), dir.path().join("dst.img"), dir.path().join("state"));
+    std::fs::write(&src, pattern(total as usize, 11)).unwrap();
+    // Last modified an hour ago: nothing but livemirror touches it since.
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(&src).unwrap().set_modified(hour_ago).unwrap();
+    let (mut child, mut events, mut c) = serve(dir.path(), &src, &dst, &state, &[]);
+    c.event("READY");
+    assert_eq!(c.ask(json!({"execute": "complete"}))["return"], json!({}));
+    events.until("COMPLETED", |_| true);
+    // Served after Complete, the export writes the target: 5 blocks, one
+    // across a chunk boundary.
+    let block = 64 * 1024;
+    let offsets = [0, 3 * MIB, 17 * MIB + 4096, 20 * MIB, total - block];
+    for (i, at) in offsets.iter().enumerate() {
+        write_through(dir.path(), *at, 0x40 + i as u8);
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let err = stderr_of(&mut child);
+    assert!(err.contains("written to the target since the mirror completed, recorded"), "{err}");
+    livemirror_testkit::tools::assert_different(&src, &dst);
+
+    let (events, err, code) = clone(&src, &dst, &state, &["--resync"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("re-sync: ") && err.contains("from its state file"), "{err}");
+    let copied = done_bytes(event(&events, "COMPLETED"));
+    // Each write rounded out to the 64 KiB chunks it touches.
+    let written = offsets.len() as u64 * block;
+    assert!(copied >= written && copied <= written + block, "copied {copied}, written {written}");
+    assert_identical(&src, &dst);
+
+    // The record is used once; without it, --resync compares (and finds nothing).
+    let (events, err, code) = clone(&src, &dst, &state, &["--resync"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("from its state file"), "{err}");
+    assert_eq!(done_bytes(event(&events, "COMPLETED")), 0);
+}
+
+#[test]
+fn a_record_of_writes_since_complete_is_not_trusted_when_the_target_changed_or_serve_was_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let total = 16 * MIB;
+    let (src, dst, state) =
+        (dir.path().join("src.img"), dir.path().join("dst.img"), dir.path().join("state"));
+    std::fs::write(&src, pattern(total as usize, 12)).unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(&src).unwrap().set_modified(hour_ago).unwrap();
+    for kill in [false, true] {
+        let _ = std::fs::remove_file(&dst);
+        let (mut child, mut events, mut c) = serve(dir.path(), &src, &dst, &state, &[]);
+        c.event("READY");
+        assert_eq!(c.ask(json!({"execute": "complete"}))["return"], json!({}));
+        events.until("COMPLETED", |_| true);
+        write_through(dir.path(), MIB, 0x21);
+        if kill {
+            sigkill(&mut child);
+        } else {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            assert!(child.wait().unwrap().success());
+            // Written around livemirror after serving stopped.
+            let f = std::fs::File::options().write(true).open(&dst).unwrap();
+            std::os::unix::fs::FileExt::write_all_at(&f, &[0x99; 4096], 5 * MIB).unwrap();
+        }
+        let (events, err, code) = clone(&src, &dst, &state, &["--resync"]);
+        assert_eq!(code, 0, "{err}");
+        let why =
+            if kill { "still being served" } else { "the target may have been written since" };
+        assert!(err.contains(why) && err.contains("--resync compares"), "{err}");
+        let copied = done_bytes(event(&events, "COMPLETED"));
+        let expect = if kill { 64 * 1024 } else { 2 * 64 * 1024 };
+        assert_eq!(copied, expect, "the compare pass finds each changed chunk: {err}");
+        assert_identical(&src, &dst);
+    }
 }

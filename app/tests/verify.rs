@@ -152,3 +152,22 @@ fn trouble_exits_2_with_one_line_and_changes_nothing() {
     let out = livemirror(&["verify", s(&src), s(dir.path())]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `--cached` (through the page cache) finds what the default (the media)
+/// finds, in the odd-sized tail too, and says the same.
+#[test]
+fn cached_reading_finds_the_same_differences() {
+    let dir = tempfile::tempdir().unwrap();
+    let len = (9 << 20) + 1536;
+    let (src, dst) = random_pair(dir.path(), len);
+    for at in [4096 * 3 + 17, (5 << 20) - 1, len as u64 - 2] {
+        let old = image::read(&src, at, 1)[0];
+        qemu_io(s(&dst), &[&format!("write -P {} {at} 1", !old)]);
+    }
+    let media = livemirror(&["verify", s(&src), s(&dst)]);
+    let cached = livemirror(&["verify", "--cached", s(&src), s(&dst)]);
+    assert_eq!(media.status.code(), Some(1), "{}", stdout(&media));
+    assert_eq!(cached.status.code(), Some(1), "{}", stdout(&cached));
+    assert_eq!(stdout(&media), stdout(&cached));
+    assert_eq!(stdout(&media).matches("differs: bytes").count(), 3, "{}", stdout(&media));
+}

@@ -22,6 +22,10 @@ use livemirror::platform::disks::Disk;
 use livemirror::platform::privileged::OpenError;
 use livemirror_core::Side;
 
+// Resume, Discard, "update an earlier copy", Verify only and Repair.
+#[path = "window/long_jobs.rs"]
+mod long_jobs;
+
 const EIO: i32 = libc::EIO;
 const MIB: u64 = 1 << 20;
 
@@ -75,8 +79,13 @@ fn app_with(
     log_panel_installed();
     let mut h = Harness::builder().with_size(size).build_eframe(move |cc| {
         // No desktop here: the window's own file browser.
-        let env =
-            Env { opener: Arc::new(opener), list_disks, settings_path, system_dialog: || false };
+        let env = Env {
+            opener: Arc::new(opener),
+            list_disks,
+            settings_path,
+            system_dialog: || false,
+            state_dir: None,
+        };
         let launch = Launch::Setup { source: None, target: None };
         LiveMirrorApp::new(&cc.egui_ctx, env, launch).expect("engine starts")
     });
@@ -877,6 +886,7 @@ fn an_unopenable_target_disk_is_checked_from_the_disk_list_before_its_name_is_as
                 list_disks: listed,
                 settings_path: None,
                 system_dialog: || false,
+                state_dir: None,
             };
             let launch = Launch::Setup { source: None, target: None };
             LiveMirrorApp::new(&cc.egui_ctx, env, launch).expect("engine starts")
@@ -1217,6 +1227,7 @@ fn typing_stays_smooth_while_a_device_hangs_in_open() {
                 opener: Arc::new(opener),
                 list_disks: no_disks,
                 settings_path: None,
+                state_dir: None,
                 system_dialog: || false,
             };
             let launch = Launch::Setup { source: None, target: None };

@@ -1,12 +1,17 @@
 //! Verify a copy against its source, and repair it: `livemirror verify`.
 //!
-//! Both devices are read as their media hold them now
-//! ([`BlockDevice::read_uncached`]), in large steps, both sides at once on
-//! two threads, so a pass runs at the speed of the slower device. Runs
-//! that both sides report as holes or zeroes are skipped without reading.
-//! Differences are found chunk by chunk (the same comparison the job's
-//! compare passes use: [`differing_chunks`]) and reported as merged
-//! extents, in order, as the pass finds them.
+//! Both devices are read in pieces ([`pipeline`]): from the media both
+//! sides at once and ahead of the comparison, so a pass runs at the speed
+//! of the slower device; through the page cache on the comparing thread. Runs that both sides report as holes or zeroes are
+//! skipped without reading. Equal pieces cost one `memcmp`; an unequal one
+//! is searched chunk by chunk (the same comparison the job's compare
+//! passes use: [`differing_chunks`]) and reported as merged extents, in
+//! order, as the pass finds them.
+//!
+//! [`Reading`] says what a pass reads: what the media hold (the default of
+//! `livemirror verify`, and what a copy just written must be checked
+//! against, since its pages may still be in the page cache), or what the
+//! host's page cache serves (fast when both sides are cached).
 //!
 //! [`repair`] copies exactly the differing extents from source to target
 //! and flushes; the caller then verifies those extents again.
@@ -17,11 +22,40 @@ use crate::buffer::AlignedBuf;
 use crate::device::BlockDevice;
 use crate::error::{IoFailure, IoOperation, Side};
 
+mod pipeline;
+
 /// Differences are located to this unit (a page: what a filesystem writes).
 pub const CHUNK: u64 = 4096;
-/// Bytes read per side per step: large enough for sequential speed on any
-/// disk, small enough that two buffers stay modest.
+/// Bytes [`repair`] copies per step.
 pub const STEP: u64 = 8 << 20;
+
+/// What a verify pass reads, on both sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reading {
+    /// What the media hold now ([`BlockDevice::read_uncached`]: direct I/O
+    /// on a device opened for it, else the range dropped from the page
+    /// cache first). A copy just written is checked on the medium, not in
+    /// the cache its writes went through.
+    #[default]
+    Medium,
+    /// Through the page cache ([`BlockDevice::read_at`]): as fast as
+    /// memory when the data are cached, but a cached page proves nothing
+    /// about the medium under it.
+    Cached,
+}
+
+impl Reading {
+    /// Bytes per read: large for sequential speed off a disk (a direct read
+    /// this size is split into several requests in flight); from the cache
+    /// small enough that both sides' pieces stay in the core's cache
+    /// until they are compared.
+    fn piece(self) -> u64 {
+        match self {
+            Reading::Medium => 4 << 20,
+            Reading::Cached => 512 << 10,
+        }
+    }
+}
 
 /// A range of bytes that differs between source and target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +98,8 @@ pub fn differing_chunks<'a>(
     start: u64,
     chunk: usize,
 ) -> impl Iterator<Item = (u64, u64)> + 'a {
+    // The usual answer, none, in one memcmp over the whole piece.
+    let (a, b) = if a == b { (&a[..0], &b[..0]) } else { (a, b) };
     a.chunks(chunk).zip(b.chunks(chunk)).enumerate().filter(|(_, (x, y))| x != y).map(
         move |(i, (x, y))| {
             let at = start + (i * chunk) as u64;
@@ -125,14 +161,15 @@ impl From<IoFailure> for VerifyError {
     }
 }
 
-/// Compares `ranges` (sorted, within the source) of source and target,
-/// calling `found` with each merged differing range as soon as it is
-/// complete. A target larger than the source is compared over the source's
-/// length (a clone leaves the rest alone).
+/// Compares `ranges` (sorted, within the source) of source and target, read
+/// as `reading` says, calling `found` with each merged differing range as
+/// soon as it is complete. A target larger than the source is compared
+/// over the source's length (a clone leaves the rest alone).
 pub fn verify(
     source: &dyn BlockDevice,
     target: &dyn BlockDevice,
     ranges: &[Range<u64>],
+    reading: Reading,
     found: impl FnMut(Difference),
 ) -> Result<Summary, VerifyError> {
     if target.len() < source.len() {
@@ -141,86 +178,47 @@ pub fn verify(
             target_len: target.len(),
         });
     }
-    Ok(compare(source, target, ranges, found)?)
+    Ok(compare(source, target, ranges.iter().cloned(), reading, found)?)
 }
 
-/// [`verify`] over `ranges` that lie within both devices.
+/// [`verify`] over `ranges` (sorted) that lie within both devices.
 pub fn compare(
     source: &dyn BlockDevice,
     target: &dyn BlockDevice,
-    ranges: &[Range<u64>],
+    ranges: impl Iterator<Item = Range<u64>> + Send,
+    reading: Reading,
     mut found: impl FnMut(Difference),
 ) -> Result<Summary, IoFailure> {
-    let mut a = AlignedBuf::new(STEP as usize);
-    let mut b = AlignedBuf::new(STEP as usize);
     let mut summary = Summary::default();
     let mut open: Option<Difference> = None;
-    let mut close = |d: Difference, summary: &mut Summary| {
-        summary.differing += d.len;
-        summary.ranges += 1;
-        found(d);
-    };
-    for range in ranges {
-        let mut pos = range.start;
-        while pos < range.end {
-            let (zero, run) = both_zero_run(source, target, pos, (range.end - pos).min(STEP))?;
-            summary.compared += run;
-            if zero {
-                summary.skipped += run;
-                pos += run;
-                continue;
-            }
-            let n = run as usize;
-            read_both(source, target, TargetRead::Uncached, &mut a[..n], &mut b[..n], pos)?;
-            for (at, _) in differing_chunks(&a[..n], &b[..n], pos, CHUNK as usize) {
-                let len = CHUNK.min(range.end - at);
-                match &mut open {
-                    Some(d) if d.end() == at => d.len += len,
-                    _ => {
-                        if let Some(d) = open.replace(Difference { offset: at, len }) {
-                            close(d, &mut summary);
-                        }
+    let read = pipeline::for_each_piece(source, target, ranges, reading, |piece, bytes| {
+        summary.compared += piece.len;
+        let Some((a, b)) = bytes else {
+            summary.skipped += piece.len;
+            return;
+        };
+        let end = piece.offset + piece.len;
+        for (at, _) in differing_chunks(a, b, piece.offset, CHUNK as usize) {
+            let len = CHUNK.min(end - at);
+            match &mut open {
+                Some(d) if d.end() == at => d.len += len,
+                _ => {
+                    if let Some(d) = open.replace(Difference { offset: at, len }) {
+                        summary.differing += d.len;
+                        summary.ranges += 1;
+                        found(d);
                     }
                 }
             }
-            pos += run;
         }
-    }
+    });
+    // A difference found before an error is still reported.
     if let Some(d) = open {
-        close(d, &mut summary);
+        summary.differing += d.len;
+        summary.ranges += 1;
+        found(d);
     }
-    Ok(summary)
-}
-
-/// From `pos`, at most `max` bytes: whether both sides read as zeroes, and
-/// for how long that stays so (a data run keeps going over neighbouring
-/// runs that are not zero on both sides, so reads stay large).
-fn both_zero_run(
-    source: &dyn BlockDevice,
-    target: &dyn BlockDevice,
-    pos: u64,
-    max: u64,
-) -> Result<(bool, u64), IoFailure> {
-    let status = |dev: &dyn BlockDevice, side, at: u64, len: u64| {
-        dev.block_status(at, len)
-            .map_err(|e| IoFailure::new(side, IoOperation::BlockStatus, at, len, &e))
-    };
-    let mut len = 0;
-    let mut zero_start = None;
-    while len < max {
-        let at = pos + len;
-        let (s, sr) = status(source, Side::Source, at, max - len)?;
-        let (t, tr) = status(target, Side::Target, at, max - len)?;
-        let both_zero = s.reads_zero() && t.reads_zero();
-        let run = sr.min(tr);
-        match zero_start {
-            None if len == 0 => zero_start = Some(both_zero),
-            Some(z) if z != both_zero => break,
-            _ => {}
-        }
-        len += run;
-    }
-    Ok((zero_start.unwrap_or(false), len.min(max)))
+    read.map(|()| summary)
 }
 
 /// Copies each of `diffs` from source to target (zeroes as zero-writes, so
@@ -272,7 +270,9 @@ mod tests {
 
     fn run(s: &dyn BlockDevice, t: &dyn BlockDevice) -> (Summary, Vec<Difference>) {
         let mut found = Vec::new();
-        let summary = verify(s, t, std::slice::from_ref(&(0..s.len())), |d| found.push(d)).unwrap();
+        let whole = 0..s.len();
+        let summary =
+            verify(s, t, std::slice::from_ref(&whole), Reading::Medium, |d| found.push(d)).unwrap();
         (summary, found)
     }
 
@@ -334,7 +334,7 @@ mod tests {
         let (s, _) = pair(1 << 20);
         let small = MemoryDevice::new(4096);
         assert!(matches!(
-            verify(&s, &small, std::slice::from_ref(&(0..s.len())), |_| {}),
+            verify(&s, &small, std::slice::from_ref(&(0..s.len())), Reading::Medium, |_| {}),
             Err(VerifyError::TargetSmaller { .. })
         ));
         let large = MemoryDevice::new(2 << 20);
@@ -344,11 +344,51 @@ mod tests {
     }
 
     #[test]
+    fn pieces_are_compared_in_order_and_a_difference_across_pieces_is_one_range() {
+        let len = 24 << 20;
+        let (s, t) = pair(len);
+        // Across the boundary of two pieces (512 KiB from the cache, 4 MiB
+        // from the medium), and one in each of two ranges.
+        for at in [(4 << 20) - 4096, (9 << 20) + 100, (17 << 20) + 7] {
+            t.write_at(&[0xEE; 8192], at).unwrap();
+        }
+        let ranges = [(1 << 20)..(12 << 20), (16 << 20)..(20 << 20)];
+        for reading in [Reading::Medium, Reading::Cached] {
+            let mut found = Vec::new();
+            let summary = verify(&s, &t, &ranges, reading, |d| found.push(d)).unwrap();
+            let expect = [
+                Difference { offset: (4 << 20) - 4096, len: 8192 },
+                Difference { offset: 9 << 20, len: 12288 },
+                Difference { offset: 17 << 20, len: 12288 },
+            ];
+            assert_eq!(found, expect, "{reading:?}");
+            assert_eq!(summary.compared, (11 << 20) + (4 << 20));
+        }
+    }
+
+    #[test]
+    fn an_error_midway_ends_the_pass_with_it_after_what_came_before() {
+        let len = 64 << 20;
+        let (s, t) = pair(len);
+        t.write_at(&[1], 1 << 20).unwrap();
+        let s = FaultyDevice::new(std::sync::Arc::new(s));
+        s.inject(Fault::persistent(Op::Read, (40 << 20)..(40 << 20) + 1, 5));
+        let mut found = Vec::new();
+        let err =
+            compare(&s, &t, std::iter::once(0..len as u64), Reading::Medium, |d| found.push(d))
+                .unwrap_err();
+        assert_eq!((err.side, err.offset), (Side::Source, 40 << 20), "{err}");
+        assert_eq!(found, [Difference { offset: 1 << 20, len: 4096 }]);
+    }
+
+    #[test]
     fn a_read_error_names_its_side() {
         let (s, t) = pair(1 << 20);
         let t = FaultyDevice::new(std::sync::Arc::new(t));
         t.inject(Fault::persistent(Op::Read, 0..1 << 20, 5));
-        let err = verify(&s, &t, std::slice::from_ref(&(0..s.len())), |_| {}).unwrap_err();
+        let whole = 0..s.len();
+        let err =
+            verify(&s, &t, std::slice::from_ref(&whole), Reading::Cached, |_| {}).unwrap_err();
         assert!(matches!(err, VerifyError::Io(IoFailure { side: Side::Target, .. })), "{err}");
     }
 }

@@ -13,6 +13,7 @@ use livemirror_core::device::{BlockDevice, DeviceId, MemoryDevice};
 use livemirror_core::job::{self, Command, JobEvent, MirrorOptions, Persist, Resume};
 use livemirror_core::persist::{self, Identity, Side};
 use livemirror_testkit::job::*;
+use livemirror_testkit::pattern;
 
 const MIB: u64 = 1 << 20;
 const GRAN: u64 = 64 << 10;
@@ -88,7 +89,7 @@ fn identity(len: u64) -> Identity {
 }
 
 fn persist(path: &Path, len: u64, resume: Option<Resume>) -> Option<Persist> {
-    Some(Persist { path: path.to_path_buf(), identity: identity(len), resume })
+    Some(Persist { path: path.to_path_buf(), identity: identity(len), resume, write_log: None })
 }
 
 fn options(speed: u64) -> MirrorOptions {
@@ -237,4 +238,40 @@ async fn a_saved_map_of_another_geometry_is_refused() {
     .err()
     .unwrap();
     assert!(e.to_string().contains("saved map"), "{e}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_completed_job_that_goes_on_serving_notes_every_write_since() {
+    let len = 4 * MIB;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("job.state");
+    let p = pair(len as usize);
+    let log = livemirror_core::live::WriteLog::new();
+    let mut keep = persist(&state, len, None);
+    keep.as_mut().unwrap().write_log = Some(log.clone());
+    let (job, mut rx) =
+        job::start_persisted(p.live.clone(), p.target.clone(), options(0), keep).unwrap();
+    until(&mut rx, |ev| matches!(ev, JobEvent::Ready)).await;
+    // Before Complete the job copies writes; the log notes nothing yet.
+    p.live.write_at(&[1; 10], 5 * GRAN).unwrap();
+    assert!(log.snapshot().is_none());
+    job.post(Command::Complete);
+    until(&mut rx, JobEvent::is_final).await;
+    let saved = persist::load(&state).expect("the file stays");
+    let since = saved.header.since_complete.expect("and says it is being served");
+    assert!(since.serving, "{since:?}");
+    assert_eq!(saved.dirty.count(), 0, "nothing written since yet");
+    // Served: writes reach the target, and the log has their chunks.
+    p.live.write_at(&[2; 10], 2 * GRAN - 5).unwrap();
+    p.live.write_zeroes(3 * MIB, GRAN, true).unwrap();
+    let written = log.snapshot().unwrap();
+    let expect = [1..3, 3 * MIB / GRAN..3 * MIB / GRAN + 1];
+    assert_eq!(written.runs().collect::<Vec<_>>(), expect);
+    assert_eq!(&p.target.contents()[(2 * GRAN - 5) as usize..][..10], &[2; 10]);
+    let at = (2 * GRAN - 5) as usize;
+    assert_eq!(
+        p.source.contents()[at..at + 10],
+        pattern(len as usize, 1)[at..at + 10],
+        "untouched"
+    );
 }

@@ -63,8 +63,10 @@ pub struct CloneArgs {
     /// target (and grow its ext2/3/4 filesystem with resize2fs if installed).
     #[arg(long)]
     pub grow_last_partition: bool,
-    /// Bring an earlier copy up to date: compare first and copy only the
-    /// chunks that differ (the same as --sync differing).
+    /// Bring an earlier copy up to date: copy only the chunks that differ —
+    /// those a completed `serve SRC --mirror-to DST` recorded its clients
+    /// wrote since, when neither file changed after, else found by a compare
+    /// pass (the same as --sync differing).
     #[arg(long)]
     pub resync: bool,
     #[command(flatten)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::Args;
 use livemirror_core::device::BlockDevice;
 use livemirror_core::job::{self, JobEvent, JobHandle, Outcome, Tracking};
-use livemirror_core::live::LiveSource;
+use livemirror_core::live::{LiveSource, WriteLog};
 use livemirror_core::nbd::Endpoint;
 use tokio::sync::broadcast;
 
@@ -18,7 +18,7 @@ use super::follow::{Follow, follow, interrupted};
 use super::format_args::FormatError;
 use super::progress::Reporter;
 use super::{CacheArgs, FormatArgs, MirrorArgs, StateArgs, fail, state_args};
-use crate::session::resume::Pair;
+use crate::session::resume::{self, Pair};
 use crate::session::share::Share;
 use crate::session::sizes;
 use crate::text::human;
@@ -95,7 +95,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     };
     let (stop_control, stopped) = tokio::sync::watch::channel(false);
     let control_task = match (control, &job) {
-        (Some(listener), Some((job, _, _))) => {
+        (Some(listener), Some((job, _, _, _))) => {
             Some(tokio::spawn(crate::cli::control::serve(listener, job.clone(), stopped)))
         }
         _ => None,
@@ -107,7 +107,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         args.nbd,
         share.endpoint().uri()
     );
-    let follower = job.map(|(job, events, target)| {
+    let follower = job.map(|(job, events, target, record)| {
         let how = Follow {
             complete_when_ready: false,
             cancel_on_ctrl_c: false,
@@ -120,15 +120,16 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             reporter.finish(&handle.status(), &outcome, handle.fit());
             outcome
         });
-        (job, task, target)
+        (job, task, target, record)
     });
 
     stop_signal().await;
     let mut code = ExitCode::SUCCESS;
     let mut consistent = None;
+    let mut completed = None;
     match follower {
         None => eprintln!("\ninterrupted: stopping"),
-        Some((job, mut task, target)) => {
+        Some((job, mut task, target, record)) => {
             // Cancel is consistent after ready; a second signal forces it.
             // A job that already ended has nothing to cancel.
             if job.status().outcome.is_some() {
@@ -145,6 +146,10 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             };
             match outcome {
                 Ok(Outcome::Failed { .. }) => code = ExitCode::from(super::EXIT_FAILED),
+                Ok(Outcome::Completed { .. }) => {
+                    completed = record.map(|r| (r, target.clone()));
+                    consistent = Some((job, target))
+                }
                 Ok(o) if o.target_consistent() => consistent = Some((job, target)),
                 _ => {}
             }
@@ -154,6 +159,20 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     share.stop().await;
     if let Some(path) = &args.control {
         crate::cli::control::remove_socket(path);
+    }
+    // No client writes any more: what the target took since Complete is
+    // all in the log.
+    if let (Some((record, target)), Some(dst)) = (completed, args.mirror_to.clone()) {
+        let src = args.source.clone();
+        let recorded = tokio::task::spawn_blocking(move || {
+            resume::finish_serving(&record.path, &record.log, &*target, &src, &dst)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        match recorded {
+            Ok(line) => eprintln!("{line}"),
+            Err(why) => eprintln!("writes since Complete not recorded: {why}"),
+        }
     }
     // Only now that no client is served: while the export kept the source's
     // size, a table for the target's size would have looked broken to them.
@@ -232,8 +251,15 @@ async fn ctrl_c() {
     }
 }
 
-/// A started job, its first event subscription, and its target.
-type Started = (JobHandle, broadcast::Receiver<JobEvent>, Arc<dyn BlockDevice>);
+/// A started job, its first event subscription, its target, and where it
+/// records what the target takes after Complete.
+type Started = (JobHandle, broadcast::Receiver<JobEvent>, Arc<dyn BlockDevice>, Option<Record>);
+
+/// A served mirror's state file and the log of writes after Complete.
+struct Record {
+    path: PathBuf,
+    log: Arc<WriteLog>,
+}
 
 fn start_job(
     live: &Arc<LiveSource>,
@@ -258,9 +284,16 @@ fn start_job(
         Pair { source_path: &args.source, source: &*source, target_path: dst, target: &*target };
     let plan = state_args::plan_for(&pair, &mut options, args.state, created.is_new(), false);
     state_args::announce(&plan, args.json);
-    let persist = plan.persist;
+    // After Complete the export serves the target: what its clients write
+    // is noted, for a later `clone SRC DST --resync`.
+    let mut persist = plan.persist;
+    let record = persist.as_mut().map(|p| {
+        let log = WriteLog::new();
+        p.write_log = Some(log.clone());
+        Record { path: p.path.clone(), log }
+    });
     // A refused job drops `created`, which removes a target made for it.
     let (job, events) = job::start_persisted(live.clone(), target.clone(), options, persist)?;
     created.keep();
-    Ok((job, events, target))
+    Ok((job, events, target, record))
 }

@@ -4,7 +4,7 @@
 use clap::Args;
 use livemirror_core::job::MirrorOptions;
 
-use crate::session::resume::{Pair, Plan, plan};
+use crate::session::resume::{Pair, Plan, Use, plan};
 use crate::text::json::named_line;
 
 #[derive(Args, Debug, Clone, Copy)]
@@ -20,8 +20,8 @@ pub struct StateArgs {
 }
 
 /// [`plan`] as the command line asks: none with `--no-state`; a saved
-/// state not used with `--restart`, with `--resync` (which compares
-/// everything anyway), or onto a target this run `created`.
+/// state not used with `--restart` or onto a target this run `created`;
+/// a completed job's record of what was written since with `--resync`.
 pub fn plan_for(
     pair: &Pair,
     options: &mut MirrorOptions,
@@ -32,16 +32,16 @@ pub fn plan_for(
     if args.no_state {
         return Plan::default();
     }
-    let start_over = if args.restart {
-        Some("--restart")
-    } else if resync {
-        Some("--resync compares everything")
+    let how = if args.restart {
+        Use::StartOver("--restart")
     } else if created {
-        Some("the target did not exist")
+        Use::StartOver("the target did not exist")
+    } else if resync {
+        Use::Resync
     } else {
-        None
+        Use::Resume
     };
-    plan(pair, options, start_over)
+    plan(pair, options, how)
 }
 
 /// Says what was decided: the lines on stderr, and with `json` a

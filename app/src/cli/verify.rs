@@ -3,7 +3,7 @@
 //! 2 trouble (a device that cannot be opened or read).
 //!
 //! The comparison is [`livemirror_core::verify`]; this file opens the
-//! devices, words the ranges (a line per range as it is found, then a
+//! devices (for direct I/O, unless `--cached`), words the ranges (a line per range as it is found, then a
 //! summary map) or prints them as JSON events, and for `--repair` copies the
 //! differing ranges and verifies them again.
 
@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use livemirror_core::device::{BlockDevice, OpenOptions};
-use livemirror_core::verify::{self, Difference, Summary, VerifyError};
+use livemirror_core::verify::{self, Difference, Reading, Summary, VerifyError};
 use serde_json::json;
 
 use crate::platform::privileged;
@@ -31,6 +31,13 @@ const SUMMARY_RANGES: usize = 8;
 #[command(after_help = "\
 Exit status: 0 identical, 1 different, 2 trouble (as cmp).
 
+What is read: by default both sides as their media hold them (direct I/O,
+past the page cache; where a device cannot do direct I/O, each range is
+dropped from the cache before it is read), so a copy just written is checked
+on the disk and not in the memory its writes went through. --cached reads
+through the page cache instead: as fast as memory when both sides are
+cached, but it proves only what the cache holds.
+
 Examples:
   livemirror verify disk.img copy.img
   livemirror verify /dev/sdb /dev/sdc --repair
@@ -44,6 +51,11 @@ pub struct VerifyArgs {
     /// again (exit 0 when they now match).
     #[arg(long)]
     pub repair: bool,
+    /// Read both sides through the page cache rather than from the media
+    /// (fast when they are cached; a cached page proves nothing about the
+    /// disk under it).
+    #[arg(long)]
+    pub cached: bool,
     /// Print one JSON event per line on stdout: MISMATCH per range, VERIFIED
     /// at the end of each pass, REPAIRED after a repair.
     #[arg(long)]
@@ -63,11 +75,12 @@ pub fn run(args: VerifyArgs) -> ExitCode {
 
 /// True when the target ends up identical.
 fn verify_and_repair(args: &VerifyArgs) -> Result<bool, String> {
-    let source =
-        privileged::open(&args.source, OpenOptions::new()).map_err(|e| format!("source: {e}"))?;
-    let target = privileged::open(&args.target, OpenOptions::new().write(args.repair))
+    let reading = if args.cached { Reading::Cached } else { Reading::Medium };
+    let opts = OpenOptions::new().direct(reading == Reading::Medium);
+    let source = privileged::open(&args.source, opts).map_err(|e| format!("source: {e}"))?;
+    let target = privileged::open(&args.target, opts.write(args.repair))
         .map_err(|e| format!("target: {e}"))?;
-    let out = Output { json: args.json };
+    let out = Output { json: args.json, reading };
     let whole = 0..source.len();
     let (summary, diffs) = pass(&*source, &*target, std::slice::from_ref(&whole), &out)?;
     if summary.identical() || !args.repair {
@@ -88,7 +101,7 @@ fn pass(
     out: &Output,
 ) -> Result<(Summary, Vec<Difference>), String> {
     let mut diffs = Vec::new();
-    let summary = verify::verify(source, target, ranges, |d| {
+    let summary = verify::verify(source, target, ranges, out.reading, |d| {
         out.mismatch(&d);
         diffs.push(d);
     })
@@ -102,6 +115,7 @@ fn pass(
 
 struct Output {
     json: bool,
+    reading: Reading,
 }
 
 impl Output {

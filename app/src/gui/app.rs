@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eframe::egui;
+use livemirror_core::device::{BlockDevice, OpenOptions};
 use livemirror_core::job::{Command, Outcome};
 
 use crate::gui::engine::{Engine, Opener, Pending};
@@ -17,12 +18,15 @@ use crate::gui::screens::done::{DoneScreen, Fix, Verify};
 use crate::gui::screens::running::BUTTON;
 use crate::gui::screens::running::RunningScreen;
 use crate::gui::screens::setup::SetupScreen;
+use crate::gui::screens::verify_only::VerifyOnlyScreen;
 use crate::gui::settings::{Saver, Settings};
 use crate::gui::widgets::browse::{Browser, Picked};
-use crate::gui::widgets::log;
+use crate::gui::widgets::share::ShareSettings;
 use crate::gui::widgets::verify::{self, Found, VerifyMap};
+use crate::gui::widgets::{log, unfinished};
 use crate::gui::{Launch, paths};
 use crate::platform::disks::Disk;
+use crate::session::resume::{self, Unfinished};
 use crate::session::share::Share;
 use crate::session::sizes::{self, Fixed};
 use crate::text;
@@ -53,6 +57,13 @@ pub enum Action {
     /// Complete (the demo stops its writer first, so the result can be compared).
     Complete,
     Verify,
+    /// Copy what the verification found different, and compare it again.
+    Repair,
+    /// "Verify only": compare a pair without copying (Setup, or again).
+    VerifyOnly {
+        source: PathBuf,
+        target: PathBuf,
+    },
     /// "Skip verification": remembered, so it is not started next time.
     SkipVerify,
     /// Stop the session's share (after a confirmation if it has clients).
@@ -65,6 +76,10 @@ pub enum Action {
     NewSetup,
     /// "Reset to defaults": the remembered settings forgotten (not the window size).
     ResetSettings,
+    /// An unfinished job (by its place in the list) started again.
+    ResumeUnfinished(usize),
+    /// An unfinished job's state forgotten.
+    DiscardUnfinished(usize),
 }
 
 /// A share that outlived its session ("Start another" kept it serving).
@@ -87,6 +102,9 @@ enum Closing {
     Now,
 }
 
+/// A source and a target, open.
+type Pair = [Arc<dyn BlockDevice>; 2];
+
 /// What a system file dialog gave.
 enum Dialog {
     Picked(PathBuf),
@@ -104,6 +122,8 @@ pub struct Env {
     pub settings_path: Option<PathBuf>,
     /// Whether the desktop has a file dialog to show ([`browse::system_dialog`]).
     pub system_dialog: fn() -> bool,
+    /// Where jobs keep their state ([`crate::session::resume`]); none: they keep none.
+    pub state_dir: Option<PathBuf>,
 }
 
 enum Screen {
@@ -112,6 +132,7 @@ enum Screen {
     Preparing,
     Running(RunningScreen),
     Done(DoneScreen),
+    VerifyOnly(VerifyOnlyScreen),
 }
 
 pub struct LiveMirrorApp {
@@ -123,6 +144,12 @@ pub struct LiveMirrorApp {
     /// The disk list for Setup: `None` while the engine reads it.
     disks: Option<Arc<Vec<Disk>>>,
     listing: Option<Pending<Vec<Disk>>>,
+    /// Jobs that stopped before the end, listed on the Setup screen, and
+    /// their listing being read on the engine.
+    unfinished: Vec<Unfinished>,
+    listing_unfinished: Option<Pending<Vec<Unfinished>>>,
+    /// "Verify only" opening its pair on the engine (for a repair or not).
+    opening_pair: Option<(bool, Pending<Result<Pair, StartError>>)>,
     screen: Screen,
     session: Option<Session>,
     starting: Option<Pending<Result<Session, StartError>>>,
@@ -153,6 +180,8 @@ impl LiveMirrorApp {
         let settings = env.settings_path.as_deref().map(Settings::load).unwrap_or_default();
         let engine = Engine::new()?;
         let listing = Some(engine.blocking(ctx, env.list_disks));
+        let state_dir = env.state_dir.clone();
+        let listing_unfinished = Some(engine.blocking(ctx, move || unfinished_in(state_dir)));
         let (screen, starting) = match launch {
             Launch::Setup { source, target } => {
                 (Screen::Setup(Box::new(SetupScreen::new(&settings, source, target))), None)
@@ -169,6 +198,9 @@ impl LiveMirrorApp {
             saver: Arc::default(),
             disks: None,
             listing,
+            unfinished: Vec::new(),
+            listing_unfinished,
+            opening_pair: None,
             screen,
             session: None,
             starting,
@@ -202,7 +234,7 @@ impl LiveMirrorApp {
 
     /// Whether a verification is under way.
     pub fn verifying(&self) -> bool {
-        self.verifying.is_some()
+        self.verifying.is_some() || self.opening_pair.is_some()
     }
 
     /// Whether Setup waits for the engine: for the disk list, or for the
@@ -227,6 +259,33 @@ impl LiveMirrorApp {
         if let Some(disks) = self.listing.as_ref().and_then(Pending::poll) {
             self.listing = None;
             self.disks = Some(Arc::new(disks));
+        }
+        if let Some(jobs) = self.listing_unfinished.as_ref().and_then(Pending::poll) {
+            self.listing_unfinished = None;
+            self.unfinished = jobs;
+        }
+        if let Some((repair, opening)) = &self.opening_pair
+            && let Some(opened) = opening.poll()
+        {
+            let repair = *repair;
+            self.opening_pair = None;
+            if let Screen::VerifyOnly(o) = &mut self.screen {
+                match opened {
+                    Err(e) => o.found = Some(Found::Error(e.to_string())),
+                    Ok([a, b]) => {
+                        let map = VerifyMap::new(a.len());
+                        (o.map, o.found) = (map.clone(), None);
+                        self.verifying = Some(self.engine.blocking(ctx, move || {
+                            let found = if repair {
+                                verify::repair(&*a, &*b, &map)
+                            } else {
+                                verify::run(&*a, &*b, &map)
+                            };
+                            Verify::Found(found, None)
+                        }));
+                    }
+                }
+            }
         }
         if let Some(result) = self.starting.as_ref().and_then(Pending::poll) {
             self.starting = None;
@@ -270,8 +329,10 @@ impl LiveMirrorApp {
         }
         if let Some(v) = self.verifying.as_ref().and_then(Pending::poll) {
             self.verifying = None;
-            if let Screen::Done(d) = &mut self.screen {
-                d.verify = v;
+            match (&mut self.screen, v) {
+                (Screen::Done(d), v) => d.verify = v,
+                (Screen::VerifyOnly(o), Verify::Found(found, _)) => o.found = Some(found),
+                _ => {}
             }
         }
         if let Some(f) = self.fixing.as_ref().and_then(Pending::poll) {
@@ -486,11 +547,12 @@ impl LiveMirrorApp {
                 self.save_settings(ctx);
                 let (opener, c) = (self.env.opener.clone(), ctx.clone());
                 let unsharing = self.unsharing.take();
+                let state_dir = self.env.state_dir.clone();
                 self.starting = Some(self.engine.blocking(ctx, move || {
                     if let Some(closing) = unsharing {
                         closing.wait();
                     }
-                    job::start(&*opener, req, c)
+                    job::start(&*opener, req, state_dir.as_deref(), c)
                 }));
             }
             Action::Job(cmd) => {
@@ -540,6 +602,29 @@ impl LiveMirrorApp {
                     Verify::Found(found, Some(map))
                 }));
             }
+            Action::VerifyOnly { source, target } => {
+                let map = VerifyMap::new(0);
+                let screen = VerifyOnlyScreen::new(source.clone(), target.clone(), map);
+                self.screen = Screen::VerifyOnly(screen);
+                self.open_pair(ctx, source, target, false);
+            }
+            Action::Repair if matches!(self.screen, Screen::VerifyOnly(_)) => {
+                let Screen::VerifyOnly(o) = &mut self.screen else { return };
+                let (source, target) = (o.source.clone(), o.target.clone());
+                (o.repaired, o.found) = (true, None);
+                self.open_pair(ctx, source, target, true);
+            }
+            Action::Repair => {
+                let Some(s) = &self.session else { return };
+                let (a, b) = (s.source.clone(), s.target.clone());
+                let Screen::Done(d) = &mut self.screen else { return };
+                let map = VerifyMap::new(a.len());
+                d.verify = Verify::Running(Some(map.clone()));
+                self.verifying = Some(self.engine.blocking(ctx, move || {
+                    let found = verify::repair(&*a, &*b, &map);
+                    Verify::Found(found, Some(map))
+                }));
+            }
             Action::SkipVerify => {
                 self.settings.verify_when_done = false;
                 self.save_settings(ctx);
@@ -576,6 +661,22 @@ impl LiveMirrorApp {
                     s.reset(&self.settings);
                 }
             }
+            Action::ResumeUnfinished(i) => {
+                let Some(job) = self.unfinished.get(i) else { return };
+                let req = StartRequest {
+                    source: job.source.clone(),
+                    target: job.target.clone(),
+                    options: job.options.clone(),
+                    share: ShareSettings { enabled: false, ..self.settings.share.clone() },
+                    grow_last_partition: false,
+                };
+                self.unfinished.clear();
+                self.apply(Action::Start(req), ctx);
+            }
+            Action::DiscardUnfinished(i) => {
+                let file = self.unfinished.get(i).map(|job| job.file.clone());
+                self.refresh_unfinished(ctx, file);
+            }
             Action::NewSetup => {
                 if let Some(mut s) = self.session.take()
                     && let Some(share) = s.share.take()
@@ -590,9 +691,38 @@ impl LiveMirrorApp {
                 self.fixing = None;
                 self.disks = None;
                 self.listing = Some(self.engine.blocking(ctx, self.env.list_disks));
+                self.refresh_unfinished(ctx, None);
                 self.screen = Screen::Setup(Box::new(SetupScreen::new(&self.settings, None, None)));
             }
         }
+    }
+
+    /// Opens the pair for "Verify only" on the engine, as the media hold
+    /// them (direct I/O where the device allows), the target writable for
+    /// a repair; [`Self::poll`] starts the pass once they are open.
+    fn open_pair(&mut self, ctx: &egui::Context, source: PathBuf, target: PathBuf, repair: bool) {
+        let opener = self.env.opener.clone();
+        let opening = self.engine.blocking(ctx, move || {
+            let opts = OpenOptions::new().direct(true);
+            let a = opener.open_for_job(&source, opts).map_err(StartError::Source)?;
+            let b = opener.open_for_job(&target, opts.write(repair)).map_err(StartError::Target)?;
+            Ok([a, b])
+        });
+        self.opening_pair = Some((repair, opening));
+    }
+
+    /// Reads the unfinished jobs again on the engine, after removing the
+    /// state file `discard` if given.
+    fn refresh_unfinished(&mut self, ctx: &egui::Context, discard: Option<PathBuf>) {
+        let state_dir = self.env.state_dir.clone();
+        self.listing_unfinished = Some(self.engine.blocking(ctx, move || {
+            if let Some(file) = discard
+                && let Err(e) = livemirror_core::persist::remove(&file)
+            {
+                tracing::warn!("cannot remove {}: {e}", file.display());
+            }
+            unfinished_in(state_dir)
+        }));
     }
 
     /// Saves the settings on the engine (never on the UI thread).
@@ -628,6 +758,7 @@ impl LiveMirrorApp {
                 (Screen::Setup(s), _) => s.actions_ui(ui, self.starting.is_some(), actions),
                 (Screen::Running(r), Some(s)) => r.actions_ui(ui, s, actions),
                 (Screen::Done(d), Some(s)) => d.actions_ui(ui, s, actions),
+                (Screen::VerifyOnly(v), _) => v.actions_ui(ui, actions),
                 _ => {}
             });
             ui.add_space(4.0);
@@ -639,6 +770,7 @@ impl LiveMirrorApp {
             self.kept_ui(ui, actions);
             match (&mut self.screen, &self.session) {
                 (Screen::Setup(s), _) => {
+                    unfinished::ui(ui, &self.unfinished, actions);
                     s.ui(ui, &self.engine, &self.env.opener, self.disks.as_ref(), actions)
                 }
                 (Screen::Preparing, _) => {
@@ -659,6 +791,7 @@ impl LiveMirrorApp {
                         self.save_settings(ui.ctx());
                     }
                 }
+                (Screen::VerifyOnly(v), _) => v.ui(ui),
                 (Screen::Running(_) | Screen::Done(_), None) => {}
             }
         });
@@ -746,4 +879,10 @@ impl eframe::App for LiveMirrorApp {
             self.saver.write(self.saver.ask(), &self.settings, path);
         }
     }
+}
+
+/// The unfinished jobs in `state_dir` (none without one). Reads the
+/// folder: on the engine.
+fn unfinished_in(state_dir: Option<PathBuf>) -> Vec<Unfinished> {
+    state_dir.as_deref().map(resume::unfinished).unwrap_or_default()
 }

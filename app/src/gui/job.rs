@@ -13,7 +13,7 @@
 //! then serves the copy) until "Start another" or the window closes.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use eframe::egui;
 use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, Op, OpenOptions};
 use livemirror_core::job::{
-    self, Decision, ErrorAction, ErrorPolicy, JobEvent, JobHandle, MirrorOptions, Outcome, Tracking,
+    self, Decision, ErrorAction, ErrorPolicy, JobEvent, JobHandle, MirrorOptions, Outcome,
+    SyncMode, Tracking,
 };
 use livemirror_core::live::LiveSource;
 use tokio::sync::broadcast::error::RecvError;
@@ -32,6 +33,7 @@ use crate::logs::{self, panel::Panel};
 use crate::platform::privileged::OpenError;
 use crate::session::Cache;
 use crate::session::demo::{DemoArgs, Scenario};
+use crate::session::resume::{self, Pair, Use};
 use crate::session::share::Share;
 use crate::session::target::{self, Created};
 use crate::session::tracking;
@@ -167,16 +169,18 @@ fn panel(source: &std::path::Path, target: &std::path::Path) -> Panel {
 pub fn start(
     opener: &dyn Opener,
     req: StartRequest,
+    state_dir: Option<&Path>,
     ctx: egui::Context,
 ) -> Result<Session, StartError> {
     let panel = panel(&req.source, &req.target);
     let span = panel.span().clone();
-    span.in_scope(|| start_in(opener, req, ctx, panel))
+    span.in_scope(|| start_in(opener, req, state_dir, ctx, panel))
 }
 
 fn start_in(
     opener: &dyn Opener,
     req: StartRequest,
+    state_dir: Option<&Path>,
     ctx: egui::Context,
     panel: Panel,
 ) -> Result<Session, StartError> {
@@ -207,6 +211,24 @@ fn start_in(
             .map_err(|e| StartError::Target(OpenError::Direct(e)))?;
         (target, Created::new(&req.target))
     };
+    // The job keeps its state, and goes on from an unfinished one of the
+    // pair ("Update an earlier copy": from what a served copy recorded).
+    let mut options = req.options.clone();
+    let pair = Pair {
+        source_path: &req.source,
+        source: &*source,
+        target_path: &req.target,
+        target: &*target,
+    };
+    let how = if created.is_new() {
+        Use::StartOver("the target did not exist")
+    } else if options.sync == SyncMode::Differing {
+        Use::Resync
+    } else {
+        Use::Resume
+    };
+    let plan = state_dir.map(|dir| resume::plan_in(Some(dir), &pair, &mut options, how));
+    let (persist, planned) = plan.map(|p| (p.persist, p.lines)).unwrap_or_default();
     let live = LiveSource::new(source.clone());
     let mounts = livemirror_core::device::mounts_on(&source.id());
     // Shared, writes come through the share (a mounted source is written
@@ -215,20 +237,16 @@ fn start_in(
     // job drops `created`, which removes a target made for it.
     let started = if shared {
         let tracking = if mounts.is_empty() { Tracking::Nbd } else { Tracking::Compare };
-        let options = MirrorOptions { tracking, ..req.options };
-        tracking::start_as_asked(live.clone(), target.clone(), options, &req.source, None)
+        let options = MirrorOptions { tracking, ..options };
+        tracking::start_as_asked(live.clone(), target.clone(), options, &req.source, persist)
     } else {
         let (live, target) = (live.clone(), target.clone());
-        tracking::start_picking(
-            live,
-            target,
-            req.options,
-            &req.source,
-            kernel_wanted,
-            &mounts,
-            None,
-        )
-    }?;
+        tracking::start_picking(live, target, options, &req.source, kernel_wanted, &mounts, persist)
+    }
+    .map(|mut s| {
+        s.notes.splice(0..0, planned);
+        s
+    })?;
     created.keep();
     let mut session = Session::new(started, source, target, ctx, panel);
     session.share = bound.map(|b| b.serve(&live));

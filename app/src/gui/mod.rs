@@ -59,6 +59,7 @@ pub fn run(launch: Launch) -> Result<(), eframe::Error> {
                 list_disks: disks::list,
                 settings_path,
                 system_dialog: widgets::browse::system_dialog,
+                state_dir: crate::session::resume::state_dir(),
             };
             Ok(Box::new(LiveMirrorApp::new(&cc.egui_ctx, env, launch)?))
         }),

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use livemirror_core::device::BlockDevice;
 use livemirror_core::job::{self, MirrorOptions, Persist, Resume};
-use livemirror_core::persist::{self, Identity, SavedJob, Side};
+use livemirror_core::live::WriteLog;
+use livemirror_core::persist::{self, Identity, SavedJob, Side, SinceComplete};
 
 use crate::platform::privileged;
 use crate::text::human;
@@ -71,28 +72,69 @@ impl Resumed {
     }
 }
 
-/// Finds the pair's unfinished job and decides whether this job goes on
-/// from it. `start_over` names why a saved state must not be used
-/// (`--restart`, `--resync`, a target just created). May set
-/// `options.granularity` to the saved job's.
-pub fn plan(pair: &Pair, options: &mut MirrorOptions, start_over: Option<&str>) -> Plan {
+/// How a job treats the pair's saved state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use<'a> {
+    /// Go on from an unfinished job.
+    Resume,
+    /// `--resync`: copy what a completed job's served target took since
+    /// (see [`livemirror_core::persist::SinceComplete`]), else compare.
+    Resync,
+    /// Not used, for the reason given (`--restart`, a target just created).
+    StartOver(&'a str),
+}
+
+/// Finds the pair's saved job and decides whether this job goes on from it.
+/// May set `options.granularity` to the saved job's.
+pub fn plan(pair: &Pair, options: &mut MirrorOptions, how: Use) -> Plan {
+    plan_in(state_dir().as_deref(), pair, options, how)
+}
+
+/// [`plan`] with the state files in `dir` (the window's tests keep theirs
+/// apart).
+pub fn plan_in(dir: Option<&Path>, pair: &Pair, options: &mut MirrorOptions, how: Use) -> Plan {
     let mut plan = Plan::default();
-    let Some(dir) = state_dir() else {
+    let Some(dir) = dir else {
         plan.lines.push("no state directory here: this job could not be resumed".into());
         return plan;
     };
     let identity = identify(pair);
     let path = dir.join(persist::file_name(&identity.source.path, &identity.target.path));
     let found = path.exists();
-    let resume = match (found, start_over) {
+    let resume = match (found, how) {
         (false, _) => None,
-        (true, Some(why)) => {
+        (true, Use::StartOver(why)) => {
             discard(&path, &format!("not used ({why})"), &mut plan.lines);
             None
         }
-        (true, None) => match persist::load(&path) {
+        (true, Use::Resync) => match persist::load(&path) {
             Err(e) => {
                 discard(&path, &e.to_string(), &mut plan.lines);
+                None
+            }
+            Ok(saved) => match written_since(&saved, &identity, pair, options) {
+                Err(why) => {
+                    discard(&path, &format!("{why}; --resync compares"), &mut plan.lines);
+                    None
+                }
+                Ok(()) => {
+                    options.granularity = Some(saved.header.granularity);
+                    plan.lines.push(format!(
+                        "re-sync: {} written to the pair since the mirror completed (from its state file)",
+                        human(saved.remaining())
+                    ));
+                    Some(Resume { dirty: saved.dirty, compare_clean: false })
+                }
+            },
+        },
+        (true, Use::Resume) => match persist::load(&path) {
+            Err(e) => {
+                discard(&path, &e.to_string(), &mut plan.lines);
+                None
+            }
+            Ok(saved) if saved.header.since_complete.is_some() => {
+                let why = "that job completed (--resync copies what was written since)";
+                discard(&path, why, &mut plan.lines);
                 None
             }
             Ok(saved) => match fits(&saved, &identity, pair, options) {
@@ -121,8 +163,125 @@ pub fn plan(pair: &Pair, options: &mut MirrorOptions, start_over: Option<&str>) 
             },
         },
     };
-    plan.persist = Some(Persist { path, identity, resume });
+    plan.persist = Some(Persist { path, identity, resume, write_log: None });
     plan
+}
+
+/// Whether a completed job's file says exactly what was written to the pair
+/// since: its served target stopped cleanly, and neither file has been
+/// modified since (both modification times as recorded then, and already
+/// [`persist::QUIET_BEFORE_SAVE`] old: a later write changes them).
+fn written_since(
+    saved: &SavedJob,
+    now: &Identity,
+    pair: &Pair,
+    options: &MirrorOptions,
+) -> Result<(), String> {
+    let h = &saved.header;
+    let Some(since) = h.since_complete else {
+        return Err("it is an unfinished job's, not a completed one's".into());
+    };
+    if since.serving {
+        return Err("its target was still being served when it was saved (or the server \
+                    was killed): writes may be missing from it"
+            .into());
+    }
+    same_pair(saved, now, pair, options)?;
+    if !h.source_unchanged_since(pair.source_path) {
+        return Err("the source may have been written since (it is not a file, or its \
+                    modification time changed)"
+            .into());
+    }
+    if !h.unchanged_since(since.target_mtime_ns, pair.target_path) {
+        return Err("the target may have been written since (it is not a file, or its \
+                    modification time changed)"
+            .into());
+    }
+    Ok(())
+}
+
+/// Records in a completed job's file what its served target took since
+/// (`write_log`), once serving has stopped: the target is flushed first,
+/// and the file is written when both sides' modification times are
+/// [`persist::QUIET_BEFORE_SAVE`] old (waiting for that if need be), so a
+/// later `clone SRC DST --resync` copies only those chunks. Returns the
+/// line to print. Blocking.
+pub fn finish_serving(
+    path: &Path,
+    log: &WriteLog,
+    target: &dyn BlockDevice,
+    source_path: &Path,
+    target_path: &Path,
+) -> Result<String, String> {
+    let mut saved = persist::load(path).map_err(|e| format!("its state file: {e}"))?;
+    let Some(written) = log.snapshot() else {
+        return Err("the mirror did not complete".into());
+    };
+    let source_mtime = persist::file_mtime_ns(source_path);
+    if source_mtime.is_none() || source_mtime != saved.header.source_mtime_ns {
+        let _ = persist::remove(path);
+        return Err("the source is not a file, or was written around livemirror while the \
+                    target was served: a later --resync compares"
+            .into());
+    }
+    target.flush().map_err(|e| format!("flushing the target: {e}"))?;
+    let target_mtime = persist::file_mtime_ns(target_path);
+    let newest = source_mtime.max(target_mtime).unwrap_or(0);
+    let quiet = persist::QUIET_BEFORE_SAVE.as_nanos() as u64;
+    let wait_ms = (newest + quiet).div_ceil(1_000_000).saturating_sub(persist::now_ms());
+    std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+    let h = &mut saved.header;
+    h.since_complete = Some(SinceComplete { serving: false, target_mtime_ns: target_mtime });
+    h.saved_at_ms = persist::now_ms();
+    h.samples = Vec::new();
+    saved.dirty = written;
+    persist::save(path, &saved).map_err(|e| format!("saving its state file: {e}"))?;
+    Ok(format!(
+        "{} written to the target since the mirror completed, recorded: \
+         `livemirror clone {} {} --resync` copies only that",
+        human(saved.remaining()),
+        source_path.display(),
+        target_path.display()
+    ))
+}
+
+/// An unfinished job's state file, as the window lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unfinished {
+    pub file: PathBuf,
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub options: MirrorOptions,
+    /// Bytes the map says are left, of `total`.
+    pub remaining: u64,
+    pub total: u64,
+}
+
+/// The unfinished jobs in `dir`, oldest first: files that read whole and
+/// belong to a job that did not complete (a file that cannot be read is
+/// left for the job of its pair to discard, saying why).
+pub fn unfinished(dir: &Path) -> Vec<Unfinished> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut jobs: Vec<(u64, Unfinished)> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "state"))
+        .filter_map(|file| {
+            let saved = persist::load(&file).ok().filter(|s| s.header.since_complete.is_none())?;
+            let h = &saved.header;
+            let job = Unfinished {
+                source: PathBuf::from(&h.identity.source.path),
+                target: PathBuf::from(&h.identity.target.path),
+                options: h.options.clone(),
+                remaining: saved.remaining(),
+                total: h.copy_len,
+                file,
+            };
+            Some((h.saved_at_ms, job))
+        })
+        .collect();
+    jobs.sort_by_key(|(at, _)| *at);
+    jobs.into_iter().map(|(_, j)| j).collect()
 }
 
 fn discard(path: &Path, why: &str, lines: &mut Vec<String>) {
@@ -141,6 +300,29 @@ fn fits(
     pair: &Pair,
     options: &MirrorOptions,
 ) -> Result<bool, String> {
+    same_pair(saved, now, pair, options)?;
+    let h = &saved.header;
+    let compare_clean = !h.source_unchanged_since(pair.source_path);
+    // A source known untouched: the map is trusted as is, so the target
+    // must still hold what the map calls copied.
+    if !compare_clean {
+        match persist::samples_match(pair.target, h.granularity, h.copy_len, &h.samples) {
+            Ok(true) => {}
+            Ok(false) => return Err("the target was written since the job stopped".into()),
+            Err(e) => return Err(format!("the target could not be read to check it: {e}")),
+        }
+    }
+    Ok(compare_clean)
+}
+
+/// Whether the saved job is of this pair: the same paths, sizes and
+/// storage (inode, disk serial, export), chunk size and mirrored length.
+fn same_pair(
+    saved: &SavedJob,
+    now: &Identity,
+    pair: &Pair,
+    options: &MirrorOptions,
+) -> Result<(), String> {
     let h = &saved.header;
     let was = &h.identity;
     if was.source.path != now.source.path || was.target.path != now.target.path {
@@ -160,7 +342,10 @@ fn fits(
             ));
         }
         if then.key != now.key {
-            return Err(format!("the {what} is another file or disk than the job's"));
+            return Err(format!(
+                "the {what} is another file or disk than the job's ({} then, {} now)",
+                then.key, now.key
+            ));
         }
     }
     if let Some(g) = options.granularity.filter(|g| *g != h.granularity) {
@@ -179,17 +364,7 @@ fn fits(
             human(fit.copy_len)
         ));
     }
-    let compare_clean = !h.source_unchanged_since(pair.source_path);
-    // A source known untouched: the map is trusted as is, so the target
-    // must still hold what the map calls copied.
-    if !compare_clean {
-        match persist::samples_match(pair.target, h.granularity, h.copy_len, &h.samples) {
-            Ok(true) => {}
-            Ok(false) => return Err("the target was written since the job stopped".into()),
-            Err(e) => return Err(format!("the target could not be read to check it: {e}")),
-        }
-    }
-    Ok(compare_clean)
+    Ok(())
 }
 
 fn identify(pair: &Pair) -> Identity {

@@ -66,7 +66,7 @@ impl Direct {
     }
 
     /// True when a request at `offset` for `buf` can go direct.
-    fn fits(&self, buf: &[u8], offset: u64) -> bool {
+    pub(super) fn fits(&self, buf: &[u8], offset: u64) -> bool {
         self.range_fits(offset, buf.len()) && (buf.as_ptr() as usize).is_multiple_of(self.mem_align)
     }
 

@@ -197,7 +197,9 @@ impl BlockDevice for FileDevice {
     }
 
     fn read_uncached(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        if self.direct.is_none() {
+        // What does not go direct (no direct handle, or a request it cannot
+        // take: an odd-sized image's tail) is dropped from the cache first.
+        if !self.direct.as_ref().is_some_and(|d| d.fits(buf, offset)) {
             check_range(self.len, offset, buf.len() as u64)?;
             sys::drop_cached(&self.file, offset, buf.len() as u64)?;
         }

@@ -31,7 +31,7 @@ pub use prefix::Prefix;
 pub use qcow2::Qcow2Device;
 #[cfg(windows)]
 pub use sys::ioctl;
-pub use sys::{DeviceId, mounts_on};
+pub use sys::{DeviceId, disk_serial, mounts_on};
 
 /// Makes `len` bytes at `offset` of `target` share the extents of the same
 /// bytes of `source` (a reflink: `FICLONERANGE` on Linux): no reads, no

@@ -13,9 +13,9 @@ use tokio::time::Instant;
 
 use crate::bitmap::DirtyBitmap;
 use crate::device::BlockDevice;
-use crate::live::Tracker;
+use crate::live::{Tracker, WriteLog};
 use crate::options::MirrorOptions;
-use crate::persist::{self, Header, Identity, SavedJob};
+use crate::persist::{self, Header, Identity, SavedJob, SinceComplete};
 use crate::state::JobState;
 
 /// How often the state is saved while nothing else asks for a save.
@@ -29,6 +29,12 @@ pub struct Persist {
     pub identity: Identity,
     /// Where an earlier run stopped, if this job resumes one.
     pub resume: Option<Resume>,
+    /// Given when the target goes on being served after Complete
+    /// (`serve --mirror-to`): the writes it takes since are noted here, and
+    /// the file stays, saying so, for the server to finish
+    /// ([`persist::SinceComplete`]). Without it a completed job's file is
+    /// removed.
+    pub write_log: Option<Arc<WriteLog>>,
 }
 
 /// A saved map to start from instead of the sync mode's.
@@ -149,11 +155,19 @@ impl Saver {
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 
-    /// The job completed: nothing is left to resume.
-    pub(super) async fn completed(mut self) -> io::Result<()> {
-        // A save still running is moot: the file is removed next.
+    /// The job completed: nothing is left to resume. The file is removed,
+    /// unless the target goes on being served (`serving`): then it says
+    /// so, with an empty map, until the server writes what was written.
+    pub(super) async fn completed(mut self, serving: bool) -> io::Result<()> {
         let _ = self.finished().await;
-        persist::remove(&self.path)
+        if !serving {
+            return persist::remove(&self.path);
+        }
+        let (mut job, target, path, _) = self.prepare(JobState::Completed);
+        job.header.since_complete = Some(SinceComplete { serving: true, target_mtime_ns: None });
+        tokio::task::spawn_blocking(move || commit(&*target, &path, job, None).map(|_| ()))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 
     /// The snapshot, in the crash rule's order: the source's modification
@@ -175,6 +189,7 @@ impl Saver {
             saved_at_ms: persist::now_ms(),
             source_mtime_ns,
             samples: Vec::new(),
+            since_complete: None,
         };
         (SavedJob { header, dirty }, self.target.clone(), self.path.clone(), self.written)
     }

@@ -29,7 +29,7 @@ use super::copy::CopyContext;
 use super::persist::Resume;
 use crate::error::IoFailure;
 use crate::live::Tracker;
-use crate::verify::{self, TargetRead, differing_chunks, read_both};
+use crate::verify::{self, Reading, TargetRead, differing_chunks, read_both};
 
 /// Where the passes are and what they have found.
 #[derive(Debug, Default)]
@@ -143,7 +143,7 @@ impl Rescan {
 pub fn mark_differing(ctx: &CopyContext, tracker: &Tracker) -> Result<(), IoFailure> {
     let g = tracker.geometry;
     let (source, target) = (&*ctx.source, &*ctx.target);
-    verify::compare(source, target, std::slice::from_ref(&(0..g.len)), |d| {
+    verify::compare(source, target, std::iter::once(0..g.len), Reading::Medium, |d| {
         tracker.mark_dirty(g.covering(d.offset, d.len));
     })?;
     Ok(())
@@ -158,18 +158,21 @@ pub fn mark_resumed(
     resume: &Resume,
 ) -> Result<(), IoFailure> {
     let g = tracker.geometry;
-    let mut clean_from = 0;
-    let gaps = resume.dirty.runs().chain(std::iter::once(g.chunks()..g.chunks()));
-    for run in gaps {
-        if resume.compare_clean && run.start > clean_from {
-            let (offset, len) = g.bytes(&(clean_from..run.start));
-            let gap = offset..offset + len;
-            verify::compare(&*ctx.source, &*ctx.target, std::slice::from_ref(&gap), |d| {
-                tracker.mark_dirty(g.covering(d.offset, d.len));
-            })?;
-        }
-        tracker.mark_dirty(run.clone());
-        clean_from = run.end;
+    for run in resume.dirty.runs() {
+        tracker.mark_dirty(run);
     }
+    if !resume.compare_clean {
+        return Ok(());
+    }
+    // The gaps between dirty runs, compared in one pass.
+    let ends = resume.dirty.runs().chain(std::iter::once(g.chunks()..g.chunks()));
+    let starts = std::iter::once(0).chain(resume.dirty.runs().map(|r| r.end));
+    let clean = starts.zip(ends).filter(|(from, run)| run.start > *from).map(|(from, run)| {
+        let (offset, len) = g.bytes(&(from..run.start));
+        offset..offset + len
+    });
+    verify::compare(&*ctx.source, &*ctx.target, clean, Reading::Medium, |d| {
+        tracker.mark_dirty(g.covering(d.offset, d.len));
+    })?;
     Ok(())
 }

@@ -25,7 +25,7 @@ use super::rescan::{PassEnd, Rescan};
 use crate::buffer::BufferPool;
 use crate::device::{BlockDevice, top_extents};
 use crate::error::{Error, IoFailure, IoOperation, JobFailure, Side};
-use crate::live::LiveSource;
+use crate::live::{LiveSource, WriteLog};
 use crate::live::{Pick, Tracker};
 use crate::options::{
     CopyMode, ErrorPolicy, MAX_IN_FLIGHT, MirrorOptions, Resolved, SyncMode, Tracking,
@@ -141,6 +141,8 @@ pub(super) struct Runner {
     saver: Option<Saver>,
     /// The saved map this job starts from, until `populate` takes it.
     resume: Option<Resume>,
+    /// Notes the writes the target takes after the pivot, when asked.
+    write_log: Option<Arc<WriteLog>>,
     /// A save failed and was reported; reset by the next that succeeds.
     save_failed: bool,
     /// What the last completed save says is left.
@@ -157,6 +159,7 @@ impl Runner {
             .map(|p| Saver::new(p, s.opts.clone(), s.tracker.clone(), s.target.clone()));
         Runner {
             saver,
+            write_log: s.persist.as_ref().and_then(|p| p.write_log.clone()),
             resume: s.persist.and_then(|p| p.resume),
             save_failed: false,
             saved_remaining: None,
@@ -536,7 +539,11 @@ impl Runner {
             }
             InSync::StayReady | InSync::HoldWriters => None,
             InSync::End(Ending::Pivot) => {
-                self.live.pivot(self.ctx.target.clone());
+                let log = self.write_log.clone();
+                if let Some(log) = &log {
+                    log.begin(self.tracker.geometry);
+                }
+                self.live.pivot(self.ctx.target.clone(), log);
                 Some(Outcome::Completed { proof: self.proof() })
             }
             InSync::End(Ending::Consistent) => Some(Outcome::Cancelled { consistent: true }),
@@ -769,7 +776,7 @@ impl Runner {
         // a hung target: the last save that completed stays, true as ever.
         if let Some(saver) = self.saver.take().filter(|_| !abandon) {
             let saved = match &outcome {
-                Outcome::Completed { .. } => saver.completed().await,
+                Outcome::Completed { .. } => saver.completed(self.write_log.is_some()).await,
                 _ => saver.last_save(state).await,
             };
             if let Err(e) = saved {

@@ -12,6 +12,7 @@ mod tracker;
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
+use crate::bitmap::DirtyBitmap;
 use crate::device::{Allocation, BlockDevice, DeviceId};
 use crate::error::{Error, IoFailure, IoOperation, Side};
 use crate::options::CopyMode;
@@ -29,6 +30,47 @@ pub struct LiveSource {
 struct Route {
     device: Arc<dyn BlockDevice>,
     tracker: Option<Arc<Tracker>>,
+    /// After a pivot: where the writes the target takes since are noted.
+    log: Option<Arc<WriteLog>>,
+}
+
+/// The chunks written through the live source since its job completed: a
+/// `serve --mirror-to` keeps serving the target, and what its clients
+/// write is what a later re-sync of the pair must copy. Each write is
+/// noted *before* it is applied, so a write on the medium is always in the
+/// log (one that then fails is noted anyway: copying it again is safe).
+#[derive(Debug, Default)]
+pub struct WriteLog {
+    /// The job's chunk geometry and the map, from the pivot on.
+    map: Mutex<Option<(Geometry, DirtyBitmap)>>,
+}
+
+impl WriteLog {
+    /// A log that notes nothing until its job completes.
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// Starts noting, in the chunks of `geometry`.
+    pub(crate) fn begin(&self, geometry: Geometry) {
+        *self.lock() = Some((geometry, DirtyBitmap::new(geometry.chunks())));
+    }
+
+    fn note(&self, offset: u64, len: u64) {
+        if let Some((g, map)) = self.lock().as_mut() {
+            let inside = g.len.saturating_sub(offset).min(len);
+            map.set(g.covering(offset, inside));
+        }
+    }
+
+    /// The chunks written so far; `None` before the job completed.
+    pub fn snapshot(&self) -> Option<DirtyBitmap> {
+        self.lock().as_ref().map(|(_, map)| map.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Geometry, DirtyBitmap)>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A change to the device's data.
@@ -58,7 +100,7 @@ impl Mutation<'_> {
 impl LiveSource {
     pub fn new(source: Arc<dyn BlockDevice>) -> Arc<Self> {
         Arc::new(LiveSource {
-            route: RwLock::new(Route { device: source, tracker: None }),
+            route: RwLock::new(Route { device: source, tracker: None, log: None }),
             gate: Gate::default(),
         })
     }
@@ -91,10 +133,10 @@ impl LiveSource {
         self.set_route(|r| r.tracker = None);
     }
 
-    /// Serves `target` from now on. Only called with the gate closed and the
-    /// target in sync.
-    pub(crate) fn pivot(&self, target: Arc<dyn BlockDevice>) {
-        self.set_route(|r| *r = Route { device: target, tracker: None });
+    /// Serves `target` from now on, noting what is written to it in `log`
+    /// if given. Only called with the gate closed and the target in sync.
+    pub(crate) fn pivot(&self, target: Arc<dyn BlockDevice>, log: Option<Arc<WriteLog>>) {
+        self.set_route(|r| *r = Route { device: target, tracker: None, log });
     }
 
     /// Holds new writes from now on. Returns at once: writes already under
@@ -123,6 +165,9 @@ impl LiveSource {
         let route = self.route();
         let dev = &*route.device;
         let Some(t) = route.tracker else {
+            if let Some(log) = &route.log {
+                log.note(offset, len);
+            }
             return m.apply(dev, offset, len);
         };
         crate::device::check_range(dev.len(), offset, len)?;
@@ -377,7 +422,7 @@ mod conformance {
     #[test]
     fn a_pivoted_live_source_conforms_on_the_target() {
         let t = tracked(CopyMode::Background);
-        t.live.pivot(t.target.clone());
+        t.live.pivot(t.target.clone(), None);
         conforms(&*t.live);
         assert!(t.source.contents().iter().all(|b| *b == 0), "a write reached the old source");
     }

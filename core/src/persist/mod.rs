@@ -81,6 +81,21 @@ pub struct Header {
     pub source_mtime_ns: Option<u64>,
     /// A fingerprint of the target: a few chunks the map calls clean.
     pub samples: Vec<Sample>,
+    /// Set when the job completed and its target went on being served
+    /// (`serve --mirror-to`): the map is then what was written to the
+    /// target since, what a re-sync of the pair must copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_complete: Option<SinceComplete>,
+}
+
+/// What a completed, still-served job's file knows of the writes since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinceComplete {
+    /// Still serving when saved (or killed while it was): writes may be
+    /// missing from the map, which must then not be trusted.
+    pub serving: bool,
+    /// The target's modification time when serving stopped (a file).
+    pub target_mtime_ns: Option<u64>,
 }
 
 /// How long before a save the source must have last been modified for the
@@ -95,7 +110,13 @@ impl Header {
     /// either: then no write to it can be missing from the saved map, and
     /// the chunks it calls clean need no comparison.
     pub fn source_unchanged_since(&self, path: &Path) -> bool {
-        let (Some(saved), Some(now)) = (self.source_mtime_ns, file_mtime_ns(path)) else {
+        self.unchanged_since(self.source_mtime_ns, path)
+    }
+
+    /// [`source_unchanged_since`](Self::source_unchanged_since) for a file
+    /// whose modification time `saved` was read for this save.
+    pub fn unchanged_since(&self, saved: Option<u64>, path: &Path) -> bool {
+        let (Some(saved), Some(now)) = (saved, file_mtime_ns(path)) else {
             return false;
         };
         let quiet = QUIET_BEFORE_SAVE.as_nanos() as u64;
@@ -166,13 +187,27 @@ pub fn file_name(source: &str, target: &str) -> String {
     format!("{a:08x}{b:08x}.state")
 }
 
-/// A device's storage as a stable string, for [`Side::key`].
+/// A device's storage as a stable string, for [`Side::key`]: a file's
+/// filesystem and inode; a disk's serial number where it reports one (else
+/// its device number) and the byte range on it; a loop device's backing
+/// file; an NBD export's address (its URI is the side's path). A qcow2
+/// image is its file, its virtual size the side's length.
 pub fn storage_key(id: &DeviceId) -> String {
-    match id {
-        DeviceId::File { dev, ino } => format!("file:{dev}:{ino}"),
-        DeviceId::Block { disk, start, len, .. } => format!("disk:{disk}:{start}+{len}"),
-        DeviceId::Memory(n) => format!("memory:{n}"),
-        DeviceId::Network(h) => format!("nbd:{h:016x}"),
+    key_with_serial(id, crate::device::disk_serial(id).as_deref())
+}
+
+fn key_with_serial(id: &DeviceId, serial: Option<&str>) -> String {
+    match (id, serial) {
+        (DeviceId::File { dev, ino }, _) => format!("file:{dev}:{ino}"),
+        (DeviceId::Block { start, len, backing: Some((dev, ino)), .. }, _) => {
+            format!("loop of file:{dev}:{ino}:{start}+{len}")
+        }
+        (DeviceId::Block { start, len, .. }, Some(serial)) => {
+            format!("disk serial {serial}:{start}+{len}")
+        }
+        (DeviceId::Block { disk, start, len, .. }, None) => format!("disk:{disk}:{start}+{len}"),
+        (DeviceId::Memory(n), _) => format!("memory:{n}"),
+        (DeviceId::Network(h), _) => format!("nbd:{h:016x}"),
     }
 }
 

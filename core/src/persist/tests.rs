@@ -29,6 +29,7 @@ fn job(chunks: u64, dirty: &[(u64, u64)]) -> SavedJob {
             saved_at_ms: 1_700_000_000_000,
             source_mtime_ns: Some(1_699_999_990_000_000_000),
             samples: vec![Sample { chunk: 3, crc: 0xdead_beef }],
+            since_complete: None,
         },
         dirty: map,
     }
@@ -160,4 +161,25 @@ fn samples_see_a_rewritten_target_but_only_clean_chunks_are_sampled() {
     assert!(!samples_match(&target, 4096, chunks * 4096, &samples).unwrap());
     let past = [Sample { chunk: chunks, crc: 0 }];
     assert!(!samples_match(&target, 4096, chunks * 4096, &past).unwrap());
+}
+
+#[test]
+fn a_disk_is_known_by_its_serial_and_range_not_by_the_number_it_got() {
+    let disk = |disk, start| DeviceId::Block { disk, start, len: 1 << 30, backing: None };
+    let key = key_with_serial;
+    assert_eq!(key(&disk(0x800, 0), Some("S4EV1")), key(&disk(0x820, 0), Some("S4EV1")));
+    assert_ne!(key(&disk(0x800, 0), Some("S4EV1")), key(&disk(0x800, 0), Some("S4EV2")));
+    assert_ne!(key(&disk(0x800, 0), Some("S4EV1")), key(&disk(0x800, 1 << 20), Some("S4EV1")));
+    // Without a serial, the device number is all there is.
+    assert_ne!(key(&disk(0x800, 0), None), key(&disk(0x820, 0), None));
+    assert_ne!(key(&disk(0x800, 0), None), key(&disk(0x800, 0), Some("S4EV1")));
+    // A loop device is its backing file, whatever its number.
+    let loop_of =
+        |disk, ino| DeviceId::Block { disk, start: 0, len: 1 << 30, backing: Some((7, ino)) };
+    assert_eq!(key(&loop_of(0x700, 12), None), key(&loop_of(0x701, 12), None));
+    assert_ne!(key(&loop_of(0x700, 12), None), key(&loop_of(0x700, 13), None));
+    assert_ne!(
+        key(&DeviceId::File { dev: 7, ino: 12 }, None),
+        key(&DeviceId::File { dev: 7, ino: 13 }, None)
+    );
 }

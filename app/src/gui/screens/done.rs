@@ -217,6 +217,21 @@ impl DoneScreen {
                 {
                     actions.push(Action::Verify);
                 }
+                // Different: offer to copy what differs (not while a share
+                // serves the target, whose clients may be writing it).
+                let different = matches!(done, Verify::Found(Found::DiffersAt(_), Some(_)));
+                if different
+                    && session.share.is_none()
+                    && ui
+                        .add_enabled(consistent, egui::Button::new("Repair").min_size(BUTTON))
+                        .on_hover_text(
+                            "Copies the differing ranges from the source onto the target, \
+                             then compares them again",
+                        )
+                        .clicked()
+                {
+                    actions.push(Action::Repair);
+                }
             }
         }
         if let Some(share) = &session.share {

@@ -707,6 +707,19 @@ impl SetupScreen {
                     && check.fit.as_ref().is_some_and(|f| f.relation() != Relation::Same),
             }));
         }
+        // Both sides exist: they can be compared without copying anything.
+        let target = paths::resolve(&self.target);
+        let comparable = check.chosen && check.problems.is_empty() && target.exists();
+        if ui
+            .add_enabled(
+                comparable && !starting,
+                egui::Button::new("Verify only").min_size(super::running::BUTTON),
+            )
+            .on_hover_text("Compares both sides byte for byte and shows where they differ")
+            .clicked()
+        {
+            actions.push(Action::VerifyOnly { source: paths::resolve(&self.source), target });
+        }
         if starting {
             ui.spinner();
             ui.label("Starting…");
@@ -738,7 +751,7 @@ const GRANULARITIES: [(u64, &str); 9] = [
 ];
 
 /// The "Copy" choices: value, name, what it does.
-const SYNC_CHOICES: [(SyncMode, &str, &str); 3] = [
+const SYNC_CHOICES: [(SyncMode, &str, &str); 4] = [
     (SyncMode::Full, "everything", "Every byte of the source."),
     (
         SyncMode::Top,
@@ -746,6 +759,11 @@ const SYNC_CHOICES: [(SyncMode, &str, &str); 3] = [
         "Only what the source has allocated: holes of a sparse image are skipped.",
     ),
     (SyncMode::None, "new writes only", "Only what is written after the start."),
+    (
+        SyncMode::Differing,
+        "update an earlier copy",
+        "The target already holds an older copy of this source: only what differs is copied.",
+    ),
 ];
 
 /// The error policies, by the command line's words with what they mean.

@@ -2,7 +2,7 @@
 //! media hold them (`livemirror_core::verify::compare`), one step at a time,
 //! into a fixed-size map of what has been compared and where the sides
 //! differ, drawn like the heatmap while it runs. "Skip" stops it between
-//! steps.
+//! steps. [`repair`] copies what differs, step by step, onto the target.
 //!
 //! The map has [`CELLS`] cells whatever the disk's size: memory stays
 //! bounded, and a cell turns red when any byte it covers differs.
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 use eframe::egui::{self, Color32, Mesh, Rect, Sense, Vec2, vec2};
 use livemirror_core::chunkmap::CellState;
 use livemirror_core::device::BlockDevice;
-use livemirror_core::verify;
+use livemirror_core::verify::{self, Reading};
 
 use crate::gui::widgets::heatmap::{grid, state_color};
 
@@ -102,12 +102,57 @@ pub fn run(source: &dyn BlockDevice, target: &dyn BlockDevice, map: &VerifyMap) 
             return Found::Skipped;
         }
         let step = at..(at + STEP).min(map.len);
-        let found = verify::compare(source, target, std::slice::from_ref(&step), |d| {
-            first.get_or_insert(d.offset);
-            map.mark(&(d.offset..d.end()), DIFFERENT);
-        });
+        let found =
+            verify::compare(source, target, Some(step.clone()).into_iter(), Reading::Medium, |d| {
+                first.get_or_insert(d.offset);
+                map.mark(&(d.offset..d.end()), DIFFERENT);
+            });
         if let Err(e) = found {
             return Found::Error(e.to_string());
+        }
+        map.mark(&step, SAME);
+        map.compared.store(step.end, Relaxed);
+        at = step.end;
+    }
+    first.map_or(Found::Identical, Found::DiffersAt)
+}
+
+/// Repairs the target where it differs from the source, step by step:
+/// each step is compared, its differing ranges copied from the source and
+/// flushed ([`verify::repair`]), and compared again, filling `map` (a cell
+/// stays red only if it still differs). Blocking: run it on the engine.
+pub fn repair(source: &dyn BlockDevice, target: &dyn BlockDevice, map: &VerifyMap) -> Found {
+    if target.len() < source.len() {
+        return Found::DiffersAt(target.len());
+    }
+    let mut first = None;
+    let mut at = 0;
+    while at < map.len {
+        if map.stop.load(Relaxed) {
+            return Found::Skipped;
+        }
+        let step = at..(at + STEP).min(map.len);
+        let mut diffs = Vec::new();
+        let pass = |diffs: &mut Vec<verify::Difference>| {
+            verify::compare(source, target, Some(step.clone()).into_iter(), Reading::Medium, |d| {
+                diffs.push(d)
+            })
+        };
+        let repaired = pass(&mut diffs)
+            .map_err(|e| e.to_string())
+            .and_then(|_| verify::repair(source, target, &diffs).map_err(|e| e.to_string()));
+        if let Err(e) = repaired {
+            return Found::Error(e);
+        }
+        if !diffs.is_empty() {
+            diffs.clear();
+            if let Err(e) = pass(&mut diffs) {
+                return Found::Error(e.to_string());
+            }
+        }
+        for d in &diffs {
+            first.get_or_insert(d.offset);
+            map.mark(&(d.offset..d.end()), DIFFERENT);
         }
         map.mark(&step, SAME);
         map.compared.store(step.end, Relaxed);
@@ -175,6 +220,20 @@ mod tests {
 
         let same = VerifyMap::new(len as u64);
         assert_eq!(run(&source, &source, &same), Found::Identical);
+    }
+
+    #[test]
+    fn repair_copies_what_differs_and_leaves_no_cell_red() {
+        let len = 80 << 20;
+        let source = MemoryDevice::from_bytes(vec![7; len]);
+        let mut other = vec![7u8; len];
+        other[(3 << 20) + 1] = 0;
+        other[(70 << 20)..(70 << 20) + 10_000].fill(9);
+        let target = MemoryDevice::from_bytes(other);
+        let map = VerifyMap::new(len as u64);
+        assert_eq!(repair(&source, &target, &map), Found::Identical);
+        assert!((0..CELLS).all(|c| map.state(c) == SAME));
+        assert!(target.contents() == source.contents());
     }
 
     #[test]

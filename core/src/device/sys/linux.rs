@@ -305,6 +305,40 @@ fn loop_backing(disk_dir: &Path) -> Option<(u64, u64)> {
     Some((meta.dev(), meta.ino()))
 }
 
+/// The serial number of the disk a [`DeviceId::Block`] lives on, so a state
+/// file can tell one disk from another that took its name: what the disk
+/// reports in sysfs (SCSI/SATA/USB `device/serial`, NVMe and virtio
+/// `serial`, else a `wwid`), or udev's `ID_SERIAL`. `None` for a loop
+/// device, a file, or a disk that reports none.
+pub fn disk_serial(id: &DeviceId) -> Option<String> {
+    let DeviceId::Block { disk, backing: None, .. } = *id else {
+        return None;
+    };
+    serial_in(&sys_block_dir(disk)).or_else(|| {
+        let (major, minor) = (libc::major(disk), libc::minor(disk));
+        let udev = std::fs::read_to_string(format!("/run/udev/data/b{major}:{minor}")).ok()?;
+        udev_serial(&udev)
+    })
+}
+
+/// The first non-empty serial a disk's sysfs directory holds.
+fn serial_in(disk_dir: &Path) -> Option<String> {
+    ["device/serial", "serial", "device/wwid", "wwid"].iter().find_map(|name| {
+        let text = std::fs::read_to_string(disk_dir.join(name)).ok()?;
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_string())
+    })
+}
+
+/// `ID_SERIAL` from a udev database entry (`E:ID_SERIAL=…` lines).
+fn udev_serial(db: &str) -> Option<String> {
+    db.lines()
+        .find_map(|l| l.strip_prefix("E:ID_SERIAL="))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
 fn sys_block_dir(rdev: u64) -> std::path::PathBuf {
     let (major, minor) = (libc::major(rdev), libc::minor(rdev));
     Path::new("/sys/dev/block").join(format!("{major}:{minor}"))
@@ -329,6 +363,25 @@ fn parse_dev(majmin: &str) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_serial_comes_from_the_disk_first_then_its_wwid() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(serial_in(dir.path()), None);
+        std::fs::write(dir.path().join("wwid"), "eui.0025388b91b4e001\n").unwrap();
+        assert_eq!(serial_in(dir.path()).as_deref(), Some("eui.0025388b91b4e001"));
+        std::fs::write(dir.path().join("serial"), "  \n").unwrap();
+        assert_eq!(
+            serial_in(dir.path()).as_deref(),
+            Some("eui.0025388b91b4e001"),
+            "empty: skipped"
+        );
+        std::fs::write(dir.path().join("serial"), "S4EVNX0N123456 \n").unwrap();
+        assert_eq!(serial_in(dir.path()).as_deref(), Some("S4EVNX0N123456"));
+        let db = "S:disk/by-id/usb-x\nE:ID_SERIAL_SHORT=123\nE:ID_SERIAL=SanDisk_Ultra_4C53\n";
+        assert_eq!(udev_serial(db).as_deref(), Some("SanDisk_Ultra_4C53"));
+        assert_eq!(udev_serial("E:ID_SERIAL=\n"), None);
+    }
 
     #[test]
     fn mountinfo_escapes_are_undone() {

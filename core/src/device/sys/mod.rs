@@ -20,13 +20,13 @@ use win32 as host;
 
 #[cfg(windows)]
 pub use host::ioctl;
-pub use host::mounts_on;
 pub(super) use host::{
     allocation, discard_range, drop_cached, make_sparse, open_direct, probe, read_exact_at,
     write_all_at, zero_range,
 };
 #[cfg(target_os = "linux")]
 pub(super) use host::{clone_range, direct_alignment};
+pub use host::{disk_serial, mounts_on};
 
 /// What an open file turned out to be.
 pub(super) struct Probe {

@@ -30,8 +30,9 @@ use windows::Win32::System::Ioctl::{
     DISK_EXTENT, DISK_GEOMETRY, FILE_ALLOCATED_RANGE_BUFFER, FILE_ZERO_DATA_INFORMATION,
     FSCTL_QUERY_ALLOCATED_RANGES, FSCTL_SET_SPARSE, FSCTL_SET_ZERO_DATA, GET_LENGTH_INFORMATION,
     IOCTL_DISK_GET_DRIVE_GEOMETRY, IOCTL_DISK_GET_LENGTH_INFO, IOCTL_DISK_GET_PARTITION_INFO_EX,
-    IOCTL_STORAGE_GET_DEVICE_NUMBER, PARTITION_INFORMATION_EX, STORAGE_DEVICE_NUMBER,
-    VOLUME_DISK_EXTENTS,
+    IOCTL_STORAGE_GET_DEVICE_NUMBER, IOCTL_STORAGE_QUERY_PROPERTY, PARTITION_INFORMATION_EX,
+    PropertyStandardQuery, STORAGE_DEVICE_DESCRIPTOR, STORAGE_DEVICE_NUMBER,
+    STORAGE_PROPERTY_QUERY, StorageDeviceProperty, VOLUME_DISK_EXTENTS,
 };
 use windows::core::PCWSTR;
 
@@ -107,6 +108,53 @@ fn disk_range(file: &File, len: u64) -> io::Result<DeviceId> {
         len: extent.ExtentLength as u64,
         backing: None,
     })
+}
+
+/// The serial number of the disk a [`DeviceId::Block`] lives on (the
+/// storage device descriptor's, from `IOCTL_STORAGE_QUERY_PROPERTY`), so a
+/// state file can tell one disk from another that took its number. `None`
+/// for a file, or a disk that reports none.
+pub fn disk_serial(id: &DeviceId) -> Option<String> {
+    let DeviceId::Block { disk, .. } = *id else {
+        return None;
+    };
+    // Access 0: metadata and ioctls only, no rights to the data needed.
+    let drive = std::fs::OpenOptions::new()
+        .access_mode(0)
+        .share_mode(FILE_SHARE_READ.0 | FILE_SHARE_WRITE.0)
+        .open(format!(r"\\.\PhysicalDrive{disk}"))
+        .ok()?;
+    let query = STORAGE_PROPERTY_QUERY {
+        PropertyId: StorageDeviceProperty,
+        QueryType: PropertyStandardQuery,
+        ..Default::default()
+    };
+    /// The descriptor and the strings the offsets in it point into.
+    #[repr(C)]
+    struct Descriptor {
+        head: STORAGE_DEVICE_DESCRIPTOR,
+        strings: [u8; 1024],
+    }
+    let mut out = Descriptor { head: STORAGE_DEVICE_DESCRIPTOR::default(), strings: [0; 1024] };
+    let written = ioctl(&drive, IOCTL_STORAGE_QUERY_PROPERTY, &query, &mut out).ok()? as usize;
+    // SAFETY: `out` is initialised plain data of `size_of::<Descriptor>()`
+    // bytes; the view covers no more than that.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(
+            (&raw const out).cast::<u8>(),
+            written.min(size_of::<Descriptor>()),
+        )
+    };
+    nul_terminated_at(bytes, out.head.SerialNumberOffset as usize)
+}
+
+/// The NUL-terminated text at `offset` of `bytes`, trimmed; `None` for
+/// offset 0 (the descriptor's "none"), past the end, or empty.
+fn nul_terminated_at(bytes: &[u8], offset: usize) -> Option<String> {
+    let text = bytes.get(offset..).filter(|_| offset > 0)?;
+    let end = text.iter().position(|b| *b == 0).unwrap_or(text.len());
+    let text = String::from_utf8_lossy(&text[..end]).trim().to_string();
+    (!text.is_empty()).then_some(text)
 }
 
 /// Windows keeps a volume's cache coherent with its filesystem's writes:
