@@ -69,6 +69,11 @@ pub struct CloneArgs {
     /// pass (the same as --sync differing).
     #[arg(long)]
     pub resync: bool,
+    /// Make the new qcow2 target of compressed clusters (deflate, as
+    /// `qemu-img convert -c` does): an image out, the source read once,
+    /// front to back, with no write tracking, then read back and checked.
+    #[arg(long)]
+    pub compress: bool,
     #[command(flatten)]
     pub state: StateArgs,
 }

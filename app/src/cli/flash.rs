@@ -100,7 +100,7 @@ pub fn packer(args: &CloneArgs) -> Result<Option<Packer>, TargetError> {
     if is_new_zst(&args.target) {
         return Ok(Some(Packer::Zstd));
     }
-    if !args.formats.compress {
+    if !args.compress {
         return Ok(None);
     }
     let path = &args.target;

@@ -48,11 +48,6 @@ pub struct FormatArgs {
     /// (--sync top), and a cluster written the first time is copied whole.
     #[arg(long, value_name = "FILE")]
     pub target_backing: Option<PathBuf>,
-    /// Make the new qcow2 target of compressed clusters (deflate, as
-    /// `qemu-img convert -c` does): an image out, the source read once,
-    /// front to back, with no write tracking, then read back and checked.
-    #[arg(long)]
-    pub compress: bool,
 }
 
 impl FormatArgs {

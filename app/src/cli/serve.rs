@@ -62,11 +62,6 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> ExitCode {
-    if args.formats.compress {
-        return fail(
-            "--compress makes an image out, written once: `livemirror clone --compress SRC DST.qcow2`",
-        );
-    }
     let source = match args.formats.open_source(&args.source, args.cache.source().write(true)) {
         Ok(s) => s,
         Err(e) => return fail(&format!("source: {e}")),
