@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use livemirror_core::IoFailure;
 use livemirror_core::device::{BlockDevice, OpenOptions};
 use livemirror_core::verify::{self, Difference, Reading, Summary, VerifyError};
 use serde_json::json;
@@ -74,19 +75,19 @@ pub fn run(args: VerifyArgs) -> ExitCode {
 }
 
 /// True when the target ends up identical.
-fn verify_and_repair(args: &VerifyArgs) -> Result<bool, String> {
+fn verify_and_repair(args: &VerifyArgs) -> Result<bool, Trouble> {
     let reading = if args.cached { Reading::Cached } else { Reading::Medium };
     let opts = OpenOptions::new().direct(reading == Reading::Medium);
-    let source = privileged::open(&args.source, opts).map_err(|e| format!("source: {e}"))?;
-    let target = privileged::open(&args.target, opts.write(args.repair))
-        .map_err(|e| format!("target: {e}"))?;
+    let source = privileged::open(&args.source, opts).map_err(Trouble::Source)?;
+    let target =
+        privileged::open(&args.target, opts.write(args.repair)).map_err(Trouble::Target)?;
     let out = Output { json: args.json, reading };
     let whole = 0..source.len();
     let (summary, diffs) = pass(&*source, &*target, std::slice::from_ref(&whole), &out)?;
     if summary.identical() || !args.repair {
         return Ok(summary.identical());
     }
-    let copied = verify::repair(&*source, &*target, &diffs).map_err(|e| format!("repair: {e}"))?;
+    let copied = verify::repair(&*source, &*target, &diffs).map_err(Trouble::Repair)?;
     out.repaired(copied, diffs.len());
     let ranges: Vec<Range<u64>> = diffs.iter().map(|d| d.offset..d.end()).collect();
     let (again, _) = pass(&*source, &*target, &ranges, &out)?;
@@ -99,18 +100,33 @@ fn pass(
     target: &dyn BlockDevice,
     ranges: &[Range<u64>],
     out: &Output,
-) -> Result<(Summary, Vec<Difference>), String> {
+) -> Result<(Summary, Vec<Difference>), Trouble> {
     let mut diffs = Vec::new();
     let summary = verify::verify(source, target, ranges, out.reading, |d| {
         out.mismatch(&d);
         diffs.push(d);
     })
     .map_err(|e| match e {
-        VerifyError::Io(f) => format!("could not verify: {f}"),
-        e => e.to_string(),
+        VerifyError::Io(f) => Trouble::Read(f),
+        e => Trouble::Pair(e),
     })?;
     out.verified(&summary, &diffs, source.len(), target.len());
     Ok((summary, diffs))
+}
+
+/// Why a verification could not say identical or different (exit 2).
+#[derive(Debug, thiserror::Error)]
+enum Trouble {
+    #[error("source: {0}")]
+    Source(privileged::OpenError),
+    #[error("target: {0}")]
+    Target(privileged::OpenError),
+    #[error("could not verify: {0}")]
+    Read(IoFailure),
+    #[error(transparent)]
+    Pair(VerifyError),
+    #[error("repair: {0}")]
+    Repair(IoFailure),
 }
 
 struct Output {

@@ -139,7 +139,7 @@ pub fn plan_in(dir: Option<&Path>, pair: &Pair, options: &mut MirrorOptions, how
             }
             Ok(saved) => match fits(&saved, &identity, pair, options) {
                 Err(why) => {
-                    discard(&path, &why, &mut plan.lines);
+                    discard(&path, &why.to_string(), &mut plan.lines);
                     None
                 }
                 Ok(compare_clean) => {
@@ -176,26 +176,20 @@ fn written_since(
     now: &Identity,
     pair: &Pair,
     options: &MirrorOptions,
-) -> Result<(), String> {
+) -> Result<(), Mismatch> {
     let h = &saved.header;
     let Some(since) = h.since_complete else {
-        return Err("it is an unfinished job's, not a completed one's".into());
+        return Err(Mismatch::NotCompleted);
     };
     if since.serving {
-        return Err("its target was still being served when it was saved (or the server \
-                    was killed): writes may be missing from it"
-            .into());
+        return Err(Mismatch::StillServed);
     }
     same_pair(saved, now, pair, options)?;
     if !h.source_unchanged_since(pair.source_path) {
-        return Err("the source may have been written since (it is not a file, or its \
-                    modification time changed)"
-            .into());
+        return Err(Mismatch::WrittenSince("source"));
     }
     if !h.unchanged_since(since.target_mtime_ns, pair.target_path) {
-        return Err("the target may have been written since (it is not a file, or its \
-                    modification time changed)"
-            .into());
+        return Err(Mismatch::WrittenSince("target"));
     }
     Ok(())
 }
@@ -212,19 +206,19 @@ pub fn finish_serving(
     target: &dyn BlockDevice,
     source_path: &Path,
     target_path: &Path,
-) -> Result<String, String> {
-    let mut saved = persist::load(path).map_err(|e| format!("its state file: {e}"))?;
+) -> Result<String, NotRecorded> {
+    let mut saved = persist::load(path)?;
     let Some(written) = log.snapshot() else {
-        return Err("the mirror did not complete".into());
+        return Err(NotRecorded::NotCompleted);
     };
     let source_mtime = persist::file_mtime_ns(source_path);
     if source_mtime.is_none() || source_mtime != saved.header.source_mtime_ns {
-        let _ = persist::remove(path);
-        return Err("the source is not a file, or was written around livemirror while the \
-                    target was served: a later --resync compares"
-            .into());
+        if let Err(e) = persist::remove(path) {
+            tracing::warn!("cannot remove {}: {e}", path.display());
+        }
+        return Err(NotRecorded::SourceWritten);
     }
-    target.flush().map_err(|e| format!("flushing the target: {e}"))?;
+    target.flush().map_err(NotRecorded::Flush)?;
     let target_mtime = persist::file_mtime_ns(target_path);
     let newest = source_mtime.max(target_mtime).unwrap_or(0);
     let quiet = persist::QUIET_BEFORE_SAVE.as_nanos() as u64;
@@ -235,7 +229,7 @@ pub fn finish_serving(
     h.saved_at_ms = persist::now_ms();
     h.samples = Vec::new();
     saved.dirty = written;
-    persist::save(path, &saved).map_err(|e| format!("saving its state file: {e}"))?;
+    persist::save(path, &saved).map_err(NotRecorded::Save)?;
     Ok(format!(
         "{} written to the target since the mirror completed, recorded: \
          `livemirror clone {} {} --resync` copies only that",
@@ -299,7 +293,7 @@ fn fits(
     now: &Identity,
     pair: &Pair,
     options: &MirrorOptions,
-) -> Result<bool, String> {
+) -> Result<bool, Mismatch> {
     same_pair(saved, now, pair, options)?;
     let h = &saved.header;
     let compare_clean = !h.source_unchanged_since(pair.source_path);
@@ -308,8 +302,8 @@ fn fits(
     if !compare_clean {
         match persist::samples_match(pair.target, h.granularity, h.copy_len, &h.samples) {
             Ok(true) => {}
-            Ok(false) => return Err("the target was written since the job stopped".into()),
-            Err(e) => return Err(format!("the target could not be read to check it: {e}")),
+            Ok(false) => return Err(Mismatch::TargetChanged),
+            Err(e) => return Err(Mismatch::TargetUnreadable(e)),
         }
     }
     Ok(compare_clean)
@@ -322,49 +316,86 @@ fn same_pair(
     now: &Identity,
     pair: &Pair,
     options: &MirrorOptions,
-) -> Result<(), String> {
+) -> Result<(), Mismatch> {
     let h = &saved.header;
     let was = &h.identity;
     if was.source.path != now.source.path || was.target.path != now.target.path {
-        return Err(format!(
-            "it belongs to another pair ({} → {})",
-            was.source.path, was.target.path
-        ));
+        let (from, to) = (was.source.path.clone(), was.target.path.clone());
+        return Err(Mismatch::OtherPair { from, to });
     }
-    for (what, then, now) in
+    for (side, then, now) in
         [("source", &was.source, &now.source), ("target", &was.target, &now.target)]
     {
         if then.len != now.len {
-            return Err(format!(
-                "the {what} was resized ({} then, {} now)",
-                human(then.len),
-                human(now.len)
-            ));
+            return Err(Mismatch::Resized { side, then: then.len, now: now.len });
         }
         if then.key != now.key {
-            return Err(format!(
-                "the {what} is another file or disk than the job's ({} then, {} now)",
-                then.key, now.key
-            ));
+            return Err(Mismatch::OtherStorage {
+                side,
+                then: then.key.clone(),
+                now: now.key.clone(),
+            });
         }
     }
-    if let Some(g) = options.granularity.filter(|g| *g != h.granularity) {
-        return Err(format!(
-            "it copies in chunks of {} (--granularity {} was asked)",
-            human(h.granularity),
-            human(g)
-        ));
+    if let Some(asked) = options.granularity.filter(|g| *g != h.granularity) {
+        return Err(Mismatch::Granularity { saved: h.granularity, asked });
     }
     if let Ok(fit) = job::check_pair(pair.source, pair.target)
         && fit.copy_len != h.copy_len
     {
-        return Err(format!(
-            "it mirrored {} of the source, this job would mirror {}",
-            human(h.copy_len),
-            human(fit.copy_len)
-        ));
+        return Err(Mismatch::CopyLen { then: h.copy_len, now: fit.copy_len });
     }
     Ok(())
+}
+
+/// Why a saved state is not this job's to go on from (said, and the file
+/// discarded).
+#[derive(Debug, thiserror::Error)]
+enum Mismatch {
+    #[error("it is an unfinished job's, not a completed one's")]
+    NotCompleted,
+    #[error(
+        "its target was still being served when it was saved (or the server was killed): \
+         writes may be missing from it"
+    )]
+    StillServed,
+    #[error(
+        "the {0} may have been written since (it is not a file, or its modification time changed)"
+    )]
+    WrittenSince(&'static str),
+    #[error("the target was written since the job stopped")]
+    TargetChanged,
+    #[error("the target could not be read to check it: {0}")]
+    TargetUnreadable(std::io::Error),
+    #[error("it belongs to another pair ({from} → {to})")]
+    OtherPair { from: String, to: String },
+    #[error("the {side} was resized ({} then, {} now)", human(*then), human(*now))]
+    Resized { side: &'static str, then: u64, now: u64 },
+    #[error("the {side} is another file or disk than the job's ({then} then, {now} now)")]
+    OtherStorage { side: &'static str, then: String, now: String },
+    #[error("it copies in chunks of {} (--granularity {} was asked)", human(*saved), human(*asked))]
+    Granularity { saved: u64, asked: u64 },
+    #[error("it mirrored {} of the source, this job would mirror {}", human(*then), human(*now))]
+    CopyLen { then: u64, now: u64 },
+}
+
+/// Why what a served target took after Complete was not recorded (a later
+/// `--resync` then compares).
+#[derive(Debug, thiserror::Error)]
+pub enum NotRecorded {
+    #[error("its state file: {0}")]
+    Load(#[from] persist::LoadError),
+    #[error("the mirror did not complete")]
+    NotCompleted,
+    #[error(
+        "the source is not a file, or was written around livemirror while the target was \
+         served: a later --resync compares"
+    )]
+    SourceWritten,
+    #[error("flushing the target: {0}")]
+    Flush(std::io::Error),
+    #[error("saving its state file: {0}")]
+    Save(std::io::Error),
 }
 
 fn identify(pair: &Pair) -> Identity {
