@@ -6,7 +6,7 @@ use std::io;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use super::{Allocation, BlockDevice, DeviceId};
+use super::{Allocation, BlockDevice};
 
 /// Which operations a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,21 +141,7 @@ impl BlockDevice for FaultyDevice {
         self.inner.block_status(offset, max_len)
     }
 
-    fn cluster_size(&self) -> Option<u64> {
-        self.inner.cluster_size()
-    }
-
-    fn partial_cluster_write_fills_from_backing(&self) -> bool {
-        self.inner.partial_cluster_write_fills_from_backing()
-    }
-
-    fn logical_block_size(&self) -> u32 {
-        self.inner.logical_block_size()
-    }
-
-    fn id(&self) -> DeviceId {
-        self.inner.id()
-    }
+    crate::forward_geometry!(inner);
 
     fn describe(&self) -> String {
         format!("{} (with injected faults)", self.inner.describe())

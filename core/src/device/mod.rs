@@ -77,6 +77,34 @@ impl Allocation {
     }
 }
 
+/// The [`BlockDevice`] methods a wrapper passes to the device it wraps as
+/// they are, because it changes neither the storage nor its geometry:
+/// `cluster_size`, `partial_cluster_write_fills_from_backing`,
+/// `logical_block_size` and `id`. Used inside the wrapper's `impl
+/// BlockDevice` as `forward_geometry!(field);` (fault injection, prefix
+/// views, the tests' stalling device), so a method added to the trait is
+/// forwarded in one place.
+#[macro_export]
+macro_rules! forward_geometry {
+    ($inner:ident) => {
+        fn cluster_size(&self) -> Option<u64> {
+            self.$inner.cluster_size()
+        }
+
+        fn partial_cluster_write_fills_from_backing(&self) -> bool {
+            self.$inner.partial_cluster_write_fills_from_backing()
+        }
+
+        fn logical_block_size(&self) -> u32 {
+            self.$inner.logical_block_size()
+        }
+
+        fn id(&self) -> $crate::device::DeviceId {
+            self.$inner.id()
+        }
+    };
+}
+
 /// Positional, thread-safe block I/O.
 ///
 /// Contracts shared by every implementation:

@@ -7,7 +7,7 @@
 use std::io;
 use std::sync::Arc;
 
-use super::{Allocation, BlockDevice, DeviceId, check_range};
+use super::{Allocation, BlockDevice, check_range};
 
 /// The first `len` bytes of another device.
 pub struct Prefix {
@@ -71,22 +71,9 @@ impl BlockDevice for Prefix {
         self.inner.block_status(offset, max_len.min(self.len - offset))
     }
 
-    fn cluster_size(&self) -> Option<u64> {
-        self.inner.cluster_size()
-    }
-
-    fn partial_cluster_write_fills_from_backing(&self) -> bool {
-        self.inner.partial_cluster_write_fills_from_backing()
-    }
-
-    fn logical_block_size(&self) -> u32 {
-        self.inner.logical_block_size()
-    }
-
-    // The same storage: a view never makes a device into another one.
-    fn id(&self) -> DeviceId {
-        self.inner.id()
-    }
+    // The same storage and geometry: a view never makes a device into
+    // another one.
+    crate::forward_geometry!(inner);
 
     fn describe(&self) -> String {
         self.inner.describe()

@@ -29,18 +29,39 @@ pub fn pack_zstd(
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Flashed, FlashError> {
+    let len = source.len();
+    new_image(
+        len,
+        out,
+        |file, progress| pack(source, file, cancel, progress),
+        |progress| Ok((len, unpacked_hash(out, len, cancel, progress)?)),
+        progress,
+    )
+}
+
+/// Makes a new image at `out` (refusing one that exists) of a source of
+/// `len` bytes: `write` fills the file and returns the hash of what it
+/// read, `read_back` reads the image as a reader of its format would and
+/// returns its length and hash; both must agree. A failed or cancelled run
+/// removes the file it made.
+pub(super) fn new_image(
+    len: u64,
+    out: &Path,
+    write: impl FnOnce(File, &mut dyn FnMut(&Progress)) -> Result<u128, FlashError>,
+    read_back: impl FnOnce(&mut dyn FnMut(&Progress)) -> Result<(u64, u128), FlashError>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Flashed, FlashError> {
     let file = std::fs::OpenOptions::new().write(true).create_new(true).open(out).map_err(|e| {
         FlashError::TargetOpen(crate::Error::Open { path: out.to_owned(), source: e })
     })?;
-    let packed = pack(source, file, cancel, progress).and_then(|hash| {
+    let packed = write(file, progress).and_then(|hash| {
         let compressed_len = std::fs::metadata(out)
             .map_err(|source| FlashError::Open { path: out.to_owned(), source })?
             .len();
-        let unpacked = unpacked_hash(out, source.len(), cancel, progress)?;
-        if unpacked != hash {
-            return Err(FlashError::Mismatch { len: source.len() });
+        if read_back(progress)? != (len, hash) {
+            return Err(FlashError::Mismatch { len });
         }
-        Ok(Flashed { len: source.len(), compressed_len, hash })
+        Ok(Flashed { len, compressed_len, hash })
     });
     if packed.is_err()
         && let Err(e) = std::fs::remove_file(out)

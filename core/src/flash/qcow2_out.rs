@@ -61,30 +61,23 @@ pub fn pack_qcow2(
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Flashed, FlashError> {
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(out).map_err(|e| {
-        FlashError::TargetOpen(crate::Error::Open { path: out.to_owned(), source: e })
-    })?;
     let len = source.len();
-    let packed = write_image(source, file, cancel, progress).and_then(|hash| {
-        let compressed_len = std::fs::metadata(out)
-            .map_err(|source| FlashError::Open { path: out.to_owned(), source })?
-            .len();
-        let image = Qcow2Device::open(out, false).map_err(FlashError::TargetOpen)?;
-        let mut verified =
-            Progress { declared_len: Some(len), written: len, ..Progress::default() };
-        let read_back = super::read_back_hash(&image, len, cancel, &mut |n| {
-            verified.verified = n;
-            progress(&verified);
-        })?;
-        if image.len() != len || read_back != hash {
-            return Err(FlashError::Mismatch { len });
-        }
-        Ok(Flashed { len, compressed_len, hash })
-    });
-    if packed.is_err() {
-        let _ = std::fs::remove_file(out);
-    }
-    packed
+    super::pack::new_image(
+        len,
+        out,
+        |file, progress| write_image(source, file, cancel, progress),
+        |progress| {
+            let image = Qcow2Device::open(out, false).map_err(FlashError::TargetOpen)?;
+            let mut verified =
+                Progress { declared_len: Some(len), written: len, ..Progress::default() };
+            let hash = super::read_back_hash(&image, len, cancel, &mut |n| {
+                verified.verified = n;
+                progress(&verified);
+            })?;
+            Ok((image.len(), hash))
+        },
+        progress,
+    )
 }
 
 /// What one guest cluster becomes.

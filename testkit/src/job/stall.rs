@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use livemirror_core::device::{Allocation, BlockDevice, DeviceId};
+use livemirror_core::device::{Allocation, BlockDevice};
 use tokio::sync::watch;
 
 /// Which hold, as returned by [`Stall::hold`].
@@ -154,21 +154,7 @@ impl BlockDevice for Stall {
         self.inner.block_status(offset, max_len)
     }
 
-    fn cluster_size(&self) -> Option<u64> {
-        self.inner.cluster_size()
-    }
-
-    fn partial_cluster_write_fills_from_backing(&self) -> bool {
-        self.inner.partial_cluster_write_fills_from_backing()
-    }
-
-    fn logical_block_size(&self) -> u32 {
-        self.inner.logical_block_size()
-    }
-
-    fn id(&self) -> DeviceId {
-        self.inner.id()
-    }
+    livemirror_core::forward_geometry!(inner);
 
     fn describe(&self) -> String {
         format!("{} (with held writes)", self.inner.describe())

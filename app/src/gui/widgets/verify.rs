@@ -92,29 +92,7 @@ impl VerifyMap {
 /// Compares `source` and `target` over the source's length, step by step,
 /// filling `map`. Blocking: run it on the engine.
 pub fn run(source: &dyn BlockDevice, target: &dyn BlockDevice, map: &VerifyMap) -> Found {
-    if target.len() < source.len() {
-        return Found::DiffersAt(target.len());
-    }
-    let mut first = None;
-    let mut at = 0;
-    while at < map.len {
-        if map.stop.load(Relaxed) {
-            return Found::Skipped;
-        }
-        let step = at..(at + STEP).min(map.len);
-        let found =
-            verify::compare(source, target, Some(step.clone()).into_iter(), Reading::Medium, |d| {
-                first.get_or_insert(d.offset);
-                map.mark(&(d.offset..d.end()), DIFFERENT);
-            });
-        if let Err(e) = found {
-            return Found::Error(e.to_string());
-        }
-        map.mark(&step, SAME);
-        map.compared.store(step.end, Relaxed);
-        at = step.end;
-    }
-    first.map_or(Found::Identical, Found::DiffersAt)
+    walk(source, target, map, |step| Ok(differences(source, target, step)?))
 }
 
 /// Repairs the target where it differs from the source, step by step:
@@ -122,6 +100,33 @@ pub fn run(source: &dyn BlockDevice, target: &dyn BlockDevice, map: &VerifyMap) 
 /// flushed ([`verify::repair`]), and compared again, filling `map` (a cell
 /// stays red only if it still differs). Blocking: run it on the engine.
 pub fn repair(source: &dyn BlockDevice, target: &dyn BlockDevice, map: &VerifyMap) -> Found {
+    walk(source, target, map, |step| {
+        let diffs = differences(source, target, step)?;
+        if diffs.is_empty() {
+            return Ok(diffs);
+        }
+        verify::repair(source, target, &diffs).map_err(StepError::Repair)?;
+        Ok(differences(source, target, step)?)
+    })
+}
+
+/// Why a step of a pass failed.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Compare(#[from] verify::VerifyError),
+    #[error("repair: {0}")]
+    Repair(livemirror_core::IoFailure),
+}
+
+/// The pass over the source's length in [`STEP`]s, until Skip: `step`
+/// gives the differences left in each, which turn their cells red.
+fn walk(
+    source: &dyn BlockDevice,
+    target: &dyn BlockDevice,
+    map: &VerifyMap,
+    mut step: impl FnMut(&Range<u64>) -> Result<Vec<verify::Difference>, StepError>,
+) -> Found {
     if target.len() < source.len() {
         return Found::DiffersAt(target.len());
     }
@@ -131,34 +136,33 @@ pub fn repair(source: &dyn BlockDevice, target: &dyn BlockDevice, map: &VerifyMa
         if map.stop.load(Relaxed) {
             return Found::Skipped;
         }
-        let step = at..(at + STEP).min(map.len);
-        let mut diffs = Vec::new();
-        let pass = |diffs: &mut Vec<verify::Difference>| {
-            verify::compare(source, target, Some(step.clone()).into_iter(), Reading::Medium, |d| {
-                diffs.push(d)
-            })
+        let range = at..(at + STEP).min(map.len);
+        let diffs = match step(&range) {
+            Ok(diffs) => diffs,
+            Err(e) => return Found::Error(e.to_string()),
         };
-        let repaired = pass(&mut diffs)
-            .map_err(|e| e.to_string())
-            .and_then(|_| verify::repair(source, target, &diffs).map_err(|e| e.to_string()));
-        if let Err(e) = repaired {
-            return Found::Error(e);
-        }
-        if !diffs.is_empty() {
-            diffs.clear();
-            if let Err(e) = pass(&mut diffs) {
-                return Found::Error(e.to_string());
-            }
-        }
         for d in &diffs {
             first.get_or_insert(d.offset);
             map.mark(&(d.offset..d.end()), DIFFERENT);
         }
-        map.mark(&step, SAME);
-        map.compared.store(step.end, Relaxed);
-        at = step.end;
+        map.mark(&range, SAME);
+        map.compared.store(range.end, Relaxed);
+        at = range.end;
     }
     first.map_or(Found::Identical, Found::DiffersAt)
+}
+
+/// Where `source` and `target` differ within `range`, read as the media
+/// hold them.
+fn differences(
+    source: &dyn BlockDevice,
+    target: &dyn BlockDevice,
+    range: &Range<u64>,
+) -> Result<Vec<verify::Difference>, verify::VerifyError> {
+    let mut diffs = Vec::new();
+    let ranges = Some(range.clone()).into_iter();
+    verify::compare(source, target, ranges, Reading::Medium, |d| diffs.push(d))?;
+    Ok(diffs)
 }
 
 /// Draws the map in the width given, `height` points tall, with a legend.
