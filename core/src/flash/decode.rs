@@ -122,9 +122,8 @@ pub fn decode(
 
 /// Reads `r` into full buffers for `out`.
 fn pump(r: &mut dyn Read, out: &mut dyn FnMut(Vec<u8>) -> Option<Vec<u8>>) -> io::Result<()> {
-    let mut buf = Vec::new();
+    let mut buf = vec![0u8; BUF];
     loop {
-        buf.resize(BUF, 0);
         let mut n = 0;
         while n < BUF {
             match r.read(&mut buf[n..]) {
@@ -144,7 +143,12 @@ fn pump(r: &mut dyn Read, out: &mut dyn FnMut(Vec<u8>) -> Option<Vec<u8>>) -> io
             return Ok(());
         }
         match out(buf) {
-            Some(next) => buf = next,
+            Some(next) => {
+                // Full length again (a new one comes empty); old bytes are
+                // overwritten before they are handed on.
+                buf = next;
+                buf.resize(BUF, 0);
+            }
             None => return Ok(()),
         }
     }

@@ -438,6 +438,30 @@ mod tests {
         assert!(std::fs::read(&new).unwrap() == data);
     }
 
+    /// Larger than the write-behind window, so written ranges are waited
+    /// for and dropped from the cache while later ones are written; every
+    /// buffer is a reused one many times over.
+    #[test]
+    fn a_new_file_past_the_write_behind_window_reads_back_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = vec![0u8; 80 << 20];
+        data[..8 << 20].copy_from_slice(&livemirror_testkit::pattern(8 << 20, 2));
+        data[70 << 20..71 << 20].copy_from_slice(&livemirror_testkit::pattern(1 << 20, 3));
+        data[(79 << 20) + 5..(79 << 20) + 9].copy_from_slice(b"tail");
+        let packed = zstd::encode_all(&data[..], 1).unwrap();
+        let new = dir.path().join("new.img");
+        let flashed = run(
+            dir.path(),
+            &packed,
+            Compression::Zstd,
+            Target::NewFile(new.clone()),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(flashed.len, data.len() as u64);
+        assert!(std::fs::read(&new).unwrap() == data);
+    }
+
     #[test]
     fn a_corrupt_stream_fails_as_corrupt() {
         let dir = tempfile::tempdir().unwrap();
