@@ -6,7 +6,8 @@
 //! decompresses (xz with liblzma's multithreaded decoder) into large
 //! buffers, a bounded channel hands them to the writer, which hashes them
 //! (XXH3-128) on the way and writes data, skipping or zeroing all-zero
-//! runs. At the end the target is flushed and read back, uncached, and its
+//! runs, then hands each buffer back to be filled again. A new image file
+//! is written behind (writeback started at once, a bounded window cached). At the end the target is flushed and read back, uncached, and its
 //! hash must equal the stream's: only then is it called identical.
 //!
 //! Every format checks its own data (xz and bzip2 per block or stream,
