@@ -16,8 +16,12 @@ pub mod nbd_client;
 mod prefix;
 mod qcow2;
 mod sys;
+#[cfg(not(target_os = "linux"))]
+pub(crate) use sys::write_all_at;
 #[cfg(target_os = "linux")]
 mod writebehind;
+#[cfg(target_os = "linux")]
+pub(crate) use writebehind::WriteBehind;
 
 use std::io;
 

@@ -35,7 +35,7 @@ use std::sync::Mutex;
 pub(super) const WINDOW: u64 = 64 << 20;
 
 /// The write-behind state of one open device, shared by all its writers.
-pub(super) struct WriteBehind {
+pub(crate) struct WriteBehind {
     window: u64,
     state: Mutex<State>,
 }
@@ -52,7 +52,7 @@ struct State {
 }
 
 impl WriteBehind {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_window(WINDOW)
     }
 
@@ -62,7 +62,7 @@ impl WriteBehind {
 
     /// Writes all of `buf` at `offset` through the page cache, starts its
     /// writeback, and retires the oldest ranges once the window is full.
-    pub(super) fn write_all_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    pub(crate) fn write_all_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
         file.write_all_at(buf, offset)?;
         let len = buf.len() as u64;
         if len == 0 {
@@ -82,7 +82,7 @@ impl WriteBehind {
     /// the pages that failed are left clean, their data lost to the cache,
     /// so no later flush can make the device whole: every flush after it
     /// fails.
-    pub(super) fn check(&self) -> io::Result<()> {
+    pub(crate) fn check(&self) -> io::Result<()> {
         match self.lock().failed {
             Some(code) => Err(io::Error::from_raw_os_error(code)),
             None => Ok(()),

@@ -78,13 +78,15 @@ fn the_image<R: Read + Seek>(archive: &mut zip::ZipArchive<R>) -> Result<usize, 
 }
 
 /// Decompresses `path` and calls `out` with each full buffer (the last may
-/// be shorter) until the stream ends, `out` returns false (the writer gave
-/// up), or the data is found corrupt. `read` counts the compressed bytes.
+/// be shorter) until the stream ends, `out` returns no buffer to fill next
+/// (the writer gave up), or the data is found corrupt. Buffers come back
+/// through `out` to be filled again, so none is allocated (and
+/// page-faulted) per piece. `read` counts the compressed bytes.
 pub fn decode(
     path: &Path,
     format: Compression,
     read: Arc<AtomicU64>,
-    out: &mut dyn FnMut(Vec<u8>) -> bool,
+    out: &mut dyn FnMut(Vec<u8>) -> Option<Vec<u8>>,
 ) -> Result<(), FlashError> {
     let file = File::open(path).map_err(|source| FlashError::Open { path: path.into(), source })?;
     let counted = Counting { inner: file, count: read };
@@ -119,9 +121,9 @@ pub fn decode(
 }
 
 /// Reads `r` into full buffers for `out`.
-fn pump(r: &mut dyn Read, out: &mut dyn FnMut(Vec<u8>) -> bool) -> io::Result<()> {
+fn pump(r: &mut dyn Read, out: &mut dyn FnMut(Vec<u8>) -> Option<Vec<u8>>) -> io::Result<()> {
+    let mut buf = vec![0u8; BUF];
     loop {
-        let mut buf = vec![0u8; BUF];
         let mut n = 0;
         while n < BUF {
             match r.read(&mut buf[n..]) {
@@ -136,8 +138,18 @@ fn pump(r: &mut dyn Read, out: &mut dyn FnMut(Vec<u8>) -> bool) -> io::Result<()
         }
         buf.truncate(n);
         let last = n < BUF;
-        if !out(buf) || last {
+        if last {
+            out(buf);
             return Ok(());
+        }
+        match out(buf) {
+            Some(next) => {
+                // Full length again (a new one comes empty); old bytes are
+                // overwritten before they are handed on.
+                buf = next;
+                buf.resize(BUF, 0);
+            }
+            None => return Ok(()),
         }
     }
 }

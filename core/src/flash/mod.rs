@@ -6,7 +6,8 @@
 //! decompresses (xz with liblzma's multithreaded decoder) into large
 //! buffers, a bounded channel hands them to the writer, which hashes them
 //! (XXH3-128) on the way and writes data, skipping or zeroing all-zero
-//! runs. At the end the target is flushed and read back, uncached, and its
+//! runs, then hands each buffer back to be filled again. A new image file
+//! is written behind (writeback started at once, a bounded window cached). At the end the target is flushed and read back, uncached, and its
 //! hash must equal the stream's: only then is it called identical.
 //!
 //! Every format checks its own data (xz and bzip2 per block or stream,
@@ -23,7 +24,7 @@ mod pack;
 mod qcow2_out;
 
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -111,8 +112,9 @@ pub struct Flashed {
     pub hash: u128,
 }
 
-/// Buffers in flight between the decoder and the writer: memory stays
-/// at this many times [`decode::BUF`], whatever the image's size.
+/// Buffers between the decoder and the writer (queued, being written, or
+/// back for the decoder): memory stays at this many and one times
+/// [`decode::BUF`], whatever the image's size.
 const IN_FLIGHT: usize = 4;
 
 /// The zero-skipping unit: a run of zeroes this long and aligned is a hole
@@ -137,14 +139,25 @@ pub fn flash(
     let mut state = Progress { compressed_len, declared_len, ..Progress::default() };
     let mut hasher = Xxh3Default::new();
 
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
+    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
+    // Buffers written, back for the decoder to fill: the decoder's own and
+    // these are all there are, reused, never one allocated per piece.
+    let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
+    for _ in 0..IN_FLIGHT {
+        free_tx.send(Vec::new()).expect("the receiver is here");
+    }
     let decoded = std::thread::scope(|s| {
         let decoder = {
             let read = read.clone();
-            s.spawn(move || decode::decode(source, format, read, &mut |buf| tx.send(buf).is_ok()))
+            s.spawn(move || {
+                decode::decode(source, format, read, &mut |buf| {
+                    full_tx.send(buf).ok()?;
+                    free_rx.recv().ok()
+                })
+            })
         };
         let written = (|| {
-            for buf in rx.iter() {
+            for buf in full_rx.iter() {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(FlashError::Cancelled { written: state.written });
                 }
@@ -153,11 +166,14 @@ pub fn flash(
                 state.written += buf.len() as u64;
                 state.compressed_read = read.load(Ordering::Relaxed);
                 progress(&state);
+                // Back for the decoder to fill again; gone only if it ended.
+                let _ = free_tx.send(buf);
             }
             Ok(())
         })();
-        // The writer gave up: the decoder's next send fails and it stops.
-        drop(rx);
+        // The writer gave up: the decoder's next send or wait for a buffer
+        // fails and it stops.
+        drop((full_rx, free_tx));
         let decoded = decoder.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
         // A decoder error explains a short stream better than what followed.
         decoded.and(written)
@@ -180,11 +196,15 @@ pub fn flash(
 /// The target while it is written.
 enum Sink {
     Device(Arc<dyn BlockDevice>),
-    /// `cursor`: where the file's position is (holes move only the image's).
+    /// On Linux the file is written behind: each write's writeback starts
+    /// at once and a bounded window of it stays cached, so the disk works
+    /// while the decoder does, the final flush is short, and the read-back
+    /// finds nothing of the image left in the cache.
     NewFile {
         file: File,
         path: PathBuf,
-        cursor: u64,
+        #[cfg(target_os = "linux")]
+        behind: crate::device::WriteBehind,
     },
 }
 
@@ -204,7 +224,12 @@ impl Sink {
                     std::fs::OpenOptions::new().write(true).open(&path).map_err(|source| {
                         FlashError::TargetOpen(crate::Error::Open { path: path.clone(), source })
                     })?;
-                Ok(Sink::NewFile { file, path, cursor: 0 })
+                Ok(Sink::NewFile {
+                    file,
+                    path,
+                    #[cfg(target_os = "linux")]
+                    behind: crate::device::WriteBehind::new(),
+                })
             }
         }
     }
@@ -241,13 +266,13 @@ impl Sink {
             Sink::Device(dev) => dev.write_at(data, at).map_err(|e| fail("write", e)),
             // A hole: nothing to write.
             Sink::NewFile { .. } if zero => Ok(()),
-            Sink::NewFile { file, cursor, .. } => {
-                if *cursor != at {
-                    file.seek(SeekFrom::Start(at)).map_err(|e| fail("seek", e))?;
-                }
-                file.write_all(data).map_err(|e| fail("write", e))?;
-                *cursor = at + len;
-                Ok(())
+            #[cfg(target_os = "linux")]
+            Sink::NewFile { file, behind, .. } => {
+                behind.write_all_at(file, data, at).map_err(|e| fail("write", e))
+            }
+            #[cfg(not(target_os = "linux"))]
+            Sink::NewFile { file, .. } => {
+                crate::device::write_all_at(file, data, at).map_err(|e| fail("write", e))
             }
         }
     }
@@ -261,10 +286,18 @@ impl Sink {
                 dev.flush().map_err(|e| fail("flush", e))?;
                 Ok(dev)
             }
-            Sink::NewFile { file, path, .. } => {
+            Sink::NewFile {
+                file,
+                path,
+                #[cfg(target_os = "linux")]
+                behind,
+            } => {
                 // A trailing run of zeroes is only a hole until the length says so.
                 file.set_len(len).map_err(|e| fail("set length", e))?;
                 file.sync_all().map_err(|e| fail("flush", e))?;
+                // A writeback error a window's wait took is not fsync's to report.
+                #[cfg(target_os = "linux")]
+                behind.check().map_err(|e| fail("flush", e))?;
                 drop(file);
                 Ok(Arc::new(OpenOptions::new().open(&path).map_err(FlashError::TargetOpen)?))
             }
@@ -403,6 +436,30 @@ mod tests {
             &AtomicBool::new(false),
         )
         .unwrap();
+        assert!(std::fs::read(&new).unwrap() == data);
+    }
+
+    /// Larger than the write-behind window, so written ranges are waited
+    /// for and dropped from the cache while later ones are written; every
+    /// buffer is a reused one many times over.
+    #[test]
+    fn a_new_file_past_the_write_behind_window_reads_back_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = vec![0u8; 80 << 20];
+        data[..8 << 20].copy_from_slice(&livemirror_testkit::pattern(8 << 20, 2));
+        data[70 << 20..71 << 20].copy_from_slice(&livemirror_testkit::pattern(1 << 20, 3));
+        data[(79 << 20) + 5..(79 << 20) + 9].copy_from_slice(b"tail");
+        let packed = zstd::encode_all(&data[..], 1).unwrap();
+        let new = dir.path().join("new.img");
+        let flashed = run(
+            dir.path(),
+            &packed,
+            Compression::Zstd,
+            Target::NewFile(new.clone()),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(flashed.len, data.len() as u64);
         assert!(std::fs::read(&new).unwrap() == data);
     }
 

@@ -155,7 +155,7 @@ fn unpacked_hash(
         state.verified += buf.len() as u64;
         progress(&state);
         cancelled = cancel.load(Ordering::Relaxed);
-        !cancelled
+        (!cancelled).then_some(buf)
     })?;
     if cancelled {
         return Err(FlashError::Cancelled { written: len });

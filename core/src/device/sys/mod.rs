@@ -20,9 +20,12 @@ use win32 as host;
 
 #[cfg(windows)]
 pub use host::ioctl;
+/// Also how the flasher writes a new image file where there is no
+/// write-behind.
+pub(crate) use host::write_all_at;
 pub(super) use host::{
     allocation, discard_range, drop_cached, make_sparse, open_direct, probe, read_exact_at,
-    write_all_at, zero_range,
+    zero_range,
 };
 #[cfg(target_os = "linux")]
 pub(super) use host::{clone_range, direct_alignment};
