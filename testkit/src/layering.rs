@@ -463,7 +463,7 @@ mod tests {
         let t = tree(&[
             ("lib.rs", "pub mod a; pub mod b; pub mod c; pub mod d; use crate::a::X;"),
             ("a.rs", "use crate::{b::Y, c, self};\npub(crate) fn f() { crate::d::g(); }"),
-            ("b/mod.rs", "mod inner;\nfn h() -> super::d::T { todo!() }"),
+            ("b/mod.rs", "mod inner;\nfn h() -> super::d::T { super::d::T }"),
             ("b/inner.rs", "use super::Y; // crate::a in a comment\nlet s = \"crate::a\";"),
             ("c.rs", "mod tests { use super::*; fn f() { super::super::d::g() } }"),
             ("d.rs", "macro_rules! m { () => { $crate::a::f() } }\nlet r = r#\"crate::a\"#;"),
