@@ -244,11 +244,18 @@ impl Machine {
                 // an error when it is cancelled: the cancel then finishes,
                 // or the job stops on the error again (and a forced cancel
                 // ends it).
+                // The retry is a decision like Resume's: a copy issued before
+                // it that fails now is not a new error, only retried.
                 Phase::Ready | Phase::Completing { .. } => {
-                    let answer_pause = self.hold == Hold::Pausing;
-                    self.hold = Hold::None;
+                    let held = std::mem::replace(&mut self.hold, Hold::None);
                     self.phase = Phase::Completing { ending: Ending::Consistent, draining: false };
-                    Ok(if answer_pause { Effect::AnswerPauseWaiters } else { Effect::Done })
+                    Ok(match held {
+                        Hold::Pausing => Effect::AnswerPauseWaiters,
+                        Hold::Asking(failure) => {
+                            Effect::Decided { decision: Decision::Retry, failure }
+                        }
+                        Hold::None | Hold::Paused => Effect::Done,
+                    })
                 }
                 Phase::Aborting { .. } => unreachable!("handled above"),
             },
@@ -477,7 +484,11 @@ mod tests {
         let mut m = Machine { phase: Phase::Ready, hold: Hold::None };
         m.ask(failure());
         assert_eq!(m.state(), JobState::Standby);
-        m.command(Command::Cancel { force: false }, CopyMode::Background).unwrap();
+        let effect = m.command(Command::Cancel { force: false }, CopyMode::Background).unwrap();
+        assert!(
+            matches!(effect, Effect::Decided { decision: Decision::Retry, .. }),
+            "the cancel decides the pending error as a retry: {effect:?}"
+        );
         assert_eq!(m.state(), JobState::Completing);
         assert!(m.may_issue());
         m.ask(failure());
