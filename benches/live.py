@@ -211,8 +211,10 @@ def baseline(start_export, sock, name, args):
 
 def serve_command(args, nbd, ctl):
     """`livemirror serve` mirroring the source while exporting it."""
+    # "switch" starts in background mode; run_livemirror switches it.
+    mode = "background" if args.copy_mode == "switch" else args.copy_mode
     return ([args.livemirror, "serve", args.source, "--mirror-to", args.target,
-             "--nbd", f"unix:{nbd}", "--control", f"unix:{ctl}", "--copy-mode", args.copy_mode]
+             "--nbd", f"unix:{nbd}", "--control", f"unix:{ctl}", "--copy-mode", mode]
             + (["--target-cache", args.target_cache] if args.target_cache else []))
 
 
@@ -256,6 +258,8 @@ def run_livemirror(args):
         start = time.monotonic()  # the job starts with the process
         wait_for(nbd, ctl)
         control = Qmp(ctl, timeout=10, greeting=False)
+        if args.copy_mode == "switch":
+            control.execute("set-copy-mode", **{"copy-mode": "write-blocking"})
         w = Writer(nbd, b"", args.rate)
         w.start()
         ev = control.wait_event("READY", "FAILED", "CANCELLED")
@@ -490,7 +494,10 @@ def main():
     p.add_argument("target")
     p.add_argument("--dir", required=True, help="where the sockets go")
     p.add_argument("--livemirror", default="livemirror")
-    p.add_argument("--copy-mode", choices=["background", "write-blocking"], default="background")
+    p.add_argument("--copy-mode", choices=["background", "write-blocking", "switch"],
+                   default="background",
+                   help="switch: livemirror starts in background mode and is switched to "
+                        "write-blocking over its control socket at once (QEMU: write-blocking)")
     p.add_argument("--target-cache", help="livemirror's --target-cache (default: serve's own)")
     p.add_argument("--qsd-direct", action="store_true", help="cache.direct=on for QEMU's nodes")
     p.add_argument("--rate", type=float, default=1000, help="writes per second (64 KiB each)")

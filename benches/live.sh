@@ -15,7 +15,10 @@
 # blocks at --rate per second, one at a time, to the source's NBD export. For
 # each tool and copy mode it reports the time from the mirror's start to
 # Ready and the writer's IOPS: before (export alone), during the bulk copy,
-# and for --after seconds after Ready; "kept" is during/before. The target is
+# and for --after seconds after Ready; "kept" is during/before. livemirror
+# also runs "switch": started in background mode and switched to
+# write-blocking over its control socket at once (the target cache it was
+# opened with is the background one). The target is
 # checked with qemu-img compare after Complete (the writer stops first).
 #
 # --target-caches runs livemirror once per `serve --target-cache` value
@@ -105,7 +108,7 @@ with open(sys.argv[1], 'r+b') as f:
         f.write(os.urandom(min(1 << 24, size - off)))
 " "$SRC"; }
 
-modes="background write-blocking"
+modes="background write-blocking switch"
 (( COMPLETE )) && modes=background
 runs=()
 if "$LM" serve --help >/dev/null 2>&1; then
@@ -119,7 +122,7 @@ else
 fi
 [[ -n $OLD ]] && runs+=("livemirror-old background")
 for tool in qsd qsd-direct; do
-    for mode in $modes; do runs+=("$tool $mode"); done
+    for mode in $modes; do [[ $mode == switch ]] || runs+=("$tool $mode"); done
 done
 
 RESULTS=$DIR/live.txt

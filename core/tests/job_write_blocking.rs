@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use livemirror_core::device::{BlockDevice, MemoryDevice};
-use livemirror_core::job::{Command, CopyMode, MirrorOptions, Outcome, Proof};
+use livemirror_core::device::{BlockDevice, DeviceId, MemoryDevice};
+use livemirror_core::job::{
+    Command, CopyMode, MAX_IN_FLIGHT, MirrorOptions, Outcome, Proof, write_blocking_in_flight,
+};
 use livemirror_core::live::LiveSource;
 use livemirror_testkit::job::*;
 use livemirror_testkit::pattern;
@@ -101,4 +103,83 @@ async fn switching_to_write_blocking_mid_copy_loses_nothing() {
     job.send(Command::Complete).await.unwrap();
     assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
     check_writers(&stop, writers, &p.target);
+}
+
+/// The bytes in flight once a job whose every target write is held has
+/// issued all it may (the runner issues up to its limit at once, before it
+/// publishes a status).
+async fn in_flight_when_stuck(mode: CopyMode) -> u64 {
+    let p = pair(32 << 20);
+    let stall = Stall::new(p.target.clone());
+    let hold = stall.hold(0..u64::MAX, Catch::Every);
+    let _release = stall.release_at_end();
+    let opts = MirrorOptions { copy_mode: mode, ..Default::default() };
+    let (job, _rx) = start(&p, stall.clone(), opts);
+    stall.caught(hold, 1).await;
+    let st = status_until(&job, |s| s.progress.in_flight > 0).await;
+    job.send(Command::Cancel { force: true }).await.unwrap();
+    st.progress.in_flight
+}
+
+/// Write-blocking mode leaves a CPU to the writers, who now wait for the
+/// target too: fewer copies at once than in background mode (1 MiB each
+/// with the default buffer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_blocking_mode_runs_fewer_copies_at_once() {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let limit = write_blocking_in_flight(cpus) as u64;
+    assert_eq!(in_flight_when_stuck(CopyMode::Background).await, (MAX_IN_FLIGHT as u64) << 20);
+    assert_eq!(in_flight_when_stuck(CopyMode::WriteBlocking).await, limit << 20);
+}
+
+/// A memory target that records being asked to buffer its writes.
+struct CacheProbe {
+    inner: MemoryDevice,
+    buffered: AtomicBool,
+}
+
+impl BlockDevice for CacheProbe {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.inner.write_at(buf, offset)
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+    fn buffer_writes(&self) {
+        self.buffered.store(true, Ordering::Relaxed);
+    }
+    fn id(&self) -> DeviceId {
+        self.inner.id()
+    }
+    fn describe(&self) -> String {
+        "cache probe".into()
+    }
+}
+
+/// Switched to write-blocking mode, a job buffers its target's writes when
+/// its options say the cache was picked for background copies, and leaves
+/// a cache the user chose alone; either way the copy ends identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_switch_to_write_blocking_buffers_a_target_cache_picked_for_background() {
+    for follow in [true, false] {
+        let p = pair(LEN);
+        let target =
+            Arc::new(CacheProbe { inner: MemoryDevice::new(LEN as u64), buffered: false.into() });
+        let opts =
+            MirrorOptions { buffer_target_when_write_blocking: follow, ..Default::default() };
+        let (job, mut rx) = start(&p, target.clone(), opts);
+        assert!(!target.buffered.load(Ordering::Relaxed), "background copies keep the cache");
+        job.send(Command::SetCopyMode(CopyMode::WriteBlocking)).await.unwrap();
+        assert_eq!(target.buffered.load(Ordering::Relaxed), follow, "follow = {follow}");
+        until(&mut rx, is_ready).await;
+        job.send(Command::Complete).await.unwrap();
+        assert_eq!(job.wait().await, Outcome::Completed { proof: Proof::Tracked });
+        assert_same(&target.inner.contents(), &p.source.contents());
+    }
 }

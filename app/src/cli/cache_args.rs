@@ -30,6 +30,13 @@ impl CacheArgs {
         let cache = self.target_cache.unwrap_or(Cache::default_target(served, copy_mode));
         cache.options().write(true)
     }
+
+    /// True when the target's cache is the default, which changes with the
+    /// copy mode: a served job switched to write-blocking mode then
+    /// buffers its target's writes ([`Cache::default_target`]).
+    pub fn target_follows_copy_mode(&self) -> bool {
+        self.target_cache.is_none()
+    }
 }
 
 #[cfg(test)]

@@ -269,6 +269,7 @@ fn start_job(
         return Err(StartError::Smaller { target: target.len(), len });
     }
     let mut options = args.mirror.options();
+    options.buffer_target_when_write_blocking = args.cache.target_follows_copy_mode();
     // Served, every write goes through the export, unless the source is
     // also mounted here and its OS writes it around livemirror.
     let mounted = !livemirror_core::device::mounts_on(&live.device().id()).is_empty();

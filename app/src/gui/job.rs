@@ -214,6 +214,8 @@ fn start_in(
     // The job keeps its state, and goes on from an unfinished one of the
     // pair ("Update an earlier copy": from what a served copy recorded).
     let mut options = req.options.clone();
+    // The window always picks the target's cache itself.
+    options.buffer_target_when_write_blocking = shared;
     let pair = Pair {
         source_path: &req.source,
         source: &*source,

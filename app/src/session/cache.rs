@@ -33,7 +33,9 @@ impl Cache {
     /// write-behind); in write-blocking mode each of them also writes the
     /// target, behind the copies queued on the same file, and only plain
     /// page-cache writes are quick enough to keep about half (direct or
-    /// write-behind: 7–16%).
+    /// write-behind: 7–16%). A served job switched from background to
+    /// write-blocking mode while it runs has its target's writes buffered
+    /// from then on (`MirrorOptions::buffer_target_when_write_blocking`).
     pub fn default_target(served: bool, copy_mode: CopyMode) -> Cache {
         match (served, copy_mode) {
             (false, _) => Cache::WriteBehind,

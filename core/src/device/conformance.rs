@@ -204,6 +204,52 @@ fn direct_and_buffered_io_see_each_other() {
     assert_eq!(first, vec![3; 4096]);
 }
 
+/// Whether the page at `offset` of `path` is in the page cache: a read
+/// that may not wait for the disk (`RWF_NOWAIT`) succeeds only then.
+#[cfg(target_os = "linux")]
+fn page_cached(path: &std::path::Path, offset: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).unwrap();
+    let mut page = [0u8; 4096];
+    let iov = libc::iovec { iov_base: page.as_mut_ptr().cast(), iov_len: page.len() };
+    // SAFETY: one iovec over a live, writable buffer of its stated length.
+    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset as i64, libc::RWF_NOWAIT) };
+    match n {
+        4096 => true,
+        -1 if std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) => false,
+        _ => panic!("preadv2: {n}, {}", std::io::Error::last_os_error()),
+    }
+}
+
+/// `buffer_writes` switches a direct device's writes to the page cache (a
+/// job switched to write-blocking mode asks it of its target); reads and
+/// the data written either way stay as they were.
+#[cfg(target_os = "linux")]
+#[test]
+fn buffer_writes_sends_a_direct_device_s_writes_through_the_page_cache() {
+    use crate::buffer::AlignedBuf;
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().set_len(LEN).unwrap();
+    let dev = OpenOptions::new().write(true).direct(true).open(f.path()).unwrap();
+    assert!(dev.is_direct(), "the temp directory's filesystem takes O_DIRECT");
+    let mut data = AlignedBuf::new(4096);
+    data.fill(5);
+    dev.write_at(&data, 0).unwrap();
+    assert!(!page_cached(f.path(), 0), "a direct write goes around the page cache");
+    dev.buffer_writes();
+    // Far from the first page: the check's readahead may cache around it.
+    let far = LEN - 4096;
+    data.fill(6);
+    dev.write_at(&data, far).unwrap();
+    assert!(page_cached(f.path(), far), "a buffered write stays in the page cache");
+    let mut back = AlignedBuf::new(4096);
+    dev.read_at(&mut back, 0).unwrap();
+    assert!(back.iter().all(|b| *b == 5));
+    dev.read_at(&mut back, far).unwrap();
+    assert!(back.iter().all(|b| *b == 6));
+    dev.flush().unwrap();
+}
+
 /// A new qcow2 image (imago creates it), and one over a zero-filled raw
 /// backing file: partial-cluster writes there fill from the backing.
 #[test]

@@ -14,6 +14,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::direct::Direct;
 use super::sys;
@@ -105,6 +106,9 @@ pub struct FileDevice {
     /// Write-behind of buffered writes, when asked for.
     #[cfg(target_os = "linux")]
     write_behind: Option<WriteBehind>,
+    /// Set by [`buffer_writes`](BlockDevice::buffer_writes): writes no longer
+    /// use the direct handle or write-behind (reads still go direct).
+    buffered_writes: AtomicBool,
 }
 
 impl FileDevice {
@@ -145,6 +149,7 @@ impl FileDevice {
             direct: None,
             #[cfg(target_os = "linux")]
             write_behind: None,
+            buffered_writes: AtomicBool::new(false),
         })
     }
 
@@ -208,6 +213,9 @@ impl BlockDevice for FileDevice {
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         check_range(self.len, offset, buf.len() as u64)?;
+        if self.buffered_writes.load(Ordering::Relaxed) {
+            return sys::write_all_at(&self.file, buf, offset);
+        }
         #[cfg(target_os = "linux")]
         if let Some(wb) = &self.write_behind {
             return wb.write_all_at(&self.file, buf, offset);
@@ -216,6 +224,14 @@ impl BlockDevice for FileDevice {
             Some(d) => d.write_all_at(&self.file, buf, offset),
             None => sys::write_all_at(&self.file, buf, offset),
         }
+    }
+
+    /// Safe at any moment: a direct write already returned is on the
+    /// medium, one still running finishes as it began, and the kernel keeps
+    /// direct and buffered I/O of one file coherent (a direct read writes
+    /// back the cached pages of its range first).
+    fn buffer_writes(&self) {
+        self.buffered_writes.store(true, Ordering::Relaxed);
     }
 
     fn flush(&self) -> io::Result<()> {

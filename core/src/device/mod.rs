@@ -84,7 +84,8 @@ impl Allocation {
 /// The [`BlockDevice`] methods a wrapper passes to the device it wraps as
 /// they are, because it changes neither the storage nor its geometry:
 /// `cluster_size`, `partial_cluster_write_fills_from_backing`,
-/// `logical_block_size` and `id`. Used inside the wrapper's `impl
+/// `logical_block_size`, `id`, and how the storage below caches writes
+/// (`buffer_writes`). Used inside the wrapper's `impl
 /// BlockDevice` as `forward_geometry!(field);` (fault injection, prefix
 /// views, the tests' stalling device), so a method added to the trait is
 /// forwarded in one place.
@@ -101,6 +102,10 @@ macro_rules! forward_geometry {
 
         fn logical_block_size(&self) -> u32 {
             self.$inner.logical_block_size()
+        }
+
+        fn buffer_writes(&self) {
+            self.$inner.buffer_writes()
         }
 
         fn id(&self) -> $crate::device::DeviceId {
@@ -209,6 +214,14 @@ pub trait BlockDevice: Send + Sync {
     fn logical_block_size(&self) -> u32 {
         512
     }
+
+    /// From now on, write through the page cache only (no `O_DIRECT`, no
+    /// write-behind). A job switched to write-blocking mode asks this of
+    /// its target when its cache was picked for background copies: every
+    /// writer then waits for its target write, and a page-cache write is
+    /// the one that returns soonest (README, Performance: Live). A no-op
+    /// where writes are already buffered or the device has no page cache.
+    fn buffer_writes(&self) {}
 
     /// What the device is, for refusing to mirror a device into itself.
     fn id(&self) -> DeviceId;

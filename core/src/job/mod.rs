@@ -25,7 +25,7 @@ use tracing::Instrument;
 pub use crate::options::{
     CopyMode, DEFAULT_BUF_SIZE, DEFAULT_FREEZE_LIMIT_MS, ErrorPolicy, MAX_GRANULARITY,
     MAX_IN_FLIGHT, MIN_GRANULARITY, MirrorOptions, ParseError, Resolved, SyncMode, Tracking,
-    default_granularity, parse_size, resolve,
+    default_granularity, parse_size, resolve, write_blocking_in_flight,
 };
 pub use crate::state::JobState;
 pub use events::{Decision, ErrorAction, IoStatus, JobEvent, JobStatus, Outcome, Progress, Proof};

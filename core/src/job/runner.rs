@@ -330,7 +330,7 @@ impl Runner {
     /// When issuing is held back only by time (speed limit, error back-off),
     /// the instant it may go on.
     fn issue_blocked_until(&self) -> Option<Instant> {
-        if !self.machine.may_issue() || self.ops.len() >= MAX_IN_FLIGHT {
+        if !self.machine.may_issue() || self.ops.len() >= self.in_flight_limit() {
             return None;
         }
         let now = Instant::now();
@@ -343,11 +343,19 @@ impl Runner {
         self.hold_until.is_some_and(|t| t > Instant::now())
     }
 
+    /// How many copies may run at once in the current copy mode.
+    fn in_flight_limit(&self) -> usize {
+        match self.tracker.copy_mode() {
+            CopyMode::Background => MAX_IN_FLIGHT,
+            CopyMode::WriteBlocking => self.resolved.write_blocking_in_flight,
+        }
+    }
+
     /// Starts as many copies as the limits allow.
     fn issue(&mut self) {
         let g = self.tracker.geometry.granularity;
         let total_chunks = self.tracker.geometry.chunks();
-        while self.machine.may_issue() && self.ops.len() < MAX_IN_FLIGHT {
+        while self.machine.may_issue() && self.ops.len() < self.in_flight_limit() {
             let now = Instant::now();
             if self.limiter.ready_at(now) > now || self.backing_off() {
                 return;
@@ -723,6 +731,9 @@ impl Runner {
             }
             let Some((mode, waiting)) = self.mode_switch.take() else { return };
             self.tracker.set_copy_mode(mode);
+            if mode == CopyMode::WriteBlocking && self.opts.buffer_target_when_write_blocking {
+                self.ctx.target.buffer_writes();
+            }
             // Published before anyone hears "switched".
             self.publish();
             for w in waiting {
