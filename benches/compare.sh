@@ -35,6 +35,10 @@
 # Tools (a "durable" copy each: everything ends with the data flushed):
 #   livemirror     livemirror clone SRC DST (release build; its default
 #                  target cache, writebehind)
+#   livemirror-nv  livemirror clone --no-verify SRC DST: the copy alone, as
+#                  the peers make it (plain `clone` of an image nobody shares
+#                  reads both files once more to prove them identical,
+#                  unless it could hold a lease on the source: see README)
 #   livemirror-bufN  the same with --buf-size N (not run unless named in
 #                  --tools, e.g. livemirror-buf64M: 16 operations of 4 MiB)
 #   livemirror-direct, livemirror-writeback, livemirror-writebehind
@@ -172,6 +176,7 @@ run_tool() {
     t0=$(date +%s.%N)
     case $tool in
         livemirror) "${timed[@]}" "$LM" clone "$src" "$DST" > /dev/null ;;
+        livemirror-nv) "${timed[@]}" "$LM" clone --no-verify "$src" "$DST" > /dev/null ;;
         livemirror-buf*) "${timed[@]}" "$LM" clone --buf-size "${tool#livemirror-buf}" "$src" "$DST" > /dev/null ;;
         livemirror-direct|livemirror-writeback|livemirror-writebehind)
             "${timed[@]}" "$LM" clone --target-cache "${tool#livemirror-}" "$src" "$DST" > /dev/null ;;
@@ -205,9 +210,10 @@ measure() {
         echo "compare.sh: $tool failed on $image:" >&2; cat "$LOG" >&2; exit 1; }
     read -r secs ready <<< "$out"
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$TIMEF")
+    cpu=$(awk -F': ' '/(User|System) time \(seconds\)/ {t += $2; n++} END {if (n) print t; else print "-"}' "$TIMEF")
     alloc=$(( $(stat -c '%b * %B' "$DST") ))
     if qemu-img compare -q -f raw -F raw "$src" "$DST"; then same=yes; else same=NO; fi
-    echo "$tool,$image,$regime,$rep,$secs,$ready,$rss,$alloc,$same" >> "$CSV"
+    echo "$tool,$image,$regime,$rep,$secs,$ready,$rss,$alloc,$same,$cpu" >> "$CSV"
     printf '%-14s %-7s %-9s rep %d: %7.3f s  rss %6d KiB  alloc %6d MiB  identical %s\n' \
         "$tool" "$image" "$regime" "$rep" "$secs" "$rss" $(( alloc >> 20 )) "$same" >&2
     rm -f "$DST"
@@ -225,10 +231,11 @@ groups = sorted({(i, g) for i, g, _ in runs}, key=lambda k: (["random", "sparse"
 med = lambda rows, f: statistics.median(float(r[f]) for r in rows)
 for image, regime in groups:
     tools = {t: rows for (i, g, t), rows in runs.items() if (i, g) == (image, regime)}
-    base = med(tools["livemirror"], "seconds") if "livemirror" in tools else None
+    base_tool = next((t for t in ("livemirror", "livemirror-nv") if t in tools), None)
+    base = med(tools[base_tool], "seconds") if base_tool else None
     print(f"\n### {image}, {regime} memory\n")
-    print("| tool | seconds | MB/s | × livemirror | to Ready s | peak RSS MiB | target alloc MiB | identical |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print("| tool | seconds | MB/s | × livemirror | CPU s/GiB | to Ready s | peak RSS MiB | target alloc MiB | identical |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for tool, rows in sorted(tools.items(), key=lambda kv: med(kv[1], "seconds")):
         s = med(rows, "seconds")
         ratio = f"{s / base:.2f}" if base else "-"
@@ -236,12 +243,13 @@ for image, regime in groups:
         rss = max(int(r["rss_kib"]) for r in rows) / 1024
         alloc = max(int(r["alloc_bytes"]) for r in rows) / (1 << 20)
         same = "yes" if all(r["identical"] == "yes" for r in rows) else "**NO**"
-        print(f"| {tool} | {s:.2f} | {size / 1e6 / s:.0f} | {ratio} | {ready} | {rss:.0f} | {alloc:.1f} | {same} |")
+        cpu = "-" if rows[0]["cpu_seconds"] == "-" else f"{med(rows, 'cpu_seconds') / (size / (1 << 30)):.2f}"
+        print(f"| {tool} | {s:.2f} | {size / 1e6 / s:.0f} | {ratio} | {cpu} | {ready} | {rss:.0f} | {alloc:.1f} | {same} |")
 EOF
 }
 
 make_images
-echo "tool,image,regime,rep,seconds,ready,rss_kib,alloc_bytes,identical" > "$CSV"
+echo "tool,image,regime,rep,seconds,ready,rss_kib,alloc_bytes,identical,cpu_seconds" > "$CSV"
 read -r -a tools <<< "$TOOLS"
 for (( rep = 1; rep <= REPS; rep++ )); do
     # Rotate the order each repetition so no tool always runs first.

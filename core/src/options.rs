@@ -72,6 +72,11 @@ pub enum Tracking {
     /// passes find their writes by re-reading, which cannot prove a copy
     /// while they write.
     Compare,
+    /// An image file nobody else has open for writing, under a read lease
+    /// (Linux): a program that opens it for writing breaks the lease, and
+    /// the job then goes on as `None` and says so. While it holds, no
+    /// write but the job's own can have happened: nothing to compare.
+    Lease,
     /// An image or disk livemirror opened that other programs may write:
     /// their writes are not seen.
     None,
@@ -228,7 +233,13 @@ macro_rules! names {
 
 names!(SyncMode { Full = "full", Top = "top", None = "none", Differing = "differing" });
 names!(CopyMode { Background = "background", WriteBlocking = "write-blocking" });
-names!(Tracking { Nbd = "nbd", Kernel = "kernel", Compare = "compare", None = "none" });
+names!(Tracking {
+    Nbd = "nbd",
+    Kernel = "kernel",
+    Compare = "compare",
+    Lease = "lease",
+    None = "none",
+});
 names!(ErrorPolicy { Report = "report", Ignore = "ignore", Stop = "stop", Enospc = "enospc" });
 
 /// Why a word on the command line or the control socket is not an option's

@@ -8,6 +8,7 @@
 //! gets only the plain lines.
 
 use std::io::Write;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -21,8 +22,8 @@ use crate::text::json::event_line;
 
 pub struct Reporter {
     json: bool,
-    /// Words Ready by what the job can know.
-    tracking: Tracking,
+    /// Words Ready by what the job can know (it may change as it runs).
+    tracking: Mutex<Tracking>,
     bar: ProgressBar,
     started: Instant,
 }
@@ -58,7 +59,7 @@ impl Reporter {
                 crate::text::json::named_line("TRACKING", data)
             );
         }
-        Reporter { json, tracking, bar, started: Instant::now() }
+        Reporter { json, tracking: Mutex::new(tracking), bar, started: Instant::now() }
     }
 
     pub fn event(&self, event: &JobEvent) {
@@ -69,7 +70,14 @@ impl Reporter {
         }
         let line = match event {
             JobEvent::StateChanged { state } => format!("state: {}", text::state(*state)),
-            JobEvent::Ready => format!("ready: {}", text::ready(self.tracking)),
+            JobEvent::Ready => format!(
+                "ready: {}",
+                text::ready(*self.tracking.lock().unwrap_or_else(|e| e.into_inner()))
+            ),
+            JobEvent::TrackingChanged { tracking, reason } => {
+                *self.tracking.lock().unwrap_or_else(|e| e.into_inner()) = *tracking;
+                text::tracking_changed(*tracking, reason)
+            }
             JobEvent::CompleteFailed { reason } => text::complete_failed(reason),
             JobEvent::Rescanning { reason } => text::rescanning(reason),
             JobEvent::NotSaved { reason } => text::not_saved(reason),

@@ -472,6 +472,9 @@ fn describe(ev: &JobEvent, tracking: Tracking) -> (String, bool) {
         }
         JobEvent::CompleteFailed { reason } => (text::complete_failed(reason), true),
         JobEvent::Rescanning { reason } => (text::rescanning(reason), false),
+        JobEvent::TrackingChanged { tracking, reason } => {
+            (text::tracking_changed(*tracking, reason), false)
+        }
         JobEvent::NotSaved { reason } => (text::not_saved(reason), true),
         JobEvent::Completed { proof, held_ms, .. } => {
             let (line, good) = text::outcome(&Outcome::Completed { proof: *proof });

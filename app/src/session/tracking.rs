@@ -43,7 +43,8 @@ pub fn start_as_asked(
 
 /// Starts the job with the best tracking this source allows: kernel
 /// tracking when `kernel_wanted` (a block device), compare passes for a
-/// source mounted at `mounts`, none otherwise; and says why it fell back.
+/// source mounted at `mounts`, a read lease on an image file nobody has
+/// open for writing, none otherwise; and says why it fell back.
 pub fn start_picking(
     live: Arc<LiveSource>,
     target: Arc<dyn BlockDevice>,
@@ -64,6 +65,20 @@ pub fn start_picking(
         match start_kernel(live.clone(), target.clone(), kernel, source, persist.clone()) {
             Err(Error::TrackingUnavailable(reason)) => {
                 notes.push(format!("kernel tracking unavailable: {reason}"));
+            }
+            started => {
+                let (job, events) = started?;
+                return Ok(Started { job, events, notes });
+            }
+        }
+    }
+    // An image file: a read lease proves nobody else writes it, if nobody
+    // has it open for writing now.
+    if mounts.is_empty() && live.device().regular_file().is_some() {
+        let leased = MirrorOptions { tracking: Tracking::Lease, ..options.clone() };
+        match job::start_persisted(live.clone(), target.clone(), leased, persist.clone()) {
+            Err(Error::TrackingUnavailable(reason)) => {
+                notes.push(format!("no read lease ({reason}): the end compares the copy"))
             }
             started => {
                 let (job, events) = started?;

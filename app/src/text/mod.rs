@@ -21,6 +21,9 @@ pub fn tracking(t: Tracking) -> &'static str {
         Tracking::Compare => {
             "compare passes: writes by other programs are found only by re-reading"
         }
+        Tracking::Lease => {
+            "read lease: no other program has the image open for writing, and one that opens it is noticed (the copy is then verified)"
+        }
         Tracking::None => {
             "not tracked: writes made to the source by other programs are not seen — stop them, or share the source"
         }
@@ -106,6 +109,9 @@ pub fn ready(t: Tracking) -> &'static str {
         Tracking::Compare => {
             "in sync as of the last pass; writes made around livemirror during it may be missing"
         }
+        Tracking::Lease => {
+            "in sync and flushed — no other program has opened the source for writing"
+        }
         Tracking::None => "in sync as far as livemirror saw; writes by other programs are not seen",
     }
 }
@@ -125,6 +131,11 @@ pub fn complete_failed(reason: &str) -> String {
 /// Kernel tracking lost sight of some writes; the job compares once.
 pub fn rescanning(reason: &str) -> String {
     format!("comparing the whole disk once, some writes may be unseen: {reason}")
+}
+
+/// The source's tracking fell back while the job ran.
+pub fn tracking_changed(now: Tracking, reason: &str) -> String {
+    format!("{reason}: tracking is now {now} — {}", tracking(now))
 }
 
 /// A save of the job's state failed (see `livemirror_core::persist`).
@@ -204,7 +215,7 @@ pub fn no_auto_verify(shared: bool, tracking: Tracking) -> Option<&'static str> 
         Tracking::Kernel | Tracking::Compare => {
             Some("not done: the source stays in use, so a comparison now would find its new writes")
         }
-        Tracking::Nbd | Tracking::None => None,
+        Tracking::Nbd | Tracking::Lease | Tracking::None => None,
     }
 }
 

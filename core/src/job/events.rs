@@ -115,6 +115,13 @@ pub enum JobEvent {
     Rescanning {
         reason: String,
     },
+    /// The source's tracking fell back to `tracking` (a program opened a
+    /// leased source for writing: `reason`); from now on the job tracks,
+    /// verifies and claims as that tracking does.
+    TrackingChanged {
+        tracking: Tracking,
+        reason: String,
+    },
     /// A Complete (or a Cancel after ready) could not hold the source's
     /// writers for its last drain — the freeze failed or ran over its limit
     /// and was thawed — so the job is ready again and may be asked again.

@@ -35,7 +35,7 @@ pub use persist::{Persist, Resume, SAVE_EVERY};
 use crate::chunkmap::ChunkMap;
 use crate::device::{BlockDevice, DeviceId, Prefix};
 use crate::error::Error;
-use crate::live::{Geometry, LiveSource, Tracker};
+use crate::live::{Geometry, LiveSource, ReadLease, Tracker};
 use crate::partition::{self, Fit};
 
 /// Events are buffered this deep per subscriber; progress comes at 4 Hz, so
@@ -167,6 +167,23 @@ fn launch(
         }
         _ => None,
     };
+    // Taken before the first copy: a write before it is in the file by then.
+    let lease = match opts.tracking {
+        Tracking::Lease => {
+            let file = live.device().regular_file().map(ReadLease::take).ok_or_else(|| {
+                Error::TrackingUnavailable("the source is not an image file".into())
+            })?;
+            let lease = file.map_err(|e| {
+                Error::TrackingUnavailable(match e.raw_os_error() {
+                    Some(libc::EAGAIN) => "another program has the source open for writing".into(),
+                    Some(libc::EACCES) => "the source belongs to another user".into(),
+                    _ => format!("no read lease on the source: {e}"),
+                })
+            })?;
+            Some(lease)
+        }
+        _ => None,
+    };
     let map = Arc::new(ChunkMap::new(geometry.chunks(), geometry.granularity));
     let tracker = Arc::new(Tracker::new(geometry, target.clone(), map.clone(), opts.copy_mode));
     live.attach(tracker.clone())?;
@@ -180,6 +197,7 @@ fn launch(
         target,
         tracker,
         kernel,
+        lease,
         opts,
         resolved,
         events: events.clone(),

@@ -25,7 +25,7 @@ use super::rescan::{PassEnd, Rescan};
 use crate::buffer::BufferPool;
 use crate::device::{BlockDevice, top_extents};
 use crate::error::{Error, IoFailure, IoOperation, JobFailure, Side};
-use crate::live::{LiveSource, WriteLog};
+use crate::live::{LiveSource, ReadLease, WriteLog};
 use crate::live::{Pick, Tracker};
 use crate::options::{
     CopyMode, ErrorPolicy, MAX_IN_FLIGHT, MirrorOptions, Resolved, SyncMode, Tracking,
@@ -59,6 +59,8 @@ pub(super) struct Setup {
     pub tracker: Arc<Tracker>,
     /// With `Tracking::Kernel`: the source's writes as the kernel saw them.
     pub kernel: Option<Arc<KernelFeed>>,
+    /// With `Tracking::Lease`: the source's read lease.
+    pub lease: Option<ReadLease>,
     pub opts: MirrorOptions,
     pub resolved: Resolved,
     pub events: broadcast::Sender<JobEvent>,
@@ -135,6 +137,10 @@ pub(super) struct Runner {
     /// comparison of the last drain when the job verifies.
     rescan: Rescan,
     kernel: Option<Arc<KernelFeed>>,
+    /// Held while `opts.tracking` is `Lease`; once it breaks the job goes
+    /// on with `Tracking::None` (in `opts`, which then says how the job
+    /// tracks, verifies and what it may claim).
+    lease: Option<ReadLease>,
     /// What the last drain of a Complete held, once it thawed.
     held: Option<Held>,
     /// Saves the job's state as it runs, when asked to.
@@ -177,6 +183,7 @@ impl Runner {
             live: s.live,
             tracker: s.tracker,
             kernel: s.kernel,
+            lease: s.lease,
             held: None,
             limiter: RateLimiter::new(s.opts.speed),
             rescan: Rescan::new(s.opts.tracking == Tracking::Compare),
@@ -484,7 +491,7 @@ impl Runner {
         if let (Phase::Completing { draining: false, .. }, false) =
             (&self.machine.phase, self.rescan.due())
         {
-            if !self.kernel_synced().await {
+            if !self.tracking_synced().await {
                 return None;
             }
             // Nothing dirty while writers flow: hold them for the last
@@ -513,7 +520,7 @@ impl Runner {
         }
         // The kernel's barrier proves "nothing dirty" only at the moment of
         // deciding it: once per decision, not per compare step.
-        if !self.kernel_synced().await {
+        if !self.tracking_synced().await {
             return None;
         }
         // In sync: make it durable before saying so.
@@ -558,11 +565,16 @@ impl Runner {
         }
     }
 
-    /// Kernel tracking: proves that every write completed before now is in
-    /// the dirty map (a barrier, then a drain), so "nothing dirty" may be
-    /// decided. False when that found something to copy, or when the
-    /// tracker failed (the job then fails: nothing it says can be trusted).
-    async fn kernel_synced(&mut self) -> bool {
+    /// Proves that every write made before now is in the dirty map, so
+    /// "nothing dirty" may be decided. Kernel tracking: a barrier, then a
+    /// drain. A lease: it still holds (once broken, the job goes on
+    /// untracked). False when that found something to copy or compare, or
+    /// when the tracker failed (the job then fails: nothing it says can be
+    /// trusted).
+    async fn tracking_synced(&mut self) -> bool {
+        if self.check_lease() {
+            return false;
+        }
         let Some(feed) = self.kernel.clone() else { return true };
         let tracker = self.tracker.clone();
         match blocking(move || feed.sync(&tracker)).await {
@@ -577,6 +589,27 @@ impl Runner {
                 false
             }
         }
+    }
+
+    /// A program opened the leased source for writing: let it go at once
+    /// (its open waits for that), and go on untracked, saying so. The end
+    /// then verifies, as any untracked job does unless told not to.
+    /// True when it just broke.
+    fn check_lease(&mut self) -> bool {
+        if !self.lease.as_ref().is_some_and(ReadLease::broken) {
+            return false;
+        }
+        self.lease = None;
+        self.opts.tracking = Tracking::None;
+        // Past the point where a Complete demands the final comparison.
+        if self.opts.verifies() && matches!(self.machine.phase, Phase::Completing { .. }) {
+            self.rescan.demand(MAX_VERIFY_PASSES);
+        }
+        // The new tracking is published before anyone hears of it.
+        self.publish();
+        let reason = "a program opened the source for writing".to_owned();
+        self.emit(JobEvent::TrackingChanged { tracking: Tracking::None, reason });
+        true
     }
 
     /// Kernel tracking may have missed writes: compare everything once
@@ -610,6 +643,7 @@ impl Runner {
                 _ => Proof::TrackedUnheld,
             },
             Tracking::Compare => Proof::LastPass,
+            Tracking::Lease => Proof::Tracked,
             Tracking::None if self.opts.verifies() => Proof::Verified,
             Tracking::None => Proof::Unverified,
         }
@@ -806,6 +840,7 @@ impl Runner {
     }
 
     fn tick(&mut self) {
+        self.check_lease();
         let now = Instant::now();
         let (then, copied_then) = self.last_tick;
         let secs = now.duration_since(then).as_secs_f64();
@@ -863,6 +898,8 @@ impl Runner {
             s.progress = progress;
             s.speed = self.limiter.speed();
             s.copy_mode = self.tracker.copy_mode();
+            s.tracking = self.opts.tracking;
+            s.verify = self.opts.verifies();
             s.io_status = self.io_status;
             s.ready = self.machine.was_ready() || s.ready;
             s.pending_error = self.machine.asking().cloned();
@@ -907,6 +944,9 @@ fn log(event: &JobEvent) {
         }
         JobEvent::NotSaved { reason } => tracing::warn!(%reason, "the job's state was not saved"),
         JobEvent::Rescanning { reason } => tracing::warn!(%reason, "comparing everything once"),
+        JobEvent::TrackingChanged { tracking, reason } => {
+            tracing::warn!(%tracking, %reason, "tracking changed")
+        }
         JobEvent::CompleteFailed { reason } => tracing::warn!(%reason, "complete failed"),
         JobEvent::Completed { proof, identical, .. } => {
             tracing::info!(?proof, identical, "completed")

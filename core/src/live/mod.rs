@@ -7,6 +7,7 @@
 //! Complete it routes everything to the target — the pivot — without its
 //! users noticing.
 
+mod lease;
 mod tracker;
 
 use std::io;
@@ -17,6 +18,7 @@ use crate::device::{Allocation, BlockDevice, DeviceId};
 use crate::error::{Error, IoFailure, IoOperation, Side};
 use crate::options::CopyMode;
 
+pub use lease::ReadLease;
 pub(crate) use tracker::Pick;
 pub use tracker::{Geometry, Tracker};
 
