@@ -188,9 +188,12 @@ fn clone_two_images_from_setup_to_done() {
     let mut h = app(TestOpener { faulty: None }, no_disks);
     set_up(&mut h, &src, &dst, false);
     wait_for(&mut h, "Ready", ready);
-    // Nobody shares the source: other programs' writes are not tracked,
-    // and the banner does not pretend they are.
-    assert!(h.query_by_label_contains("In sync as far as livemirror saw").is_some());
+    // Nobody shares the source: a read lease shows nobody else opened it
+    // for writing, and the banner says that, not "still mirroring".
+    assert!(
+        h.query_by_label_contains("In sync and flushed — no other program has opened the source")
+            .is_some()
+    );
     assert!(h.query_by_label_contains("still mirroring").is_none());
     complete_and_wait(&mut h);
     assert!(h.query_by_label("Done").is_some());
@@ -471,7 +474,7 @@ fn a_larger_target_says_how_it_compares_and_can_grow_the_last_partition() {
     complete_and_wait(&mut h);
     assert!(
         h.query_by_label_contains(
-            "Completed: the target is identical to the source (verified: a final comparison found no difference) — in the target's first 16.0 MiB."
+            "Completed: the target is identical to the source (every write was tracked) — in the target's first 16.0 MiB."
         )
         .is_some()
     );
@@ -590,8 +593,11 @@ fn a_direct_write_to_an_untracked_source_is_not_called_identical() {
             app_with(TestOpener { faulty: None }, no_disks, [1100.0, 800.0], Some(settings));
         set_up(&mut h, &src, &dst, false);
         wait_for(&mut h, "Ready", ready);
-        assert!(h.query_by_label_contains("Not tracked: writes made to the source").is_some());
+        assert!(h.query_by_label_contains("Read lease: no other program has the image").is_some());
+        // qemu-io's open breaks the lease (waiting for the job to let go):
+        // the window then says the source is not tracked.
         qemu_io(src.to_str().unwrap(), &["write -P 0x77 4M 64k"]);
+        wait_for_label(&mut h, "Not tracked: writes made to the source");
         complete_and_wait(&mut h);
         wait_for(&mut h, "the verification", |app| !app.verifying());
         let identical = same_bytes(&src, &dst);
@@ -818,16 +824,16 @@ fn allocated_data_only_onto_old_data_is_called_identical_only_when_it_is() {
     assert_eq!(verified, identical, "the verification row agrees with the bytes");
 }
 
-/// An image file as the source, not shared: Setup says before Start that
-/// other programs' writes to it are not seen; shared, it does not.
+/// An image file as the source, not shared: Setup says before Start how
+/// other programs' writes to it are seen (a read lease); shared, it does not.
 #[test]
-fn an_untracked_source_says_so_before_start() {
+fn an_image_source_says_how_it_is_tracked_before_start() {
     let dir = tempfile::tempdir().unwrap();
     let src = image(dir.path(), "src.img", MIB, 5);
     let mut h = app(TestOpener { faulty: None }, no_disks);
     type_into(&mut h, "Source path", &src.display().to_string());
     type_into(&mut h, "Target path", &dir.path().join("new.img").display().to_string());
-    let said = "Not tracked: writes made to the source by other programs are not seen";
+    let said = "Read lease: while no other program has this image open for writing";
     assert!(h.query_by_label_contains(said).is_some());
     share_at(&mut h, &format!("unix:{}", dir.path().join("s.sock").display()));
     assert!(h.query_by_label_contains(said).is_none());

@@ -43,6 +43,13 @@ pub fn kernel_choice(mounted: bool) -> &'static str {
     }
 }
 
+/// What Setup says of an image file chosen as the source (not shared).
+pub fn lease_choice() -> &'static str {
+    "Read lease: while no other program has this image open for writing, one that opens it \
+     is noticed, and the copy is then verified at the end. If one has it open already, its \
+     writes are not seen, and the end compares the copy."
+}
+
 /// How long Complete is expected to hold a kernel-tracked source's
 /// writers: its filesystems stay frozen while what is dirty then is
 /// copied, `dirty` bytes now at `rate` bytes per second.

@@ -6,7 +6,7 @@
 //! I/O the machine's answers ask for and feeds it what the I/O found.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -35,6 +35,11 @@ use crate::state::JobState;
 
 /// How often progress is published and write heat decays.
 const TICK: Duration = Duration::from_millis(250);
+/// The longest copy once reflinks work: a reflink moves no data and holds
+/// no buffer, but each is a system call that locks both files, so fewer,
+/// longer ones share a file sooner (2 GiB on XFS: 2048 clones of 1 MiB took
+/// 57 ms, `cp --reflink` 6.5 ms).
+const REFLINK_OP: u64 = 64 << 20;
 /// Back-off after an ignored error, doubling up to the maximum, so a
 /// persistent fault does not spin the loop.
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
@@ -141,6 +146,8 @@ pub(super) struct Runner {
     /// on with `Tracking::None` (in `opts`, which then says how the job
     /// tracks, verifies and what it may claim).
     lease: Option<ReadLease>,
+    /// A reflink has worked: copies may be [`REFLINK_OP`] long.
+    reflinking: bool,
     /// What the last drain of a Complete held, once it thawed.
     held: Option<Held>,
     /// Saves the job's state as it runs, when asked to.
@@ -184,6 +191,7 @@ impl Runner {
             tracker: s.tracker,
             kernel: s.kernel,
             lease: s.lease,
+            reflinking: false,
             held: None,
             limiter: RateLimiter::new(s.opts.speed),
             rescan: Rescan::new(s.opts.tracking == Tracking::Compare),
@@ -371,7 +379,11 @@ impl Runner {
             if free < g && !self.ops.is_empty() {
                 return;
             }
-            let max_bytes = self.resolved.max_op.min(free.max(g));
+            let max_bytes = if self.reflinking && self.ctx.reflink.load(Ordering::Relaxed) {
+                REFLINK_OP.max(g)
+            } else {
+                self.resolved.max_op.min(free.max(g))
+            };
             let pick = Pick { from: self.cursor, max_chunks: max_bytes / g };
             let Some(chunks) = self.tracker.begin_copy(pick) else {
                 return;
@@ -401,6 +413,7 @@ impl Runner {
                 self.totals.zeroed += stats.zeroed;
                 self.totals.skipped += stats.skipped;
                 self.totals.cloned += stats.cloned;
+                self.reflinking |= stats.cloned > 0;
                 // Zeroes cost almost nothing: they do not count against the
                 // speed. Reflinks do, though they cost little too: the limit
                 // then says how fast the copy advances, whatever the files.

@@ -121,9 +121,8 @@ impl Check {
             };
             c.notes.push(crate::text::kernel_choice(mounted).into());
         } else if !shared {
-            // A file: nothing sees who else writes it.
-            let untracked = crate::text::tracking(livemirror_core::job::Tracking::None);
-            c.notes.push(crate::text::sentence(untracked));
+            // A file: a read lease notices who else opens it for writing.
+            c.notes.push(crate::text::lease_choice().into());
         }
         if !target_path.exists() {
             match target_path.parent() {
