@@ -82,6 +82,41 @@ fn serve_mirrors_qemu_io_writes_onto_a_qemu_nbd_target() {
     assert!(qemu_img_identical(&src, &dst));
 }
 
+/// A client's FUA write to a mirror switched to write-blocking mode goes
+/// through to an NBD target as a FUA write (nbdkit's log filter, next to
+/// livemirror's client, shows the flag), and the copy ends identical.
+#[test]
+fn a_fua_write_reaches_an_nbd_target_as_fua_in_write_blocking_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = images(dir.path());
+    let log = dir.path().join("nbdkit.log");
+    let logfile = format!("logfile={}", log.display());
+    let target = Daemon::nbdkit(&["--filter=log", "file", s(&dst), &logfile]);
+    let served = serve_mirror(env!("CARGO_BIN_EXE_livemirror"), dir.path(), s(&src), &target.uri());
+    let (mut serve, nbd, mut c) = (served.child, served.nbd, served.control);
+    c.ask(json!({"execute": "set-speed", "arguments": {"speed": 0}}));
+    c.event("READY");
+    let blocking =
+        json!({"execute": "set-copy-mode", "arguments": {"copy-mode": "write-blocking"}});
+    assert_eq!(c.ask(blocking)["return"], json!({}));
+    let source_uri = format!("nbd+unix:///?socket={}", nbd.display());
+    tools::qemu_io(&source_uri, &["write -f -P 0x5a 20M 64k"]);
+    let sent = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        sent.lines()
+            .any(|l| l.contains(" Write ")
+                && l.ends_with("offset=0x1400000 count=0x10000 fua=1 ...")),
+        "{sent}"
+    );
+    assert_eq!(c.ask(json!({"execute": "complete"}))["return"], json!({}));
+    c.event("COMPLETED");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(serve.id() as i32, libc::SIGINT) };
+    assert!(serve.wait().unwrap().success());
+    drop(target);
+    assert!(qemu_img_identical(&src, &dst));
+}
+
 #[test]
 fn a_killed_target_server_pauses_the_job_and_retry_completes_after_restart() {
     let dir = tempfile::tempdir().unwrap();

@@ -344,6 +344,57 @@ mod nbd {
         assert_eq!(back, big);
     }
 
+    /// What nbdkit's log filter (next to the client) saw of the writes and
+    /// flushes, as "Write offset=… count=… fua=…" and "Flush" (without the
+    /// request ids, which every request takes).
+    fn writes_seen(log: &std::path::Path) -> Vec<String> {
+        let log = std::fs::read_to_string(log).unwrap();
+        let mut seen = Vec::new();
+        for line in log.lines() {
+            for verb in ["Write", "Flush"] {
+                if let Some((_, rest)) = line.split_once(&format!(" {verb} id=")) {
+                    let (_, args) = rest.split_once(' ').unwrap_or((rest, ""));
+                    let args = args.trim_end_matches("...").trim();
+                    seen.push(format!("{verb} {args}").trim_end().to_owned());
+                }
+            }
+        }
+        seen
+    }
+
+    /// A FUA write is sent with `NBD_CMD_FLAG_FUA` where the server offers
+    /// it, and as a write and a flush where it does not (nbdkit's fua
+    /// filter hides it); a plain write is neither.
+    #[test]
+    fn fua_writes_are_flagged_or_flushed_as_the_server_offers() {
+        for offers in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = dir.path().join("log");
+            let logfile = format!("logfile={}", log.display());
+            let len = LEN.to_string();
+            let mut args = vec!["--filter=log"];
+            if !offers {
+                args.push("--filter=fua"); // fuamode=none: not advertised
+            }
+            args.extend(["memory", &len, &logfile]);
+            let server = Daemon::nbdkit(&args);
+            let dev = NbdDevice::open_uri(&server.uri(), true).unwrap();
+            dev.write_at(&[1; 4096], 0).unwrap();
+            dev.write_at_fua(&[2; 4096], 8192).unwrap();
+            let mut back = [0; 4096];
+            dev.read_at(&mut back, 8192).unwrap();
+            assert_eq!(back, [2; 4096]);
+            let seen = writes_seen(&log);
+            let plain = "Write offset=0x0 count=0x1000 fua=0";
+            let want: Vec<&str> = if offers {
+                vec![plain, "Write offset=0x2000 count=0x1000 fua=1"]
+            } else {
+                vec![plain, "Write offset=0x2000 count=0x1000 fua=0", "Flush"]
+            };
+            assert_eq!(seen, want, "offers FUA: {offers}");
+        }
+    }
+
     #[test]
     fn a_read_only_export_is_refused_as_a_target_and_readable_as_a_source() {
         let server = Daemon::nbdkit(&["-r", "memory", &LEN.to_string()]);

@@ -143,6 +143,16 @@ pub trait BlockDevice: Send + Sync {
     /// Make every completed write durable.
     fn flush(&self) -> io::Result<()>;
 
+    /// Write all of `buf` at `offset`, durable before this returns (NBD's
+    /// FUA, "force unit access"): what a client's FUA write asks of the
+    /// export, and of the target a write-blocking job writes it through
+    /// to. The default writes, then flushes; a device that can make one
+    /// write durable by itself does less.
+    fn write_at_fua(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.write_at(buf, offset)?;
+        self.flush()
+    }
+
     /// Make `len` bytes at `offset` read as zeroes. The default writes zeroes.
     fn write_zeroes(&self, offset: u64, len: u64, _may_unmap: bool) -> io::Result<()> {
         write_zeroes_by_writing(self, offset, len)

@@ -77,22 +77,26 @@ impl WriteLog {
 
 /// A change to the device's data.
 enum Mutation<'a> {
-    Write(&'a [u8]),
-    Zeroes { may_unmap: bool },
+    /// Data, and whether it must be durable before the write returns (FUA).
+    Write(&'a [u8], bool),
+    Zeroes {
+        may_unmap: bool,
+    },
     Discard,
 }
 
 impl Mutation<'_> {
     fn operation(&self) -> IoOperation {
         match self {
-            Mutation::Write(_) => IoOperation::Write,
+            Mutation::Write(..) => IoOperation::Write,
             Mutation::Zeroes { .. } | Mutation::Discard => IoOperation::WriteZeroes,
         }
     }
 
     fn apply(&self, dev: &dyn BlockDevice, offset: u64, len: u64) -> io::Result<()> {
         match self {
-            Mutation::Write(buf) => dev.write_at(buf, offset),
+            Mutation::Write(buf, false) => dev.write_at(buf, offset),
+            Mutation::Write(buf, true) => dev.write_at_fua(buf, offset),
             Mutation::Zeroes { may_unmap } => dev.write_zeroes(offset, len, *may_unmap),
             Mutation::Discard => dev.discard(offset, len),
         }
@@ -226,7 +230,12 @@ impl BlockDevice for LiveSource {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.mutate(Mutation::Write(buf), offset, buf.len() as u64)
+        self.mutate(Mutation::Write(buf, false), offset, buf.len() as u64)
+    }
+
+    /// FUA on the source, and on the target when written through.
+    fn write_at_fua(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.mutate(Mutation::Write(buf, true), offset, buf.len() as u64)
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, may_unmap: bool) -> io::Result<()> {

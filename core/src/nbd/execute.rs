@@ -30,6 +30,7 @@ pub(super) fn execute(
             let mut buf = vec![0; req.length as usize];
             dev.read_at(&mut buf, offset).map(|()| Reply::read(req.handle, structured, offset, buf))
         }
+        Command::Write if req.fua => done(dev.write_at_fua(&payload, offset)),
         Command::Write => done(dev.write_at(&payload, offset)),
         Command::Flush => done(dev.flush()),
         Command::Trim => done(dev.discard(offset, len)),
@@ -39,8 +40,8 @@ pub(super) fn execute(
         // The connection ends on a disconnect and never executes it.
         Command::Disconnect => Ok(Reply::ok(req.handle, structured)),
     };
-    let mutates =
-        matches!(req.command, Command::Write | Command::Trim | Command::WriteZeroes { .. });
+    // A FUA write was made durable by itself; other changes are flushed.
+    let mutates = matches!(req.command, Command::Trim | Command::WriteZeroes { .. });
     let result = match result {
         Ok(reply) if req.fua && mutates => dev.flush().map(|()| reply),
         other => other,
