@@ -42,6 +42,44 @@ fn clone_onto_a_qemu_nbd_export_is_identical() {
     assert!(qemu_img_identical(&src, &dst));
 }
 
+/// `verify` with an NBD export on one side (nbdkit serving the copy):
+/// identical exits 0; a byte flipped through the export (qemu-io) is found
+/// in its range, exit 1; `--repair` writes it back through the export, and
+/// `qemu-img compare` agrees.
+#[test]
+fn verify_and_repair_a_copy_behind_an_nbd_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = images(dir.path());
+    std::fs::copy(&src, &dst).unwrap();
+    let server = Daemon::nbdkit(&["file", s(&dst)]);
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", "--json", s(&src)];
+        let uri = server.uri();
+        args.push(&uri);
+        args.extend(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_livemirror")).args(&args).output().unwrap();
+        let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        (out.status.code(), events, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, _, err) = verify(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    let at = 21 * 1024 * 1024 + 12345;
+    tools::qemu_io(&server.uri(), &[&format!("write -P 0x5a {at} 1")]);
+    let (code, events, err) = verify(&[]);
+    assert_eq!(code, Some(1), "{err}");
+    let mismatch = events.iter().find(|e| e["event"] == "MISMATCH").expect("a MISMATCH event");
+    let (offset, len) =
+        (mismatch["data"]["offset"].as_u64().unwrap(), mismatch["data"]["len"].as_u64().unwrap());
+    assert!(offset <= at && at < offset + len && len <= 4096, "{mismatch}");
+    let (code, _, err) = verify(&["--repair"]);
+    assert_eq!(code, Some(0), "{err}");
+    drop(server);
+    assert!(qemu_img_identical(&src, &dst));
+}
+
 #[test]
 fn a_too_small_or_a_read_only_export_is_refused() {
     let dir = tempfile::tempdir().unwrap();
