@@ -78,6 +78,13 @@ RESULTS=$DIR/results.txt
 run() {
     local case=$1 tool=$2 start end pid=
     rm -f "$OUT.img" "$OUT.qcow2" "$SOCK"
+    # Recycled memory for every run, as compare.sh's default regime: a
+    # ballast of the image's size written through the page cache and
+    # deleted, so no run's page-cache writes land in memory the host has
+    # taken back (which costs several times more on these VMs, and hit
+    # whichever tool ran after a quiet moment).
+    head -c "$BYTES" /dev/zero > "$DIR/ballast"
+    rm -f "$DIR/ballast"
     if [ "$case" = nbd ]; then
         nbdkit -f -U "$SOCK" memory "$BYTES" &
         pid=$!

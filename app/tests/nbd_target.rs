@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use livemirror_testkit::control::{serve_mirror, with_control};
+use livemirror_testkit::control::{Control, serve_mirror, with_control};
 use livemirror_testkit::daemon::Daemon;
 use livemirror_testkit::{image::qemu_img_identical, pattern, tools};
 use serde_json::json;
@@ -24,6 +24,24 @@ fn images(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     std::fs::write(&src, pattern(SIZE, 7)).unwrap();
     std::fs::File::create(&dst).unwrap().set_len(SIZE as u64).unwrap();
     (src, dst)
+}
+
+/// Completes a served mirror, stops `serve` (Ctrl-C) and then its target's
+/// server, and judges the copy with `qemu-img compare`.
+fn complete_stop_and_compare(
+    mut c: Control,
+    mut serve: std::process::Child,
+    target: Daemon,
+    src: &Path,
+    dst: &Path,
+) {
+    assert_eq!(c.ask(json!({"execute": "complete"}))["return"], json!({}));
+    c.event("COMPLETED");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(serve.id() as i32, libc::SIGINT) };
+    assert!(serve.wait().unwrap().success());
+    drop(target);
+    assert!(qemu_img_identical(src, dst));
 }
 
 #[test]
@@ -105,19 +123,13 @@ fn serve_mirrors_qemu_io_writes_onto_a_qemu_nbd_target() {
     let (src, dst) = images(dir.path());
     let target = Daemon::qemu_nbd(&dst);
     let served = serve_mirror(env!("CARGO_BIN_EXE_livemirror"), dir.path(), s(&src), &target.uri());
-    let (mut serve, nbd, mut c) = (served.child, served.nbd, served.control);
+    let (serve, nbd, mut c) = (served.child, served.nbd, served.control);
     let source_uri = format!("nbd+unix:///?socket={}", nbd.display());
     tools::qemu_io(&source_uri, &["write -P 0xab 1M 64k", "write -P 0xcd 30M 128k"]);
     c.ask(json!({"execute": "set-speed", "arguments": {"speed": 0}}));
     c.event("READY");
     tools::qemu_io(&source_uri, &["write -P 0xef 20M 4k"]);
-    assert_eq!(c.ask(json!({"execute": "complete"}))["return"], json!({}));
-    c.event("COMPLETED");
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(serve.id() as i32, libc::SIGINT) };
-    assert!(serve.wait().unwrap().success());
-    drop(target);
-    assert!(qemu_img_identical(&src, &dst));
+    complete_stop_and_compare(c, serve, target, &src, &dst);
 }
 
 /// A client's FUA write to a mirror switched to write-blocking mode goes
@@ -131,7 +143,7 @@ fn a_fua_write_reaches_an_nbd_target_as_fua_in_write_blocking_mode() {
     let logfile = format!("logfile={}", log.display());
     let target = Daemon::nbdkit(&["--filter=log", "file", s(&dst), &logfile]);
     let served = serve_mirror(env!("CARGO_BIN_EXE_livemirror"), dir.path(), s(&src), &target.uri());
-    let (mut serve, nbd, mut c) = (served.child, served.nbd, served.control);
+    let (serve, nbd, mut c) = (served.child, served.nbd, served.control);
     c.ask(json!({"execute": "set-speed", "arguments": {"speed": 0}}));
     c.event("READY");
     let blocking =
@@ -146,13 +158,7 @@ fn a_fua_write_reaches_an_nbd_target_as_fua_in_write_blocking_mode() {
                 && l.ends_with("offset=0x1400000 count=0x10000 fua=1 ...")),
         "{sent}"
     );
-    assert_eq!(c.ask(json!({"execute": "complete"}))["return"], json!({}));
-    c.event("COMPLETED");
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(serve.id() as i32, libc::SIGINT) };
-    assert!(serve.wait().unwrap().success());
-    drop(target);
-    assert!(qemu_img_identical(&src, &dst));
+    complete_stop_and_compare(c, serve, target, &src, &dst);
 }
 
 #[test]
@@ -192,4 +198,87 @@ fn a_killed_target_server_pauses_the_job_and_retry_completes_after_restart() {
     assert!(err.contains("target connection lost: waiting for a decision"), "{err}");
     drop(target);
     assert!(qemu_img_identical(&src, &dst));
+}
+
+/// `qemu-img compare` of an image file with what an NBD export serves.
+fn export_identical(file: &Path, uri: &str) -> bool {
+    Command::new("qemu-img")
+        .args(["compare", "-q", "-f", "raw", "-F", "raw", s(file), uri])
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// A sparse source served by nbdkit's sparse-random plugin (random data in
+/// scattered runs, holes elsewhere): the copy is identical, as `qemu-img
+/// compare` reads the export, and as sparse (holes are never written).
+#[test]
+fn clone_of_an_nbdkit_sparse_random_export_is_identical_and_sparse() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Daemon::nbdkit(&["sparse-random", "64M", "seed=7", "percent=10"]);
+    let dst = dir.path().join("copy.img");
+    let out = Command::new(env!("CARGO_BIN_EXE_livemirror"))
+        .args(["clone", &server.uri(), s(&dst)])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("identical"), "{err}");
+    assert!(export_identical(&dst, &server.uri()));
+    let allocated = std::fs::metadata(&dst).unwrap().blocks() * 512;
+    assert!(allocated < 64 << 20 >> 2, "{allocated} bytes allocated for about 10% data");
+}
+
+/// A slow target server (nbdkit's delay filter: every write waits 10 ms):
+/// the clone takes longer and ends identical.
+#[test]
+fn clone_onto_a_slow_nbd_target_is_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, _) = images(dir.path());
+    let target = Daemon::nbdkit(&["--filter=delay", "memory", "32M", "wdelay=10ms"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_livemirror"))
+        .args(["clone", s(&src), &target.uri()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("identical"), "{err}");
+    assert!(export_identical(&src, &target.uri()));
+}
+
+/// A target whose writes fail with EIO while a trigger file exists
+/// (nbdkit's error filter): under `--on-target-error stop` the job asks,
+/// the fault is cleared, `decide retry` finishes the copy, identical.
+#[test]
+fn write_errors_from_an_nbd_target_ask_and_retry_finishes_once_they_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, _) = images(dir.path());
+    let trigger = dir.path().join("failing");
+    std::fs::write(&trigger, b"").unwrap();
+    let file = format!("error-pwrite-file={}", trigger.display());
+    let target = Daemon::nbdkit(&[
+        "--filter=error",
+        "memory",
+        "32M",
+        "error=EIO",
+        "error-pwrite-rate=100%",
+        &file,
+    ]);
+    let uri = target.uri();
+    let args = ["clone", s(&src), &uri, "--on-target-error", "stop", "--no-complete"];
+    let (mut clone, mut c) = with_control(env!("CARGO_BIN_EXE_livemirror"), dir.path(), &args);
+    let error = c.event("ERROR");
+    assert_eq!(error["data"]["side"], "target", "{error}");
+    assert_eq!(error["data"]["action"], "stop", "{error}");
+    assert_eq!(error["data"]["errno"], libc::EIO, "{error}");
+    assert_eq!(error["data"]["lost"], false, "reads still work: {error}");
+    std::fs::remove_file(&trigger).unwrap();
+    let retry = json!({"execute": "decide", "arguments": {"action": "retry"}});
+    assert_eq!(c.ask(retry)["return"], json!({}));
+    c.event("READY");
+    assert_eq!(c.ask(json!({"execute": "complete"}))["return"], json!({}));
+    let status = clone.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut clone.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success() && err.contains("identical"), "{err}");
+    assert!(export_identical(&src, &uri));
 }
