@@ -9,14 +9,21 @@ use serde_json::Value;
 
 use crate::listening;
 
+/// The longest a test waits for the next line from a control socket.
+pub const GUARD: std::time::Duration = std::time::Duration::from_secs(120);
+
 pub struct Control {
     out: UnixStream,
     lines: std::io::Lines<BufReader<UnixStream>>,
 }
 
 impl Control {
+    /// Connects to the control socket at `path`. A read waits at most
+    /// [`GUARD`] for a line: an event that never comes fails the test
+    /// instead of hanging it.
     pub fn connect(path: &Path) -> Control {
         let out = UnixStream::connect(path).unwrap();
+        out.set_read_timeout(Some(GUARD)).unwrap();
         let lines = BufReader::new(out.try_clone().unwrap()).lines();
         Control { out, lines }
     }
@@ -29,7 +36,8 @@ impl Control {
 
     pub fn until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
         for line in self.lines.by_ref() {
-            let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            let line = line.unwrap_or_else(|e| panic!("no line from the control socket: {e}"));
+            let v: Value = serde_json::from_str(&line).unwrap();
             if pred(&v) {
                 return v;
             }
