@@ -4,9 +4,11 @@
 //! the error of a corrupt archive.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
+use livemirror_core::device::{BlockDevice, DeviceId, FaultyDevice, OpenOptions};
 
 use livemirror::gui::app::LiveMirrorApp;
 
@@ -93,4 +95,81 @@ fn a_truncated_zst_image_fails_naming_the_error_and_is_not_called_identical() {
     assert!(h.query_by_label_contains("Completed").is_none());
     assert!(!out.exists(), "the partial image is removed");
     assert!(h.query_by_label("Start another").is_some());
+}
+
+/// A target whose writes from `from` on wait until [`Gate::open`]: the
+/// flash is held mid-image, so the test sees it running and cancels it.
+struct Gate {
+    inner: Arc<dyn BlockDevice>,
+    from: u64,
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+impl BlockDevice for Gate {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.inner.read_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        if offset >= self.from {
+            let open = self.open.lock().unwrap();
+            drop(self.opened.wait_while(open, |open| !*open).unwrap());
+        }
+        self.inner.write_at(buf, offset)
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+
+    fn id(&self) -> DeviceId {
+        self.inner.id()
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[test]
+fn a_flash_shows_its_progress_and_cancel_leaves_no_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, zst) = zst_image(dir.path(), 16 * MIB);
+    let disk = image(dir.path(), "disk.img", 16 * MIB, 0);
+    let inner = Arc::new(OpenOptions::new().write(true).open(&disk).unwrap());
+    let gate =
+        Arc::new(Gate { inner, from: 4 * MIB, open: Mutex::new(false), opened: Condvar::new() });
+    let faulty = Arc::new(FaultyDevice::new(gate.clone()));
+    let mut h = app(TestOpener { faulty: Some((disk.clone(), faulty)) }, no_disks);
+    type_into(&mut h, "Source path", &zst.display().to_string());
+    type_into(&mut h, "Target path", &disk.display().to_string());
+    h.get_by_label("Start").click();
+    h.run_steps(2);
+    // The first buffer is written; the next waits at the gate.
+    wait_for(&mut h, "the first buffer", |app| {
+        app.flashing().is_some_and(|f| f.progress().written >= 4 * MIB)
+    });
+    assert!(h.query_by_label("Writing").is_some());
+    assert!(h.query_by_label_contains("compressed read, 4.0 MiB written").is_some());
+    assert!(h.query_by_label("Complete").is_none() && h.query_by_label("Pause").is_none());
+    h.get_by_label("Cancel").click();
+    h.run();
+    gate.open();
+    wait_for(&mut h, "the flash to end", flash_ended);
+    assert!(h.query_by_label_contains("Cancelled after").is_some());
+    assert!(h.query_by_label_contains("what the target holds now is not a copy").is_some());
+    assert!(h.query_by_label_contains("identical").is_none());
+    assert!(disk.exists(), "an existing target is never removed");
 }
