@@ -194,8 +194,8 @@ fn live_only_flag(args: &CloneArgs) -> Option<&'static str> {
     .find_map(|(given, flag)| given.then_some(flag))
 }
 
-/// The target as [`session_flash::open_target`] takes it: an existing one opened
-/// with the cache and format asked for. True when made here.
+/// The target as [`session_flash::open_target`] takes it: an existing one
+/// opened with the cache and format asked for. True when made here.
 fn open_target(args: &CloneArgs, format: Compression) -> Result<(Target, bool), TargetError> {
     let path = &args.target;
     let qcow2 = args.formats.target_format() == Some(ImageFormat::Qcow2)
