@@ -26,6 +26,10 @@ use livemirror_core::Side;
 #[path = "window/long_jobs.rs"]
 mod long_jobs;
 
+// Compressed images written from the window.
+#[path = "window/flash.rs"]
+mod flash;
+
 const EIO: i32 = libc::EIO;
 const MIB: u64 = 1 << 20;
 
@@ -1352,10 +1356,10 @@ fn a_network_disk_is_checked_off_the_ui_thread_and_used_as_source_or_target() {
     }
 }
 
-/// A compressed image as the source would be copied as its compressed
-/// bytes by a mirror job: the window refuses it and says which command
-/// writes it; a new `.img.zst` target likewise; a new `.qcow2` target is
-/// made as qcow2 (judged by qemu-img), at both window sizes.
+/// A compressed image as the source is written, not mirrored: Setup says
+/// so and enables Start; a new `.img.zst` target is refused with the
+/// command that makes it; a new `.qcow2` target is made as qcow2 (judged by
+/// qemu-img), at both window sizes.
 #[test]
 fn compressed_sources_and_images_out_are_said_and_a_new_qcow2_is_qcow2() {
     let dir = tempfile::tempdir().unwrap();
@@ -1371,9 +1375,8 @@ fn compressed_sources_and_images_out_are_said_and_a_new_qcow2_is_qcow2() {
         let mut h = app_with(TestOpener { faulty: None }, no_disks, size, None);
         type_into(&mut h, "Source path", &xz.display().to_string());
         type_into(&mut h, "Target path", &dir.path().join("out.img").display().to_string());
-        assert!(h.query_by_label_contains("The source is a xz-compressed image").is_some());
-        assert!(h.query_by_label_contains("livemirror clone").is_some());
-        assert!(start_disabled(&h));
+        assert!(h.query_by_label_contains("A xz-compressed image: it is decompressed").is_some());
+        assert!(!start_disabled(&h));
 
         replace_text(&mut h, "Source path", &src.display().to_string());
         replace_text(&mut h, "Target path", &dir.path().join("out.img.zst").display().to_string());

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
-use livemirror_core::device::{BlockDevice, ImageFormat, OpenOptions};
+use livemirror_core::device::{BlockDevice, ImageFormat};
 use livemirror_core::flash::{self, Compression, FlashError, Flashed, Progress, Target};
 use serde_json::json;
 
@@ -19,9 +19,10 @@ use super::clone::CloneArgs;
 use super::progress::terminal_bar;
 use super::{EXIT_CANCELLED, EXIT_FAILED, fail};
 use crate::platform::privileged;
+use crate::session::flash::{self as session_flash, FlashTargetError};
 use crate::session::target;
-use crate::text::human;
 use crate::text::json::named_line;
+use crate::text::{self, human};
 
 pub async fn run(args: CloneArgs, format: Compression) -> ExitCode {
     if let Some(flag) = live_only_flag(&args) {
@@ -52,7 +53,7 @@ pub async fn run(args: CloneArgs, format: Compression) -> ExitCode {
     .await;
     let mut table = None;
     if let (Ok(flashed), Some(dev)) = (&result, device) {
-        match fix_table(&*dev, flashed.len) {
+        match session_flash::fix_table(&*dev, flashed.len) {
             Ok(said) => table = said,
             Err(e) => result = Err(e),
         }
@@ -68,20 +69,6 @@ pub async fn run(args: CloneArgs, format: Compression) -> ExitCode {
             human((f.len as f64 / secs) as u64),
         )
     })
-}
-
-/// An image written onto a larger disk: a GPT in it describes the image's
-/// size, its backup header short of the disk's end (`sgdisk -v` calls that
-/// a problem, and firmware may too). Rewritten for the disk's size, as the
-/// clone path does, once the image is verified; `None` when nothing needed
-/// fixing (same size, MBR, no table).
-fn fix_table(target: &dyn BlockDevice, len: u64) -> Result<Option<String>, FlashError> {
-    if target.len() == len {
-        return Ok(None);
-    }
-    let fix = livemirror_core::partition::fix_up(target, len, false)
-        .map_err(|e| FlashError::Table(e.to_string()))?;
-    Ok(fix.relocated.then(|| format!("partition table: {fix}")))
 }
 
 /// What an image out is written as.
@@ -207,31 +194,18 @@ fn live_only_flag(args: &CloneArgs) -> Option<&'static str> {
     .find_map(|(given, flag)| given.then_some(flag))
 }
 
-/// An existing target (disk, image, export) is written as it is; a new one
-/// is a raw image grown as the stream arrives. True when made here.
+/// The target as [`session_flash::open_target`] takes it: an existing one
+/// opened with the cache and format asked for. True when made here.
 fn open_target(args: &CloneArgs, format: Compression) -> Result<(Target, bool), TargetError> {
     let path = &args.target;
-    if target::exists(path) {
-        let opts = args.cache.target(false, args.mirror.copy_mode);
-        let asked = args.formats.target_format();
-        let dev = privileged::open_as(path, opts, asked)?;
-        refuse_same_or_mounted(&args.source, &*dev)?;
-        return Ok((Target::Device(dev), false));
-    }
     let qcow2 = args.formats.target_format() == Some(ImageFormat::Qcow2)
         || (args.formats.target_format().is_none()
             && ImageFormat::of_new_name(path) == ImageFormat::Qcow2);
-    if qcow2 {
-        return Err(TargetError::NewQcow2FromStream { compression: format });
-    }
-    Ok((Target::NewFile(path.clone()), true))
-}
-
-/// The mirror job's own refusals: the compressed file itself, or a disk
-/// with a mounted filesystem.
-fn refuse_same_or_mounted(source: &Path, target: &dyn BlockDevice) -> Result<(), TargetError> {
-    let source = OpenOptions::new().open(source).map_err(TargetError::Source)?;
-    Ok(livemirror_core::job::refuse_same_or_mounted(&source, target)?)
+    let open = || {
+        let opts = args.cache.target(false, args.mirror.copy_mode);
+        privileged::open_as(path, opts, args.formats.target_format())
+    };
+    Ok(session_flash::open_target(&args.source, path, format, qcow2, open)?)
 }
 
 /// Why an image out or a flash cannot write its target.
@@ -245,17 +219,8 @@ pub enum TargetError {
     CompressNotNewQcow2 { path: PathBuf },
     #[error("--compress makes a standalone image: it takes no --target-backing")]
     CompressWithBacking,
-    #[error(
-        "a new qcow2 image needs its size before the first byte, which a {compression} stream \
-         does not give: write the image to a raw file (or a disk) and clone that to qcow2"
-    )]
-    NewQcow2FromStream { compression: Compression },
     #[error(transparent)]
-    Open(#[from] privileged::OpenError),
-    #[error("source: {0}")]
-    Source(livemirror_core::Error),
-    #[error(transparent)]
-    Refused(#[from] livemirror_core::Error),
+    Flash(#[from] FlashTargetError),
 }
 
 /// The last word: `said` words a success (from the result and seconds
@@ -270,13 +235,7 @@ fn finish(
     let flashed = match result {
         Ok(f) => f,
         Err(e) => {
-            let left = if !args.target.exists() {
-                "no target file was left"
-            } else if created && std::fs::remove_file(&args.target).is_ok() {
-                "the partial new image was removed"
-            } else {
-                "what the target holds now is not a copy"
-            };
+            let left = text::flash::left(session_flash::clean_up(&args.target, created));
             if args.json {
                 let data = json!({ "error": e.to_string(), "identical": false });
                 println!("{}", named_line("FLASH_FAILED", data));

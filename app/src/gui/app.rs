@@ -12,9 +12,11 @@ use livemirror_core::device::{BlockDevice, OpenOptions};
 use livemirror_core::job::{Command, Outcome};
 
 use crate::gui::engine::{Engine, Opener, Pending};
+use crate::gui::flash::{FlashRequest, Flashing};
 use crate::gui::frame_stats::FrameStats;
 use crate::gui::job::{self, Session, StartError, StartRequest};
 use crate::gui::screens::done::{DoneScreen, Fix, Verify};
+use crate::gui::screens::flashing;
 use crate::gui::screens::running::BUTTON;
 use crate::gui::screens::running::RunningScreen;
 use crate::gui::screens::setup::SetupScreen;
@@ -53,6 +55,10 @@ pub enum Action {
         new_file: bool,
     },
     Start(StartRequest),
+    /// Start with a compressed source: the image written, not mirrored.
+    Flash(FlashRequest),
+    /// Cancel the flash under way.
+    CancelFlash,
     Job(Command),
     /// Complete (the demo stops its writer first, so the result can be compared).
     Complete,
@@ -133,6 +139,8 @@ enum Screen {
     Running(RunningScreen),
     Done(DoneScreen),
     VerifyOnly(VerifyOnlyScreen),
+    /// A compressed image being written, or its outcome.
+    Flashing(Flashing),
 }
 
 pub struct LiveMirrorApp {
@@ -225,6 +233,14 @@ impl LiveMirrorApp {
     /// The job the window shows, once started.
     pub fn session(&self) -> Option<&Session> {
         self.session.as_ref()
+    }
+
+    /// The compressed image being written (or written), while its screen shows.
+    pub fn flashing(&self) -> Option<&Flashing> {
+        match &self.screen {
+            Screen::Flashing(f) => Some(f),
+            _ => None,
+        }
     }
 
     /// Whether a Start is under way.
@@ -344,6 +360,12 @@ impl LiveMirrorApp {
                 }
             }
         }
+        if let Screen::Flashing(f) = &mut self.screen {
+            f.poll();
+            if self.closing == Closing::AfterCancel && !f.running() {
+                self.close_now(ctx);
+            }
+        }
         let Some(session) = &mut self.session else {
             return;
         };
@@ -388,8 +410,10 @@ impl LiveMirrorApp {
         session + self.kept.iter().map(|k| k.share.clients()).sum::<usize>()
     }
 
+    /// A mirror job or a flash under way.
     fn job_running(&self) -> bool {
         self.session.as_ref().is_some_and(|s| s.ended.is_none())
+            || self.flashing().is_some_and(Flashing::running)
     }
 
     /// A close request while a job runs or a share has clients is held
@@ -428,6 +452,9 @@ impl LiveMirrorApp {
                 if running && ui.button("Cancel the job and quit").clicked() {
                     if let Some(s) = &self.session {
                         s.job.post(Command::Cancel { force: false });
+                    }
+                    if let Some(f) = self.flashing() {
+                        f.cancel();
                     }
                     self.closing = Closing::AfterCancel;
                 }
@@ -554,6 +581,15 @@ impl LiveMirrorApp {
                     }
                     job::start(&*opener, req, state_dir.as_deref(), c)
                 }));
+            }
+            Action::Flash(req) => {
+                let opener = self.env.opener.clone();
+                self.screen = Screen::Flashing(Flashing::start(&self.engine, ctx, opener, req));
+            }
+            Action::CancelFlash => {
+                if let Some(f) = self.flashing() {
+                    f.cancel();
+                }
             }
             Action::Job(cmd) => {
                 if let Some(s) = &mut self.session {
@@ -759,6 +795,7 @@ impl LiveMirrorApp {
                 (Screen::Running(r), Some(s)) => r.actions_ui(ui, s, actions),
                 (Screen::Done(d), Some(s)) => d.actions_ui(ui, s, actions),
                 (Screen::VerifyOnly(v), _) => v.actions_ui(ui, actions),
+                (Screen::Flashing(f), _) => flashing::actions_ui(ui, f, actions),
                 _ => {}
             });
             ui.add_space(4.0);
@@ -792,6 +829,7 @@ impl LiveMirrorApp {
                     }
                 }
                 (Screen::VerifyOnly(v), _) => v.ui(ui),
+                (Screen::Flashing(f), _) => flashing::ui(ui, f),
                 (Screen::Running(_) | Screen::Done(_), None) => {}
             }
         });
@@ -859,7 +897,7 @@ impl eframe::App for LiveMirrorApp {
         if let Some(r) = ctx.input(|i| i.viewport().inner_rect) {
             self.settings.window_size = [r.width(), r.height()];
         }
-        let running = self.session.as_ref().is_some_and(|s| s.ended.is_none());
+        let running = self.job_running();
         if running || self.starting.is_some() || self.verifying.is_some() {
             ctx.request_repaint_after(RUNNING_REPAINT);
         } else if !self.kept.is_empty() || self.session.as_ref().is_some_and(|s| s.share.is_some())

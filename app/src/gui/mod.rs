@@ -5,11 +5,13 @@
 //! * [`widgets`]: the parts screens are made of (heatmap, error prompt,
 //!   log, share panel, speed control, progress, file browser, verify map);
 //! * [`engine`]: the tokio runtime the job and all device I/O run on;
-//!   [`job`]: one job as the window sees it;
+//!   [`job`]: one job as the window sees it; [`flash`]: a compressed image
+//!   written instead of a job;
 //! * [`settings`] remembered between runs, [`paths`] as typed.
 
 pub mod app;
 pub mod engine;
+pub mod flash;
 mod frame_stats;
 pub mod job;
 mod paths;

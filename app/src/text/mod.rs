@@ -6,6 +6,7 @@
 
 use livemirror_core::job::{JobState, Outcome, Proof, Tracking};
 
+pub mod flash;
 pub mod json;
 mod units;
 

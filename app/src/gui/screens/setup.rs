@@ -25,6 +25,7 @@ use livemirror_core::partition::{self, Fit, Relation};
 
 use crate::gui::app::{Action, Role};
 use crate::gui::engine::{Engine, Newest, Opener};
+use crate::gui::flash::FlashRequest;
 use crate::gui::job::StartRequest;
 use crate::gui::paths;
 use crate::gui::settings::Settings;
@@ -33,7 +34,8 @@ use crate::gui::widgets::nbd_entry::{self, NbdEntry};
 use crate::gui::widgets::share::ShareSettings;
 use crate::gui::widgets::speed::{self, SpeedControl};
 use crate::platform::disks::Disk;
-use crate::text::human;
+use crate::session::flash::FlashTargetError;
+use crate::text::{self, human};
 
 /// What the screen knows about the chosen pair.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -50,6 +52,8 @@ pub struct Check {
     pub source_len: Option<u64>,
     /// How the target's size fits the source's, when the pair is fine.
     pub fit: Option<Fit>,
+    /// The source is a compressed image: Start writes it, no mirror job.
+    pub flash: Option<Compression>,
 }
 
 impl Check {
@@ -94,12 +98,16 @@ impl Check {
         let (source_path, target_path) = (paths::resolve(source), paths::resolve(target));
         let (source, target) =
             (source_path.display().to_string(), target_path.display().to_string());
+        let listed = |p: &Path| disks.iter().find(|d| d.path == p);
         // A compressed image is a stream (the content is read: on the engine).
-        if let Some(problem) = stream_only(&source_path, &target_path) {
+        if let Some(format) = Compression::of_file(&source_path) {
+            c.flash_target(format, &target_path, shared, opener, listed(&target_path));
+            return c;
+        }
+        if let Some(problem) = new_zst(&source_path, &target_path) {
             c.problems.push(problem);
             return c;
         }
-        let listed = |p: &Path| disks.iter().find(|d| d.path == p);
         let src = match opener.open(&source_path, shared) {
             Ok(d) => Some(d),
             Err(e) if crate::platform::privileged::needs_helper(&e, &source_path) => {
@@ -167,18 +175,69 @@ impl Check {
             (_, None, Some(disk)) => c.judge_listed(disk, src.as_deref(), &source_path, shared),
             _ => {}
         }
+        c.confirm_overwrite(&target_path, disk);
+        c
+    }
+
+    /// A disk as the target, with no problem found: everything on it goes,
+    /// once its name is typed.
+    fn confirm_overwrite(&mut self, target_path: &Path, disk: Option<&Disk>) {
+        let target = target_path.display().to_string();
         let is_device =
             disk.is_some() || target.starts_with("/dev/") || target.starts_with(r"\\.\");
-        if is_device && c.problems.is_empty() {
-            let name = disk.map_or_else(|| file_name(&target_path), |d| d.name.clone());
+        if is_device && self.problems.is_empty() {
+            let name = disk.map_or_else(|| file_name(target_path), |d| d.name.clone());
             let mut note = format!("Everything on {name} will be overwritten.");
             if disk.is_some_and(|d| d.system) {
                 note = format!("{name} is the SYSTEM DISK of this computer. {note}");
             }
-            c.notes.push(note);
-            c.confirm_name = Some(name);
+            self.notes.push(note);
+            self.confirm_name = Some(name);
         }
-        c
+    }
+
+    /// The target of a compressed image (see [`crate::gui::flash`]): a new
+    /// raw file (not qcow2: its size is not known up front), or an
+    /// existing one that can be written and is not mounted; never shared.
+    fn flash_target(
+        &mut self,
+        format: Compression,
+        target_path: &Path,
+        shared: bool,
+        opener: &dyn Opener,
+        disk: Option<&Disk>,
+    ) {
+        self.flash = Some(format);
+        self.notes.push(text::flash::note(format));
+        if shared {
+            self.problems.push(text::flash::not_shared(format));
+        }
+        if !target_path.exists() {
+            match target_path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => self
+                    .problems
+                    .push(format!("Target: the folder {} does not exist", dir.display())),
+                _ if ImageFormat::of_new_name(target_path) == ImageFormat::Qcow2 => {
+                    let e = FlashTargetError::NewQcow2FromStream { compression: format };
+                    self.problems.push(text::sentence(&e.to_string()));
+                }
+                _ => self.notes.push(text::flash::new_file(target_path)),
+            }
+            return;
+        }
+        match opener.open(target_path, true) {
+            Ok(_) => {}
+            Err(e) if crate::platform::privileged::needs_helper(&e, target_path) => {
+                self.notes.push(authorization_note(&target_path.display().to_string()))
+            }
+            Err(e) => self.problems.push(target_open_problem(&e)),
+        }
+        if let Some(d) = disk.filter(|d| !d.mounts.is_empty()) {
+            let target = d.path.display().to_string();
+            let mounted = Error::TargetMounted { target, mounts: d.mounts.clone() };
+            self.problems.push(pair_problem(&mounted, ""));
+        }
+        self.confirm_overwrite(target_path, disk);
     }
 
     /// How the target's size fits the source's: a problem, or a note and the fit.
@@ -280,16 +339,9 @@ impl BlockDevice for ListedSize {
 
 /// How a disk in the target list compares with the source, by size alone
 /// (the chosen pair's partitions are checked below the lists).
-/// What only `livemirror clone` writes, as a problem: a compressed image
-/// as the source (the window would copy its compressed bytes), or a new
-/// `.zst` image out.
-fn stream_only(source: &Path, target: &Path) -> Option<String> {
-    if let Some(format) = Compression::of_file(source) {
-        return Some(format!(
-            "The source is a {format}-compressed image: the window does not write compressed images yet (it would copy the compressed bytes). Run `livemirror clone {} TARGET`: it decompresses it as a stream onto the target and verifies it.",
-            source.display()
-        ));
-    }
+/// What only `livemirror clone` writes, as a problem: a new `.zst` image
+/// out.
+fn new_zst(source: &Path, target: &Path) -> Option<String> {
     let zst = target.extension().is_some_and(|e| e.eq_ignore_ascii_case("zst"));
     (zst && !target.exists()).then(|| {
         format!(
@@ -694,7 +746,13 @@ impl SetupScreen {
             egui::Button::new(RichText::new("Start").strong())
                 .min_size(crate::gui::screens::running::BUTTON),
         );
-        if start.clicked() {
+        if start.clicked()
+            && let Some(format) = check.flash
+        {
+            self.start_error = None;
+            let (source, target) = (paths::resolve(&self.source), paths::resolve(&self.target));
+            actions.push(Action::Flash(FlashRequest { source, target, format }));
+        } else if start.clicked() {
             self.start_error = None;
             actions.push(Action::Start(StartRequest {
                 source: paths::resolve(&self.source),
@@ -708,7 +766,8 @@ impl SetupScreen {
         }
         // Both sides exist: they can be compared without copying anything.
         let target = paths::resolve(&self.target);
-        let comparable = check.chosen && check.problems.is_empty() && target.exists();
+        let comparable =
+            check.chosen && check.problems.is_empty() && check.flash.is_none() && target.exists();
         if ui
             .add_enabled(
                 comparable && !starting,
