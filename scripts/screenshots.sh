@@ -6,9 +6,10 @@
 # Retry/Ignore/Stop), ready.png (in sync, still mirroring writes), done.png
 # (Complete pressed: the verification and its map),
 # setup-larger.png / setup-smaller.png (a GPT source and a target of
-# another size: how it compares, the grow option).
+# another size: how it compares, the grow option), flashing.png /
+# flashed.png (a .zst OS image written from the window: mid-way, and done).
 #
-# Needs: xvfb, xdotool, imagemagick (`import`), gdisk (`sgdisk`). Run from anywhere:
+# Needs: xvfb, xdotool, imagemagick (`import`), gdisk (`sgdisk`), zstd. Run from anywhere:
 #   scripts/screenshots.sh
 # PROFILE=debug uses the debug build instead (no release build on a busy
 # machine; the screens are the same, only slower to draw).
@@ -52,8 +53,9 @@ size() {
 }
 
 # shot NAME SECONDS ARGS...: runs the binary, waits, captures its window.
-# With CLICK_COMPLETE set, presses Complete (the action bar's first
-# button, bottom left) after the wait, and captures DONE_WAIT seconds later.
+# With CLICK_COMPLETE set, presses the action bar's first button (bottom
+# left: Complete while running, Start on Setup) after the wait, and
+# captures DONE_WAIT seconds later.
 shot() {
     local name=$1 wait=$2
     shift 2
@@ -96,3 +98,8 @@ size 1280 800
 shot setup-larger 3 --source "$WORK/parted.img" --target "$WORK/larger.img"
 shot setup-smaller 3 --source "$WORK/parted.img" --target "$WORK/smaller.img"
 shot prompt 8 demo --speed 48M --bad-sector
+# A compressed OS image (random data, so writing and checking it takes a
+# few seconds): Start pressed, then captured while it writes, and done.
+head -c 2G /dev/urandom | zstd -q -1 -T0 -o "$WORK/os.img.zst"
+CLICK_COMPLETE=1 DONE_WAIT=1 shot flashing 3 --source "$WORK/os.img.zst" --target "$WORK/os-a.img"
+CLICK_COMPLETE=1 DONE_WAIT=15 shot flashed 3 --source "$WORK/os.img.zst" --target "$WORK/os-b.img"
