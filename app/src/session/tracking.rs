@@ -73,8 +73,8 @@ pub fn start_picking(
         }
     }
     // An image file: a read lease proves nobody else writes it, if nobody
-    // has it open for writing now.
-    if mounts.is_empty() && live.device().regular_file().is_some() {
+    // has it open for writing now (leases are Linux's).
+    if lease_possible() && mounts.is_empty() && live.device().regular_file().is_some() {
         let leased = MirrorOptions { tracking: Tracking::Lease, ..options.clone() };
         match job::start_persisted(live.clone(), target.clone(), leased, persist.clone()) {
             Err(Error::TrackingUnavailable(reason)) => {
@@ -125,6 +125,11 @@ fn start_kernel(
         let _ = source;
         job::start_persisted(live, target, options, persist)
     }
+}
+
+/// Read leases on image files exist on Linux only.
+pub fn lease_possible() -> bool {
+    cfg!(target_os = "linux")
 }
 
 /// Kernel tracking exists for Linux block devices only.

@@ -128,9 +128,13 @@ impl Check {
                 None => listed(&source_path).is_some_and(|d| !d.mounts.is_empty()),
             };
             c.notes.push(crate::text::kernel_choice(mounted).into());
-        } else if !shared {
+        } else if !shared && crate::session::tracking::lease_possible() {
             // A file: a read lease notices who else opens it for writing.
             c.notes.push(crate::text::lease_choice().into());
+        } else if !shared {
+            // A file, where nothing sees who else writes it.
+            let untracked = crate::text::tracking(livemirror_core::job::Tracking::None);
+            c.notes.push(crate::text::sentence(untracked));
         }
         if !target_path.exists() {
             match target_path.parent() {
