@@ -108,9 +108,11 @@ async fn switching_to_write_blocking_mid_copy_loses_nothing() {
 /// The bytes in flight once a job whose every target write is held has
 /// issued all it may (the runner issues up to its limit at once, before it
 /// publishes a status).
-async fn in_flight_when_stuck(mode: CopyMode) -> u64 {
+async fn in_flight_when_stuck(mode: CopyMode, remote: bool) -> u64 {
     let p = pair(32 << 20);
-    let stall = Stall::new(p.target.clone());
+    let target: Arc<dyn BlockDevice> =
+        if remote { Arc::new(Remote(p.target.clone())) } else { p.target.clone() };
+    let stall = Stall::new(target);
     let hold = stall.hold(0..u64::MAX, Catch::Every);
     let _release = stall.release_at_end();
     let opts = MirrorOptions { copy_mode: mode, ..Default::default() };
@@ -121,15 +123,45 @@ async fn in_flight_when_stuck(mode: CopyMode) -> u64 {
     st.progress.in_flight
 }
 
+/// A memory device that says it is remote, as an NBD export does.
+struct Remote(Arc<MemoryDevice>);
+
+impl BlockDevice for Remote {
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.0.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.0.write_at(buf, offset)
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+    fn remote(&self) -> bool {
+        true
+    }
+    fn id(&self) -> DeviceId {
+        self.0.id()
+    }
+    fn describe(&self) -> String {
+        "remote".into()
+    }
+}
+
 /// Write-blocking mode leaves a CPU to the writers, who now wait for the
 /// target too: fewer copies at once than in background mode (1 MiB each
-/// with the default buffer).
+/// with the default buffer) — except onto a remote target, whose copies
+/// wait on the network, not on the CPUs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn write_blocking_mode_runs_fewer_copies_at_once() {
+async fn write_blocking_mode_runs_fewer_copies_at_once_onto_a_local_target() {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let limit = write_blocking_in_flight(cpus) as u64;
-    assert_eq!(in_flight_when_stuck(CopyMode::Background).await, (MAX_IN_FLIGHT as u64) << 20);
-    assert_eq!(in_flight_when_stuck(CopyMode::WriteBlocking).await, limit << 20);
+    let all = (MAX_IN_FLIGHT as u64) << 20;
+    assert_eq!(in_flight_when_stuck(CopyMode::Background, false).await, all);
+    assert_eq!(in_flight_when_stuck(CopyMode::WriteBlocking, false).await, limit << 20);
+    assert_eq!(in_flight_when_stuck(CopyMode::WriteBlocking, true).await, all);
 }
 
 /// A memory target that records being asked to buffer its writes.

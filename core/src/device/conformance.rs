@@ -315,7 +315,9 @@ mod nbd {
     #[test]
     fn nbd_client_on_nbdkit_memory_conforms() {
         let server = Daemon::nbdkit(&["memory", &LEN.to_string()]);
-        conforms(&NbdDevice::open_uri(&server.uri(), true).unwrap());
+        let dev = NbdDevice::open_uri(&server.uri(), true).unwrap();
+        assert!(dev.remote(), "an export's requests travel over a socket");
+        conforms(&dev);
     }
 
     /// A server that fails every request breaking its block size rules:

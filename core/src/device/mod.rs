@@ -84,8 +84,8 @@ impl Allocation {
 /// The [`BlockDevice`] methods a wrapper passes to the device it wraps as
 /// they are, because it changes neither the storage nor its geometry:
 /// `cluster_size`, `partial_cluster_write_fills_from_backing`,
-/// `logical_block_size`, `id`, and how the storage below caches writes
-/// (`buffer_writes`). Used inside the wrapper's `impl
+/// `logical_block_size`, `id`, how the storage below caches writes
+/// (`buffer_writes`) and where it is (`remote`). Used inside the wrapper's `impl
 /// BlockDevice` as `forward_geometry!(field);` (fault injection, prefix
 /// views, the tests' stalling device), so a method added to the trait is
 /// forwarded in one place.
@@ -106,6 +106,10 @@ macro_rules! forward_geometry {
 
         fn buffer_writes(&self) {
             self.$inner.buffer_writes()
+        }
+
+        fn remote(&self) -> bool {
+            self.$inner.remote()
         }
 
         fn id(&self) -> $crate::device::DeviceId {
@@ -232,6 +236,13 @@ pub trait BlockDevice: Send + Sync {
     /// the one that returns soonest (README, Performance: Live). A no-op
     /// where writes are already buffered or the device has no page cache.
     fn buffer_writes(&self) {}
+
+    /// True when requests travel over a network (an NBD export): their time
+    /// is mostly waiting for the other end, not this machine's CPUs, so
+    /// limits meant to leave CPUs to local writers do not apply.
+    fn remote(&self) -> bool {
+        false
+    }
 
     /// What the device is, for refusing to mirror a device into itself.
     fn id(&self) -> DeviceId;

@@ -358,11 +358,15 @@ impl Runner {
         self.hold_until.is_some_and(|t| t > Instant::now())
     }
 
-    /// How many copies may run at once in the current copy mode.
+    /// How many copies may run at once in the current copy mode: fewer in
+    /// write-blocking mode, where writers wait for the target too, unless
+    /// the target is remote (its copies wait on the network, not the CPUs).
     fn in_flight_limit(&self) -> usize {
         match self.tracker.copy_mode() {
-            CopyMode::Background => MAX_IN_FLIGHT,
-            CopyMode::WriteBlocking => self.resolved.write_blocking_in_flight,
+            CopyMode::WriteBlocking if !self.ctx.target.remote() => {
+                self.resolved.write_blocking_in_flight
+            }
+            CopyMode::WriteBlocking | CopyMode::Background => MAX_IN_FLIGHT,
         }
     }
 

@@ -461,6 +461,10 @@ impl BlockDevice for NbdDevice {
         self.write_flagged(buf, offset, CMD_FLAG_FUA)
     }
 
+    fn remote(&self) -> bool {
+        true
+    }
+
     fn flush(&self) -> io::Result<()> {
         if self.info.flags & FLAG_SEND_FLUSH == 0 {
             // The server has no cache to flush (it says so by not offering).
