@@ -46,9 +46,15 @@ fn ready_clone(dev: &Path, dir: &Path, via: Via) -> (Child, Control) {
         Via::InProcess => cmd.env_remove("LIVEMIRROR_KERNEL_HELPER"),
         Via::Helper => cmd.env("LIVEMIRROR_KERNEL_HELPER", ""),
     };
-    let (child, mut c) = command_with_control(cmd, dir);
+    let (mut child, mut c) = command_with_control(cmd, dir);
     let q = c.ask(json!({"execute": "query"}));
-    assert_eq!(q["return"]["tracking"], "kernel", "{q}");
+    if q["return"]["tracking"] != "kernel" {
+        // Why it fell back is on the clone's stderr.
+        let _ = child.kill();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        panic!("{via:?}: not kernel-tracked: {q}\n{err}");
+    }
     if !q["return"]["ready"].as_bool().expect("ready is a bool") {
         c.event("READY");
     }

@@ -143,6 +143,8 @@ const GUARD: Duration = Duration::from_secs(120);
 /// A program writing a mounted filesystem: a thread that creates files of
 /// known content one after another and fsyncs each, reporting each name
 /// (with the seed of its content, [`Writer::content`]) once it is durable.
+/// When the filesystem is full it stops, as such a program would: what it
+/// reported stays durable, and how long a job ran no longer matters.
 pub struct Writer {
     stop: Arc<AtomicBool>,
     done: mpsc::Receiver<(String, u64)>,
@@ -156,10 +158,16 @@ impl Writer {
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut n = 0u64;
+            let full = |e: &std::io::Error| e.raw_os_error() == Some(libc::ENOSPC);
             while !flag.load(Ordering::Relaxed) {
                 let name = format!("w{n}");
-                std::fs::write(dir.join(&name), Writer::content(n)).expect("write a file");
-                std::fs::File::open(dir.join(&name)).and_then(|f| f.sync_all()).expect("fsync");
+                let written = std::fs::write(dir.join(&name), Writer::content(n))
+                    .and_then(|()| std::fs::File::open(dir.join(&name))?.sync_all());
+                match written {
+                    Ok(()) => {}
+                    Err(e) if full(&e) => return,
+                    Err(e) => panic!("write and fsync {name}: {e}"),
+                }
                 if tx.send((name, n)).is_err() {
                     return;
                 }
@@ -178,8 +186,11 @@ impl Writer {
     /// Waits until `n` more files are durable; returns them with every
     /// other file reported durable by now.
     pub fn durable(&self, n: usize) -> Vec<(String, u64)> {
-        let mut files: Vec<_> =
-            (0..n).map(|_| self.done.recv_timeout(GUARD).expect("the writer goes on")).collect();
+        let mut files: Vec<_> = (0..n)
+            .map(|_| {
+                self.done.recv_timeout(GUARD).expect("the writer goes on (the filesystem is full?)")
+            })
+            .collect();
         files.extend(self.done.try_iter());
         files
     }
