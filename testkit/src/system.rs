@@ -128,12 +128,25 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        // Not a panic (it may run while a failed test unwinds), but said:
-        // a filesystem left mounted changes what later steps see.
-        match Command::new("umount").arg(self.dir.path()).status() {
-            Ok(s) if s.success() => {}
-            other => eprintln!("umount {} failed: {other:?}", self.dir.path().display()),
+        // A tracker that looks at the source's filesystems opens them for
+        // a moment (to freeze one, to learn which are mounted): an unmount
+        // that meets such a moment is "busy", and is tried again once it
+        // has passed (up to 2 s). Not a panic (it may run while a failed
+        // test unwinds), but said: a filesystem left mounted changes what
+        // later steps see.
+        for _ in 0..100 {
+            match Command::new("umount").arg(self.dir.path()).output() {
+                Ok(out) if out.status.success() => return,
+                Ok(out) if String::from_utf8_lossy(&out.stderr).contains("busy") => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                other => {
+                    eprintln!("umount {} failed: {other:?}", self.dir.path().display());
+                    return;
+                }
+            }
         }
+        eprintln!("umount {}: still busy after 2 s", self.dir.path().display());
     }
 }
 
