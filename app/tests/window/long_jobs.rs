@@ -23,6 +23,21 @@ const MIB: u64 = 1 << 20;
 const LARGE: [f32; 2] = [1280.0, 800.0];
 const SMALL: [f32; 2] = [800.0, 600.0];
 
+/// With a verification just asked for: it reports the 4 KiB block holding
+/// byte `at` as the first difference, and Repair (inside a window of
+/// `size`) copies it again.
+fn finds_and_repairs(h: &mut Harness<'static, LiveMirrorApp>, at: u64, size: [f32; 2]) {
+    h.run_steps(2);
+    wait_for(h, "the verification", |app| !app.verifying());
+    let from = format!("DIFFERENT from byte {}", at / 4096 * 4096);
+    assert!(h.query_by_label(&from).is_some(), "{from}");
+    let repair = h.get_by_label("Repair");
+    assert!(repair.rect().max.y <= size[1] && repair.rect().max.x <= size[0]);
+    repair.click();
+    h.run_steps(2);
+    wait_for(h, "the repair", |app| !app.verifying());
+}
+
 /// The window at `size`, its jobs keeping their state in `state_dir`.
 fn app_in(state_dir: &Path, size: [f32; 2]) -> Harness<'static, LiveMirrorApp> {
     let state_dir = state_dir.to_path_buf();
@@ -154,15 +169,7 @@ fn verify_on_done_finds_a_changed_byte_and_repair_fixes_it() {
             .or_else(|| h.query_by_label("Verify"))
             .expect("a Verify button");
         verify.click();
-        h.run_steps(2);
-        wait_for(&mut h, "the verification", |app| !app.verifying());
-        let from = format!("DIFFERENT from byte {}", at / 4096 * 4096);
-        assert!(h.query_by_label(&from).is_some(), "{from}");
-        let repair = h.get_by_label("Repair");
-        assert!(repair.rect().max.y <= size[1] && repair.rect().max.x <= size[0]);
-        repair.click();
-        h.run_steps(2);
-        wait_for(&mut h, "the repair", |app| !app.verifying());
+        finds_and_repairs(&mut h, at, size);
         assert!(h.query_by_label("identical, byte for byte").is_some());
         assert!(h.query_by_label("Repair").is_none());
         assert!(same_bytes(&src, &dst));
@@ -189,15 +196,7 @@ fn verify_only_from_setup_shows_the_difference_and_repairs_it() {
         std::os::unix::fs::FileExt::write_all_at(&f, &[0; 3], at).unwrap();
         drop(f);
         h.get_by_label("Verify again").click();
-        h.run_steps(2);
-        wait_for(&mut h, "the verification", |app| !app.verifying());
-        let from = format!("DIFFERENT from byte {}", at / 4096 * 4096);
-        assert!(h.query_by_label(&from).is_some(), "{from}");
-        let repair = h.get_by_label("Repair");
-        assert!(repair.rect().max.y <= size[1] && repair.rect().max.x <= size[0]);
-        repair.click();
-        h.run_steps(2);
-        wait_for(&mut h, "the repair", |app| !app.verifying());
+        finds_and_repairs(&mut h, at, size);
         assert!(h.query_by_label("repaired: identical, byte for byte").is_some());
         assert!(same_bytes(&src, &dst));
         h.get_by_label("Back to Setup").click();
