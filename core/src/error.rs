@@ -90,13 +90,24 @@ fn gone(errno: i32) -> bool {
 /// its own (the NBD client's "connection lost: …" over ECONNRESET); 0 if
 /// there is none.
 fn errno_of(e: &io::Error) -> i32 {
-    if let Some(n) = e.raw_os_error() {
-        return n;
+    match e.raw_os_error() {
+        Some(n) => n,
+        None => e.get_ref().and_then(|inner| inner.source()).map_or(0, errno_in),
     }
-    let mut cause = e.get_ref().and_then(|inner| inner.source());
+}
+
+/// The first OS error number in `e`'s chain of causes; 0 if there is none.
+fn errno_in(e: &(dyn std::error::Error + 'static)) -> i32 {
+    let mut cause = Some(e);
     while let Some(c) = cause {
-        if let Some(n) = c.downcast_ref::<io::Error>().and_then(io::Error::raw_os_error) {
-            return n;
+        if let Some(io) = c.downcast_ref::<io::Error>() {
+            if let Some(n) = io.raw_os_error() {
+                return n;
+            }
+            if let Some(inner) = io.get_ref() {
+                cause = Some(inner);
+                continue;
+            }
         }
         cause = c.source();
     }
@@ -158,7 +169,7 @@ pub enum JobFailure {
     /// The kernel write tracker stopped proving that it sees the source's
     /// writes: nothing it reported can be trusted any more.
     #[error("kernel write tracking failed: {0}")]
-    TrackingLost(String),
+    TrackingLost(TrackingLoss),
     /// The job's task ended without an outcome: a bug.
     #[error("the job stopped unexpectedly")]
     Vanished,
@@ -171,6 +182,29 @@ impl JobFailure {
             JobFailure::Io(f) | JobFailure::Stopped(f) => Some(f),
             _ => None,
         }
+    }
+}
+
+/// Why write tracking stopped mid-job: the OS error under it (as
+/// [`IoFailure`] keeps one) and the tracker's own words for it. Kept as
+/// values, not the error itself, so a [`JobFailure`] stays cloneable for
+/// every subscriber of the outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrackingLoss {
+    /// The OS error number found under the tracker's error; 0 if none.
+    pub errno: i32,
+    pub message: String,
+}
+
+impl TrackingLoss {
+    pub fn new(e: &(dyn std::error::Error + 'static)) -> Self {
+        TrackingLoss { errno: errno_in(e), message: e.to_string() }
+    }
+}
+
+impl fmt::Display for TrackingLoss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
@@ -190,8 +224,8 @@ pub enum NoFit {
     DataPastEnd { at: u64 },
     /// Without a partition table nothing says which bytes are unused.
     NoTable,
-    /// The source's table cannot be read.
-    Damaged(String),
+    /// The source's table is not one a disk could hold.
+    Damaged { reason: String },
 }
 
 impl fmt::Display for NoFit {
@@ -209,7 +243,9 @@ impl fmt::Display for NoFit {
             NoFit::NoTable => f.write_str(
                 "the source has no partition table, so nothing tells which of its bytes are unused",
             ),
-            NoFit::Damaged(why) => f.write_str(why),
+            NoFit::Damaged { reason } => {
+                write!(f, "the source's partition table is damaged: {reason}")
+            }
         }
     }
 }
@@ -235,11 +271,11 @@ pub enum Error {
     TargetMounted { target: String, mounts: Vec<String> },
 
     #[error("{0}")]
-    InvalidOption(String),
+    InvalidOption(BadOption),
 
-    /// `Tracking::Kernel` was asked for and cannot be had here.
-    #[error("kernel write tracking cannot be used: {0}")]
-    TrackingUnavailable(String),
+    /// The tracking asked for cannot be had here.
+    #[error("{what} cannot be used: {0}", what = .0.tracking())]
+    TrackingUnavailable(Untrackable),
 
     #[error("cannot {verb} while the job is {state}")]
     WrongState { verb: &'static str, state: JobState },
@@ -252,4 +288,50 @@ pub enum Error {
 
     #[error("the job has ended")]
     JobEnded,
+}
+
+/// An option, or a combination, the engine cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadOption {
+    #[error("granularity {0} must be a power of two from 512 bytes to 64 MiB")]
+    Granularity(u64),
+    #[error("buffer size must be positive")]
+    ZeroBuffer,
+    /// A resumed job's saved dirty map does not fit this job's geometry.
+    #[error("the saved map has {saved} chunks; this job has {job}")]
+    SavedMap { saved: u64, job: u64 },
+    #[error("a job in write-blocking mode cannot go back to background mode")]
+    NoWayBack,
+}
+
+/// Why the write tracking asked for cannot be had: the reason alone (the
+/// [`Error`] names the tracking).
+#[derive(Debug, thiserror::Error)]
+pub enum Untrackable {
+    #[error(
+        "the source is read through the page cache, which a mounted filesystem's writes go \
+         around: kernel tracking needs it opened with O_DIRECT"
+    )]
+    ThroughPageCache,
+    /// The kernel tracker could not be attached (its error says why).
+    #[error("{0}")]
+    Kernel(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the source is not an image file")]
+    NotAnImage,
+    #[error("another program has the source open for writing")]
+    OpenForWriting,
+    #[error("the source belongs to another user")]
+    OtherOwner,
+    #[error("no read lease on the source: {0}")]
+    NoLease(#[source] io::Error),
+}
+
+impl Untrackable {
+    /// The tracking that cannot be had.
+    pub fn tracking(&self) -> &'static str {
+        match self {
+            Untrackable::ThroughPageCache | Untrackable::Kernel(_) => "kernel write tracking",
+            _ => "a read lease",
+        }
+    }
 }

@@ -48,4 +48,4 @@ pub mod state;
 pub mod units;
 pub mod verify;
 
-pub use error::{Error, IoFailure, IoOperation, Side};
+pub use error::{BadOption, Error, IoFailure, IoOperation, Side, TrackingLoss, Untrackable};

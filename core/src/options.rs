@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::device::BlockDevice;
-use crate::error::Error;
+use crate::error::{BadOption, Error};
 
 /// Smallest and largest granularity, as in QEMU.
 pub const MIN_GRANULARITY: u64 = 512;
@@ -186,12 +186,10 @@ pub fn resolve(opts: &MirrorOptions, target: &dyn BlockDevice) -> Result<Resolve
     let granularity = opts.granularity.unwrap_or_else(|| default_granularity(target));
     if !granularity.is_power_of_two() || !(MIN_GRANULARITY..=MAX_GRANULARITY).contains(&granularity)
     {
-        return Err(Error::InvalidOption(format!(
-            "granularity {granularity} must be a power of two from 512 bytes to 64 MiB"
-        )));
+        return Err(Error::InvalidOption(BadOption::Granularity(granularity)));
     }
     if opts.buf_size == 0 {
-        return Err(Error::InvalidOption("buffer size must be positive".into()));
+        return Err(Error::InvalidOption(BadOption::ZeroBuffer));
     }
     let buf_size = opts.buf_size.div_ceil(granularity) * granularity;
     let max_op = (buf_size / MAX_IN_FLIGHT as u64).max(1 << 20).max(granularity);

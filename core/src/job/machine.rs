@@ -11,7 +11,7 @@
 
 use super::events::{Decision, Outcome};
 use super::handle::Command;
-use crate::error::{Error, IoFailure};
+use crate::error::{BadOption, Error, IoFailure};
 use crate::options::CopyMode;
 use crate::state::JobState;
 
@@ -260,9 +260,9 @@ impl Machine {
                 Phase::Aborting { .. } => unreachable!("handled above"),
             },
             Command::SetCopyMode(m) if m == mode => Ok(Effect::Done),
-            Command::SetCopyMode(CopyMode::Background) => Err(Error::InvalidOption(
-                "a job in write-blocking mode cannot go back to background mode".into(),
-            )),
+            Command::SetCopyMode(CopyMode::Background) => {
+                Err(Error::InvalidOption(BadOption::NoWayBack))
+            }
             Command::SetCopyMode(m) => Ok(Effect::SwitchCopyMode(m)),
             Command::Decide(d) => match self.hold {
                 Hold::Asking(_) => self.decide(d),

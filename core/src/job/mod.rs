@@ -34,7 +34,7 @@ pub use persist::{Persist, Resume, SAVE_EVERY};
 
 use crate::chunkmap::ChunkMap;
 use crate::device::{BlockDevice, DeviceId, Prefix};
-use crate::error::Error;
+use crate::error::{BadOption, Error, Untrackable};
 use crate::live::{Geometry, LiveSource, ReadLease, Tracker};
 use crate::partition::{self, Fit};
 
@@ -141,28 +141,23 @@ fn launch(
     if let Some(resume) = persist.as_ref().and_then(|p| p.resume.as_ref())
         && resume.dirty.len() != geometry.chunks()
     {
-        return Err(Error::InvalidOption(format!(
-            "the saved map has {} chunks; this job has {}",
-            resume.dirty.len(),
-            geometry.chunks()
-        )));
+        return Err(Error::InvalidOption(BadOption::SavedMap {
+            saved: resume.dirty.len(),
+            job: geometry.chunks(),
+        }));
     }
     let kernel = match opts.tracking {
         Tracking::Kernel => {
             // (Not a disk: attaching says so, the better reason.)
             if matches!(source_id, DeviceId::Block { .. }) && !source.reads_direct() {
-                return Err(Error::TrackingUnavailable(
-                    "the source is read through the page cache, which a mounted filesystem's \
-                     writes go around: kernel tracking needs it opened with O_DIRECT"
-                        .into(),
-                ));
+                return Err(Error::TrackingUnavailable(Untrackable::ThroughPageCache));
             }
             let limit = std::time::Duration::from_millis(opts.freeze_limit_ms);
             let span = opts.kernel_span_limit;
             let granularity = resolved.granularity;
             let feed =
                 kernel_feed::KernelFeed::attach(&source_id, granularity, limit, span, kernel)
-                    .map_err(|e| Error::TrackingUnavailable(e.to_string()))?;
+                    .map_err(|e| Error::TrackingUnavailable(Untrackable::Kernel(Box::new(e))))?;
             Some(Arc::new(feed))
         }
         _ => None,
@@ -170,14 +165,16 @@ fn launch(
     // Taken before the first copy: a write before it is in the file by then.
     let lease = match opts.tracking {
         Tracking::Lease => {
-            let file = live.device().regular_file().map(ReadLease::take).ok_or_else(|| {
-                Error::TrackingUnavailable("the source is not an image file".into())
-            })?;
+            let file = live
+                .device()
+                .regular_file()
+                .map(ReadLease::take)
+                .ok_or(Error::TrackingUnavailable(Untrackable::NotAnImage))?;
             let lease = file.map_err(|e| {
                 Error::TrackingUnavailable(match e.raw_os_error() {
-                    Some(libc::EAGAIN) => "another program has the source open for writing".into(),
-                    Some(libc::EACCES) => "the source belongs to another user".into(),
-                    _ => format!("no read lease on the source: {e}"),
+                    Some(libc::EAGAIN) => Untrackable::OpenForWriting,
+                    Some(libc::EACCES) => Untrackable::OtherOwner,
+                    _ => Untrackable::NoLease(e),
                 })
             })?;
             Some(lease)

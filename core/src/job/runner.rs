@@ -24,7 +24,7 @@ use super::persist::{Persist, Resume, Saver};
 use super::rescan::{PassEnd, Rescan};
 use crate::buffer::BufferPool;
 use crate::device::{BlockDevice, top_extents};
-use crate::error::{Error, IoFailure, IoOperation, JobFailure, Side};
+use crate::error::{Error, IoFailure, IoOperation, JobFailure, Side, TrackingLoss};
 use crate::live::{LiveSource, ReadLease, WriteLog};
 use crate::live::{Pick, Tracker};
 use crate::options::{
@@ -601,7 +601,7 @@ impl Runner {
                 false
             }
             Err(e) => {
-                let error = JobFailure::TrackingLost(e.to_string());
+                let error = JobFailure::TrackingLost(TrackingLoss::new(&e));
                 self.abort(Outcome::Failed { error }, false);
                 false
             }

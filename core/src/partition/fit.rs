@@ -102,7 +102,12 @@ fn decide_with(
         // A larger target takes a damaged table as it is, like `dd` would;
         // the fix-up finds the same table on the target and says so.
         Err(_) if target_len > source_len => None,
-        Err(e) => return Err(refuse(NoFit::Damaged(e.to_string()))),
+        Err(PartitionError::Damaged { reason, .. }) => {
+            return Err(refuse(NoFit::Damaged { reason }));
+        }
+        Err(e @ (PartitionError::CannotGrow { .. } | PartitionError::NoTable)) => {
+            unreachable!("reading a table grows none: {e}")
+        }
     };
     if target_len > source_len {
         return Ok(Fit { source_len, target_len, copy_len: source_len, table });
