@@ -46,7 +46,7 @@ pub fn fix_table(target: &dyn BlockDevice, len: u64) -> Result<Option<String>, F
         return Ok(None);
     }
     let fix = livemirror_core::partition::fix_up(target, len, false)
-        .map_err(|e| FlashError::Table(e.to_string()))?;
+        .map_err(|e| FlashError::Table(Box::new(e)))?;
     Ok(fix.relocated.then(|| format!("partition table: {fix}")))
 }
 

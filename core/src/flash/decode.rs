@@ -41,9 +41,9 @@ pub fn declared_len(path: &Path, format: Compression) -> Result<Option<u64>, Fla
     let open = || File::open(path).map_err(|source| FlashError::Open { path: path.into(), source });
     match format {
         Compression::Zip => {
-            let mut archive = zip::ZipArchive::new(open()?).map_err(FlashError::zip)?;
+            let mut archive = zip::ZipArchive::new(open()?)?;
             let index = the_image(&mut archive)?;
-            Ok(Some(archive.by_index(index).map_err(FlashError::zip)?.size()))
+            Ok(Some(archive.by_index(index)?.size()))
         }
         Compression::Zstd => {
             let mut head = [0u8; 18]; // the longest frame header
@@ -61,19 +61,18 @@ pub fn declared_len(path: &Path, format: Compression) -> Result<Option<u64>, Fla
 fn the_image<R: Read + Seek>(archive: &mut zip::ZipArchive<R>) -> Result<usize, FlashError> {
     let mut files = Vec::new();
     for i in 0..archive.len() {
-        let entry = archive.by_index_raw(i).map_err(FlashError::zip)?;
+        let entry = archive.by_index_raw(i)?;
         if entry.is_file() {
             files.push((i, entry.name().map(|n| n.into_owned()).unwrap_or_default()));
         }
     }
     match files.as_slice() {
         [(index, _)] => Ok(*index),
-        [] => Err(FlashError::Zip("the archive holds no file".into())),
-        many => Err(FlashError::Zip(format!(
-            "the archive holds {} files ({}); livemirror writes an archive of one image only",
-            many.len(),
-            many.iter().map(|(_, n)| n.as_str()).take(5).collect::<Vec<_>>().join(", ")
-        ))),
+        [] => Err(FlashError::EmptyArchive),
+        many => Err(FlashError::SeveralFiles {
+            count: many.len(),
+            names: many.iter().take(5).map(|(_, n)| n.clone()).collect(),
+        }),
     }
 }
 
@@ -112,9 +111,9 @@ pub fn decode(
             pump(&mut bzip2::read::MultiBzDecoder::new(counted), out).map_err(corrupt)
         }
         Compression::Zip => {
-            let mut archive = zip::ZipArchive::new(counted).map_err(FlashError::zip)?;
+            let mut archive = zip::ZipArchive::new(counted)?;
             let index = the_image(&mut archive)?;
-            let mut entry = archive.by_index(index).map_err(FlashError::zip)?;
+            let mut entry = archive.by_index(index)?;
             pump(&mut entry, out).map_err(corrupt)
         }
     }

@@ -48,8 +48,18 @@ pub enum FlashError {
     Open { path: PathBuf, source: io::Error },
     #[error("the {format} image is corrupt or truncated: {source}")]
     Corrupt { format: Compression, source: io::Error },
+    /// Boxed: the zip crate's error is large, and a flash's result is
+    /// passed around by value.
     #[error("zip archive: {0}")]
-    Zip(String),
+    Zip(#[source] Box<zip::result::ZipError>),
+    #[error("zip archive: the archive holds no file")]
+    EmptyArchive,
+    /// An archive of several files is refused rather than guessed at.
+    #[error(
+        "zip archive: the archive holds {count} files ({}); livemirror writes an archive of one image only",
+        names.join(", ")
+    )]
+    SeveralFiles { count: usize, names: Vec<String> },
     #[error("target: {0}")]
     TargetOpen(#[source] crate::Error),
     #[error("the image declares {} uncompressed, more than the target's {}", human(*declared), human(*target))]
@@ -70,12 +80,12 @@ pub enum FlashError {
     #[error(
         "the image is written and verified, but its partition table could not be fixed for the target's size: {0}"
     )]
-    Table(String),
+    Table(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-impl FlashError {
-    fn zip(e: zip::result::ZipError) -> FlashError {
-        FlashError::Zip(e.to_string())
+impl From<zip::result::ZipError> for FlashError {
+    fn from(e: zip::result::ZipError) -> Self {
+        FlashError::Zip(Box::new(e))
     }
 }
 
