@@ -56,6 +56,7 @@ use std::time::{Duration, Instant};
 
 pub use handshake::BlockSizes;
 use handshake::{Negotiated, Refusal};
+pub use tls::TlsError;
 use tls::TlsSetup;
 use transport::{Conn, Failure, Stream, Want};
 pub use uri::{Address, NbdUri, TlsParams};
@@ -82,8 +83,8 @@ const MAX_STATUS_REQUEST: u64 = 1 << 30;
 pub enum NbdError {
     #[error("{uri} is not a valid NBD URI: {why}")]
     Uri { uri: String, why: String },
-    #[error("{uri}: TLS: {why}")]
-    Tls { uri: String, why: String },
+    #[error("{uri}: TLS: {source}")]
+    Tls { uri: String, source: TlsError },
     #[error("cannot connect to {uri}: {source}")]
     Connect { uri: String, source: io::Error },
     #[error("{uri}: {why}")]
@@ -103,7 +104,7 @@ impl NbdError {
             Refusal::Io(source) => NbdError::Connect { uri, source },
             Refusal::Broken(why) => NbdError::Protocol { uri, why },
             Refusal::Refused(why) => NbdError::Refused { uri, why },
-            Refusal::Tls(e) => NbdError::Tls { uri, why: format!("the handshake failed: {e}") },
+            Refusal::Tls(e) => NbdError::Tls { uri, source: TlsError::Handshake(e) },
         }
     }
 }

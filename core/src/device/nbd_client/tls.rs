@@ -21,6 +21,31 @@ use rustls::{ClientConfig, RootCertStore};
 
 use super::{NbdError, NbdUri};
 
+/// Why a TLS connection could not be set up or made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error(
+        "no certificates: add ?tls-certificates=DIR (a directory with ca-cert.pem, and \
+         client-cert.pem and client-key.pem if the server checks clients), or put them in \
+         ~/.pki/libnbd or /etc/pki/libnbd"
+    )]
+    NoCertificates,
+    #[error("cannot read {}: {source}", path.display())]
+    Pem { path: PathBuf, source: rustls::pki_types::pem::Error },
+    #[error("{}: {source}", path.display())]
+    BadAuthority { path: PathBuf, source: rustls::Error },
+    #[error("{} holds no certificate", path.display())]
+    NoAuthority { path: PathBuf },
+    #[error("{0}")]
+    Config(#[from] rustls::Error),
+    #[error("{} has only one of client-cert.pem and client-key.pem: both or neither", dir.display())]
+    HalfClientPair { dir: PathBuf },
+    #[error("{name:?} is not a host name the certificate can carry")]
+    HostName { name: String },
+    #[error("the handshake failed: {0}")]
+    Handshake(#[source] std::io::Error),
+}
+
 /// What every TLS connection to one export is made with.
 #[derive(Clone)]
 pub(super) struct TlsSetup {
@@ -40,28 +65,23 @@ fn certificate_dir(uri: &NbdUri) -> Option<PathBuf> {
         .find(|d| d.join("ca-cert.pem").exists())
 }
 
-/// What to do when no directory was given and none of the defaults exists.
-const NO_CERTIFICATES: &str = "no certificates: add ?tls-certificates=DIR (a directory with \
-     ca-cert.pem, and client-cert.pem and client-key.pem if the server checks clients), or put \
-     them in ~/.pki/libnbd or /etc/pki/libnbd";
-
 /// Reads the certificates for `uri` and builds the client configuration.
 pub(super) fn setup(uri: &NbdUri) -> Result<TlsSetup, NbdError> {
-    let bad = |why: String| NbdError::Tls { uri: uri.to_string(), why };
-    let dir = certificate_dir(uri).ok_or_else(|| bad(NO_CERTIFICATES.to_owned()))?;
+    let bad = |source: TlsError| NbdError::Tls { uri: uri.to_string(), source };
+    let dir = certificate_dir(uri).ok_or_else(|| bad(TlsError::NoCertificates))?;
     let file = |name: &str| dir.join(name);
-    let pem_error = |path: &Path, e: rustls::pki_types::pem::Error| {
-        bad(format!("cannot read {}: {e}", path.display()))
-    };
+    let pem_error = |path: &Path, source| bad(TlsError::Pem { path: path.to_owned(), source });
 
     let ca = file("ca-cert.pem");
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(&ca).map_err(|e| pem_error(&ca, e))? {
         let cert = cert.map_err(|e| pem_error(&ca, e))?;
-        roots.add(cert).map_err(|e| bad(format!("{}: {e}", ca.display())))?;
+        roots
+            .add(cert)
+            .map_err(|source| bad(TlsError::BadAuthority { path: ca.clone(), source }))?;
     }
     if roots.is_empty() {
-        return Err(bad(format!("{} holds no certificate", ca.display())));
+        return Err(bad(TlsError::NoAuthority { path: ca }));
     }
 
     // rustls 0.23.48 deprecates the ring provider for lacking post-quantum
@@ -72,7 +92,7 @@ pub(super) fn setup(uri: &NbdUri) -> Result<TlsSetup, NbdError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?
+        .map_err(|e| bad(e.into()))?
         .with_root_certificates(roots);
     let (cert, key) = (file("client-cert.pem"), file("client-key.pem"));
     let config = match (cert.exists(), key.exists()) {
@@ -81,18 +101,15 @@ pub(super) fn setup(uri: &NbdUri) -> Result<TlsSetup, NbdError> {
                 .and_then(Iterator::collect::<Result<Vec<_>, _>>)
                 .map_err(|e| pem_error(&cert, e))?;
             let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| pem_error(&key, e))?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| bad(e.to_string()))?
+            builder.with_client_auth_cert(chain, key).map_err(|e| bad(e.into()))?
         }
         (false, false) => builder.with_no_client_auth(),
         _ => {
-            return Err(bad(format!(
-                "{} has only one of client-cert.pem and client-key.pem: both or neither",
-                dir.display()
-            )));
+            return Err(bad(TlsError::HalfClientPair { dir }));
         }
     };
     let name = uri.tls_hostname();
     let server_name = ServerName::try_from(name.clone())
-        .map_err(|_| bad(format!("{name:?} is not a host name the certificate can carry")))?;
+        .map_err(|_| bad(TlsError::HostName { name: name.clone() }))?;
     Ok(TlsSetup { config: Arc::new(config), server_name })
 }
