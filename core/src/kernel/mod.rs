@@ -129,5 +129,5 @@ pub enum TrackError {
     /// The privileged helper that holds the tracker for this process
     /// could not be started, refused, or went away.
     #[error("the privileged helper: {0}")]
-    Helper(String),
+    Helper(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -171,9 +171,7 @@ fn attach(
     granularity: u64,
     span_words: u64,
 ) -> Result<(KernelTracker, DeviceId), TrackError> {
-    let dev = OpenOptions::new()
-        .open(device)
-        .map_err(|e| TrackError::Helper(format!("cannot open {}: {e}", device.display())))?;
+    let dev = OpenOptions::new().open(device).map_err(HelperError::Open)?;
     let id = dev.id();
     Ok((KernelTracker::attach_with_span_limit(&id, granularity, span_words)?, id))
 }
@@ -194,8 +192,7 @@ impl Helper {
     }
 
     fn spawn(&self) -> Result<Pipe, TrackError> {
-        let exe = std::env::current_exe()
-            .map_err(|e| TrackError::Helper(format!("cannot find this program: {e}")))?;
+        let exe = std::env::current_exe().map_err(HelperError::NoProgram)?;
         let mut words = self.launcher.iter();
         let mut cmd = match words.next() {
             Some(program) => {
@@ -206,9 +203,9 @@ impl Helper {
             None => Command::new(&exe),
         };
         cmd.arg("kernel-helper").stdin(Stdio::piped()).stdout(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
+        let mut child = cmd.spawn().map_err(|source| {
             let what = self.launcher.first().map_or(exe.as_os_str(), |p| p.as_os_str());
-            TrackError::Helper(format!("cannot run {}: {e}", Path::new(what).display()))
+            HelperError::Run { program: what.into(), source }
         })?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             unreachable!("both were asked to be piped");
@@ -236,11 +233,10 @@ impl AttachKernel for Helper {
             Reply::Attached { disk: d, start: s, len: l } if (d, s, l) == (disk, start, len) => {
                 Ok(Box::new(Remote { pipe }))
             }
-            Reply::Attached { .. } => Err(TrackError::Helper(format!(
-                "{} is no longer the device this job reads",
-                self.device.display()
-            ))),
-            other => Err(TrackError::Helper(unexpected(other))),
+            Reply::Attached { .. } => {
+                Err(HelperError::Replugged { device: self.device.clone() }.into())
+            }
+            other => Err(unexpected(other).into()),
         }
     }
 }
@@ -262,7 +258,7 @@ impl Pipe {
     /// pkexec's exit status tells.
     fn call(&self, request: &Request) -> Result<Reply, TrackError> {
         let mut guard = lock(&self.io);
-        let io = guard.as_mut().ok_or_else(|| TrackError::Helper("it was let go".into()))?;
+        let io = guard.as_mut().ok_or(HelperError::LetGo)?;
         let mut line = serde_json::to_string(request).expect("requests serialize");
         line.push('\n');
         let sent = io.stdin.write_all(line.as_bytes()).and_then(|()| io.stdin.flush());
@@ -270,24 +266,22 @@ impl Pipe {
         let read = sent.and_then(|()| io.stdout.read_line(&mut line));
         match read {
             Ok(n) if n > 0 => serde_json::from_str(&line)
-                .map_err(|e| TrackError::Helper(format!("unreadable reply {line:?}: {e}"))),
+                .map_err(|source| HelperError::Unreadable { line, source }.into()),
             Ok(_) | Err(_) => {
                 *guard = None;
-                Err(TrackError::Helper(self.ended()))
+                Err(self.ended().into())
             }
         }
     }
 
     /// Why the helper stopped answering.
-    fn ended(&self) -> String {
+    fn ended(&self) -> HelperError {
         let status = lock(&self.child).wait();
         match status.map(|s| s.code()) {
-            Ok(Some(code)) if PKEXEC_REFUSED.contains(&code) => format!(
-                "not authorized: the password prompt was dismissed or refused (exit status {code})"
-            ),
-            Ok(Some(code)) => format!("it exited with status {code}"),
-            Ok(None) => "it was killed".into(),
-            Err(e) => format!("it stopped answering: {e}"),
+            Ok(Some(code)) if PKEXEC_REFUSED.contains(&code) => HelperError::NotAuthorized(code),
+            Ok(Some(code)) => HelperError::Exited(code),
+            Ok(None) => HelperError::Killed,
+            Err(e) => HelperError::Silent(e),
         }
     }
 }
@@ -307,10 +301,55 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn unexpected(reply: Reply) -> String {
+fn unexpected(reply: Reply) -> HelperError {
     match reply {
-        Reply::Failed { error, .. } => error,
-        other => format!("unexpected reply {other:?}"),
+        Reply::Failed { error, .. } => HelperError::Said(error),
+        other => HelperError::Unexpected(format!("{other:?}")),
+    }
+}
+
+/// What went wrong with the privileged helper itself (what it reports of
+/// the tracker or the freeze comes back as [`HelperError::Said`]).
+#[derive(Debug, thiserror::Error)]
+pub enum HelperError {
+    #[error("{0}")]
+    Open(#[source] livemirror_core::Error),
+    #[error("cannot find this program: {0}")]
+    NoProgram(#[source] io::Error),
+    #[error("cannot run {}: {source}", program.display())]
+    Run { program: PathBuf, source: io::Error },
+    /// The path now names another device than the one the job reads.
+    #[error("{} is no longer the device this job reads", device.display())]
+    Replugged { device: PathBuf },
+    #[error("it was let go")]
+    LetGo,
+    #[error("unreadable reply {line:?}: {source}")]
+    Unreadable { line: String, source: serde_json::Error },
+    /// pkexec's "not authorized" and "dialog dismissed" statuses.
+    #[error("not authorized: the password prompt was dismissed or refused (exit status {0})")]
+    NotAuthorized(i32),
+    #[error("it exited with status {0}")]
+    Exited(i32),
+    #[error("it was killed")]
+    Killed,
+    #[error("it stopped answering: {0}")]
+    Silent(#[source] io::Error),
+    /// The helper's own words for what failed on its side.
+    #[error("{0}")]
+    Said(String),
+    #[error("unexpected reply {0}")]
+    Unexpected(String),
+}
+
+impl From<HelperError> for TrackError {
+    fn from(e: HelperError) -> Self {
+        TrackError::Helper(Box::new(e))
+    }
+}
+
+impl From<HelperError> for FreezeError {
+    fn from(e: HelperError) -> Self {
+        FreezeError::Helper(Box::new(e))
     }
 }
 
@@ -336,7 +375,7 @@ impl KernelWrites for Remote {
     fn barrier(&self) -> Result<(), TrackError> {
         match self.pipe.call(&Request::Barrier)? {
             Reply::Done => Ok(()),
-            other => Err(TrackError::Helper(unexpected(other))),
+            other => Err(unexpected(other).into()),
         }
     }
 
@@ -353,8 +392,8 @@ impl KernelWrites for Remote {
                 deadline,
                 limit,
             })),
-            Ok(other) => Err(FreezeError::Helper(unexpected(other))),
-            Err(e) => Err(FreezeError::Helper(e.to_string())),
+            Ok(other) => Err(unexpected(other).into()),
+            Err(e) => Err(FreezeError::Helper(Box::new(e))),
         }
     }
 }
@@ -384,8 +423,8 @@ impl Frozen for RemoteHold {
             Ok(Reply::Failed { time_limit: true, .. }) => {
                 Err(FreezeError::TimeLimit { limit: self.limit })
             }
-            Ok(other) => Err(FreezeError::Helper(unexpected(other))),
-            Err(e) => Err(FreezeError::Helper(e.to_string())),
+            Ok(other) => Err(unexpected(other).into()),
+            Err(e) => Err(FreezeError::Helper(Box::new(e))),
         }
     }
 }
