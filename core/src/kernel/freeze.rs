@@ -46,12 +46,14 @@ pub enum FreezeError {
          writers were let go before the final copy finished"
     )]
     TimeLimit { limit: Duration },
-    #[error("thawing {paths:?} failed: {detail}")]
-    Thaw { paths: Vec<PathBuf>, detail: String },
+    #[error("thawing {} failed: {source}", path.display())]
+    Thaw { path: PathBuf, source: io::Error },
+    #[error("thawing {paths:?} failed: the watchdog's FITHAW failed")]
+    WatchdogThaw { paths: Vec<PathBuf> },
     /// The privileged helper holding the freeze failed or went away (it
     /// thaws when it goes).
     #[error("the privileged helper: {0}")]
-    Helper(String),
+    Helper(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Filesystems frozen by [`freeze_all`]; thawed by [`thaw`](Self::thaw) or
@@ -160,34 +162,36 @@ impl FreezeHold {
                 // A limit shorter than the freezing itself passes before
                 // the last FIFREEZE, whose filesystem the watchdog then found
                 // not yet frozen: thaw from here too (EINVAL when thawed).
-                for dir in &w.dirs {
+                for (dir, path) in w.dirs.iter().zip(&self.mounts) {
                     // EINVAL (already thawed) is the usual answer: nothing
-                    // to say about it.
-                    let _ = ioctl(dir.as_raw_fd(), FITHAW);
+                    // to say about it. Anything else leaves a filesystem
+                    // frozen, which the limit's error alone would not tell.
+                    match ioctl(dir.as_raw_fd(), FITHAW) {
+                        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => {
+                            tracing::error!(path = %path.display(), error = %e, "cannot thaw");
+                        }
+                        _ => {}
+                    }
                 }
                 Err(FreezeError::TimeLimit { limit: self.limit })
             }
-            Some(THAW_FAILED) => Err(FreezeError::Thaw {
-                paths: self.mounts.clone(),
-                detail: "the watchdog's FITHAW failed".into(),
-            }),
+            Some(THAW_FAILED) => Err(FreezeError::WatchdogThaw { paths: self.mounts.clone() }),
             // The watchdog was killed or vanished: thaw from here.
             _ => {
-                let failed: Vec<String> = w
-                    .dirs
-                    .iter()
-                    .zip(&self.mounts)
-                    .filter_map(|(dir, path)| match ioctl(dir.as_raw_fd(), FITHAW) {
-                        Ok(()) => None,
-                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => None, // not frozen
-                        Err(e) => Some(format!("{}: {e}", path.display())),
-                    })
-                    .collect();
-                if failed.is_empty() {
-                    Ok(())
-                } else {
-                    Err(FreezeError::Thaw { paths: self.mounts.clone(), detail: failed.join("; ") })
+                // Every one is tried; the first failure is the error, the
+                // others are logged.
+                let mut first = None;
+                for (dir, path) in w.dirs.iter().zip(&self.mounts) {
+                    match ioctl(dir.as_raw_fd(), FITHAW) {
+                        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => {
+                            tracing::error!(path = %path.display(), error = %e, "cannot thaw");
+                            first
+                                .get_or_insert(FreezeError::Thaw { path: path.clone(), source: e });
+                        }
+                        _ => {} // thawed, or EINVAL: not frozen
+                    }
                 }
+                first.map_or(Ok(()), Err)
             }
         }
     }
