@@ -26,7 +26,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use super::Reading;
 use crate::buffer::AlignedBuf;
-use crate::device::BlockDevice;
+use crate::device::{self, Allocation, BlockDevice, Extent, extents};
 use crate::error::{IoFailure, IoOperation, Side};
 
 /// Reader threads per side, and buffers per reader.
@@ -229,36 +229,40 @@ fn read_pieces(
     }
 }
 
-/// One side's block status, asked once per extent rather than once per
-/// piece: an answer covers every piece up to the end of its run (a file's
+/// One side's block status over the range being cut, walked with
+/// [`extents`] and asked once per extent rather than once per piece: an
+/// answer covers every piece up to the end of its run (a file's
 /// `SEEK_DATA`/`SEEK_HOLE`, an NBD round trip).
 struct Extents<'a> {
     dev: &'a dyn BlockDevice,
     side: Side,
-    /// The last answer: whether it reads as zeroes, over which bytes.
-    known: Option<(bool, Range<u64>)>,
+    /// The walk, and the end of the range it walks.
+    walk: Option<(device::Extents<'a, Allocation>, u64)>,
+    /// The run the last answer gave.
+    known: Option<Extent<Allocation>>,
 }
 
 impl<'a> Extents<'a> {
     fn new(dev: &'a dyn BlockDevice, side: Side) -> Self {
-        Extents { dev, side, known: None }
+        Extents { dev, side, walk: None, known: None }
     }
 
     /// Whether `pos` reads as zeroes, and where that run ends (at most
-    /// `end`).
+    /// `end`). Positions come in order: each is in the last run, at its
+    /// end (the walk goes on), or in a new range (a new walk).
     fn at(&mut self, pos: u64, end: u64) -> Result<(bool, u64), IoFailure> {
-        if let Some((zero, run)) = &self.known
-            && run.contains(&pos)
-        {
-            return Ok((*zero, run.end.min(end)));
+        let known = |e: &Extent<Allocation>| (e.offset..e.end()).contains(&pos);
+        if !self.known.as_ref().is_some_and(known) {
+            let goes_on = self.known.is_some_and(|e| e.end() == pos);
+            let walk = match &mut self.walk {
+                Some((walk, walk_end)) if goes_on && *walk_end == end => walk,
+                slot => &mut slot.insert((extents(self.dev, pos..end), end)).0,
+            };
+            let run = walk.next().expect("a walk from before its end has a run");
+            self.known = Some(run.map_err(|e| e.failure(self.side))?);
         }
-        let (alloc, len) = self
-            .dev
-            .block_status(pos, end - pos)
-            .map_err(|e| IoFailure::new(self.side, IoOperation::BlockStatus, pos, end - pos, &e))?;
-        let run = pos..pos + len.max(1);
-        self.known = Some((alloc.reads_zero(), run.clone()));
-        Ok((alloc.reads_zero(), run.end.min(end)))
+        let run = self.known.expect("known by now");
+        Ok((run.status.reads_zero(), run.end().min(end)))
     }
 }
 
