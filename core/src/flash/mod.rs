@@ -59,7 +59,7 @@ pub enum FlashError {
         "zip archive: the archive holds {count} files ({}); livemirror writes an archive of one image only",
         names.join(", ")
     )]
-    SeveralFiles { count: usize, names: Vec<String> },
+    SeveralFiles { count: usize, names: Box<[String]> },
     #[error("target: {0}")]
     TargetOpen(#[source] crate::Error),
     #[error("the image declares {} uncompressed, more than the target's {}", human(*declared), human(*target))]

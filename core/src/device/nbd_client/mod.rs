@@ -83,8 +83,10 @@ const MAX_STATUS_REQUEST: u64 = 1 << 30;
 pub enum NbdError {
     #[error("{uri} is not a valid NBD URI: {why}")]
     Uri { uri: String, why: String },
+    /// Boxed: rustls's errors are large, and an open's result is passed
+    /// around by value.
     #[error("{uri}: TLS: {source}")]
-    Tls { uri: String, source: TlsError },
+    Tls { uri: String, source: Box<TlsError> },
     #[error("cannot connect to {uri}: {source}")]
     Connect { uri: String, source: io::Error },
     #[error("{uri}: {why}")]
@@ -104,7 +106,7 @@ impl NbdError {
             Refusal::Io(source) => NbdError::Connect { uri, source },
             Refusal::Broken(why) => NbdError::Protocol { uri, why },
             Refusal::Refused(why) => NbdError::Refused { uri, why },
-            Refusal::Tls(e) => NbdError::Tls { uri, source: TlsError::Handshake(e) },
+            Refusal::Tls(e) => NbdError::Tls { uri, source: Box::new(TlsError::Handshake(e)) },
         }
     }
 }

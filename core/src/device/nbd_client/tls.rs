@@ -67,7 +67,7 @@ fn certificate_dir(uri: &NbdUri) -> Option<PathBuf> {
 
 /// Reads the certificates for `uri` and builds the client configuration.
 pub(super) fn setup(uri: &NbdUri) -> Result<TlsSetup, NbdError> {
-    let bad = |source: TlsError| NbdError::Tls { uri: uri.to_string(), source };
+    let bad = |source: TlsError| NbdError::Tls { uri: uri.to_string(), source: Box::new(source) };
     let dir = certificate_dir(uri).ok_or_else(|| bad(TlsError::NoCertificates))?;
     let file = |name: &str| dir.join(name);
     let pem_error = |path: &Path, source| bad(TlsError::Pem { path: path.to_owned(), source });
