@@ -7,7 +7,8 @@
 //! * [`engine`]: the tokio runtime the job and all device I/O run on;
 //!   [`job`]: one job as the window sees it; [`flash`]: a compressed image
 //!   written instead of a job;
-//! * [`settings`] remembered between runs, [`paths`] as typed.
+//! * [`settings`] remembered between runs (with [`share_option`], the NBD
+//!   share as typed), [`paths`] as typed.
 
 pub mod app;
 pub mod engine;
@@ -17,6 +18,7 @@ pub mod job;
 mod paths;
 pub mod screens;
 pub mod settings;
+pub mod share_option;
 pub mod theme;
 pub mod widgets;
 
