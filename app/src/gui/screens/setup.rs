@@ -23,7 +23,7 @@ use livemirror_core::flash::Compression;
 use livemirror_core::job::{self, CopyMode, ErrorPolicy, MirrorOptions, SyncMode};
 use livemirror_core::partition::{self, Fit, Relation};
 
-use crate::gui::app::{Action, Role};
+use crate::gui::action::{Action, Role};
 use crate::gui::engine::{Engine, Newest, Opener};
 use crate::gui::flash::FlashRequest;
 use crate::gui::job::StartRequest;
