@@ -1,24 +1,42 @@
-//! One-way stairs between a crate's top-level modules, checked as a test.
+//! One-way stairs between a crate's modules, checked as a test.
 //!
-//! [`check`] reads a crate's `src/` tree as text, finds which top-level
-//! module names which (`crate::x` paths, grouped `use crate::{a, b}`
-//! imports, and `super::` paths that climb out of a module), and refuses
-//! (a) any cycle and (b) any edge that does not go down a rank table
-//! (module → floor: a module may only name modules on lower floors).
+//! [`check`] reads a crate's `src/` tree as text and finds which module
+//! names which, at any depth: every `use` path (groups and renames
+//! included), and every path written inline that starts with `crate::`,
+//! `super::`, `self::`, a child module or a name the module imports. A
+//! path names the deepest module it reaches (`crate::gui::app::Message`
+//! names `gui::app`); a name a module only imports (`pub use x::Thing`,
+//! or a plain `use` its children see through `super::`) is followed to
+//! where it comes from, so a re-export hides no edge.
+//!
+//! The rule, at every level of the tree: the children of a module, each
+//! taken with everything below it, form one-way stairs, with no cycle
+//! between them. A module naming its own descendants (a parent declaring,
+//! using and re-exporting its children) or an ancestor (a child using its
+//! parent's items through `super::`) is the ordinary parent/child bond and
+//! is not counted; any other edge counts between the two siblings under
+//! the deepest module both stand in (`gui::screens::setup` naming
+//! `gui::app` is `gui::screens` naming `gui::app`, inside `gui`). So two
+//! siblings never need each other, and neither do their subtrees.
+//!
+//! On top of that, [`check`] can hold the crate's top-level modules to a
+//! rank table (module → floor: a module may only name lower floors).
 //!
 //! It reads text, not the compiler's view: comments (doc links included)
 //! and string literals are skipped, `#[cfg]` is not evaluated (test code
 //! counts like any other: a lower module's tests that need a higher one
-//! belong to the higher one), and the crate root (`lib.rs`, `main.rs`),
-//! which declares and re-exports everything, is not a module of its own.
+//! belong to the higher one), glob imports (`use x::*`) bring no names to
+//! follow, and the crate root (`lib.rs`, `main.rs`) is the module every
+//! other one stands in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Where one top-level module names another.
+/// Where one module names another.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Edge {
+    /// Module paths below the crate root (`gui::app`); the root is `crate`.
     pub from: String,
     pub to: String,
     /// The first place that names it: file and 1-based line.
@@ -32,59 +50,49 @@ impl fmt::Display for Edge {
     }
 }
 
-/// The top-level modules of the crate at `src` and the first place each
-/// names each other one. Panics when the tree cannot be read (a test's
-/// setup error).
+/// Every module of the crate at `src` and the first place each names each
+/// other one, ancestors and descendants included. Panics when the tree
+/// cannot be read (a test's setup error).
 pub fn edges(src: &Path) -> Vec<Edge> {
-    let modules = top_level_modules(src);
-    let reexported = root_reexports(src, &modules);
-    let mut found: BTreeMap<(String, String), Edge> = BTreeMap::new();
-    for (module, files) in &modules {
-        for file in files {
-            let path = file_module_path(src, file);
-            for (name, line) in names_in(&strip(&read(file)), &path) {
-                let to = reexported.get(&name).cloned().unwrap_or(name);
-                if &to != module && modules.contains_key(&to) {
-                    let key = (module.clone(), to.clone());
-                    found.entry(key).or_insert_with(|| Edge {
-                        from: module.clone(),
-                        to,
-                        file: file.clone(),
-                        line,
-                    });
-                }
-            }
-        }
-    }
-    found.into_values().collect()
+    Crate::read(src).edges()
 }
 
-/// Checks the crate at `src`: no cycle between its top-level modules and,
-/// when `ranks` is not empty, every module ranked and every edge going to
-/// a lower rank. Returns every problem found, one sentence each.
+/// Checks the crate at `src`: no cycle between siblings at any level (see
+/// the module docs) and, when `ranks` is not empty, every top-level module
+/// ranked and every edge between two of them going to a lower rank.
+/// Returns every problem found, one sentence each.
 pub fn check(src: &Path, ranks: &[(&str, u32)]) -> Result<(), Vec<String>> {
-    let edges = edges(src);
-    let mut problems = Vec::new();
-    if let Some(cycle) = find_cycle(&edges) {
-        problems.push(format!("cycle: {}", cycle.join(" -> ")));
-    }
+    let krate = Crate::read(src);
+    let edges = krate.edges();
+    let mut problems = sibling_cycles(&edges);
     if !ranks.is_empty() {
         let rank: BTreeMap<&str, u32> = ranks.iter().copied().collect();
-        for module in top_level_modules(src).keys() {
+        let top: BTreeSet<String> =
+            krate.modules.iter().filter(|m| m.len() == 1).map(|m| name(m)).collect();
+        for module in &top {
             if !rank.contains_key(module.as_str()) {
                 problems.push(format!("module {module} has no rank: place it on a floor"));
             }
         }
         for name in rank.keys() {
-            if !top_level_modules(src).contains_key(*name) {
+            if !top.contains(*name) {
                 problems.push(format!("ranked module {name} does not exist"));
             }
         }
+        // The first edge between each two ranked top-level modules.
+        let mut between: BTreeMap<(&str, &str), &Edge> = BTreeMap::new();
         for e in &edges {
-            if let (Some(from), Some(to)) = (rank.get(e.from.as_str()), rank.get(e.to.as_str()))
-                && to >= from
+            let top_of = |m: &str| rank.get_key_value(m.split("::").next().unwrap_or(m));
+            if let (Some((&from, _)), Some((&to, _))) = (top_of(&e.from), top_of(&e.to))
+                && from != to
             {
-                problems.push(format!("{e}: rank {from} may only name lower ranks, not {to}"));
+                between.entry((from, to)).or_insert(e);
+            }
+        }
+        for ((from, to), e) in between {
+            let (a, b) = (rank[from], rank[to]);
+            if b >= a {
+                problems.push(format!("{e}: rank {a} may only name lower ranks, not {b}"));
             }
         }
     }
@@ -96,6 +104,36 @@ pub fn assert_layered(src: &Path, ranks: &[(&str, u32)]) {
     if let Err(problems) = check(src, ranks) {
         panic!("{} is not layered:\n  {}", src.display(), problems.join("\n  "));
     }
+}
+
+/// One cycle between siblings per module whose children have one, as
+/// `cycle in P: a -> b -> a`, then each step's first naming.
+fn sibling_cycles(edges: &[Edge]) -> Vec<String> {
+    // Parent → (sibling edge → the edge it stands for).
+    let mut levels: BTreeMap<Module, BTreeMap<(String, String), &Edge>> = BTreeMap::new();
+    for e in edges {
+        let (from, to) = (path(&e.from), path(&e.to));
+        let shared = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+        if shared < from.len() && shared < to.len() {
+            let step = (name(&from[..=shared]), name(&to[..=shared]));
+            levels.entry(from[..shared].to_vec()).or_default().entry(step).or_insert(e);
+        }
+    }
+    let mut problems = Vec::new();
+    for (parent, steps) in &levels {
+        let sibling_edges: Vec<Edge> = steps
+            .iter()
+            .map(|((from, to), e)| Edge { from: from.clone(), to: to.clone(), ..(*e).clone() })
+            .collect();
+        if let Some(cycle) = find_cycle(&sibling_edges) {
+            let mut text = format!("cycle in {}: {}", name(parent), cycle.join(" -> "));
+            for pair in cycle.windows(2) {
+                text += &format!("\n    {}", steps[&(pair[0].clone(), pair[1].clone())]);
+            }
+            problems.push(text);
+        }
+    }
+    problems
 }
 
 /// A cycle among the edges, as the modules along it (first repeated last).
@@ -132,71 +170,146 @@ fn visit<'a>(
     None
 }
 
+/// A module's path below the crate root: `[]` is the root, `[gui, app]`
+/// is `gui::app`.
+type Module = Vec<String>;
+
+fn name(module: &[String]) -> String {
+    if module.is_empty() { "crate".to_string() } else { module.join("::") }
+}
+
+fn path(name: &str) -> Module {
+    if name == "crate" { Vec::new() } else { name.split("::").map(str::to_string).collect() }
+}
+
+/// A path as a file writes it.
+#[derive(Debug)]
+struct Written {
+    /// The module it is written in: the file's, deepened by inline `mod x
+    /// { … }` blocks, so `super::` resolves as the compiler does.
+    base: Module,
+    segments: Vec<String>,
+    /// The name a `use` binds (`Thing` in `use a::Thing`, `B` in `use a::A
+    /// as B`); none for inline paths and globs.
+    binds: Option<String>,
+    line: usize,
+}
+
+/// A crate's modules and what each file writes.
+struct Crate {
+    /// Every module: each file's, the directories', and the root.
+    modules: BTreeSet<Module>,
+    /// Each file, its module, and the paths it writes.
+    paths: Vec<(PathBuf, Module, Vec<Written>)>,
+    /// What each module's `use`s bind: name → absolute path.
+    imports: BTreeMap<Module, BTreeMap<String, Vec<String>>>,
+}
+
+impl Crate {
+    fn read(src: &Path) -> Crate {
+        let mut krate = Crate {
+            modules: BTreeSet::from([Vec::new()]),
+            paths: Vec::new(),
+            imports: BTreeMap::new(),
+        };
+        for file in rust_files(src) {
+            let module = file_module(src, &file);
+            for depth in 1..=module.len() {
+                krate.modules.insert(module[..depth].to_vec());
+            }
+            let paths = paths_in(&strip(&read(&file)), &module);
+            krate.paths.push((file, module, paths));
+        }
+        let mut imports: BTreeMap<Module, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+        for (_, module, paths) in &krate.paths {
+            for written in paths {
+                if let (Some(bound), Some(to)) = (&written.binds, krate.absolute(module, written)) {
+                    imports.entry(module.clone()).or_default().insert(bound.clone(), to);
+                }
+            }
+        }
+        krate.imports = imports;
+        krate
+    }
+
+    /// Each module another names, and the first place it does.
+    fn edges(&self) -> Vec<Edge> {
+        let mut found: BTreeMap<(Module, Module), Edge> = BTreeMap::new();
+        for (file, from, paths) in &self.paths {
+            for written in paths {
+                let Some(to) = self.absolute(from, written).map(|p| self.resolve(&p, 0)) else {
+                    continue;
+                };
+                if &to != from {
+                    found.entry((from.clone(), to.clone())).or_insert_with(|| Edge {
+                        from: name(from),
+                        to: name(&to),
+                        file: file.clone(),
+                        line: written.line,
+                    });
+                }
+            }
+        }
+        found.into_values().collect()
+    }
+
+    /// The path from the crate root that `written`, in a file of `module`,
+    /// stands for; none for what lies outside the crate (`std::…`, other
+    /// crates, local names).
+    fn absolute(&self, module: &Module, written: &Written) -> Option<Vec<String>> {
+        let (first, rest) = written.segments.split_first()?;
+        let base = &written.base;
+        let ups = written.segments.iter().take_while(|s| *s == "super").count();
+        let joined = |head: &[String], tail: &[String]| [head, tail].concat();
+        match first.as_str() {
+            "crate" => Some(rest.to_vec()),
+            "self" => Some(joined(base, rest)),
+            "super" => {
+                Some(joined(&base[..base.len().checked_sub(ups)?], &written.segments[ups..]))
+            }
+            _ => {
+                if let Some(imported) = self.imports.get(module).and_then(|i| i.get(first)) {
+                    Some(joined(imported, rest))
+                } else {
+                    let child = joined(base, &written.segments[..1]);
+                    self.modules.contains(&child).then(|| joined(base, &written.segments))
+                }
+            }
+        }
+    }
+
+    /// The module an absolute path names: its deepest module prefix, or,
+    /// when the next name is one that module only imports, where that
+    /// comes from (`hops` bounds a chain of re-exports).
+    fn resolve(&self, path: &[String], hops: usize) -> Module {
+        let depth =
+            (0..=path.len()).rev().find(|&n| self.modules.contains(&path[..n])).unwrap_or(0);
+        let module = path[..depth].to_vec();
+        if let Some(next) = path.get(depth)
+            && let Some(imported) = self.imports.get(&module).and_then(|i| i.get(next))
+            && hops < 8
+        {
+            return self.resolve(&[imported, &path[depth + 1..]].concat(), hops + 1);
+        }
+        module
+    }
+}
+
 fn read(file: &Path) -> String {
     std::fs::read_to_string(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()))
 }
 
-/// The names the crate root re-exports from its modules (`pub use
-/// error::{Error, Side};` makes `crate::Error` name `error`).
-fn root_reexports(
-    src: &Path,
-    modules: &BTreeMap<String, Vec<PathBuf>>,
-) -> BTreeMap<String, String> {
-    let mut names = BTreeMap::new();
-    for root in ["lib.rs", "main.rs"].map(|f| src.join(f)).iter().filter(|f| f.is_file()) {
-        let tokens = tokenize(&strip(&read(root)));
-        let mut i = 0;
-        while i < tokens.len() {
-            if tokens[i].0 == "use" {
-                let end =
-                    tokens[i..].iter().position(|t| t.0 == ";").map_or(tokens.len(), |e| i + e);
-                let mut path = tokens[i + 1..end].iter().map(|t| t.0.as_str()).peekable();
-                if path.next_if(|&t| t == "crate").is_some() {
-                    path.next_if(|&t| t == "::");
-                }
-                if let Some(module) = path.next().filter(|m| modules.contains_key(*m)) {
-                    for name in path.filter(|t| is_ident(t) && !["self", "as"].contains(t)) {
-                        names.insert(name.to_string(), module.to_string());
-                    }
-                }
-                i = end;
-            }
-            i += 1;
-        }
-    }
-    names
-}
-
-/// Each top-level module (`x.rs` or `x/`) and its files; the crate root
-/// (`lib.rs`, `main.rs`) and `bin/` are not modules.
-fn top_level_modules(src: &Path) -> BTreeMap<String, Vec<PathBuf>> {
-    let mut modules: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
-    let entries =
-        std::fs::read_dir(src).unwrap_or_else(|e| panic!("cannot list {}: {e}", src.display()));
-    for entry in entries {
-        let path = entry.expect("directory entry").path();
-        let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
-            continue;
-        };
-        if path.is_dir() {
-            if name != "bin" {
-                modules.entry(name).or_default().extend(rust_files(&path));
-            }
-        } else if path.extension().is_some_and(|e| e == "rs") && name != "lib" && name != "main" {
-            modules.entry(name).or_default().push(path);
-        }
-    }
-    modules
-}
-
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
+/// Every `.rs` file below `src`, but `bin/` (other crates).
+fn rust_files(src: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
+    let mut dirs = vec![src.to_path_buf()];
     while let Some(d) = dirs.pop() {
         for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
             let path = entry.expect("directory entry").path();
             if path.is_dir() {
-                dirs.push(path);
+                if path != src.join("bin") {
+                    dirs.push(path);
+                }
             } else if path.extension().is_some_and(|e| e == "rs") {
                 files.push(path);
             }
@@ -206,16 +319,125 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The module path of a file below `src`: `src/job/mod.rs` → `[job]`,
-/// `src/job/copy.rs` → `[job, copy]`.
-fn file_module_path(src: &Path, file: &Path) -> Vec<String> {
+/// The module of a file below `src`: `src/lib.rs` → `[]`, `src/job/mod.rs`
+/// and `src/job.rs` → `[job]`, `src/job/copy.rs` → `[job, copy]`.
+fn file_module(src: &Path, file: &Path) -> Module {
     let rel = file.strip_prefix(src).expect("file below src");
-    let mut path: Vec<String> =
+    let mut module: Module =
         rel.iter().map(|c| c.to_string_lossy().trim_end_matches(".rs").to_string()).collect();
-    if path.last().is_some_and(|l| l == "mod") {
-        path.pop();
+    if module.last().is_some_and(|l| l == "mod") || module == ["lib"] || module == ["main"] {
+        module.pop();
     }
-    path
+    module
+}
+
+/// The paths a stripped file writes: each path of each `use`, and each
+/// inline path of two names or more (`a::b`). `file_module` is the file's
+/// module; inline `mod x { … }` blocks deepen it.
+fn paths_in(text: &str, file_module: &[String]) -> Vec<Written> {
+    let tokens = tokenize(text);
+    let mut found = Vec::new();
+    // The module path at each brace depth that opened an inline module.
+    let mut base = file_module.to_vec();
+    let mut inline: Vec<usize> = Vec::new();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < tokens.len() {
+        let tok = tokens[i].0.as_str();
+        let before = i.checked_sub(1).map(|b| tokens[b].0.as_str());
+        match tok {
+            "{" => depth += 1,
+            "}" => {
+                depth = depth.saturating_sub(1);
+                if inline.last() == Some(&depth) {
+                    inline.pop();
+                    base.pop();
+                }
+            }
+            "mod" if tokens.get(i + 2).is_some_and(|t| t.0 == "{") => {
+                base.push(tokens[i + 1].0.clone());
+                inline.push(depth);
+            }
+            "use" => {
+                let mut trees = Vec::new();
+                i = use_tree(&tokens, i + 1, Vec::new(), &mut trees);
+                found.extend(trees.into_iter().map(|(segments, binds, line)| Written {
+                    base: base.clone(),
+                    segments,
+                    binds,
+                    line,
+                }));
+                continue;
+            }
+            // The start of an inline path; `$crate` belongs to macros.
+            _ if is_ident(tok)
+                && tokens.get(i + 1).is_some_and(|t| t.0 == "::")
+                && !matches!(before, Some("::" | "$")) =>
+            {
+                let line = tokens[i].1;
+                let mut segments = vec![tok.to_string()];
+                while tokens.get(i + 1).is_some_and(|t| t.0 == "::")
+                    && let Some(next) = tokens.get(i + 2).filter(|t| is_ident(&t.0))
+                {
+                    segments.push(next.0.clone());
+                    i += 2;
+                }
+                found.push(Written { base: base.clone(), segments, binds: None, line });
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    found
+}
+
+/// Reads the `use` tree at token `at` below `prefix` into `out` (each
+/// path, the name it binds, its line); returns the index after it.
+fn use_tree(
+    tokens: &[(String, usize)],
+    mut at: usize,
+    mut prefix: Vec<String>,
+    out: &mut Vec<(Vec<String>, Option<String>, usize)>,
+) -> usize {
+    while let Some((tok, line)) = tokens.get(at) {
+        match tok.as_str() {
+            "::" => at += 1,
+            "*" => {
+                out.push((prefix, None, *line));
+                return at + 1;
+            }
+            "{" => {
+                at += 1;
+                while tokens.get(at).is_some_and(|t| t.0 != "}") {
+                    let end = use_tree(tokens, at, prefix.clone(), out);
+                    at = if end == at { at + 1 } else { end };
+                    if tokens.get(at).is_some_and(|t| t.0 == ",") {
+                        at += 1;
+                    }
+                }
+                return at + 1;
+            }
+            t if is_ident(t) => {
+                prefix.push(t.to_string());
+                at += 1;
+                if tokens.get(at).is_some_and(|t| t.0 == "::") {
+                    continue;
+                }
+                if prefix.last().is_some_and(|l| l == "self") {
+                    prefix.pop();
+                }
+                let mut binds = prefix.last().cloned();
+                if tokens.get(at).is_some_and(|t| t.0 == "as") {
+                    binds = tokens.get(at + 1).map(|t| t.0.clone()).filter(|b| b != "_");
+                    at += 2;
+                }
+                out.push((prefix, binds, *line));
+                return at;
+            }
+            _ => return at,
+        }
+    }
+    at
 }
 
 /// The text with comments and string/char literals blanked out (lines
@@ -311,98 +533,6 @@ fn char_literal_len(s: &str) -> Option<usize> {
     (quote == '\'').then_some(at + 1)
 }
 
-/// The top-level modules a stripped file names, with the line of each
-/// naming. `file_path` is the file's module path; inline `mod x { … }`
-/// blocks deepen it, so `super::` resolves like the compiler does.
-fn names_in(text: &str, file_path: &[String]) -> Vec<(String, usize)> {
-    let tokens = tokenize(text);
-    let mut found = Vec::new();
-    // The module path at each brace depth that opened an inline module.
-    let mut path = file_path.to_vec();
-    let mut inline: Vec<usize> = Vec::new();
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < tokens.len() {
-        let (tok, line) = (&tokens[i].0, tokens[i].1);
-        match tok.as_str() {
-            "{" => depth += 1,
-            "}" => {
-                depth = depth.saturating_sub(1);
-                if inline.last() == Some(&depth) {
-                    inline.pop();
-                    path.pop();
-                }
-            }
-            "mod" if tokens.get(i + 2).is_some_and(|t| t.0 == "{") => {
-                path.push(tokens[i + 1].0.clone());
-                inline.push(depth);
-            }
-            "crate" if tokens.get(i + 1).is_some_and(|t| t.0 == "::") => {
-                let before = i.checked_sub(1).map(|b| tokens[b].0.as_str());
-                // `$crate` in macros, and `pub(crate)` (no `::` after) aside.
-                if before != Some("$") {
-                    found.extend(targets(&tokens, i + 2).into_iter().map(|m| (m, line)));
-                }
-            }
-            "super" if tokens.get(i + 1).is_some_and(|t| t.0 == "::") => {
-                let before = i.checked_sub(2).map(|b| tokens[b].0.as_str());
-                // Only the first `super` of a `super::super::…` chain counts.
-                if !(before == Some("super") && tokens[i - 1].0 == "::") {
-                    let (mut up, mut j) = (0, i);
-                    while tokens.get(j).is_some_and(|t| t.0 == "super")
-                        && tokens.get(j + 1).is_some_and(|t| t.0 == "::")
-                    {
-                        up += 1;
-                        j += 2;
-                    }
-                    let base = &path[..path.len().saturating_sub(up)];
-                    match base.first() {
-                        Some(top) => found.push((top.clone(), line)),
-                        None => found.extend(targets(&tokens, j).into_iter().map(|m| (m, line))),
-                    }
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    found
-}
-
-/// The first segment(s) of the path starting at token `at`: one name, or
-/// each first name in a `{a, b::c, …}` group.
-fn targets(tokens: &[(String, usize)], at: usize) -> Vec<String> {
-    let Some((tok, _)) = tokens.get(at) else { return Vec::new() };
-    if tok != "{" {
-        return if is_ident(tok) { vec![tok.clone()] } else { Vec::new() };
-    }
-    let mut names = Vec::new();
-    let (mut depth, mut expect_name) = (0, true);
-    for (t, _) in &tokens[at..] {
-        match t.as_str() {
-            "{" => {
-                depth += 1;
-                expect_name = depth == 1;
-            }
-            "}" => {
-                depth -= 1;
-                if depth == 0 {
-                    break;
-                }
-            }
-            "," if depth == 1 => expect_name = true,
-            t if expect_name && depth == 1 => {
-                if is_ident(t) && t != "self" {
-                    names.push(t.to_string());
-                }
-                expect_name = false;
-            }
-            _ => {}
-        }
-    }
-    names
-}
-
 fn is_ident(t: &str) -> bool {
     t.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
 }
@@ -470,11 +600,47 @@ mod tests {
         ]);
         assert_eq!(
             pairs(t.path()),
-            vec![pair("a", "b"), pair("a", "c"), pair("a", "d"), pair("b", "d"), pair("c", "d")]
+            vec![
+                pair("crate", "a"),
+                pair("a", "crate"),
+                pair("a", "b"),
+                pair("a", "c"),
+                pair("a", "d"),
+                pair("b", "d"),
+                pair("b::inner", "b"),
+                pair("c", "d"),
+            ]
         );
         assert_eq!(check(t.path(), &[]), Ok(()));
         let e = edges(t.path()).into_iter().find(|e| e.to == "d" && e.from == "a").expect("a -> d");
         assert_eq!((e.file.ends_with("a.rs"), e.line), (true, 2));
+    }
+
+    #[test]
+    fn a_path_names_the_deepest_module_it_reaches() {
+        let t = tree(&[
+            ("lib.rs", "mod gui; mod verify;"),
+            ("gui/mod.rs", "mod app; mod screens; mod state;"),
+            ("gui/state.rs", "pub struct Message;"),
+            ("gui/screens/mod.rs", "pub mod setup;"),
+            (
+                "gui/screens/setup.rs",
+                "use crate::gui::state::Message;\nfn f() { super::super::state::Message }",
+            ),
+            ("gui/app.rs", "use super::screens;\nfn f() { screens::setup::view(); }"),
+            ("verify.rs", "mod pipeline; use self::pipeline::run;"),
+            ("verify/pipeline.rs", "pub fn run() { std::process::exit(0) }"),
+        ]);
+        // `mod x;` declares; it names nothing.
+        assert_eq!(
+            pairs(t.path()),
+            vec![
+                pair("gui::app", "gui::screens"),
+                pair("gui::app", "gui::screens::setup"),
+                pair("gui::screens::setup", "gui::state"),
+                pair("verify", "verify::pipeline"),
+            ]
+        );
     }
 
     #[test]
@@ -484,7 +650,19 @@ mod tests {
             ("a.rs", "pub struct Thing; pub struct Other;"),
             ("b.rs", "use crate::{Renamed};"),
         ]);
-        assert_eq!(pairs(t.path()), vec![pair("b", "a")]);
+        assert_eq!(pairs(t.path()), vec![pair("crate", "a"), pair("b", "a")]);
+    }
+
+    #[test]
+    fn a_name_a_parent_imports_is_followed_to_where_it_comes_from() {
+        let t = tree(&[
+            ("lib.rs", "mod gui;"),
+            ("gui/mod.rs", "mod app; mod log;\nuse app::Line;"),
+            ("gui/app.rs", "pub struct Line; use super::log;"),
+            ("gui/log.rs", "fn f(l: &super::Line) {}"),
+        ]);
+        let problems = check(t.path(), &[]).expect_err("a cycle through a re-export");
+        assert!(problems[0].starts_with("cycle in gui: gui::app -> gui::log -> gui::app"));
     }
 
     #[test]
@@ -496,7 +674,38 @@ mod tests {
             ("c.rs", "pub struct Y;\nfn f() { let _ = crate::a::g; }"),
         ]);
         let problems = check(t.path(), &[]).expect_err("a cycle");
-        assert_eq!(problems, vec!["cycle: a -> b -> c -> a".to_string()]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("cycle in crate: a -> b -> c -> a\n"), "{problems:?}");
+        let last = format!("c -> a ({}:2)", t.path().join("c.rs").display());
+        assert!(problems[0].ends_with(&last), "{problems:?}");
+    }
+
+    #[test]
+    fn parents_and_children_may_name_each_other_but_siblings_and_cousins_may_not() {
+        let parent_and_child = tree(&[
+            ("lib.rs", "mod gui;"),
+            ("gui/mod.rs", "mod app; mod screens; pub use app::App; use screens::setup::Setup;"),
+            ("gui/app.rs", "pub struct App; fn f() { super::screens::setup::Setup }"),
+            ("gui/screens/mod.rs", "pub mod setup; use super::super::gui::Thing;"),
+            ("gui/screens/setup.rs", "pub struct Setup; use super::*; use crate::gui::Thing;"),
+        ]);
+        assert_eq!(check(parent_and_child.path(), &[]), Ok(()));
+
+        // A cousin naming an uncle's module: the uncle's subtree and the
+        // cousin's subtree name each other, a cycle between `app` and `screens`.
+        let cousins = tree(&[
+            ("lib.rs", "mod gui;"),
+            ("gui/mod.rs", "mod app; mod screens;"),
+            ("gui/app.rs", "use super::screens::setup;"),
+            ("gui/screens/mod.rs", "pub mod setup;"),
+            ("gui/screens/setup.rs", "fn f() -> crate::gui::app::State {}"),
+        ]);
+        let problems = check(cousins.path(), &[]).expect_err("a cycle");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let lines: Vec<&str> = problems[0].lines().collect();
+        assert_eq!(lines[0], "cycle in gui: gui::app -> gui::screens -> gui::app");
+        assert!(lines[1].starts_with("    gui::app -> gui::screens::setup ("), "{lines:?}");
+        assert!(lines[2].starts_with("    gui::screens::setup -> gui::app ("), "{lines:?}");
     }
 
     #[test]

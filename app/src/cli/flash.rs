@@ -15,9 +15,8 @@ use livemirror_core::device::{BlockDevice, ImageFormat};
 use livemirror_core::flash::{self, Compression, FlashError, Flashed, Progress, Target};
 use serde_json::json;
 
-use super::clone::CloneArgs;
 use super::progress::terminal_bar;
-use super::{EXIT_CANCELLED, EXIT_FAILED, fail};
+use super::{CloneArgs, EXIT_CANCELLED, EXIT_FAILED, fail};
 use crate::platform::privileged;
 use crate::session::flash::{self as session_flash, FlashTargetError};
 use crate::session::target;

@@ -7,6 +7,7 @@
 
 mod cache_args;
 mod clone;
+mod clone_args;
 pub mod control;
 pub mod demo;
 mod disks;
@@ -28,6 +29,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use cache_args::{Cache, CacheArgs};
+pub use clone_args::CloneArgs;
 pub use format_args::FormatArgs;
 pub use mirror_args::MirrorArgs;
 pub use state_args::StateArgs;
@@ -63,7 +65,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Mirror SRC onto DST and complete as soon as they are in sync.
-    Clone(clone::CloneArgs),
+    Clone(CloneArgs),
     /// Export SRC over NBD (every write tracked), optionally mirroring it;
     /// `complete` on the control socket switches the export to the copy.
     Serve(serve::ServeArgs),

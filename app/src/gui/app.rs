@@ -11,8 +11,9 @@ use eframe::egui;
 use livemirror_core::device::{BlockDevice, OpenOptions};
 use livemirror_core::job::{Command, Outcome};
 
+use crate::gui::action::{Action, Role};
 use crate::gui::engine::{Engine, Opener, Pending};
-use crate::gui::flash::{FlashRequest, Flashing};
+use crate::gui::flash::Flashing;
 use crate::gui::frame_stats::FrameStats;
 use crate::gui::job::{self, Session, StartError, StartRequest};
 use crate::gui::screens::done::{DoneScreen, Fix, Verify};
@@ -22,8 +23,8 @@ use crate::gui::screens::running::RunningScreen;
 use crate::gui::screens::setup::SetupScreen;
 use crate::gui::screens::verify_only::VerifyOnlyScreen;
 use crate::gui::settings::{Saver, Settings};
+use crate::gui::share_option::ShareSettings;
 use crate::gui::widgets::browse::{Browser, Picked};
-use crate::gui::widgets::share::ShareSettings;
 use crate::gui::widgets::verify::{self, Found, VerifyMap};
 use crate::gui::widgets::{log, unfinished};
 use crate::gui::{Launch, paths};
@@ -32,61 +33,6 @@ use crate::session::resume::{self, Unfinished};
 use crate::session::share::Share;
 use crate::session::sizes::{self, Fixed};
 use crate::text;
-
-/// Which side of the mirror a picker fills.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Source,
-    Target,
-}
-
-/// What a screen asks for; applied after the frame.
-pub enum Action {
-    Choose(Role, PathBuf),
-    /// "Image file…" / "New image file…": the system's dialog where there
-    /// is one, else the window's own browser.
-    PickFile {
-        role: Role,
-        new_file: bool,
-    },
-    /// The window's own browser, asked for after a system dialog gave nothing.
-    Browse {
-        role: Role,
-        new_file: bool,
-    },
-    Start(StartRequest),
-    /// Start with a compressed source: the image written, not mirrored.
-    Flash(FlashRequest),
-    /// Cancel the flash under way.
-    CancelFlash,
-    Job(Command),
-    /// Complete (the demo stops its writer first, so the result can be compared).
-    Complete,
-    Verify,
-    /// Copy what the verification found different, and compare it again.
-    Repair,
-    /// "Verify only": compare a pair without copying (Setup, or again).
-    VerifyOnly {
-        source: PathBuf,
-        target: PathBuf,
-    },
-    /// "Skip verification": remembered, so it is not started next time.
-    SkipVerify,
-    /// Stop the session's share (after a confirmation if it has clients).
-    StopSharing,
-    /// Stop a share kept from an earlier session (by its place in the list).
-    StopKept(usize),
-    /// "Start another": asks first when the share has clients.
-    StartAnother,
-    /// A fresh Setup screen; a share still serving is kept serving.
-    NewSetup,
-    /// "Reset to defaults": the remembered settings forgotten (not the window size).
-    ResetSettings,
-    /// An unfinished job (by its place in the list) started again.
-    ResumeUnfinished(usize),
-    /// An unfinished job's state forgotten.
-    DiscardUnfinished(usize),
-}
 
 /// A share that outlived its session ("Start another" kept it serving).
 struct Kept {

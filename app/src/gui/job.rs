@@ -28,7 +28,7 @@ use livemirror_core::live::LiveSource;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::gui::engine::Opener;
-use crate::gui::widgets::share::{EndpointError, ShareSettings};
+use crate::gui::share_option::{EndpointError, ShareSettings};
 use crate::logs::{self, panel::Panel};
 use crate::platform::privileged::OpenError;
 use crate::session::Cache;

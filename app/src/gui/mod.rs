@@ -1,14 +1,17 @@
 //! The desktop application (eframe/egui): Setup → Running → Ready → Done.
 //!
-//! * [`app`]: state, screen switching, actions;
+//! * [`app`]: state, screen switching, applying actions;
 //! * [`screens`]: one file per screen (Setup, Running, Done);
 //! * [`widgets`]: the parts screens are made of (heatmap, error prompt,
 //!   log, share panel, speed control, progress, file browser, verify map);
+//! * [`action`]: what screens and widgets ask the app for;
 //! * [`engine`]: the tokio runtime the job and all device I/O run on;
 //!   [`job`]: one job as the window sees it; [`flash`]: a compressed image
 //!   written instead of a job;
-//! * [`settings`] remembered between runs, [`paths`] as typed.
+//! * [`settings`] remembered between runs (with [`share_option`], the NBD
+//!   share as typed), [`paths`] as typed.
 
+pub mod action;
 pub mod app;
 pub mod engine;
 pub mod flash;
@@ -17,6 +20,7 @@ pub mod job;
 mod paths;
 pub mod screens;
 pub mod settings;
+pub mod share_option;
 pub mod theme;
 pub mod widgets;
 

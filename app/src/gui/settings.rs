@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use livemirror_core::job::MirrorOptions;
 use serde::{Deserialize, Serialize};
 
-use crate::gui::widgets::share::ShareSettings;
+use crate::gui::share_option::ShareSettings;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

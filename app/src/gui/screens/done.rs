@@ -12,7 +12,7 @@ use eframe::egui::{self, RichText};
 use livemirror_core::job::Outcome;
 use livemirror_core::partition::{Comparison, Fit, Relation};
 
-use crate::gui::app::Action;
+use crate::gui::action::Action;
 use crate::gui::job::Session;
 use crate::gui::screens::running::BUTTON;
 use crate::gui::theme;

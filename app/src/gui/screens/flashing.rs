@@ -7,7 +7,7 @@
 use eframe::egui::{self, RichText};
 use livemirror_core::flash::Progress;
 
-use crate::gui::app::Action;
+use crate::gui::action::Action;
 use crate::gui::flash::Flashing;
 use crate::gui::screens::running::BUTTON;
 use crate::gui::theme;

@@ -10,7 +10,7 @@ use eframe::egui::{self, Color32, RichText};
 use egui_plot::{Line, Plot};
 use livemirror_core::job::{Command, JobState, JobStatus, Tracking};
 
-use crate::gui::app::Action;
+use crate::gui::action::Action;
 use crate::gui::job::Session;
 use crate::gui::theme;
 use crate::gui::widgets::heatmap::Heatmap;

@@ -23,15 +23,15 @@ use livemirror_core::flash::Compression;
 use livemirror_core::job::{self, CopyMode, ErrorPolicy, MirrorOptions, SyncMode};
 use livemirror_core::partition::{self, Fit, Relation};
 
-use crate::gui::app::{Action, Role};
+use crate::gui::action::{Action, Role};
 use crate::gui::engine::{Engine, Newest, Opener};
 use crate::gui::flash::FlashRequest;
 use crate::gui::job::StartRequest;
 use crate::gui::paths;
 use crate::gui::settings::Settings;
+use crate::gui::share_option::ShareSettings;
 use crate::gui::theme;
 use crate::gui::widgets::nbd_entry::{self, NbdEntry};
-use crate::gui::widgets::share::ShareSettings;
 use crate::gui::widgets::speed::{self, SpeedControl};
 use crate::platform::disks::Disk;
 use crate::session::flash::FlashTargetError;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use eframe::egui;
 
-use crate::gui::app::Action;
+use crate::gui::action::Action;
 use crate::gui::screens::running::BUTTON;
 use crate::gui::widgets::verify::{Found, VerifyMap, map_ui};
 use crate::text::human;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use eframe::egui::{self, RichText};
 
-use crate::gui::app::Role;
+use crate::gui::action::Role;
 use crate::gui::engine::{Engine, Newest};
 use crate::text::human;
 

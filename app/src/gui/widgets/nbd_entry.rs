@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use eframe::egui::{self, RichText};
 use livemirror_core::device::{BlockDevice, NbdDevice, NbdError};
 
-use crate::gui::app::Role;
+use crate::gui::action::Role;
 use crate::gui::theme;
 use crate::text::human;
 

@@ -5,7 +5,7 @@
 
 use eframe::egui::{self, RichText};
 
-use crate::gui::app::Action;
+use crate::gui::action::Action;
 use crate::session::resume::Unfinished;
 use crate::text::human;
 
