@@ -221,7 +221,7 @@ fn state_banner(ui: &mut egui::Ui, status: &JobStatus) {
             .inner_margin(8.0)
             .show(ui, |ui| {
                 ui.set_min_width(ui.available_width());
-                ui.label(RichText::new(text::sentence(text::ready(status.tracking))).strong().size(16.0).color(Color32::WHITE));
+                ui.label(RichText::new(text::sentence(text::ready(status.tracking))).strong().size(16.0).color(theme::ON_GOOD));
                 if status.tracking == Tracking::Kernel {
                     let p = &status.progress;
                     ui.label(text::expected_hold(p.dirty + p.in_flight, p.bytes_per_sec));
