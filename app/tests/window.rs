@@ -17,9 +17,9 @@ use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, Op, OpenOptions}
 use livemirror::gui::Launch;
 use livemirror::gui::app::{Env, LiveMirrorApp};
 use livemirror::gui::engine::{FileOpener, Opener};
-use livemirror::gui::widgets::prompt::byte_range;
 use livemirror::platform::disks::Disk;
 use livemirror::platform::privileged::OpenError;
+use livemirror::text::failure::byte_range;
 use livemirror_core::Side;
 
 // Resume, Discard, "update an earlier copy", Verify only and Repair.

@@ -2,10 +2,12 @@
 //! ended. One place, so the terminal, the JSON consumers' humans and the
 //! window never drift apart, and "identical" is said only where a
 //! [`Proof`] backs it. Numbers as people read them are in [`units`]
-//! (re-exported here); events as JSON lines for programs in [`json`].
+//! (re-exported here); failed I/O and failed jobs in [`failure`]; events
+//! as JSON lines for programs in [`json`].
 
 use livemirror_core::job::{JobState, Outcome, Proof, Tracking};
 
+pub mod failure;
 pub mod flash;
 pub mod json;
 mod units;
@@ -183,9 +185,10 @@ pub fn outcome(outcome: &Outcome) -> (String, bool) {
         Outcome::Cancelled { consistent: false } => {
             ("cancelled before it was in sync: the target is incomplete — do not use it".into(), false)
         }
-        Outcome::Failed { error } => {
-            (format!("failed: {error}; the target is incomplete — do not use it"), false)
-        }
+        Outcome::Failed { error } => (
+            format!("failed: {}; the target is incomplete — do not use it", failure::job(error)),
+            false,
+        ),
     }
 }
 
