@@ -68,29 +68,15 @@ impl Reporter {
             let _ = writeln!(std::io::stdout().lock(), "{}", event_line(event));
             return;
         }
-        let line = match event {
-            JobEvent::StateChanged { state } => format!("state: {}", text::state(*state)),
-            JobEvent::Ready => format!(
-                "ready: {}",
-                text::ready(*self.tracking.lock().unwrap_or_else(|e| e.into_inner()))
-            ),
-            JobEvent::TrackingChanged { tracking, reason } => {
-                *self.tracking.lock().unwrap_or_else(|e| e.into_inner()) = *tracking;
-                text::tracking_changed(*tracking, reason)
-            }
-            JobEvent::CompleteFailed { reason } => text::complete_failed(reason),
-            JobEvent::Rescanning { reason } => text::rescanning(reason),
-            JobEvent::NotSaved { reason } => text::not_saved(reason),
-            JobEvent::Error { failure, action } => {
-                format!("error: {failure} (action: {})", action.name())
-            }
-            JobEvent::Progress(_)
-            | JobEvent::Completed { .. }
-            | JobEvent::Cancelled { .. }
-            | JobEvent::Failed { .. } => {
-                return;
-            }
-        };
+        if event.is_final() {
+            // [`Reporter::finish`] says how it ended, with what was done.
+            return;
+        }
+        let mut tracking = self.tracking.lock().unwrap_or_else(|e| e.into_inner());
+        if let JobEvent::TrackingChanged { tracking: now, .. } = event {
+            *tracking = *now;
+        }
+        let Some((line, _)) = text::event(event, *tracking) else { return };
         self.bar.suspend(|| eprintln!("{line}"));
     }
 
@@ -126,7 +112,7 @@ impl Reporter {
             _ => format!(" — in the target's first {}", human(fit.copy_len)),
         };
         // How long the source's filesystems were frozen (kernel tracking).
-        let held = status.held_ms.map(|ms| format!(", writers held {ms} ms")).unwrap_or_default();
+        let held = text::writers_held(status.held_ms);
         match outcome {
             Outcome::Completed { .. } => eprintln!(
                 "{line}{scope} ({}) in {:.1}s, {}/s{held}",
