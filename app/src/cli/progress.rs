@@ -86,10 +86,10 @@ impl Reporter {
         self.bar.set_length(p.total);
         self.bar.set_position(p.copied.min(p.total));
         self.bar.set_message(format!(
-            "{} / {} {}/s dirty {}",
+            "{} / {} {} dirty {}",
             human(p.copied),
             human(p.total),
-            human(p.bytes_per_sec),
+            text::rate(p.bytes_per_sec),
             human(p.dirty),
         ));
     }
@@ -102,7 +102,6 @@ impl Reporter {
         if self.json {
             return;
         }
-        let secs = self.started.elapsed().as_secs_f64();
         let written =
             status.data_bytes + status.zero_bytes + status.skipped_bytes + status.cloned_bytes;
         let (line, _) = text::outcome(outcome);
@@ -115,10 +114,9 @@ impl Reporter {
         let held = text::writers_held(status.held_ms);
         match outcome {
             Outcome::Completed { .. } => eprintln!(
-                "{line}{scope} ({}) in {:.1}s, {}/s{held}",
+                "{line}{scope} ({}) {}{held}",
                 text::written(status),
-                secs,
-                human((written as f64 / secs.max(1e-9)) as u64),
+                text::took(written, self.started.elapsed()),
             ),
             Outcome::Failed { .. } => eprintln!("livemirror: error: {line}"),
             Outcome::Cancelled { .. } => eprintln!("{line}"),

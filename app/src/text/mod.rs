@@ -12,7 +12,7 @@ pub mod flash;
 pub mod json;
 mod units;
 
-pub use units::{duration, human};
+pub use units::{Eta, average_rate, duration, eta, human, rate, speed_limit, took};
 
 /// How the source's writes are seen, in words.
 pub fn tracking(t: Tracking) -> &'static str {
@@ -69,9 +69,9 @@ pub fn expected_hold(dirty: u64, rate: u64) -> String {
         (d, r) => {
             let ms = d.saturating_mul(1000) / r;
             format!(
-                "Complete freezes its filesystems while it copies what is dirty then: {} now, about {ms} ms at {}/s, {FREEZE}",
+                "Complete freezes its filesystems while it copies what is dirty then: {} now, about {ms} ms at {}, {FREEZE}",
                 human(d),
-                human(r)
+                units::rate(r)
             )
         }
     }

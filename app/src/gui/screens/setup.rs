@@ -32,7 +32,7 @@ use crate::gui::settings::Settings;
 use crate::gui::theme;
 use crate::gui::widgets::nbd_entry::{self, NbdEntry};
 use crate::gui::widgets::share::ShareSettings;
-use crate::gui::widgets::speed::{self, SpeedControl};
+use crate::gui::widgets::speed::SpeedControl;
 use crate::platform::disks::Disk;
 use crate::session::flash::FlashTargetError;
 use crate::text::{self, human};
@@ -907,7 +907,7 @@ fn not_defaults(s: &Settings) -> Vec<String> {
         out.push(format!("chunk size: {}", human(g)));
     }
     if o.speed != d.speed {
-        out.push(format!("speed limit: {}", speed::words(o.speed)));
+        out.push(format!("speed limit: {}", text::speed_limit(o.speed)));
     }
     if o.on_source_error != d.on_source_error {
         out.push(format!("on a source error: {}", name_of(&POLICY_CHOICES, &o.on_source_error)));
