@@ -83,10 +83,10 @@ fn draw(map: &Arc<ChunkMap>, p: &livemirror_core::job::Progress, overwrite: bool
     }
     let pct = if p.total == 0 { 100.0 } else { p.copied as f64 * 100.0 / p.total as f64 };
     out.push_str(&format!(
-        "{:5.1}%  {} MiB/s  dirty {} KiB      \n",
+        "{:5.1}%  {}  dirty {}      \n",
         pct,
-        p.bytes_per_sec >> 20,
-        p.dirty >> 10
+        crate::text::rate(p.bytes_per_sec),
+        crate::text::human(p.dirty)
     ));
     let cells = map.summary(MAP_COLS * MAP_ROWS);
     for row in cells.chunks(MAP_COLS) {

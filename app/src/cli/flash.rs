@@ -57,16 +57,8 @@ pub async fn run(args: CloneArgs, format: Compression) -> ExitCode {
             Err(e) => result = Err(e),
         }
     }
-    finish(&args, created, (result, took), |f, secs| {
-        let fixed = table.map(|t| format!("; then {t}")).unwrap_or_default();
-        format!(
-            "completed: the target is identical to the decompressed image (verified: its \
-             read-back hash matches the stream's) ({} from {} of {format}) in {secs:.1}s, \
-             {}/s{fixed}",
-            human(f.len),
-            human(f.compressed_len),
-            human((f.len as f64 / secs) as u64),
-        )
+    finish(&args, created, (result, took), |f, took| {
+        text::flash::completed(f, format, Some(took), table.as_deref())
     })
 }
 
@@ -134,16 +126,7 @@ pub async fn pack(args: CloneArgs, source: Arc<dyn BlockDevice>, packer: Packer)
         args.json,
     )
     .await;
-    finish(&args, false, result, |f, secs| {
-        format!(
-            "completed: {} reads back as exactly the {} read from the source (verified: {check}, \
-             its hash matches) ({} of {what}) in {secs:.1}s, {}/s",
-            args.target.display(),
-            human(f.len),
-            human(f.compressed_len),
-            human((f.len as f64 / secs) as u64),
-        )
-    })
+    finish(&args, false, result, |f, took| text::flash::packed(f, &args.target, what, check, took))
 }
 
 /// Runs `work` on a blocking thread with a cancel flag Ctrl-C sets (it
@@ -229,7 +212,7 @@ fn finish(
     args: &CloneArgs,
     created: bool,
     (result, took): (Result<Flashed, FlashError>, Duration),
-    said: impl FnOnce(&Flashed, f64) -> String,
+    said: impl FnOnce(&Flashed, Duration) -> String,
 ) -> ExitCode {
     let flashed = match result {
         Ok(f) => f,
@@ -257,7 +240,7 @@ fn finish(
         });
         println!("{}", named_line("FLASH_COMPLETED", data));
     }
-    eprintln!("{}", said(&flashed, took.as_secs_f64().max(1e-9)));
+    eprintln!("{}", said(&flashed, took));
     ExitCode::SUCCESS
 }
 

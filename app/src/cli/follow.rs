@@ -131,10 +131,11 @@ async fn ask(failure: &IoFailure, controlled: bool) -> Option<Decision> {
         eprintln!("no terminal or control socket to ask on: stopping");
         return Some(Decision::Stop);
     }
+    let said = crate::text::failure::io(failure);
     if failure.lost {
-        eprintln!("{} connection lost: {failure}\n[r]etry (reconnect), [s]top? ", failure.side);
+        eprintln!("{said}\n[r]etry (reconnect), [s]top? ");
     } else {
-        eprintln!("{failure}\n[r]etry, [i]gnore (retry later), [s]top? ");
+        eprintln!("{said}\n[r]etry, [i]gnore (retry later), [s]top? ");
     }
     let answer = tokio::task::spawn_blocking(|| {
         let mut line = String::new();

@@ -68,29 +68,15 @@ impl Reporter {
             let _ = writeln!(std::io::stdout().lock(), "{}", event_line(event));
             return;
         }
-        let line = match event {
-            JobEvent::StateChanged { state } => format!("state: {}", text::state(*state)),
-            JobEvent::Ready => format!(
-                "ready: {}",
-                text::ready(*self.tracking.lock().unwrap_or_else(|e| e.into_inner()))
-            ),
-            JobEvent::TrackingChanged { tracking, reason } => {
-                *self.tracking.lock().unwrap_or_else(|e| e.into_inner()) = *tracking;
-                text::tracking_changed(*tracking, reason)
-            }
-            JobEvent::CompleteFailed { reason } => text::complete_failed(reason),
-            JobEvent::Rescanning { reason } => text::rescanning(reason),
-            JobEvent::NotSaved { reason } => text::not_saved(reason),
-            JobEvent::Error { failure, action } => {
-                format!("error: {failure} (action: {})", action.name())
-            }
-            JobEvent::Progress(_)
-            | JobEvent::Completed { .. }
-            | JobEvent::Cancelled { .. }
-            | JobEvent::Failed { .. } => {
-                return;
-            }
-        };
+        if event.is_final() {
+            // [`Reporter::finish`] says how it ended, with what was done.
+            return;
+        }
+        let mut tracking = self.tracking.lock().unwrap_or_else(|e| e.into_inner());
+        if let JobEvent::TrackingChanged { tracking: now, .. } = event {
+            *tracking = *now;
+        }
+        let Some((line, _)) = text::event(event, *tracking) else { return };
         self.bar.suspend(|| eprintln!("{line}"));
     }
 
@@ -100,10 +86,10 @@ impl Reporter {
         self.bar.set_length(p.total);
         self.bar.set_position(p.copied.min(p.total));
         self.bar.set_message(format!(
-            "{} / {} {}/s dirty {}",
+            "{} / {} {} dirty {}",
             human(p.copied),
             human(p.total),
-            human(p.bytes_per_sec),
+            text::rate(p.bytes_per_sec),
             human(p.dirty),
         ));
     }
@@ -116,7 +102,6 @@ impl Reporter {
         if self.json {
             return;
         }
-        let secs = self.started.elapsed().as_secs_f64();
         let written =
             status.data_bytes + status.zero_bytes + status.skipped_bytes + status.cloned_bytes;
         let (line, _) = text::outcome(outcome);
@@ -126,13 +111,12 @@ impl Reporter {
             _ => format!(" — in the target's first {}", human(fit.copy_len)),
         };
         // How long the source's filesystems were frozen (kernel tracking).
-        let held = status.held_ms.map(|ms| format!(", writers held {ms} ms")).unwrap_or_default();
+        let held = text::writers_held(status.held_ms);
         match outcome {
             Outcome::Completed { .. } => eprintln!(
-                "{line}{scope} ({}) in {:.1}s, {}/s{held}",
+                "{line}{scope} ({}) {}{held}",
                 text::written(status),
-                secs,
-                human((written as f64 / secs.max(1e-9)) as u64),
+                text::took(written, self.started.elapsed()),
             ),
             Outcome::Failed { .. } => eprintln!("livemirror: error: {line}"),
             Outcome::Cancelled { .. } => eprintln!("{line}"),

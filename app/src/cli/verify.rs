@@ -121,11 +121,11 @@ enum Trouble {
     Source(privileged::OpenError),
     #[error("target: {0}")]
     Target(privileged::OpenError),
-    #[error("could not verify: {0}")]
+    #[error("could not verify: {}", crate::text::failure::io(.0))]
     Read(IoFailure),
     #[error(transparent)]
     Pair(VerifyError),
-    #[error("repair: {0}")]
+    #[error("repair: {}", crate::text::failure::io(.0))]
     Repair(IoFailure),
 }
 

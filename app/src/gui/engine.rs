@@ -25,6 +25,11 @@ pub trait Opener: Send + Sync {
     /// Opens `path`, read-only unless `write`, as the user is allowed to:
     /// quick, never prompts (the Setup screen's inline check).
     fn open(&self, path: &Path, write: bool) -> Result<Arc<dyn BlockDevice>, Error>;
+    /// Whether `path` exists (Setup's check, on the engine): a stat, which
+    /// can hang as an open can, on a dead network mount.
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
     /// Opens `path` for the job with `opts` (the target's cache mode among
     /// them), on the engine thread: where the user may not open a disk, this
     /// may ask for authorization and wait for it.

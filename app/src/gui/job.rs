@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use eframe::egui;
 use livemirror_core::device::{BlockDevice, Fault, FaultyDevice, Op, OpenOptions};
 use livemirror_core::job::{
-    self, Decision, ErrorAction, ErrorPolicy, JobEvent, JobHandle, MirrorOptions, Outcome,
-    SyncMode, Tracking,
+    self, Decision, ErrorAction, ErrorPolicy, JobEvent, JobHandle, MirrorOptions, SyncMode,
+    Tracking,
 };
 use livemirror_core::live::LiveSource;
 use tokio::sync::broadcast::error::RecvError;
@@ -38,7 +38,6 @@ use crate::session::share::Share;
 use crate::session::target::{self, Created};
 use crate::session::tracking;
 use crate::text;
-use crate::text::human;
 
 /// What Start asks for.
 #[derive(Debug, Clone)]
@@ -452,41 +451,12 @@ impl Session {
     }
 }
 
-/// Logs an event as one line of the job's log: a warning for errors and
-/// failures.
+/// Logs an event as one line of the job's log (the terminal says it the
+/// same way): a warning for errors and failures.
 fn log_event(ev: &JobEvent, tracking: Tracking) {
-    match describe(ev, tracking) {
-        (line, true) => tracing::warn!(target: logs::JOB, "{line}"),
-        (line, false) => tracing::info!(target: logs::JOB, "{line}"),
-    }
-}
-
-/// An event as one log line; `true` for errors and failures.
-fn describe(ev: &JobEvent, tracking: Tracking) -> (String, bool) {
-    match ev {
-        JobEvent::StateChanged { state } => (format!("state: {}", text::state(*state)), false),
-        JobEvent::Progress(p) => (format!("progress: {} copied", human(p.copied)), false),
-        JobEvent::Ready => (format!("ready: {}", text::ready(tracking)), false),
-        JobEvent::Error { failure, action } => {
-            (format!("error: {failure} (action: {})", action.name()), true)
-        }
-        JobEvent::CompleteFailed { reason } => (text::complete_failed(reason), true),
-        JobEvent::Rescanning { reason } => (text::rescanning(reason), false),
-        JobEvent::TrackingChanged { tracking, reason } => {
-            (text::tracking_changed(*tracking, reason), false)
-        }
-        JobEvent::NotSaved { reason } => (text::not_saved(reason), true),
-        JobEvent::Completed { proof, held_ms, .. } => {
-            let (line, good) = text::outcome(&Outcome::Completed { proof: *proof });
-            let held = held_ms.map(|ms| format!(", writers held {ms} ms")).unwrap_or_default();
-            (format!("{line}{held}"), !good)
-        }
-        JobEvent::Cancelled { consistent } => {
-            let (line, good) = text::outcome(&Outcome::Cancelled { consistent: *consistent });
-            (line, !good)
-        }
-        JobEvent::Failed { error } => {
-            (text::outcome(&Outcome::Failed { error: error.clone() }).0, true)
-        }
+    match text::event(ev, tracking) {
+        Some((line, true)) => tracing::warn!(target: logs::JOB, "{line}"),
+        Some((line, false)) => tracing::info!(target: logs::JOB, "{line}"),
+        None => {}
     }
 }

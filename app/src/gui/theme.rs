@@ -17,3 +17,7 @@ pub const BUSY: Color32 = Color32::from_rgb(0x3d, 0x8b, 0xff);
 pub const IDLE: Color32 = Color32::from_rgb(0x3b, 0x41, 0x4d);
 /// How often a region is written (the heatmap's heat overlay).
 pub const HEAT: Color32 = Color32::from_rgb(0xff, 0x5c, 0xd6);
+/// Words on a GOOD-tinted banner (in sync): they stand out from the green.
+pub const ON_GOOD: Color32 = Color32::WHITE;
+/// The outline of the heatmap cell under the pointer: above every cell colour.
+pub const POINTED: Color32 = Color32::WHITE;

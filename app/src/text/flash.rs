@@ -4,6 +4,7 @@
 //! hash matched.
 
 use std::path::Path;
+use std::time::Duration;
 
 use livemirror_core::flash::{Compression, Flashed, Progress};
 
@@ -72,18 +73,65 @@ pub fn amounts(p: &Progress) -> String {
     }
 }
 
-/// A verified flash; `table` says what was fixed in its partition table.
-pub fn completed(f: &Flashed, format: Compression, table: Option<&str>) -> String {
+/// A verified flash: the target holds the decompressed image, as the hash
+/// of its read-back proves. `took`: how long it took, for a last line
+/// that says it (the window shows no timing); `table`: what was fixed in
+/// the target's partition table.
+pub fn completed(
+    f: &Flashed,
+    format: Compression,
+    took: Option<Duration>,
+    table: Option<&str>,
+) -> String {
+    let took = took.map(|t| format!(" {}", super::took(f.len, t))).unwrap_or_default();
     let fixed = table.map(|t| format!("; then {t}")).unwrap_or_default();
     format!(
-        "Completed: the target reads back as exactly the {} in the image (verified: read back, \
-         hash matches) ({} of {format}){fixed}",
+        "completed: the target is identical to the decompressed image (verified: its read-back \
+         hash matches the stream's) ({} from {} of {format}){took}{fixed}",
         human(f.len),
         human(f.compressed_len),
+    )
+}
+
+/// A verified image out (`clone SRC DST.img.zst`, `--compress`): `target`
+/// reads back, through `check`, as what was read from the source.
+pub fn packed(f: &Flashed, target: &Path, format: &str, check: &str, took: Duration) -> String {
+    format!(
+        "completed: {} reads back as exactly the {} read from the source (verified: {check}, \
+         its hash matches) ({} of {format}) {}",
+        target.display(),
+        human(f.len),
+        human(f.compressed_len),
+        super::took(f.len, took),
     )
 }
 
 /// A failed or cancelled flash: its error, and what the target is now.
 pub fn failed(error: &dyn std::fmt::Display, what_left: Left) -> String {
     super::sentence(&format!("{error}; {}", left(what_left)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn a_completed_flash_is_one_sentence_for_the_terminal_and_the_window() {
+        let f = Flashed { len: 64 * MIB, compressed_len: MIB, hash: 0 };
+        let window = completed(&f, Compression::Zstd, None, Some("the table was fixed"));
+        assert_eq!(
+            window,
+            "completed: the target is identical to the decompressed image (verified: its \
+             read-back hash matches the stream's) (64.0 MiB from 1.0 MiB of zstd); then the \
+             table was fixed"
+        );
+        let terminal = completed(&f, Compression::Zstd, Some(Duration::from_secs(2)), None);
+        assert!(terminal.ends_with("of zstd) in 2.0s, 32.0 MiB/s"), "{terminal}");
+        let packed =
+            packed(&f, Path::new("out.zst"), "zstd", "decompressed", Duration::from_secs(2));
+        assert!(packed.starts_with("completed: out.zst reads back as exactly the 64.0 MiB"));
+        assert!(packed.ends_with("(1.0 MiB of zstd) in 2.0s, 32.0 MiB/s"), "{packed}");
+    }
 }

@@ -2,15 +2,17 @@
 //! ended. One place, so the terminal, the JSON consumers' humans and the
 //! window never drift apart, and "identical" is said only where a
 //! [`Proof`] backs it. Numbers as people read them are in [`units`]
-//! (re-exported here); events as JSON lines for programs in [`json`].
+//! (re-exported here); failed I/O and failed jobs in [`failure`]; events
+//! as JSON lines for programs in [`json`].
 
-use livemirror_core::job::{JobState, Outcome, Proof, Tracking};
+use livemirror_core::job::{JobEvent, JobState, Outcome, Proof, Tracking};
 
+pub mod failure;
 pub mod flash;
 pub mod json;
 mod units;
 
-pub use units::{duration, human};
+pub use units::{Eta, average_rate, duration, eta, human, rate, speed_limit, took};
 
 /// How the source's writes are seen, in words.
 pub fn tracking(t: Tracking) -> &'static str {
@@ -67,12 +69,49 @@ pub fn expected_hold(dirty: u64, rate: u64) -> String {
         (d, r) => {
             let ms = d.saturating_mul(1000) / r;
             format!(
-                "Complete freezes its filesystems while it copies what is dirty then: {} now, about {ms} ms at {}/s, {FREEZE}",
+                "Complete freezes its filesystems while it copies what is dirty then: {} now, about {ms} ms at {}, {FREEZE}",
                 human(d),
-                human(r)
+                units::rate(r)
             )
         }
     }
+}
+
+/// How long Complete held the source's writers, as the clause that ends a
+/// line saying how the job ended (", writers held 12 ms"); nothing when
+/// it held none.
+pub fn writers_held(held_ms: Option<u64>) -> String {
+    held_ms.map(|ms| format!(", writers held {ms} ms")).unwrap_or_default()
+}
+
+/// A job's event as one line of the terminal and of the window's log, and
+/// whether it is a problem (logged as a warning); `None` for a progress
+/// tick, which a bar or a graph shows instead. `tracking`: the source's,
+/// which says what Ready means.
+pub fn event(ev: &JobEvent, tracking: Tracking) -> Option<(String, bool)> {
+    Some(match ev {
+        JobEvent::Progress(_) => return None,
+        JobEvent::StateChanged { state: s } => (format!("state: {}", state(*s)), false),
+        JobEvent::Ready => (format!("ready: {}", ready(tracking)), false),
+        JobEvent::Error { failure: f, action } => {
+            (format!("error: {} (action: {})", failure::io(f), action.name()), true)
+        }
+        JobEvent::CompleteFailed { reason } => (complete_failed(reason), true),
+        JobEvent::Rescanning { reason } => (rescanning(reason), false),
+        JobEvent::TrackingChanged { tracking, reason } => {
+            (tracking_changed(*tracking, reason), false)
+        }
+        JobEvent::NotSaved { reason } => (not_saved(reason), true),
+        JobEvent::Completed { proof, held_ms, .. } => {
+            let (line, good) = outcome(&Outcome::Completed { proof: *proof });
+            (format!("{line}{}", writers_held(*held_ms)), !good)
+        }
+        JobEvent::Cancelled { consistent } => {
+            let (line, good) = outcome(&Outcome::Cancelled { consistent: *consistent });
+            (line, !good)
+        }
+        JobEvent::Failed { error } => (outcome(&Outcome::Failed { error: error.clone() }).0, true),
+    })
 }
 
 /// The hold a Complete reported, for the Done screen's "Writers held".
@@ -183,9 +222,10 @@ pub fn outcome(outcome: &Outcome) -> (String, bool) {
         Outcome::Cancelled { consistent: false } => {
             ("cancelled before it was in sync: the target is incomplete — do not use it".into(), false)
         }
-        Outcome::Failed { error } => {
-            (format!("failed: {error}; the target is incomplete — do not use it"), false)
-        }
+        Outcome::Failed { error } => (
+            format!("failed: {}; the target is incomplete — do not use it", failure::job(error)),
+            false,
+        ),
     }
 }
 
@@ -293,6 +333,34 @@ mod tests {
         }
         assert!(!ready(Tracking::None).contains("still mirroring"));
         assert!(!ready(Tracking::Compare).contains("still mirroring"));
+    }
+
+    #[test]
+    fn events_are_worded_once_for_the_terminal_and_the_window() {
+        use livemirror_core::job::{ErrorAction, Progress};
+        use livemirror_core::{IoFailure, IoOperation, Side};
+
+        let ready = JobEvent::StateChanged { state: JobState::Ready };
+        assert_eq!(event(&ready, Tracking::Nbd), Some(("state: in sync".into(), false)));
+        assert_eq!(event(&JobEvent::Progress(Progress::default()), Tracking::Nbd), None);
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let f = IoFailure::new(Side::Target, IoOperation::Write, 0, 4096, &full);
+        let error = JobEvent::Error { failure: f.clone(), action: ErrorAction::Stop };
+        let said = format!("error: {} (action: stop)", failure::io(&f));
+        assert_eq!(event(&error, Tracking::Nbd), Some((said, true)));
+        let completed = JobEvent::Completed {
+            tracking: Tracking::Kernel,
+            proof: Proof::Tracked,
+            identical: true,
+            held_ms: Some(12),
+            copied: 0,
+            zeroed: 0,
+            skipped: 0,
+            duration_ms: 0,
+        };
+        let (line, problem) = event(&completed, Tracking::Kernel).unwrap();
+        assert!(line.starts_with("completed: the target is identical"), "{line}");
+        assert!(line.ends_with(", writers held 12 ms") && !problem, "{line}");
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! a verification's finding when there is one, else what the job proved.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use eframe::egui::{self, RichText};
 use livemirror_core::job::Outcome;
@@ -140,8 +139,8 @@ impl DoneScreen {
             row(
                 "Average speed",
                 format!(
-                    "{}/s over the {} spent copying",
-                    human(average(copied, session.copying)),
+                    "{} over the {} spent copying",
+                    text::average_rate(copied, session.copying),
                     duration(session.copying)
                 ),
             );
@@ -269,8 +268,4 @@ impl DoneScreen {
             });
         });
     }
-}
-
-fn average(bytes: u64, took: Duration) -> u64 {
-    (bytes as f64 / took.as_secs_f64().max(1e-3)) as u64
 }

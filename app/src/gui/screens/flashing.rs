@@ -31,7 +31,10 @@ pub fn ui(ui: &mut egui::Ui, f: &Flashing) {
     };
     ui.heading("Done");
     let (line, good) = match ended {
-        Ok(v) => (text::flash::completed(&v.flashed, req.format, v.table.as_deref()), true),
+        Ok(v) => {
+            let words = text::flash::completed(&v.flashed, req.format, None, v.table.as_deref());
+            (text::sentence(&words), true)
+        }
         Err((e, left)) => (text::flash::failed(e, *left), false),
     };
     let color = if good { theme::GOOD } else { theme::BAD };

@@ -14,12 +14,12 @@ use crate::gui::action::Action;
 use crate::gui::job::Session;
 use crate::gui::theme;
 use crate::gui::widgets::heatmap::Heatmap;
-use crate::gui::widgets::progress::{self, Eta};
+use crate::gui::widgets::progress;
 use crate::gui::widgets::prompt::Prompt;
 use crate::gui::widgets::share;
-use crate::gui::widgets::speed::{self, SpeedControl};
+use crate::gui::widgets::speed::SpeedControl;
 use crate::text;
-use crate::text::{duration, human};
+use crate::text::human;
 
 const PLOT_HEIGHT: f32 = 120.0;
 
@@ -76,9 +76,9 @@ impl RunningScreen {
         let eta = self.progress.eta(std::time::Instant::now(), p.dirty + p.in_flight);
         ui.horizontal_wrapped(|ui| {
             ui.label(format!(
-                "{}/s of data · {}",
-                human(session.data_rate()),
-                eta_words(eta, &status)
+                "{} of data · {}",
+                text::rate(session.data_rate()),
+                text::eta(eta, &status)
             ));
             let mut after = Vec::new();
             if shown.recopied > 0 {
@@ -180,26 +180,6 @@ impl RunningScreen {
     }
 }
 
-/// When the job will be in sync, in words: "—" with the reason when the
-/// source is written faster than it is copied.
-fn eta_words(eta: Eta, status: &JobStatus) -> String {
-    if status.ready {
-        return "in sync".into();
-    }
-    if matches!(status.state, JobState::Paused | JobState::Standby) {
-        return "ETA —: paused".into();
-    }
-    match eta {
-        Eta::Unknown => "ETA —".into(),
-        Eta::In(d) => format!("ETA {}", duration(d)),
-        Eta::NotConverging if status.speed != 0 => format!(
-            "ETA —: the source is written faster than the speed limit ({}) lets it be copied",
-            speed::words(status.speed)
-        ),
-        Eta::NotConverging => "ETA —: the source is written faster than it can be copied".into(),
-    }
-}
-
 /// What the job is doing, in a sentence; once in sync, in a green frame
 /// that wraps its words (Complete is in the action bar, never pushed away).
 fn state_banner(ui: &mut egui::Ui, status: &JobStatus) {
@@ -221,7 +201,7 @@ fn state_banner(ui: &mut egui::Ui, status: &JobStatus) {
             .inner_margin(8.0)
             .show(ui, |ui| {
                 ui.set_min_width(ui.available_width());
-                ui.label(RichText::new(text::sentence(text::ready(status.tracking))).strong().size(16.0).color(Color32::WHITE));
+                ui.label(RichText::new(text::sentence(text::ready(status.tracking))).strong().size(16.0).color(theme::ON_GOOD));
                 if status.tracking == Tracking::Kernel {
                     let p = &status.progress;
                     ui.label(text::expected_hold(p.dirty + p.in_flight, p.bytes_per_sec));

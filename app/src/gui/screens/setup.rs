@@ -32,7 +32,7 @@ use crate::gui::settings::Settings;
 use crate::gui::share_option::ShareSettings;
 use crate::gui::theme;
 use crate::gui::widgets::nbd_entry::{self, NbdEntry};
-use crate::gui::widgets::speed::{self, SpeedControl};
+use crate::gui::widgets::speed::SpeedControl;
 use crate::platform::disks::Disk;
 use crate::session::flash::FlashTargetError;
 use crate::text::{self, human};
@@ -54,6 +54,10 @@ pub struct Check {
     pub fit: Option<Fit>,
     /// The source is a compressed image: Start writes it, no mirror job.
     pub flash: Option<Compression>,
+    /// The target path exists, so "Verify only" can compare it: found on
+    /// the engine with the rest, as a stat can hang like an open (a dead
+    /// network mount) and a frame must not wait for it.
+    pub target_exists: bool,
 }
 
 impl Check {
@@ -94,8 +98,9 @@ impl Check {
         if let Some(c) = Check::at_once(source, target) {
             return c;
         }
-        let mut c = Check { chosen: true, ..Check::default() };
         let (source_path, target_path) = (paths::resolve(source), paths::resolve(target));
+        let target_exists = opener.exists(&target_path);
+        let mut c = Check { chosen: true, target_exists, ..Check::default() };
         let (source, target) =
             (source_path.display().to_string(), target_path.display().to_string());
         let listed = |p: &Path| disks.iter().find(|d| d.path == p);
@@ -104,7 +109,7 @@ impl Check {
             c.flash_target(format, &target_path, shared, opener, listed(&target_path));
             return c;
         }
-        if let Some(problem) = new_zst(&source_path, &target_path) {
+        if let Some(problem) = new_zst(&source_path, &target_path, target_exists) {
             c.problems.push(problem);
             return c;
         }
@@ -136,7 +141,7 @@ impl Check {
             let untracked = crate::text::tracking(livemirror_core::job::Tracking::None);
             c.notes.push(crate::text::sentence(untracked));
         }
-        if !target_path.exists() {
+        if !target_exists {
             match target_path.parent() {
                 Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
                     c.problems.push(format!("Target: the folder {} does not exist", dir.display()))
@@ -216,7 +221,7 @@ impl Check {
         if shared {
             self.problems.push(text::flash::not_shared(format));
         }
-        if !target_path.exists() {
+        if !self.target_exists {
             match target_path.parent() {
                 Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => self
                     .problems
@@ -344,10 +349,10 @@ impl BlockDevice for ListedSize {
 /// How a disk in the target list compares with the source, by size alone
 /// (the chosen pair's partitions are checked below the lists).
 /// What only `livemirror clone` writes, as a problem: a new `.zst` image
-/// out.
-fn new_zst(source: &Path, target: &Path) -> Option<String> {
+/// out (`target_exists`: it is not new).
+fn new_zst(source: &Path, target: &Path, target_exists: bool) -> Option<String> {
     let zst = target.extension().is_some_and(|e| e.eq_ignore_ascii_case("zst"));
-    (zst && !target.exists()).then(|| {
+    (zst && !target_exists).then(|| {
         format!(
             "A new .zst image is made by `livemirror clone {} {}`; the window makes raw images, and qcow2 when the name ends .qcow2.",
             source.display(),
@@ -769,9 +774,10 @@ impl SetupScreen {
             }));
         }
         // Both sides exist: they can be compared without copying anything.
-        let target = paths::resolve(&self.target);
-        let comparable =
-            check.chosen && check.problems.is_empty() && check.flash.is_none() && target.exists();
+        let comparable = check.chosen
+            && check.problems.is_empty()
+            && check.flash.is_none()
+            && check.target_exists;
         if ui
             .add_enabled(
                 comparable && !starting,
@@ -780,7 +786,8 @@ impl SetupScreen {
             .on_hover_text("Compares both sides byte for byte and shows where they differ")
             .clicked()
         {
-            actions.push(Action::VerifyOnly { source: paths::resolve(&self.source), target });
+            let (source, target) = (paths::resolve(&self.source), paths::resolve(&self.target));
+            actions.push(Action::VerifyOnly { source, target });
         }
         if starting {
             ui.spinner();
@@ -907,7 +914,7 @@ fn not_defaults(s: &Settings) -> Vec<String> {
         out.push(format!("chunk size: {}", human(g)));
     }
     if o.speed != d.speed {
-        out.push(format!("speed limit: {}", speed::words(o.speed)));
+        out.push(format!("speed limit: {}", text::speed_limit(o.speed)));
     }
     if o.on_source_error != d.on_source_error {
         out.push(format!("on a source error: {}", name_of(&POLICY_CHOICES, &o.on_source_error)));

@@ -146,7 +146,7 @@ impl Browser {
                     }
                     Some(Err(e)) => {
                         let said = format!("cannot list {}: {e}", self.dir.display());
-                        ui.colored_label(ui.visuals().error_fg_color, said);
+                        ui.colored_label(crate::gui::theme::BAD, said);
                     }
                     Some(Ok((entries, more))) => {
                         if entries.is_empty() {

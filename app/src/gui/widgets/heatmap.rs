@@ -131,7 +131,7 @@ impl Heatmap<'_> {
                 ui.painter().rect_stroke(
                     cell_rect(i).expand(1.0),
                     0.0,
-                    (1.5, Color32::WHITE),
+                    (1.5, theme::POINTED),
                     egui::StrokeKind::Outside,
                 );
                 let bytes = bucket_bytes(self.map, i, buckets, self.device_len);

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use livemirror_core::chunkmap::ChunkMap;
 use livemirror_core::job::Progress;
 
+use crate::text::Eta;
+
 /// How far back the ETA looks to see whether the work left shrinks.
 const TREND: Duration = Duration::from_secs(5);
 /// The shortest look back that says anything.
@@ -36,18 +38,6 @@ impl Shown {
     pub fn fraction(&self) -> f64 {
         if self.len == 0 { 1.0 } else { self.done as f64 / self.len as f64 }
     }
-}
-
-/// When the job will be in sync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Eta {
-    /// Too early to tell.
-    Unknown,
-    /// The work left shrinks: about this long at the recent pace.
-    In(Duration),
-    /// The work left does not shrink: the source is written at least as
-    /// fast as it is copied.
-    NotConverging,
 }
 
 /// Follows one job's progress between frames.

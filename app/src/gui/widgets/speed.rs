@@ -5,20 +5,12 @@
 
 use eframe::egui::{self, RichText};
 
+use crate::text::speed_limit;
+
 const MIB: u64 = 1 << 20;
 
 /// The slider's steps, MiB/s, slowest first; the last step is no limit.
 const STEPS: [u64; 12] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 0];
-
-/// A speed limit in words, in the unit it is typed in: "unlimited",
-/// "96 MiB/s", "1.5 MiB/s".
-pub fn words(speed: u64) -> String {
-    if speed == 0 {
-        return "unlimited".into();
-    }
-    let mib = format!("{:.2}", speed as f64 / MIB as f64);
-    format!("{} MiB/s", mib.trim_end_matches('0').trim_end_matches('.'))
-}
 
 /// A typed limit: "unlimited" or "0" for none, else MiB/s (a trailing
 /// "MiB/s" is allowed). `None` when it is not a number (nor empty: a field
@@ -49,7 +41,7 @@ pub struct SpeedControl {
 
 impl SpeedControl {
     pub fn new(speed: u64) -> Self {
-        SpeedControl { text: words(speed), editing: false }
+        SpeedControl { text: speed_limit(speed), editing: false }
     }
 
     /// Draws the slider and the field, labelled by `label` (the caller's
@@ -59,14 +51,14 @@ impl SpeedControl {
     pub fn ui(&mut self, ui: &mut egui::Ui, label: egui::Id, speed: &mut u64, hint: &str) -> bool {
         let mut changed = false;
         if !self.editing {
-            self.text = words(*speed);
+            self.text = speed_limit(*speed);
         }
         let mut step = step_of(*speed);
         let slider = egui::Slider::new(&mut step, 0..=STEPS.len() - 1).show_value(false);
-        let r = ui.add(slider).labelled_by(label).on_hover_text(words(STEPS[step] * MIB));
+        let r = ui.add(slider).labelled_by(label).on_hover_text(speed_limit(STEPS[step] * MIB));
         if r.changed() {
             *speed = STEPS[step] * MIB;
-            self.text = words(*speed);
+            self.text = speed_limit(*speed);
             changed = true;
         }
         let field = ui
@@ -82,7 +74,7 @@ impl SpeedControl {
         }
         if field.lost_focus() {
             // The value in its words; text that is no speed gives way to it.
-            self.text = words(*speed);
+            self.text = speed_limit(*speed);
         }
         if !hint.is_empty() {
             ui.label(RichText::new(hint).weak());
@@ -96,14 +88,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_step_is_the_value_it_shows_and_unlimited_is_said_so() {
+    fn every_step_is_the_value_it_shows_and_parses_back() {
         for (i, s) in STEPS.iter().enumerate() {
             assert_eq!(step_of(s * MIB), i);
-            assert_eq!(parse(&words(s * MIB)), Some(s * MIB));
+            assert_eq!(parse(&speed_limit(s * MIB)), Some(s * MIB));
         }
-        assert_eq!(words(0), "unlimited");
-        assert_eq!(words(96 * MIB), "96 MiB/s");
-        assert_eq!(words(3 * MIB / 2), "1.5 MiB/s");
         assert_eq!(step_of(37 * MIB), step_of(20 * MIB));
         assert_eq!(step_of(1), 0);
         assert_eq!(parse("37"), Some(37 * MIB));

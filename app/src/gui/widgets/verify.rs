@@ -115,7 +115,7 @@ pub fn repair(source: &dyn BlockDevice, target: &dyn BlockDevice, map: &VerifyMa
 enum StepError {
     #[error(transparent)]
     Compare(#[from] verify::VerifyError),
-    #[error("repair: {0}")]
+    #[error("repair: {}", crate::text::failure::io(.0))]
     Repair(livemirror_core::IoFailure),
 }
 
