@@ -56,12 +56,26 @@ fn meaning(f: &IoFailure) -> Option<Meaning> {
         ErrorKind::StorageFull => Some(Meaning::Full),
         ErrorKind::ReadOnlyFilesystem => Some(Meaning::ReadOnly),
         ErrorKind::PermissionDenied => Some(Meaning::Denied),
-        // EIO has no kind of its own. Windows' error numbers are not errnos
-        // (its 5 is "access denied"), so it is matched on Unix only.
-        #[cfg(unix)]
-        _ if f.errno == libc::EIO => Some(Meaning::IoError),
+        // A failing medium has no kind of its own. Windows' error numbers
+        // are not errnos (its 5 is "access denied"): each system's own.
+        _ if medium_error(f.errno) => Some(Meaning::IoError),
         _ => None,
     }
+}
+
+/// Whether `code` is the OS's word for a medium that failed a request:
+/// `EIO` on Unix.
+#[cfg(unix)]
+fn medium_error(code: i32) -> bool {
+    code == libc::EIO
+}
+
+/// Whether `code` is the OS's word for a medium that failed a request: on
+/// Windows a CRC error, a sector not found, or a device I/O error.
+#[cfg(windows)]
+fn medium_error(code: i32) -> bool {
+    use windows::Win32::Foundation::{ERROR_CRC, ERROR_IO_DEVICE, ERROR_SECTOR_NOT_FOUND};
+    [ERROR_CRC, ERROR_IO_DEVICE, ERROR_SECTOR_NOT_FOUND].iter().any(|e| e.0 as i32 == code)
 }
 
 /// What the failed operation did to its side, as a past participle.
