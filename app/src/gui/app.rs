@@ -208,6 +208,12 @@ impl LiveMirrorApp {
         }
     }
 
+    /// Whether the unfinished jobs are being read again (at the start, after
+    /// a Discard, on a new Setup): the list shown is the last one read.
+    pub fn listing_unfinished(&self) -> bool {
+        self.listing_unfinished.is_some()
+    }
+
     /// The Setup screen's typed paths, while it is shown.
     pub fn setup_paths(&self) -> Option<(String, String)> {
         match &self.screen {

@@ -15,8 +15,8 @@ use livemirror::gui::Launch;
 use livemirror::gui::app::{Env, LiveMirrorApp};
 
 use super::{
-    TestOpener, complete_and_wait, ended, image, no_disks, ready, replace_text, same_bytes, status,
-    type_into, wait_for,
+    TestOpener, complete_and_wait, ended, image, log_panel_installed, no_disks, ready,
+    replace_text, same_bytes, status, type_into, wait_for,
 };
 
 const MIB: u64 = 1 << 20;
@@ -40,6 +40,8 @@ fn finds_and_repairs(h: &mut Harness<'static, LiveMirrorApp>, at: u64, size: [f3
 
 /// The window at `size`, its jobs keeping their state in `state_dir`.
 fn app_in(state_dir: &Path, size: [f32; 2]) -> Harness<'static, LiveMirrorApp> {
+    // The resume test reads the log panel (alone, no other test installs it).
+    log_panel_installed();
     let state_dir = state_dir.to_path_buf();
     Harness::builder().with_size(size).build_eframe(move |cc| {
         let env = Env {
@@ -72,7 +74,8 @@ fn cancelled_job(h: &mut Harness<'_, LiveMirrorApp>, dir: &Path) -> (PathBuf, Pa
     session.job.post(Command::Cancel { force: false });
     wait_for(h, "the job to end", ended);
     h.get_by_label("Start another").click();
-    h.run_steps(3);
+    h.step();
+    wait_for(h, "the unfinished jobs read", |app| !app.listing_unfinished());
     (src, dst)
 }
 
@@ -98,7 +101,8 @@ fn a_stopped_window_job_is_listed_in_setup_and_resume_finishes_it() {
     assert!(same_bytes(&src, &dst));
     assert_eq!(state_files(&state), 0, "completed: nothing left to resume");
     h.get_by_label("Start another").click();
-    h.run_steps(3);
+    h.step();
+    wait_for(&mut h, "the list read again", |app| !app.listing_unfinished());
     assert!(h.query_by_label("Unfinished jobs").is_none());
 }
 
@@ -112,7 +116,8 @@ fn discard_forgets_an_unfinished_job_at_800x600() {
     let discard = h.get_by_label("Discard");
     assert!(discard.rect().max.y <= SMALL[1] && discard.rect().max.x <= SMALL[0]);
     discard.click();
-    h.run_steps(3);
+    h.step();
+    wait_for(&mut h, "the list read again", |app| !app.listing_unfinished());
     assert!(h.query_by_label("Unfinished jobs").is_none());
     assert_eq!(state_files(&state), 0, "its state file is gone");
 }
