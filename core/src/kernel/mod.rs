@@ -122,8 +122,13 @@ pub enum TrackError {
          which the tracepoint does not record"
     )]
     Zoned { device: String },
-    #[error("the kernel refused the write tracker's BPF program: {0}")]
-    Load(String),
+    /// Loading, attaching or reading the tracker's program failed (the
+    /// loader's error, with the verifier's words, is the source).
+    #[error("the kernel refused the write tracker's BPF program ({step}): {source}")]
+    Load { step: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
+    /// The built object lacks what the tracker needs (a build fault).
+    #[error("the write tracker's BPF object has no {what} {name}")]
+    Object { what: &'static str, name: &'static str },
     #[error("the marker read of {path} failed: {source}")]
     Marker { path: PathBuf, source: io::Error },
     /// The privileged helper that holds the tracker for this process

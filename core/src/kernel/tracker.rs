@@ -40,7 +40,7 @@
 //!   program's `recursion_misses`, which every drain reads.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, ErrorKind};
 use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -72,6 +72,8 @@ static OBJECT: Option<&[u8]> = None;
 pub const MAX_SPAN_WORDS: u64 = 1 << 20;
 
 // Indexes into the STATS map (enum in track.bpf.c).
+/// The tracker's program in the object (see `bpf/tracker.bpf.c`).
+const PROGRAM: &str = "on_rq_complete";
 const STAT_MARKER: usize = 0;
 const STAT_OVERFLOW: usize = 1;
 const STAT_LEN: usize = 2;
@@ -212,14 +214,14 @@ impl KernelTracker {
             .override_global("CONFIG", &config, true)
             .map_max_entries("DIRTY", words)
             .load(object)
-            .map_err(|e| classify(&e))?;
+            .map_err(|e| classify("load", e))?;
         let program: &mut TracePoint = ebpf
-            .program_mut("on_rq_complete")
-            .ok_or_else(|| TrackError::Load("the object has no program on_rq_complete".into()))?
+            .program_mut(PROGRAM)
+            .ok_or(TrackError::Object { what: "program", name: PROGRAM })?
             .try_into()
-            .map_err(|e| classify(&e))?;
-        program.load().map_err(|e| classify(&e))?;
-        program.attach("block", "block_rq_complete").map_err(|e| classify(&e))?;
+            .map_err(|e| classify("program", e))?;
+        program.load().map_err(|e| classify("verify", e))?;
+        program.attach("block", "block_rq_complete").map_err(|e| classify("attach", e))?;
 
         let dirty = Mapped::of(&ebpf, "DIRTY", words as usize)?;
         let stats = Mapped::of(&ebpf, "STATS", STAT_LEN)?;
@@ -337,10 +339,9 @@ impl super::KernelWrites for KernelTracker {
 }
 
 fn program_fd(ebpf: &Ebpf) -> Result<BorrowedFd<'_>, TrackError> {
-    let program = ebpf
-        .program("on_rq_complete")
-        .ok_or_else(|| TrackError::Load("the object has no program on_rq_complete".into()))?;
-    let fd = program.fd().map_err(|e| TrackError::Load(format!("the program's fd: {e}")))?;
+    let program =
+        ebpf.program(PROGRAM).ok_or(TrackError::Object { what: "program", name: PROGRAM })?;
+    let fd = program.fd().map_err(|e| classify("fd", e))?;
     Ok(fd.as_fd())
 }
 
@@ -376,7 +377,7 @@ fn recursion_misses(prog: BorrowedFd<'_>) -> Result<u64, TrackError> {
     };
     if r != 0 {
         let e = io::Error::last_os_error();
-        return Err(TrackError::Load(format!("BPF_OBJ_GET_INFO_BY_FD: {e}")));
+        return Err(TrackError::Load { step: "BPF_OBJ_GET_INFO_BY_FD", source: Box::new(e) });
     }
     Ok(info.recursion_misses)
 }
@@ -409,28 +410,25 @@ fn config(
     }
 }
 
-/// Sorts a loader error into the reasons the job shows: no privileges, no
-/// BPF, or the kernel refusing the program (with the verifier's words).
-fn classify(e: &(dyn std::error::Error + 'static)) -> TrackError {
-    let mut text = e.to_string();
-    let mut cause = e.source();
+/// Sorts a loader error at `step` into the reasons the job shows: no
+/// privileges, no BPF, or the kernel refusing the program (the loader's
+/// error, with the verifier's words, kept as the cause).
+fn classify(step: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> TrackError {
     let mut errno = None;
-    if let Some(io) = e.downcast_ref::<io::Error>() {
-        errno = io.raw_os_error();
-    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        if let Some(io) = c.downcast_ref::<io::Error>() {
-            errno = errno.or(io.raw_os_error());
-        }
+        errno = errno.or(c.downcast_ref::<io::Error>().and_then(io::Error::raw_os_error));
         cause = c.source();
     }
+    // For the first two, the loader's error under the OS error's kind, so
+    // both are kept.
     match errno {
         // Unprivileged bpf() fails with EPERM; EACCES is the verifier's no.
-        Some(libc::EPERM) => TrackError::NotPrivileged(io::Error::other(text)),
-        Some(libc::ENOSYS) => TrackError::NoBpf(io::Error::other(text)),
-        _ => TrackError::Load(text),
+        Some(libc::EPERM) => {
+            TrackError::NotPrivileged(io::Error::new(ErrorKind::PermissionDenied, e))
+        }
+        Some(libc::ENOSYS) => TrackError::NoBpf(io::Error::new(ErrorKind::Unsupported, e)),
+        _ => TrackError::Load { step, source: Box::new(e) },
     }
 }
 
@@ -491,12 +489,12 @@ unsafe impl Send for Mapped {}
 unsafe impl Sync for Mapped {}
 
 impl Mapped {
-    fn of(ebpf: &Ebpf, name: &str, words: usize) -> Result<Self, TrackError> {
+    fn of(ebpf: &Ebpf, name: &'static str, words: usize) -> Result<Self, TrackError> {
         let Some(Map::Array(data)) = ebpf.map(name) else {
-            return Err(TrackError::Load(format!("the object has no array map {name}")));
+            return Err(TrackError::Object { what: "array map", name });
         };
         Self::map(data.fd().as_fd(), words)
-            .map_err(|e| TrackError::Load(format!("mmap of the map {name}: {e}")))
+            .map_err(|e| TrackError::Load { step: "mmap of a map", source: Box::new(e) })
     }
 
     fn map(fd: BorrowedFd<'_>, words: usize) -> io::Result<Self> {
