@@ -372,9 +372,9 @@ mod tests {
 
     #[test]
     fn an_os_error_says_its_number_once() {
-        let io = std::io::Error::from_raw_os_error(5).to_string();
-        assert_eq!(os_error(&io, 5), "Input/output error (errno 5)");
+        let io = std::io::Error::from_raw_os_error(libc::EIO).to_string();
+        assert_eq!(os_error(&io, libc::EIO), "Input/output error (errno 5)");
         assert_eq!(os_error("short read", 0), "short read");
-        assert_eq!(os_error("NBD server said EIO", 5), "NBD server said EIO (errno 5)");
+        assert_eq!(os_error("NBD server said EIO", libc::EIO), "NBD server said EIO (errno 5)");
     }
 }
