@@ -127,10 +127,10 @@ pub async fn run(args: CloneArgs) -> ExitCode {
     }
     match sizes::verify(&*source, &*target, fit, &fixed) {
         Ok(c) if c.identical() => {
-            eprintln!("{}", sizes::verdict(&c));
+            eprintln!("verified: {}", text::compared(&c));
             code
         }
-        Ok(c) => fail(&sizes::verdict(&c)),
+        Ok(c) => fail(&format!("verified: {}", text::compared(&c))),
         Err(e) => fail(&e.to_string()),
     }
 }

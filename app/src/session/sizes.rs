@@ -78,14 +78,6 @@ pub enum ToolError {
     Failed { tool: &'static str, status: std::process::ExitStatus, stderr: String },
 }
 
-/// The comparison as the last line of `clone` says it.
-pub fn verdict(c: &Comparison) -> String {
-    match &c.difference {
-        None => format!("verified: identical — compared {}", c.compared),
-        Some(d) => format!("verified: DIFFERENT ({d}) — compared {}", c.compared),
-    }
-}
-
 /// Grows the filesystem of the grown partition, reached through a loop
 /// device over its byte range (the same for image files and disks, and it
 /// needs no partition nodes from the kernel).

@@ -252,6 +252,33 @@ pub fn verified_different(outcome: &Outcome, at: Option<String>) -> String {
     )
 }
 
+/// A verification under way: how far it got.
+pub fn comparing(done: u64, of: u64) -> String {
+    format!("comparing both sides… {} of {}", human(done), human(of))
+}
+
+/// A verification that found both sides equal.
+pub const IDENTICAL: &str = "identical, byte for byte";
+
+/// A verification that found the first difference at `at`.
+pub fn differs_from(at: u64) -> String {
+    format!("DIFFERENT from byte {at}")
+}
+
+/// A verification that could not give an answer.
+pub fn could_not_verify(why: &dyn std::fmt::Display) -> String {
+    format!("could not verify: {why}")
+}
+
+/// A comparison of a target of another size with its source (the
+/// partitions and the bytes around them).
+pub fn compared(c: &livemirror_core::partition::Comparison) -> String {
+    match &c.difference {
+        None => format!("identical — compared {}", c.compared),
+        Some(d) => format!("DIFFERENT ({d}) — compared {}", c.compared),
+    }
+}
+
 /// Why the Done screen does not verify on its own, if it does not: a
 /// share's clients or the source's own users may be writing while it
 /// would read, and their new writes would look like faults.

@@ -174,17 +174,14 @@ impl DoneScreen {
             }
             Verify::Running(Some(map)) => {
                 let (done, of) = map.progress();
-                format!("comparing both sides… {} of {}", human(done), human(of))
+                text::comparing(done, of)
             }
             Verify::Running(None) => "comparing both sides…".into(),
-            Verify::Found(Found::Identical, _) => "identical, byte for byte".into(),
-            Verify::Found(Found::DiffersAt(at), _) => format!("DIFFERENT from byte {at}"),
+            Verify::Found(Found::Identical, _) => text::IDENTICAL.into(),
+            Verify::Found(Found::DiffersAt(at), _) => text::differs_from(*at),
             Verify::Found(Found::Skipped, _) => "skipped".into(),
-            Verify::Found(Found::Error(e), _) => format!("could not verify: {e}"),
-            Verify::Compared(c) => match &c.difference {
-                None => format!("identical — compared {}", c.compared),
-                Some(d) => format!("DIFFERENT ({d}) — compared {}", c.compared),
-            },
+            Verify::Found(Found::Error(e), _) => text::could_not_verify(e),
+            Verify::Compared(c) => text::compared(c),
         }
     }
 

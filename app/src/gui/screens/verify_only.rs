@@ -10,7 +10,7 @@ use eframe::egui;
 use crate::gui::action::Action;
 use crate::gui::screens::running::BUTTON;
 use crate::gui::widgets::verify::{Found, VerifyMap, map_ui};
-use crate::text::human;
+use crate::text::{self, human};
 
 pub struct VerifyOnlyScreen {
     pub source: PathBuf,
@@ -50,13 +50,15 @@ impl VerifyOnlyScreen {
         match &self.found {
             None => {
                 let (done, of) = self.map.progress();
-                let doing = if self.repaired { "repairing" } else { "comparing both sides" };
-                format!("{doing}… {} of {}", human(done), human(of))
+                match self.repaired {
+                    true => format!("repairing… {} of {}", human(done), human(of)),
+                    false => text::comparing(done, of),
+                }
             }
-            Some(Found::Identical) => format!("{repaired}identical, byte for byte"),
-            Some(Found::DiffersAt(at)) => format!("{repaired}DIFFERENT from byte {at}"),
+            Some(Found::Identical) => format!("{repaired}{}", text::IDENTICAL),
+            Some(Found::DiffersAt(at)) => format!("{repaired}{}", text::differs_from(*at)),
             Some(Found::Skipped) => "stopped".into(),
-            Some(Found::Error(e)) => format!("could not verify: {e}"),
+            Some(Found::Error(e)) => text::could_not_verify(e),
         }
     }
 
