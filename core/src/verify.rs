@@ -1,9 +1,10 @@
 //! Verify a copy against its source, and repair it: `livemirror verify`.
 //!
-//! Both devices are read in pieces ([`pipeline`]): from the media both
-//! sides at once and ahead of the comparison, so a pass runs at the speed
-//! of the slower device; through the page cache on the comparing thread. Runs that both sides report as holes or zeroes are
-//! skipped without reading. Equal pieces cost one `memcmp`; an unequal one
+//! Both devices are read in pieces ([`pipeline`]): both sides at once and
+//! ahead of the comparison, so a pass runs at the speed of the slower
+//! device; on the comparing thread when both are already in the page
+//! cache. Runs that both sides report as holes or zeroes are skipped
+//! without reading. Equal pieces cost one `memcmp`; an unequal one
 //! is searched chunk by chunk (the same comparison the job's compare
 //! passes use: [`differing_chunks`]) and reported as merged extents, in
 //! order, as the pass finds them.
@@ -42,19 +43,6 @@ pub enum Reading {
     /// memory when the data are cached, but a cached page proves nothing
     /// about the medium under it.
     Cached,
-}
-
-impl Reading {
-    /// Bytes per read: large for sequential speed off a disk (a direct read
-    /// this size is split into several requests in flight); from the cache
-    /// small enough that both sides' pieces stay in the core's cache
-    /// until they are compared.
-    fn piece(self) -> u64 {
-        match self {
-            Reading::Medium => 4 << 20,
-            Reading::Cached => 512 << 10,
-        }
-    }
 }
 
 /// A range of bytes that differs between source and target.
@@ -266,6 +254,31 @@ mod tests {
         s.write_at(&data, 0).unwrap();
         t.write_at(&data, 0).unwrap();
         (s, t)
+    }
+
+    /// Two image files both in the page cache: a cached pass compares them
+    /// on the calling thread (no readers), and still finds a flipped byte.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_cached_pass_over_cached_files_finds_a_flipped_byte() {
+        use crate::device::OpenOptions;
+        let len = 8 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = pattern(len, 3);
+        std::fs::write(dir.path().join("s"), &data).unwrap();
+        data[5_000_001] ^= 1;
+        std::fs::write(dir.path().join("t"), &data).unwrap();
+        let open = |name| OpenOptions::new().open(dir.path().join(name)).unwrap();
+        let (s, t) = (open("s"), open("t"));
+        // Just written: their pages are in the cache (read them to be sure).
+        let mut buf = vec![0; len];
+        s.read_at(&mut buf, 0).unwrap();
+        t.read_at(&mut buf, 0).unwrap();
+        assert!(pipeline::both_cached(&s, &t), "both files are cached");
+        let mut found = Vec::new();
+        let whole = 0..len as u64;
+        verify(&s, &t, std::slice::from_ref(&whole), Reading::Cached, |d| found.push(d)).unwrap();
+        assert_eq!(found, [Difference { offset: 5_000_001 / CHUNK * CHUNK, len: CHUNK }]);
     }
 
     fn run(s: &dyn BlockDevice, t: &dyn BlockDevice) -> (Summary, Vec<Difference>) {

@@ -88,6 +88,29 @@ fn file_device_conforms() {
     conforms(&dev);
 }
 
+/// What the page cache holds of a file: all of it once read, none once
+/// written back and dropped (`cachestat`, Linux 6.5+); a device in memory
+/// cannot tell.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_file_device_says_what_the_page_cache_holds() {
+    use std::os::fd::AsRawFd;
+    const MIB: u64 = 1 << 20;
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), vec![7u8; MIB as usize]).unwrap();
+    let dev = OpenOptions::new().open(f.path()).unwrap();
+    let mut buf = vec![0; MIB as usize];
+    dev.read_at(&mut buf, 0).unwrap();
+    assert_eq!(dev.cached_bytes(0, MIB), Some(MIB));
+    f.as_file().sync_all().unwrap();
+    // SAFETY: a plain syscall on an open descriptor.
+    let r =
+        unsafe { libc::posix_fadvise(f.as_file().as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(r, 0);
+    assert_eq!(dev.cached_bytes(0, MIB), Some(0));
+    assert_eq!(MemoryDevice::new(MIB).cached_bytes(0, MIB), None);
+}
+
 /// A descriptor opened elsewhere (as udisks2 hands one over) behaves exactly
 /// like a device opened by path: same contract, same identity, named by the
 /// path it was given.

@@ -197,6 +197,12 @@ impl BlockDevice for FileDevice {
         self.direct.is_some()
     }
 
+    fn cached_bytes(&self, offset: u64, len: u64) -> Option<u64> {
+        sys::cached_bytes(&self.file, offset, len)
+            .inspect_err(|e| tracing::debug!(error = %e, "cannot tell what the page cache holds"))
+            .ok()
+    }
+
     fn regular_file(&self) -> Option<&std::fs::File> {
         (!self.is_block).then_some(&self.file)
     }

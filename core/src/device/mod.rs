@@ -112,6 +112,10 @@ macro_rules! forward_geometry {
             self.$inner.remote()
         }
 
+        fn cached_bytes(&self, offset: u64, len: u64) -> Option<u64> {
+            self.$inner.cached_bytes(offset, len)
+        }
+
         fn id(&self) -> $crate::device::DeviceId {
             self.$inner.id()
         }
@@ -179,6 +183,15 @@ pub trait BlockDevice: Send + Sync {
     /// Compare passes read the source this way. The default is `read_at`.
     fn read_uncached(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.read_at(buf, offset)
+    }
+
+    /// How many bytes of `offset..offset + len` the host's page cache
+    /// holds, where the device can tell (a local file or disk on Linux
+    /// 6.5+, `cachestat`): a reader through the cache then knows whether it
+    /// will copy memory or wait for the disk. `None` when it cannot tell.
+    fn cached_bytes(&self, offset: u64, len: u64) -> Option<u64> {
+        let _ = (offset, len);
+        None
     }
 
     /// True when aligned reads bypass every host cache (`O_DIRECT`), so a

@@ -24,8 +24,8 @@ pub use host::ioctl;
 /// write-behind.
 pub(crate) use host::write_all_at;
 pub(super) use host::{
-    allocation, discard_range, drop_cached, make_sparse, open_direct, probe, read_exact_at,
-    zero_range,
+    allocation, cached_bytes, discard_range, drop_cached, make_sparse, open_direct, probe,
+    read_exact_at, zero_range,
 };
 #[cfg(target_os = "linux")]
 pub(super) use host::{clone_range, direct_alignment};

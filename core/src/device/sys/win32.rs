@@ -163,6 +163,11 @@ pub fn drop_cached(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Windows has no call saying which pages of a file its cache holds.
+pub fn cached_bytes(_file: &File, _offset: u64, _len: u64) -> io::Result<u64> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 pub fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
         match file.seek_read(buf, offset) {
