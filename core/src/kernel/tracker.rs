@@ -72,7 +72,7 @@ static OBJECT: Option<&[u8]> = None;
 pub const MAX_SPAN_WORDS: u64 = 1 << 20;
 
 // Indexes into the STATS map (enum in track.bpf.c).
-/// The tracker's program in the object (see `bpf/tracker.bpf.c`).
+/// The tracker's program in the object (`track.bpf.c`).
 const PROGRAM: &str = "on_rq_complete";
 const STAT_MARKER: usize = 0;
 const STAT_OVERFLOW: usize = 1;
