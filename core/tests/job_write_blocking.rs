@@ -96,7 +96,9 @@ async fn switching_to_write_blocking_mid_copy_loses_nothing() {
     let (job, mut rx) = start(&p, p.target.clone(), opts);
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..4).map(|q| busy_writer(p.live.clone(), stop.clone(), q)).collect();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Mid-copy: a quarter copied (at 32 MiB/s, with the writers going).
+    let st = status_until(&job, |s| s.progress.copied >= LEN as u64 / 4).await;
+    assert!(st.progress.copied < LEN as u64, "switched mid-copy: {:?}", st.progress);
     job.send(Command::SetCopyMode(CopyMode::WriteBlocking)).await.unwrap();
     job.send(Command::SetSpeed(0)).await.unwrap();
     until(&mut rx, is_ready).await;
