@@ -115,17 +115,7 @@ pub fn interrupted(job: &JobHandle, count: u32) {
 async fn ask(failure: &IoFailure, controlled: bool) -> Option<Decision> {
     if !std::io::stdin().is_terminal() {
         if controlled {
-            if failure.lost {
-                eprintln!(
-                    "{} connection lost: waiting for a decision on the control socket \
-                     (decide retry|stop)",
-                    failure.side
-                );
-            } else {
-                eprintln!(
-                    "waiting for a decision on the control socket (decide retry|ignore|stop)"
-                );
-            }
+            eprintln!("{}", crate::text::failure::waiting_on_control(failure));
             return None;
         }
         eprintln!("no terminal or control socket to ask on: stopping");

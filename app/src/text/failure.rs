@@ -127,6 +127,19 @@ pub fn job(e: &JobFailure) -> String {
     }
 }
 
+/// What the terminal says when only the control socket can answer: a lost
+/// device by what was lost ("target connection lost", "the target went
+/// away …"), with the decisions it can take.
+pub fn waiting_on_control(f: &IoFailure) -> String {
+    match meaning(f) {
+        Some(m @ (Meaning::ConnectionLost | Meaning::Gone)) => format!(
+            "{}: waiting for a decision on the control socket (decide retry|stop)",
+            headline(m, f)
+        ),
+        _ => "waiting for a decision on the control socket (decide retry|ignore|stop)".into(),
+    }
+}
+
 /// The error prompt's heading: what happened, when the error says it
 /// plainly ("The target is full"), else which side could not be what.
 pub fn prompt_heading(f: &IoFailure) -> String {
@@ -210,6 +223,26 @@ mod tests {
         assert!(reset.starts_with("target connection lost — flush: "), "{reset}");
         let lost = failure(Side::Target, IoOperation::Write, os(libc::ECONNRESET));
         assert_eq!(prompt_heading(&lost), "Target connection lost");
+    }
+
+    /// Only the control socket can answer: a lost connection and an
+    /// unplugged disk are told apart, and neither is offered Ignore.
+    #[test]
+    fn waiting_on_the_control_socket_says_what_was_lost() {
+        let waiting =
+            |errno| waiting_on_control(&failure(Side::Target, IoOperation::Write, os(errno)));
+        assert_eq!(
+            waiting(libc::ECONNRESET),
+            "target connection lost: waiting for a decision on the control socket (decide retry|stop)"
+        );
+        assert_eq!(
+            waiting(libc::ENODEV),
+            "the target went away (unplugged or removed): waiting for a decision on the control socket (decide retry|stop)"
+        );
+        assert_eq!(
+            waiting(libc::EIO),
+            "waiting for a decision on the control socket (decide retry|ignore|stop)"
+        );
     }
 
     #[test]
