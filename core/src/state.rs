@@ -7,9 +7,10 @@ use std::fmt;
 use serde::Serialize;
 
 /// The job's lifecycle, as in QEMU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum JobState {
+    #[default]
     Created,
     Running,
     Paused,

@@ -110,25 +110,7 @@ mod tests {
 
     /// A job's status in `state`, with `speed` as its limit.
     fn status(state: JobState, speed: u64) -> JobStatus {
-        use livemirror_core::job::{CopyMode, IoStatus, Progress, Tracking};
-        JobStatus {
-            state,
-            progress: Progress::default(),
-            speed,
-            copy_mode: CopyMode::Background,
-            tracking: Tracking::Nbd,
-            verify: false,
-            io_status: IoStatus::Ok,
-            ready: state.is_ready(),
-            held_ms: None,
-            pending_error: None,
-            errors: 0,
-            data_bytes: 0,
-            zero_bytes: 0,
-            skipped_bytes: 0,
-            cloned_bytes: 0,
-            outcome: None,
-        }
+        JobStatus { state, speed, ready: state.is_ready(), ..JobStatus::default() }
     }
 
     #[test]

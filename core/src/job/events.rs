@@ -183,8 +183,9 @@ impl Proof {
     }
 }
 
-/// A snapshot of the job, kept current for queries and the GUI.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A snapshot of the job, kept current for queries and the GUI. The
+/// default is a job just created, with nothing done.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct JobStatus {
     pub state: JobState,

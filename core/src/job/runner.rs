@@ -77,22 +77,11 @@ pub(super) struct Setup {
 
 pub(super) fn initial_status(opts: &MirrorOptions) -> JobStatus {
     JobStatus {
-        state: JobState::Created,
-        progress: Progress::default(),
         speed: opts.speed,
         copy_mode: opts.copy_mode,
         tracking: opts.tracking,
         verify: opts.verifies(),
-        io_status: IoStatus::Ok,
-        ready: false,
-        held_ms: None,
-        pending_error: None,
-        errors: 0,
-        data_bytes: 0,
-        zero_bytes: 0,
-        skipped_bytes: 0,
-        cloned_bytes: 0,
-        outcome: None,
+        ..JobStatus::default()
     }
 }
 
