@@ -51,8 +51,14 @@ pub struct IoFailure {
 
 impl IoFailure {
     pub fn new(side: Side, operation: IoOperation, offset: u64, len: u64, e: &io::Error) -> Self {
-        let errno = errno_of(e);
+        let errno = errno_in(e);
         IoFailure { side, operation, offset, len, errno, message: e.to_string(), lost: gone(errno) }
+    }
+
+    /// True when the device was lost because its connection to a server
+    /// broke; a lost device that is not this is a local disk that went away.
+    pub fn connection_lost(&self) -> bool {
+        self.lost && broken_connection(self.errno)
     }
 
     /// True for "no space left on device" (`ENOSPC`, or Windows'
@@ -65,7 +71,6 @@ impl IoFailure {
 /// True for the errors of a device that is no longer there (see
 /// [`IoFailure::lost`]).
 fn gone(errno: i32) -> bool {
-    use io::ErrorKind::*;
     if errno == 0 {
         return false;
     }
@@ -73,9 +78,17 @@ fn gone(errno: i32) -> bool {
     if [libc::ENODEV, libc::ENXIO, libc::ESHUTDOWN].contains(&errno) {
         return true;
     }
-    matches!(
-        io::Error::from_raw_os_error(errno).kind(),
-        ConnectionReset
+    broken_connection(errno)
+}
+
+/// True for the errors of a connection to a server that broke (the other
+/// way a device is lost: see [`IoFailure::connection_lost`]).
+fn broken_connection(errno: i32) -> bool {
+    use io::ErrorKind::*;
+    errno != 0
+        && matches!(
+            io::Error::from_raw_os_error(errno).kind(),
+            ConnectionReset
             | ConnectionAborted
             | ConnectionRefused
             | BrokenPipe
@@ -83,20 +96,12 @@ fn gone(errno: i32) -> bool {
             | TimedOut
             // The server's unix socket is gone (a reconnect found no socket).
             | NotFound
-    )
+        )
 }
 
-/// The OS error number of `e`, also when it wraps one under a message of
-/// its own (the NBD client's "connection lost: …" over ECONNRESET); 0 if
-/// there is none.
-fn errno_of(e: &io::Error) -> i32 {
-    match e.raw_os_error() {
-        Some(n) => n,
-        None => e.get_ref().and_then(|inner| inner.source()).map_or(0, errno_in),
-    }
-}
-
-/// The first OS error number in `e`'s chain of causes; 0 if there is none.
+/// The first OS error number in `e`'s chain of causes, also when an
+/// `io::Error` wraps one under a message of its own (the NBD client's
+/// "connection lost: …" over ECONNRESET); 0 if there is none.
 fn errno_in(e: &(dyn std::error::Error + 'static)) -> i32 {
     let mut cause = Some(e);
     while let Some(c) = cause {

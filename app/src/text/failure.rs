@@ -36,23 +36,10 @@ fn meaning(f: &IoFailure) -> Option<Meaning> {
     if f.errno == 0 {
         return None;
     }
-    let kind = io::Error::from_raw_os_error(f.errno).kind();
     if f.lost {
-        // The kinds core counts as a lost connection (see `IoFailure::lost`);
-        // the rest of what it counts as lost is a device that went away.
-        let connection = matches!(
-            kind,
-            ErrorKind::ConnectionReset
-                | ErrorKind::ConnectionAborted
-                | ErrorKind::ConnectionRefused
-                | ErrorKind::BrokenPipe
-                | ErrorKind::NotConnected
-                | ErrorKind::TimedOut
-                | ErrorKind::NotFound
-        );
-        return Some(if connection { Meaning::ConnectionLost } else { Meaning::Gone });
+        return Some(if f.connection_lost() { Meaning::ConnectionLost } else { Meaning::Gone });
     }
-    match kind {
+    match io::Error::from_raw_os_error(f.errno).kind() {
         ErrorKind::StorageFull => Some(Meaning::Full),
         ErrorKind::ReadOnlyFilesystem => Some(Meaning::ReadOnly),
         ErrorKind::PermissionDenied => Some(Meaning::Denied),

@@ -72,7 +72,6 @@ pub(super) fn for_each_piece(
     if reading == Reading::Cached && both_cached(source, target) {
         return inline(source, target, ranges, CACHED_PIECE, each);
     }
-    let max = READ_PIECE;
     std::thread::scope(|s| {
         let mut jobs = Vec::new();
         let mut lanes = Vec::new();
@@ -81,12 +80,14 @@ pub(super) fn for_each_piece(
                 let (job_tx, job_rx) = sync_channel::<Result<Piece, IoFailure>>(BUFFERS);
                 let (out_tx, out_rx) = sync_channel::<Delivery>(BUFFERS);
                 let (back_tx, back_rx) = sync_channel::<AlignedBuf>(BUFFERS);
-                s.spawn(move || read_pieces(dev, side, reading, max, job_rx, out_tx, back_rx));
+                s.spawn(move || {
+                    read_pieces(dev, side, reading, READ_PIECE, job_rx, out_tx, back_rx)
+                });
                 jobs.push(job_tx);
                 lanes.push((out_rx, back_tx));
             }
         }
-        s.spawn(move || plan(source, target, ranges, max, jobs));
+        s.spawn(move || plan(source, target, ranges, READ_PIECE, jobs));
         let (sources, targets) = lanes.split_at(READERS);
         let mut j = 0;
         loop {
@@ -166,7 +167,7 @@ fn inline(
 /// The pieces of `ranges` in order (data pieces at most `max` bytes); an
 /// error is the last item.
 struct Pieces<'a, R> {
-    sides: [Extents<'a>; 2],
+    sides: [StatusCursor<'a>; 2],
     ranges: R,
     /// The range being cut, from its next byte.
     current: Range<u64>,
@@ -176,7 +177,8 @@ struct Pieces<'a, R> {
 
 impl<'a, R: Iterator<Item = Range<u64>>> Pieces<'a, R> {
     fn new(source: &'a dyn BlockDevice, target: &'a dyn BlockDevice, ranges: R, max: u64) -> Self {
-        let sides = [Extents::new(source, Side::Source), Extents::new(target, Side::Target)];
+        let sides =
+            [StatusCursor::new(source, Side::Source), StatusCursor::new(target, Side::Target)];
         Pieces { sides, ranges, current: 0..0, max, failed: false }
     }
 }
@@ -252,11 +254,11 @@ fn read_pieces(
     }
 }
 
-/// One side's block status over the range being cut, walked with
-/// [`extents`] and asked once per extent rather than once per piece: an
-/// answer covers every piece up to the end of its run (a file's
+/// Where one side's block status stands in the range being cut, walked
+/// with [`extents`] and asked once per extent rather than once per piece:
+/// an answer covers every piece up to the end of its run (a file's
 /// `SEEK_DATA`/`SEEK_HOLE`, an NBD round trip).
-struct Extents<'a> {
+struct StatusCursor<'a> {
     dev: &'a dyn BlockDevice,
     side: Side,
     /// The walk, and the end of the range it walks.
@@ -265,9 +267,9 @@ struct Extents<'a> {
     known: Option<Extent<Allocation>>,
 }
 
-impl<'a> Extents<'a> {
+impl<'a> StatusCursor<'a> {
     fn new(dev: &'a dyn BlockDevice, side: Side) -> Self {
-        Extents { dev, side, walk: None, known: None }
+        StatusCursor { dev, side, walk: None, known: None }
     }
 
     /// Whether `pos` reads as zeroes, and where that run ends (at most
@@ -294,7 +296,7 @@ impl<'a> Extents<'a> {
 /// run for at most `max` bytes, over neighbouring runs that are not zero on
 /// both sides, so reads stay large.
 fn both_zero_run(
-    sides: &mut [Extents; 2],
+    sides: &mut [StatusCursor; 2],
     pos: u64,
     end: u64,
     max: u64,

@@ -142,22 +142,17 @@ impl Check {
             c.notes.push(crate::text::sentence(untracked));
         }
         if !target_exists {
-            match target_path.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
-                    c.problems.push(format!("Target: the folder {} does not exist", dir.display()))
-                }
-                _ => {
-                    if let Some(s) = &src {
-                        let kind = match ImageFormat::of_new_name(&target_path) {
-                            ImageFormat::Qcow2 => "qcow2 image",
-                            ImageFormat::Raw => "image file",
-                        };
-                        c.notes.push(format!(
-                            "A new {kind} will be created at {target}, {} like the source (sparse: it takes only the space of what is copied).",
-                            human(s.len())
-                        ));
-                    }
-                }
+            if let Some(problem) = missing_folder(&target_path) {
+                c.problems.push(problem);
+            } else if let Some(s) = &src {
+                let kind = match ImageFormat::of_new_name(&target_path) {
+                    ImageFormat::Qcow2 => "qcow2 image",
+                    ImageFormat::Raw => "image file",
+                };
+                c.notes.push(format!(
+                    "A new {kind} will be created at {target}, {} like the source (sparse: it takes only the space of what is copied).",
+                    human(s.len())
+                ));
             }
             return c;
         }
@@ -222,15 +217,13 @@ impl Check {
             self.problems.push(text::flash::not_shared(format));
         }
         if !self.target_exists {
-            match target_path.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => self
-                    .problems
-                    .push(format!("Target: the folder {} does not exist", dir.display())),
-                _ if ImageFormat::of_new_name(target_path) == ImageFormat::Qcow2 => {
-                    let e = FlashTargetError::NewQcow2FromStream { compression: format };
-                    self.problems.push(text::sentence(&e.to_string()));
-                }
-                _ => self.notes.push(text::flash::new_file(target_path)),
+            if let Some(problem) = missing_folder(target_path) {
+                self.problems.push(problem);
+            } else if ImageFormat::of_new_name(target_path) == ImageFormat::Qcow2 {
+                let e = FlashTargetError::NewQcow2FromStream { compression: format };
+                self.problems.push(text::sentence(&e.to_string()));
+            } else {
+                self.notes.push(text::flash::new_file(target_path));
             }
             return;
         }
@@ -346,8 +339,13 @@ impl BlockDevice for ListedSize {
     }
 }
 
-/// How a disk in the target list compares with the source, by size alone
-/// (the chosen pair's partitions are checked below the lists).
+/// A new target's folder that does not exist, as a problem (a stat: on the
+/// engine, with the rest of the check).
+fn missing_folder(target: &Path) -> Option<String> {
+    let dir = target.parent().filter(|d| !d.as_os_str().is_empty())?;
+    (!dir.is_dir()).then(|| format!("Target: the folder {} does not exist", dir.display()))
+}
+
 /// What only `livemirror clone` writes, as a problem: a new `.zst` image
 /// out (`target_exists`: it is not new).
 fn new_zst(source: &Path, target: &Path, target_exists: bool) -> Option<String> {
@@ -361,6 +359,8 @@ fn new_zst(source: &Path, target: &Path, target_exists: bool) -> Option<String> 
     })
 }
 
+/// How a disk in the target list compares with the source, by size alone
+/// (the chosen pair's partitions are checked below the lists).
 fn compared_size(target: u64, source: u64) -> String {
     match target.cmp(&source) {
         std::cmp::Ordering::Equal => "the source's size".into(),
