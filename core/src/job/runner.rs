@@ -446,12 +446,14 @@ impl Runner {
             // range stays dirty and nothing more needs saying.
             return;
         }
-        self.emit(JobEvent::Error { failure: failure.clone(), action });
+        let event = JobEvent::Error { failure: failure.clone(), action };
         match action {
             ErrorAction::Report => {
+                self.emit(event);
                 self.abort(Outcome::Failed { error: JobFailure::Io(failure) }, false)
             }
             ErrorAction::Ignore => {
+                self.emit(event);
                 self.hold_until = Some(Instant::now() + self.backoff);
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             }
@@ -459,6 +461,11 @@ impl Runner {
                 self.io_status =
                     if failure.is_nospace() { IoStatus::Nospace } else { IoStatus::Failed };
                 self.machine.ask(failure);
+                // The question is published before anyone hears of it, so a
+                // query agrees with the events: one that shows no pending
+                // error comes before the ERROR event, never after it.
+                self.publish();
+                self.emit(event);
                 self.show_state();
             }
         }
